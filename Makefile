@@ -1,0 +1,41 @@
+# orbit-hil: every entry point a user needs. The first run of `make test` or
+# `make demo` creates .venv and installs what is missing.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+JOBS   ?= 2
+
+.PHONY: test lint bench demo venv iverilog verilator clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "orbit-hil needs Python 3.11 or newer: install python3.11 and python3.11-venv, or run make PYTHON=python3.11")'
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || { echo "orbit-hil: python venv module missing: sudo apt-get install python3-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+iverilog:
+	@tools/ensure-tool.sh iverilog iverilog
+
+verilator:
+	@tools/ensure-tool.sh verilator verilator
+
+test: venv iverilog
+	$(PY) -m pytest -n $(JOBS) --junitxml=results/junit.xml
+
+lint: venv verilator
+	hdl/lint.sh
+	$(PY) -m ruff check protocol firmware_sim host tests cocotb_tests bench tools
+
+bench: venv iverilog
+	$(PY) -m bench
+
+demo: venv
+	$(PY) -m host.demo
+
+clean:
+	rm -rf sim_build results reports .pytest_cache
