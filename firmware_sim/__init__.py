@@ -1,0 +1,1 @@
+"""orbit-hil flight software model and the bit-exact accelerator model."""

@@ -1,0 +1,65 @@
+"""Where each scratchpad codeword bit sits physically: the one map for RTL, model and campaigns.
+
+A bank is ``bank_words / interleave`` rows of ``interleave * codeword_bits`` cells.
+Cell ``x`` of row ``p`` holds bit ``x // interleave`` of word ``p * interleave + x % interleave``
+(see docs/REGISTERS.md, "Physical layout"); ``scc_spm_bank.v`` uses the same formula.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """A physical memory cell: bank, row and cell index within the row."""
+
+    bank: int
+    row: int
+    cell: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The scratchpad's geometry for one build of the chip."""
+
+    bank_words: int
+    codeword_bits: int
+    interleave: int = 1
+
+    def __post_init__(self) -> None:
+        if self.interleave not in (1, 2, 4, 8):
+            raise ValueError(f"interleave must be 1, 2, 4 or 8, got {self.interleave}")
+        if self.bank_words % self.interleave:
+            raise ValueError(
+                f"bank_words ({self.bank_words}) must be a multiple of interleave "
+                f"({self.interleave})"
+            )
+
+    @property
+    def rows(self) -> int:
+        return self.bank_words // self.interleave
+
+    @property
+    def row_cells(self) -> int:
+        return self.interleave * self.codeword_bits
+
+    def cell_of(self, word: int, bit: int) -> Cell:
+        """The cell that holds codeword bit ``bit`` of scratchpad word ``word``."""
+        bank, w = divmod(word, self.bank_words)
+        row, slot = divmod(w, self.interleave)
+        return Cell(bank, row, bit * self.interleave + slot)
+
+    def word_bit_of(self, cell: Cell) -> tuple[int, int]:
+        """The (scratchpad word, codeword bit) a cell holds."""
+        bit, slot = divmod(cell.cell, self.interleave)
+        return cell.bank * self.bank_words + cell.row * self.interleave + slot, bit
+
+    def adjacent(self, cell: Cell, count: int) -> list[Cell]:
+        """``count`` cells side by side in one row starting at ``cell`` (a multi-bit upset)."""
+        if cell.cell + count > self.row_cells:
+            raise ValueError(
+                f"{count} adjacent cells from cell {cell.cell} run past the row end "
+                f"({self.row_cells} cells)"
+            )
+        return [Cell(cell.bank, cell.row, cell.cell + k) for k in range(count)]
