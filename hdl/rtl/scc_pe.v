@@ -1,0 +1,56 @@
+// scc_pe: one processing element of the output-stationary systolic array.
+//
+// Multiplies the int8 operands arriving from the left (a) and from above (b)
+// and adds the int16 product into a wrapping int32 accumulator when valid_i.
+// Operands pass on to the right and downward one cycle later.
+// Throughput one MAC per cycle; clear_i zeroes the accumulator.
+// Protection: none. Fault site: acc_q (32 bits).
+
+`default_nettype none
+
+module scc_pe (
+  input  wire              clk_i,
+  input  wire              rst_ni,
+  input  wire              clear_i,
+  input  wire signed [7:0] a_i,
+  input  wire              valid_i,
+  input  wire signed [7:0] b_i,
+  output wire signed [7:0] a_o,
+  output wire              valid_o,
+  output wire signed [7:0] b_o,
+  output wire       [31:0] acc_o
+);
+
+  reg signed [7:0] a_q;
+  reg              valid_q;
+  reg signed [7:0] b_q;
+  reg       [31:0] acc_q;
+
+  wire signed [15:0] product = a_i * b_i;
+
+  always @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      a_q     <= 8'sd0;
+      valid_q <= 1'b0;
+      b_q     <= 8'sd0;
+      acc_q   <= 32'd0;
+    end else begin
+      a_q     <= a_i;
+      valid_q <= valid_i;
+      b_q     <= b_i;
+      if (clear_i) begin
+        acc_q <= 32'd0;
+      end else if (valid_i) begin
+        acc_q <= acc_q + {{16{product[15]}}, product};
+      end
+    end
+  end
+
+  assign a_o     = a_q;
+  assign valid_o = valid_q;
+  assign b_o     = b_q;
+  assign acc_o   = acc_q;
+
+endmodule
+
+`default_nettype wire

@@ -1,0 +1,152 @@
+// scc_spm_bank: one single-port scratchpad bank with SECDED ECC.
+//
+// BANK_WORDS words of DW data bits, each stored as a codeword of CW = DW + P
+// bits (CW = DW without ECC). Physically BANK_WORDS / INTERLEAVE rows of
+// INTERLEAVE * CW cells; cell x of row p holds bit x / INTERLEAVE of word
+// p * INTERLEAVE + x % INTERLEAVE (docs/REGISTERS.md, "Physical layout";
+// firmware_sim/accel/layout.py holds the same map).
+// One access per cycle: a write encodes and stores wdata_i; a read returns the
+// decoded word the next cycle with rvalid_o, single_o (corrected) and
+// double_o (uncorrectable).
+// Fault sites: every cell of mem_q.
+
+`default_nettype none
+
+module scc_spm_bank #(
+  // Data bits per word.
+  parameter integer DW = 32,
+  // Words in the bank; a power of two.
+  parameter integer BANK_WORDS = 1024,
+  // Words bit-interleaved in one physical row: 1, 2, 4 or 8.
+  parameter integer INTERLEAVE = 1,
+  // 1: store SECDED check bits and correct on read.
+  parameter integer ECC_EN = 1,
+  // Word address bits (derived).
+  parameter integer AW = $clog2(BANK_WORDS)
+) (
+  input  wire          clk_i,
+  input  wire          en_i,
+  input  wire          we_i,
+  input  wire [AW-1:0] addr_i,
+  input  wire [DW-1:0] wdata_i,
+  output wire          rvalid_o,
+  output wire [DW-1:0] rdata_o,
+  output wire          single_o,
+  output wire          double_o
+);
+
+  localparam integer P    = (ECC_EN == 0) ? 0 :
+                            (DW == 16) ? 6 : (DW == 32) ? 7 : (DW == 64) ? 8 : 9;
+  localparam integer CW   = DW + P;
+  localparam integer ROWS = BANK_WORDS / INTERLEAVE;
+  localparam integer RW   = INTERLEAVE * CW;
+  // Slot bits: log2(INTERLEAVE), and at least one bit for the slot registers.
+  localparam integer LI   = (INTERLEAVE == 8) ? 3 : (INTERLEAVE == 4) ? 2 :
+                            (INTERLEAVE == 2) ? 1 : 0;
+  localparam integer SW   = (LI > 0) ? LI : 1;
+  // Row address bits.
+  localparam integer RA   = AW - LI;
+
+  initial begin
+    if (INTERLEAVE != 1 && INTERLEAVE != 2 && INTERLEAVE != 4 && INTERLEAVE != 8) begin
+      $error("%m: INTERLEAVE must be 1, 2, 4 or 8, got %0d", INTERLEAVE);
+      $finish;
+    end
+    if ((1 << AW) != BANK_WORDS) begin
+      $error("%m: BANK_WORDS must be a power of two, got %0d", BANK_WORDS);
+      $finish;
+    end
+  end
+
+  reg [RW-1:0] mem_q [0:ROWS-1];
+
+  // Memory powers up as all-zero codewords (valid with the Hsiao code), so
+  // that simulation starts from a defined, error-free state.
+  integer r;
+  initial begin
+    for (r = 0; r < ROWS; r = r + 1) mem_q[r] = {RW{1'b0}};
+  end
+
+  wire [CW-1:0] wcode;
+  generate
+    if (ECC_EN != 0) begin : g_enc
+      scc_secded_enc #(.DW(DW)) u_enc (.data_i(wdata_i), .code_o(wcode));
+    end else begin : g_bare
+      assign wcode = wdata_i;
+    end
+  endgenerate
+
+  wire [RA-1:0] row_w;
+  wire [SW-1:0] slot_w;
+  generate
+    if (LI > 0) begin : g_split
+      assign row_w  = addr_i[AW-1:LI];
+      assign slot_w = addr_i[SW-1:0];
+    end else begin : g_whole
+      assign row_w  = addr_i;
+      assign slot_w = 1'b0;
+    end
+  endgenerate
+
+  // The physical row after writing wcode into its slot.
+  reg [RW-1:0] row_merged;
+  integer b;
+  integer wslot;
+  always @* begin
+    wslot      = {{(32-SW){1'b0}}, slot_w};
+    row_merged = mem_q[row_w];
+    for (b = 0; b < CW; b = b + 1) begin
+      row_merged[b * INTERLEAVE + wslot] = wcode[b];
+    end
+  end
+
+  reg [RW-1:0] rrow_q;
+  reg [SW-1:0] rslot_q;
+  reg          rvalid_q;
+  always @(posedge clk_i) begin
+    rvalid_q <= en_i & ~we_i;
+    if (en_i) begin
+      if (we_i) begin
+        mem_q[row_w] <= row_merged;
+      end else begin
+        rrow_q  <= mem_q[row_w];
+        rslot_q <= slot_w;
+      end
+    end
+  end
+
+  reg [CW-1:0] rcode;
+  integer rslot;
+  always @* begin
+    rslot = {{(32-SW){1'b0}}, rslot_q};
+    rcode = {CW{1'b0}};
+    for (b = 0; b < CW; b = b + 1) begin
+      rcode[b] = rrow_q[b * INTERLEAVE + rslot];
+    end
+  end
+
+  generate
+    if (ECC_EN != 0) begin : g_dec
+      // The syndrome is for debug views only.
+      /* verilator lint_off UNUSEDSIGNAL */
+      wire [P-1:0] syndrome;
+      /* verilator lint_on UNUSEDSIGNAL */
+      scc_secded_dec #(.DW(DW)) u_dec (
+        .code_i     (rcode),
+        .data_o     (rdata_o),
+        .syndrome_o (syndrome),
+        .single_o   (single_o),
+        .double_o   (double_o)
+      );
+    end else begin : g_nodec
+      assign rdata_o  = rcode;
+      assign single_o = 1'b0;
+      assign double_o = 1'b0;
+    end
+  endgenerate
+
+  assign rvalid_o = rvalid_q;
+
+endmodule
+
+`default_nettype wire

@@ -1,0 +1,198 @@
+"""Authentication of hazardous telecommands, in the spirit of CCSDS SDLS (docs/ICD.md).
+
+A hazardous TC ends its application data with a 22-octet trailer:
+``key_id u16 | anti-replay seq u32 | tag 16 octets``. The tag is HMAC-SHA256, truncated to
+16 octets, keyed by the key ``key_id`` names, over every packet octet before the tag
+(primary header, secondary header, application data, key id, seq); the CRC follows the tag.
+Key id 0 is the null key: tag all zeros, never checked, accepted only in TEST mode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from protocol.codes import (
+    AckFlags,
+    FailureCode,
+    FaultInjectionSubtype,
+    FunctionId,
+    FunctionSubtype,
+    MemorySubtype,
+    ParameterSubtype,
+    Service,
+)
+from protocol.errors import PacketError
+from protocol.link import APID_FSW, SOURCE_ID_HOST
+from protocol.packets import CRC_LEN, Telecommand, make_tc
+
+KEY_ID_NULL: Final[int] = 0
+TAG_LEN: Final[int] = 16
+TRAILER_LEN: Final[int] = 2 + 4 + TAG_LEN
+MIN_KEY_LEN: Final[int] = 16
+NULL_TAG: Final[bytes] = bytes(TAG_LEN)
+
+HAZARDOUS: Final[frozenset[tuple[int, int]]] = frozenset(
+    {
+        (Service.MEMORY_MANAGEMENT, MemorySubtype.LOAD),
+        (Service.PARAMETER_MANAGEMENT, ParameterSubtype.SET_VALUES),
+    }
+    | {(Service.FAULT_INJECTION, int(s)) for s in FaultInjectionSubtype}
+)
+"""(service, subtype) pairs that are hazardous whatever their application data."""
+
+HAZARDOUS_FUNCTIONS: Final[frozenset[FunctionId]] = frozenset(
+    {FunctionId.SET_MODE, FunctionId.RESET, FunctionId.RESET_ACCEL}
+)
+"""TC[8,1] function ids that are hazardous (mode change and resets)."""
+
+
+def is_hazardous(service: int, subtype: int, app_data: bytes) -> bool:
+    """Whether a TC must carry an auth trailer (for 8,1: by its leading function id u16)."""
+    if (service, subtype) in HAZARDOUS:
+        return True
+    if (service, subtype) == (Service.FUNCTION_MANAGEMENT, FunctionSubtype.PERFORM):
+        return len(app_data) >= 2 and struct.unpack_from("!H", app_data)[0] in HAZARDOUS_FUNCTIONS
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class AuthTrailer:
+    """The last 22 octets of a hazardous TC's application data."""
+
+    key_id: int
+    seq: int
+    tag: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.key_id <= 0xFFFF:
+            raise ValueError(f"auth key_id must fit in 16 bits, got {self.key_id}")
+        if not 0 <= self.seq <= 0xFFFFFFFF:
+            raise ValueError(f"auth seq must fit in 32 bits, got {self.seq}")
+        if len(self.tag) != TAG_LEN:
+            raise ValueError(f"auth tag must be {TAG_LEN} octets, got {len(self.tag)}")
+
+    def pack(self) -> bytes:
+        """The 22 trailer octets."""
+        return struct.pack("!HI", self.key_id, self.seq) + self.tag
+
+    @classmethod
+    def unpack(cls, trailer: bytes) -> AuthTrailer:
+        """Parse exactly 22 trailer octets."""
+        if len(trailer) != TRAILER_LEN:
+            raise ValueError(f"auth trailer is {TRAILER_LEN} octets, got {len(trailer)}")
+        key_id, seq = struct.unpack_from("!HI", trailer)
+        return cls(key_id=key_id, seq=seq, tag=bytes(trailer[6:]))
+
+
+def split_auth(app_data: bytes) -> tuple[bytes, AuthTrailer]:
+    """Split a hazardous TC's application data into (request data, trailer)."""
+    if len(app_data) < TRAILER_LEN:
+        raise PacketError(
+            f"application data of {len(app_data)} octets cannot hold the "
+            f"{TRAILER_LEN}-octet auth trailer a hazardous TC ends with",
+            code=FailureCode.AUTH_FAILED,
+        )
+    return app_data[:-TRAILER_LEN], AuthTrailer.unpack(app_data[-TRAILER_LEN:])
+
+
+def compute_tag(key: bytes, mac_input: bytes) -> bytes:
+    """HMAC-SHA256 of ``mac_input`` under ``key``, truncated to 16 octets."""
+    if len(key) < MIN_KEY_LEN:
+        raise ValueError(f"auth key must be at least {MIN_KEY_LEN} octets, got {len(key)}")
+    return hmac.new(key, mac_input, hashlib.sha256).digest()[:TAG_LEN]
+
+
+def mac_input(packet: bytes) -> bytes:
+    """The octets a TC's tag covers: all of the packet before the tag."""
+    return packet[: len(packet) - TAG_LEN - CRC_LEN]
+
+
+def sign_tc(
+    service: int,
+    subtype: int,
+    app_data: bytes,
+    seq_count: int,
+    *,
+    key_id: int,
+    auth_seq: int,
+    key: bytes | None,
+    apid: int = APID_FSW,
+    ack_flags: AckFlags | int = AckFlags.ALL,
+    source_id: int = SOURCE_ID_HOST,
+) -> bytes:
+    """Bytes of a TC whose application data is ``app_data`` + an auth trailer.
+
+    ``key`` is None only with ``key_id`` 0 (null key, zero tag).
+    """
+    if (key_id == KEY_ID_NULL) != (key is None):
+        raise ValueError(f"key_id {key_id} needs {'no key' if key_id == 0 else 'a key'}")
+
+    def build(tag: bytes) -> bytes:
+        trailer = AuthTrailer(key_id=key_id, seq=auth_seq, tag=tag)
+        return make_tc(
+            service,
+            subtype,
+            bytes(app_data) + trailer.pack(),
+            seq_count,
+            apid=apid,
+            ack_flags=ack_flags,
+            source_id=source_id,
+        )
+
+    unsigned = build(NULL_TAG)
+    if key is None:
+        return unsigned
+    return build(compute_tag(key, mac_input(unsigned)))
+
+
+def verify_tc(
+    tc: Telecommand,
+    keys: Mapping[int, bytes],
+    *,
+    allow_null_key: bool,
+    last_seq: Mapping[int, int] | None = None,
+) -> tuple[bytes, AuthTrailer]:
+    """Check a hazardous TC's trailer; return (request data, trailer) or raise PacketError.
+
+    ``allow_null_key`` is True only in TEST mode. ``last_seq`` maps key id to the last
+    accepted anti-replay seq (missing: 0); the caller records ``trailer.seq`` once the TC
+    is accepted. Check order: trailer present, null-key policy, key known, tag, freshness.
+    """
+    data, trailer = split_auth(tc.app_data)
+    where = f"TC[{tc.service},{tc.subtype}] {tc.request_id}"
+    if trailer.key_id == KEY_ID_NULL:
+        if not allow_null_key:
+            raise PacketError(
+                f"{where}: key id 0 (no authentication) is accepted only in TEST mode",
+                code=FailureCode.AUTH_REQUIRED,
+                request_id=tc.request_id,
+            )
+        return data, trailer
+    key = keys.get(trailer.key_id)
+    if key is None:
+        raise PacketError(
+            f"{where}: unknown key id {trailer.key_id}, known: {sorted(keys)}",
+            code=FailureCode.AUTH_FAILED,
+            request_id=tc.request_id,
+        )
+    expected = compute_tag(key, mac_input(tc.raw))
+    if not hmac.compare_digest(expected, trailer.tag):
+        raise PacketError(
+            f"{where}: HMAC tag does not match key id {trailer.key_id}",
+            code=FailureCode.AUTH_FAILED,
+            request_id=tc.request_id,
+        )
+    last = (last_seq or {}).get(trailer.key_id, 0)
+    if trailer.seq <= last:
+        raise PacketError(
+            f"{where}: anti-replay seq {trailer.seq} for key id {trailer.key_id} is not above "
+            f"the last accepted {last}",
+            code=FailureCode.AUTH_REPLAY,
+            request_id=tc.request_id,
+        )
+    return data, trailer
