@@ -1,0 +1,223 @@
+"""Testbench for scc_top: clock, reset, AXI4-Lite master, the model as scoreboard.
+
+Every bus transaction goes to the RTL and to the bit-exact model alike and the
+answers must agree; memory and registers are compared whole after each step.
+Expected values therefore always come from ``firmware_sim.accel``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
+from cocotbext.axi import AxiLiteBus, AxiLiteMaster
+
+from cocotb_tests.sim import hdl_parameters
+from firmware_sim.accel import model as accel
+from firmware_sim.accel.layout import Cell, Layout
+from firmware_sim.accel.regs import Reg
+from firmware_sim.accel.secded import code_for
+
+#: Sequencer state codes of scc_seq.v, by the phase names of the model's JobPoint.
+PHASE_STATE = {"bias": 2, "stream": 3, "write": 4}
+
+SPM_BASE = 0x80000
+
+
+def cycle_pause():
+    """Stall one cycle in four on a bus channel (Forencich's idle/backpressure pattern)."""
+    return itertools.cycle([1, 1, 1, 0])
+
+
+class SccTb:
+    """One scc_top build under test, with its model."""
+
+    def __init__(self, dut, stall: bool = False) -> None:
+        self.dut = dut
+        p = hdl_parameters()
+        self.n = p.get("N", 4)
+        self.bank_words = p.get("BANK_WORDS", 1024)
+        self.interleave = p.get("INTERLEAVE", 1)
+        self.ecc = bool(p.get("ECC_EN", 1))
+        self.scrub = bool(p.get("SCRUB_EN", 1))
+        self.tmr = bool(p.get("TMR_EN", 1))
+        self.log = logging.getLogger("cocotb.tb")
+        self.rng = random.Random(cocotb.RANDOM_SEED)
+        self.log.info("seed %d, parameters %s", cocotb.RANDOM_SEED, p)
+        self.model = accel.Accelerator(
+            n=self.n,
+            bank_words=self.bank_words,
+            interleave=self.interleave,
+            ecc=self.ecc,
+            scrub=self.scrub,
+            tmr=self.tmr,
+        )
+        dw = 8 * self.n
+        self.code = code_for(dw) if self.ecc else None
+        self.cw = dw + (self.code.check_bits if self.code else 0)
+        self.layout = Layout(self.bank_words, self.cw, self.interleave)
+        self.parts = (dw + 31) // 32
+        self.axil = AxiLiteMaster(
+            AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk_i, dut.rst_ni, reset_active_level=False
+        )
+        self.axil.log.setLevel(logging.WARNING)
+        if stall:
+            for channel in (
+                self.axil.write_if.aw_channel,
+                self.axil.write_if.w_channel,
+                self.axil.write_if.b_channel,
+                self.axil.read_if.ar_channel,
+                self.axil.read_if.r_channel,
+            ):
+                channel.set_pause_generator(cycle_pause())
+
+    # ---- clock and reset ---------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the clock and reset chip and model."""
+        Clock(self.dut.clk_i, 10, unit="ns").start()
+        await self.hard_reset()
+
+    async def hard_reset(self) -> None:
+        """Pulse rst_ni; the model resets alike (memory kept on both)."""
+        self.dut.rst_ni.value = 0
+        await ClockCycles(self.dut.clk_i, 2)
+        self.dut.rst_ni.value = 1
+        await ClockCycles(self.dut.clk_i, 2)
+        self.model.reset()
+
+    # ---- bus ---------------------------------------------------------------
+
+    async def write(self, addr: int, value: int) -> int:
+        """Write over AXI4-Lite and to the model; the responses must agree."""
+        rtl = await self.axil.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
+        expected = self.model.bus_write(addr, value)
+        assert int(rtl.resp) == int(expected), (
+            f"write {addr:#07x}={value:#x}: RTL resp {int(rtl.resp)}, model {int(expected)}"
+        )
+        return int(rtl.resp)
+
+    async def read(self, addr: int) -> int:
+        """Read over AXI4-Lite and from the model; data and response must agree."""
+        rtl = await self.axil.read(addr, 4)
+        value, resp = self.model.bus_read(addr)
+        got = int.from_bytes(rtl.data, "little")
+        assert (got, int(rtl.resp)) == (value, int(resp)), (
+            f"read {addr:#07x}: RTL {got:#x} resp {int(rtl.resp)}, "
+            f"model {value:#x} resp {int(resp)}"
+        )
+        return got
+
+    async def write_word(self, word: int, data: int) -> None:
+        """Write one scratchpad word through the bus window, part by part."""
+        for part in range(self.parts):
+            await self.write(SPM_BASE + 4 * (self.parts * word + part), data >> (32 * part))
+
+    async def read_word(self, word: int) -> int:
+        """Read one scratchpad word through the bus window, part 0 first."""
+        value = 0
+        for part in range(self.parts):
+            value |= await self.read(SPM_BASE + 4 * (self.parts * word + part)) << (32 * part)
+        return value
+
+    # ---- backdoor memory ---------------------------------------------------
+
+    def _row(self, bank: int, row: int):
+        return getattr(self.dut.u_spm, f"u_bank{bank}").mem_q[row]
+
+    def codeword(self, word: int) -> int:
+        """The codeword of a scratchpad word as the RTL holds it, gathered from its cells."""
+        value = 0
+        for bit in range(self.cw):
+            cell = self.layout.cell_of(word, bit)
+            value |= (int(self._row(cell.bank, cell.row).value) >> cell.cell & 1) << bit
+        return value
+
+    def preload(self, words: dict[int, int]) -> None:
+        """Store data words, ECC-encoded, in RTL and model without bus traffic or counting."""
+        rows: dict[tuple[int, int], int] = {}
+        dw = 8 * self.n
+        for word, data in words.items():
+            check = self.code.encode(data) if self.code else 0
+            self.model.poke(word, data, check)
+            code = (check << dw) | data
+            for bit in range(self.cw):
+                cell = self.layout.cell_of(word, bit)
+                key = (cell.bank, cell.row)
+                if key not in rows:
+                    rows[key] = int(self._row(*key).value)
+                rows[key] = rows[key] & ~(1 << cell.cell) | ((code >> bit & 1) << cell.cell)
+        for (bank, row), value in rows.items():
+            self._row(bank, row).value = value
+
+    def flip_cells(self, cells: list[Cell]) -> None:
+        """Upset memory cells in RTL (a deposit) and in the model, in the same cycle."""
+        for cell in cells:
+            handle = self._row(cell.bank, cell.row)
+            handle.value = int(handle.value) ^ (1 << cell.cell)
+        self.model.flip_many([accel.SpmCell(c.bank, c.row, c.cell) for c in cells])
+
+    def compare_memory(self) -> None:
+        """Every codeword of the scratchpad equals the model's."""
+        dw = 8 * self.n
+        for bank in range(2):
+            for row in range(self.layout.rows):
+                value = int(self._row(bank, row).value)
+                for slot in range(self.interleave):
+                    word = bank * self.bank_words + row * self.interleave + slot
+                    code = 0
+                    for bit in range(self.cw):
+                        code |= (value >> (bit * self.interleave + slot) & 1) << bit
+                    data, check = self.model.peek(word)
+                    expected = (check << dw) | data
+                    assert code == expected, (
+                        f"word {word}: RTL codeword {code:#x}, model {expected:#x}"
+                    )
+
+    async def compare_registers(self) -> None:
+        """Every readable register reads the same from RTL and model."""
+        for reg in Reg:
+            await self.read(int(reg))
+
+    # ---- jobs --------------------------------------------------------------
+
+    async def program(self, **fields: int) -> None:
+        """Write job descriptor registers given by name (DIM_M=..., EPILOGUE=...)."""
+        for name, value in fields.items():
+            assert await self.write(int(Reg[name]), value) == 0, f"writing {name} refused"
+
+    async def start_job(self) -> None:
+        """Write CTRL.START: the model runs the job at once, the RTL starts it."""
+        await self.write(int(Reg.CTRL), 1)
+
+    async def wait_done(self, timeout_us: int = 20000) -> None:
+        """Wait for the RTL's interrupt (IRQ_EN must be set) that ends the job."""
+        if not int(self.dut.irq_o.value):
+            await with_timeout(RisingEdge(self.dut.irq_o), timeout_us, "us")
+
+    async def run_job(self) -> None:
+        """Start a job, wait for it on the RTL and compare registers and memory."""
+        await self.start_job()
+        await self.wait_done()
+        await self.compare_registers()
+        self.compare_memory()
+
+    async def at_job_point(self, tile: int, phase: str, cycle: int) -> None:
+        """Return at the falling edge inside the given cycle of the given tile's phase."""
+        seq = self.dut.u_seq
+        while True:
+            await RisingEdge(self.dut.clk_i)
+            await ReadOnly()
+            nb = -(-int(self.model.read_reg(Reg.DIM_N)) // self.n)
+            here = int(seq.rb.value) * nb + int(seq.cb.value)
+            if (
+                int(seq.state.value) == PHASE_STATE[phase]
+                and here == tile
+                and int(seq.t.value) == cycle
+            ):
+                break
+        await FallingEdge(self.dut.clk_i)
