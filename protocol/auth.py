@@ -31,6 +31,8 @@ from protocol.link import APID_FSW, SOURCE_ID_HOST
 from protocol.packets import CRC_LEN, Telecommand, make_tc
 
 KEY_ID_NULL: Final[int] = 0
+NO_KEY_ID: Final[int] = 0xFFFF
+"""Key id quoted in AUTH_FAILED data when the TC had no trailer to take one from."""
 TAG_LEN: Final[int] = 16
 TRAILER_LEN: Final[int] = 2 + 4 + TAG_LEN
 MIN_KEY_LEN: Final[int] = 16
@@ -41,7 +43,10 @@ HAZARDOUS: Final[frozenset[tuple[int, int]]] = frozenset(
         (Service.MEMORY_MANAGEMENT, MemorySubtype.LOAD),
         (Service.PARAMETER_MANAGEMENT, ParameterSubtype.SET_VALUES),
     }
-    | {(Service.FAULT_INJECTION, int(s)) for s in FaultInjectionSubtype}
+    | {
+        (Service.FAULT_INJECTION, FaultInjectionSubtype.INJECT),
+        (Service.FAULT_INJECTION, FaultInjectionSubtype.CLEAR_ALL),
+    }
 )
 """(service, subtype) pairs that are hazardous whatever their application data."""
 
@@ -96,6 +101,7 @@ def split_auth(app_data: bytes) -> tuple[bytes, AuthTrailer]:
             f"application data of {len(app_data)} octets cannot hold the "
             f"{TRAILER_LEN}-octet auth trailer a hazardous TC ends with",
             code=FailureCode.AUTH_FAILED,
+            data=struct.pack("!H", NO_KEY_ID),
         )
     return app_data[:-TRAILER_LEN], AuthTrailer.unpack(app_data[-TRAILER_LEN:])
 
@@ -163,7 +169,11 @@ def verify_tc(
     accepted anti-replay seq (missing: 0); the caller records ``trailer.seq`` once the TC
     is accepted. Check order: trailer present, null-key policy, key known, tag, freshness.
     """
-    data, trailer = split_auth(tc.app_data)
+    try:
+        data, trailer = split_auth(tc.app_data)
+    except PacketError as exc:
+        exc.request_id = tc.request_id
+        raise
     where = f"TC[{tc.service},{tc.subtype}] {tc.request_id}"
     if trailer.key_id == KEY_ID_NULL:
         if not allow_null_key:
@@ -179,6 +189,7 @@ def verify_tc(
             f"{where}: unknown key id {trailer.key_id}, known: {sorted(keys)}",
             code=FailureCode.AUTH_FAILED,
             request_id=tc.request_id,
+            data=struct.pack("!H", trailer.key_id),
         )
     expected = compute_tag(key, mac_input(tc.raw))
     if not hmac.compare_digest(expected, trailer.tag):
@@ -186,6 +197,7 @@ def verify_tc(
             f"{where}: HMAC tag does not match key id {trailer.key_id}",
             code=FailureCode.AUTH_FAILED,
             request_id=tc.request_id,
+            data=struct.pack("!H", trailer.key_id),
         )
     last = (last_seq or {}).get(trailer.key_id, 0)
     if trailer.seq <= last:
@@ -194,5 +206,6 @@ def verify_tc(
             f"the last accepted {last}",
             code=FailureCode.AUTH_REPLAY,
             request_id=tc.request_id,
+            data=struct.pack("!HI", trailer.key_id, last),
         )
     return data, trailer

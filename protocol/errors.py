@@ -11,7 +11,8 @@ class PacketError(ValueError):
 
     ``reason`` is set when the packet fails the receipt checks (header, length, CRC, APID)
     and is what a frame decoder reports; ``code`` is what a TM[1,x] failure report carries;
-    ``request_id`` is the offending TC's, when its first four octets were readable.
+    ``request_id`` is the offending TC's, when its first four octets were readable;
+    ``data`` is the failure data the ICD gives for ``code`` (empty when it gives none).
     """
 
     def __init__(
@@ -21,6 +22,7 @@ class PacketError(ValueError):
         code: FailureCode | None = None,
         reason: RejectReason | None = None,
         request_id: RequestId | None = None,
+        data: bytes = b"",
     ) -> None:
         super().__init__(message)
         if code is None:
@@ -31,3 +33,4 @@ class PacketError(ValueError):
         self.code = code
         self.reason = reason
         self.request_id = request_id
+        self.data = data

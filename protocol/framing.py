@@ -126,7 +126,7 @@ class FrameDecoder:
             if not found:
                 end = len(chunk)
             self._consume(chunk, end + 1 if found else end)
-            self.counters.bytes_received += end - start + found
+            self.counters.bytes_received += end - start + int(found)
             if self._skipping:
                 self._skipping = not found
                 continue

@@ -22,7 +22,7 @@ from protocol.codes import AckFlags, RejectReason
 from protocol.crc import crc16_ccitt_false
 from protocol.errors import PacketError
 from protocol.link import APID_FSW, DEFAULT_APIDS, MAX_PACKET_LEN, SOURCE_ID_HOST
-from protocol.request_id import RequestId
+from protocol.request_id import REQUEST_ID_LEN, RequestId
 from protocol.sequence import MAX_SEQ_COUNT
 from protocol.timecode import CDS_SHORT_PFIELD, TIMESTAMP_LEN, CdsTime
 
@@ -174,19 +174,25 @@ def check_packet(
     """
     kind = _KIND[packet_type]
     n = len(data)
-    if n < CCSDS_HEADER_LEN:
-        raise PacketError(
-            f"{kind} of {n} octets is shorter than the {CCSDS_HEADER_LEN}-octet primary header",
-            reason=RejectReason.TOO_SHORT,
-        )
     # A failure report about a TC quotes its request id, even when the TC is bad.
-    req_id = RequestId.unpack(data) if packet_type is PacketType.TC else None
+    is_tc = packet_type is PacketType.TC
+    req_id = RequestId.unpack(data) if is_tc and n >= REQUEST_ID_LEN else None
+    data_len = struct.unpack_from("!H", data, 4)[0] if n >= CCSDS_HEADER_LEN else 0xFFFF
+    length_data = struct.pack("!HH", min(n, 0xFFFF), data_len)
 
-    def fail(reason: RejectReason, message: str) -> PacketError:
-        return PacketError(f"{kind}: {message}", reason=reason, request_id=req_id)
+    def fail(reason: RejectReason, message: str, failure_data: bytes = b"") -> PacketError:
+        return PacketError(
+            f"{kind}: {message}", reason=reason, request_id=req_id, data=failure_data
+        )
 
+    if n < CCSDS_HEADER_LEN:
+        raise fail(
+            RejectReason.TOO_SHORT,
+            f"{n} octets, shorter than the {CCSDS_HEADER_LEN}-octet primary header",
+            length_data,
+        )
     if n < CCSDS_HEADER_LEN + CRC_LEN:
-        raise fail(RejectReason.TOO_SHORT, f"{n} octets leave no room for the CRC")
+        raise fail(RejectReason.TOO_SHORT, f"{n} octets leave no room for the CRC", length_data)
     computed = crc16_ccitt_false(data[:-CRC_LEN])
     (received,) = struct.unpack_from("!H", data, n - CRC_LEN)
     if computed != received:
@@ -194,17 +200,20 @@ def check_packet(
             RejectReason.BAD_CRC,
             f"CRC mismatch: computed {computed:#06x} over octets 0..{n - 3}, "
             f"packet says {received:#06x}",
+            struct.pack("!HH", computed, received),
         )
-    (data_len,) = struct.unpack_from("!H", data, 4)
     if data_len + CCSDS_HEADER_LEN + 1 != n:
         raise fail(
             RejectReason.BAD_LENGTH,
             f"length field {data_len} (octets 4-5) means a {data_len + CCSDS_HEADER_LEN + 1}-"
             f"octet packet, but {n} octets were received",
+            length_data,
         )
     if n > MAX_PACKET_LEN:
         raise fail(
-            RejectReason.BAD_LENGTH, f"{n} octets exceed the link maximum of {MAX_PACKET_LEN}"
+            RejectReason.BAD_LENGTH,
+            f"{n} octets exceed the link maximum of {MAX_PACKET_LEN}",
+            length_data,
         )
     version = data[0] >> 5
     if version != 0:
@@ -232,6 +241,7 @@ def check_packet(
             RejectReason.BAD_LENGTH,
             f"{n} octets, but a PUS-C {kind} with its secondary header and CRC is at least "
             f"{min_len}",
+            length_data,
         )
     pus_version = data[CCSDS_HEADER_LEN] >> 4
     if pus_version != PusVersion.PUS_C:
@@ -251,7 +261,11 @@ def check_packet(
     apid = ((data[0] & 0x07) << 8) | data[1]
     if apids is not None and apid not in apids:
         allowed = ", ".join(f"{a:#05x}" for a in sorted(apids))
-        raise fail(RejectReason.UNKNOWN_APID, f"APID {apid:#05x} is not one of {{{allowed}}}")
+        raise fail(
+            RejectReason.UNKNOWN_APID,
+            f"APID {apid:#05x} is not one of {{{allowed}}}",
+            struct.pack("!H", apid),
+        )
 
 
 @dataclass(frozen=True, slots=True)

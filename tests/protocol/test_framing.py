@@ -81,7 +81,9 @@ def test_any_bytes_in_any_chunking_never_raise(
 
 @FAST
 @given(payloads=st.lists(st.binary(max_size=700), max_size=8), data=st.data())
-def test_encode_decode_round_trip_in_any_chunking(payloads: list[bytes], data: st.DataObject) -> None:
+def test_encode_decode_round_trip_in_any_chunking(
+    payloads: list[bytes], data: st.DataObject
+) -> None:
     stream = b"".join(encode_frame(p) for p in payloads)
     cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=30))
     events = feed(FrameDecoder(), chunked(stream, cuts))
