@@ -1,0 +1,53 @@
+"""Bit-exact numpy model of the SCC accelerator (docs/REGISTERS.md)."""
+
+from .ecc import EccStatus
+from .faults import (
+    AccBit,
+    FaultSite,
+    JobPoint,
+    NotModelled,
+    Phase,
+    PhaseSpan,
+    RegCopy,
+    ScheduledFault,
+    SeqCopy,
+    SpmCell,
+)
+from .job import Descriptor
+from .layout import Cell, Layout
+from .model import Accelerator
+from .packing import Placement, pack_a, pack_b, pack_bias, place_operands, unpack_c
+from .reference import gemm_reference
+from .regs import SPM_BASE, Ctrl, Epilogue, ErrCode, Reg, Resp, Status
+
+__all__ = [
+    "SPM_BASE",
+    "AccBit",
+    "Accelerator",
+    "Cell",
+    "Ctrl",
+    "Descriptor",
+    "EccStatus",
+    "Epilogue",
+    "ErrCode",
+    "FaultSite",
+    "JobPoint",
+    "Layout",
+    "NotModelled",
+    "Phase",
+    "PhaseSpan",
+    "Placement",
+    "Reg",
+    "RegCopy",
+    "Resp",
+    "ScheduledFault",
+    "SeqCopy",
+    "SpmCell",
+    "Status",
+    "gemm_reference",
+    "pack_a",
+    "pack_b",
+    "pack_bias",
+    "place_operands",
+    "unpack_c",
+]

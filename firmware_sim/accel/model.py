@@ -1,0 +1,754 @@
+"""Bit-exact model of the SCC accelerator as seen from its AXI4-Lite port.
+
+``Accelerator`` implements docs/REGISTERS.md at transaction level: a bus access is
+served at once, and a START runs the whole job before ``bus_write`` returns, so BUSY
+always reads 0 between calls. Scratchpad, ECC counters, scrubber, TMR and faults match
+the RTL bit for bit; ``faults`` documents the timing of faults scheduled during a job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from . import packing
+from .ecc import EccStatus
+from .faults import (
+    AccBit,
+    FaultSite,
+    JobPoint,
+    NotModelled,
+    Phase,
+    PhaseSpan,
+    RegCopy,
+    ScheduledFault,
+    SeqCopy,
+    SpmCell,
+)
+from .job import Descriptor, Job
+from .layout import Layout
+from .regs import (
+    ADDR_BITS,
+    CHIP_ID,
+    CONFIG_STORAGE,
+    ERR_CODE_SHIFT,
+    FIELD_MASKS,
+    JOB_REGISTERS,
+    MASK32,
+    READ_ONLY,
+    SEQ_WIDTHS,
+    SHIFT_LSB,
+    SHIFT_MASK,
+    SPM_BASE,
+    Ctrl,
+    Epilogue,
+    ErrCode,
+    Reg,
+    Resp,
+    Status,
+    from_storage,
+    params_value,
+    to_storage,
+)
+from .scratchpad import Scratchpad
+from .tmr import TmrRegister
+
+# The model module is a one-stop import for testbenches: its public names.
+__all__ = [
+    "AccBit",
+    "Accelerator",
+    "EccStatus",
+    "ErrCode",
+    "FaultSite",
+    "JobPoint",
+    "NotModelled",
+    "Phase",
+    "PhaseSpan",
+    "Reg",
+    "RegCopy",
+    "Resp",
+    "ScheduledFault",
+    "SeqCopy",
+    "SpmCell",
+]
+
+_REG_BY_OFFSET = {int(r): r for r in Reg}
+
+
+class Accelerator:
+    """One build of the SCC: N x N array, two scratchpad banks, ECC, scrubber, TMR."""
+
+    def __init__(
+        self,
+        n: int = 4,
+        bank_words: int = 1024,
+        interleave: int = 1,
+        ecc: bool = True,
+        scrub: bool = True,
+        tmr: bool = True,
+    ) -> None:
+        if n not in (2, 4, 8, 16):
+            raise ValueError(f"n must be a power of two from 2 to 16, got {n}")
+        if bank_words < 1 or bank_words & (bank_words - 1) or bank_words > 32768:
+            raise ValueError(f"bank_words must be a power of two up to 32768, got {bank_words}")
+        if scrub and not ecc:
+            raise ValueError("scrub=True needs ecc=True (SCRUB_EN needs ECC_EN); pass scrub=False")
+        self.n = n
+        self.bank_words = bank_words
+        self.spm_words = 2 * bank_words
+        self.interleave = interleave
+        self.ecc = ecc
+        self.scrub = scrub
+        self.tmr = tmr
+        #: 32-bit bus parts per scratchpad word.
+        self.parts = -(-8 * n // 32)
+        self.spm = Scratchpad(n, bank_words, interleave, ecc)
+        self.reset()
+
+    # --- state -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """rst_ni / CTRL.SOFT_RESET: every register and counter to reset; memory kept."""
+        self._cfg = dict.fromkeys(CONFIG_STORAGE, 0)
+        self._done = False
+        self._error = False
+        self._err_code = 0
+        self._cycles = 0
+        self._macs = 0
+        self._tmr_mismatch = 0
+        self._scrub_ptr = 0
+        self._scrub_passes = 0
+        # Scrubber timer and step in progress (0: waiting, 1: READ, 2: FIX).
+        self._scrub_timer = 0
+        self._scrub_state = 0
+        self._stage = 0
+        self._latch = 0
+        self.spm.clear_counters()
+
+    def clear_counters(self) -> None:
+        """CTRL.CLEAR_COUNTERS."""
+        self.spm.clear_counters()
+        self._tmr_mismatch = 0
+        self._scrub_ptr = 0
+        self._scrub_passes = 0
+
+    @property
+    def layout(self) -> Layout:
+        """Physical cell map of the scratchpad."""
+        return self.spm.layout
+
+    @property
+    def irq(self) -> bool:
+        """irq_o = IRQ_EN[0] & STATUS.DONE."""
+        return bool(self._cfg["IRQ_EN"] & 1) and self._done
+
+    @property
+    def status(self) -> int:
+        """The STATUS register."""
+        return (
+            Status.DONE * self._done | Status.ERROR * self._error | self._err_code << ERR_CODE_SHIFT
+        )
+
+    def config(self, name: str) -> int:
+        """Voted value of a configuration register, as a bus read returns it."""
+        return self._cfg[name] & FIELD_MASKS[name]
+
+    def descriptor(self) -> Descriptor:
+        """The job the configuration registers describe."""
+        epi = self._cfg["EPILOGUE"]
+        return Descriptor(
+            n=self.n,
+            bank_words=self.bank_words,
+            m=self.config("DIM_M"),
+            k=self.config("DIM_K"),
+            ncols=self.config("DIM_N"),
+            a_addr=self.config("A_ADDR"),
+            b_addr=self.config("B_ADDR"),
+            bias_addr=self.config("BIAS_ADDR"),
+            c_addr=self.config("C_ADDR"),
+            bias_en=bool(epi & Epilogue.BIAS_EN),
+            relu=bool(epi & Epilogue.RELU),
+            out_int32=bool(epi & Epilogue.OUT_INT32),
+            shift=(epi >> SHIFT_LSB) & SHIFT_MASK,
+        )
+
+    # --- bus -------------------------------------------------------------------------
+
+    def bus_read(self, addr: int) -> tuple[int, Resp]:
+        """One AXI4-Lite read: (data, response)."""
+        self._check_bus(addr, 0)
+        addr &= ~3  # the two low address bits are ignored
+        if addr >= SPM_BASE:
+            return self._spm_read(addr)
+        reg = _REG_BY_OFFSET.get(addr)
+        if reg is None:
+            return 0, Resp.SLVERR
+        return self._reg_value(reg), Resp.OKAY
+
+    def bus_write(self, addr: int, value: int) -> Resp:
+        """One AXI4-Lite write (all strobes); a refused write changes nothing."""
+        self._check_bus(addr, value)
+        addr &= ~3  # the two low address bits are ignored
+        if addr >= SPM_BASE:
+            return self._spm_write(addr, value)
+        reg = _REG_BY_OFFSET.get(addr)
+        if reg is None or reg in READ_ONLY:
+            return Resp.SLVERR
+        if reg.name in CONFIG_STORAGE:
+            self._cfg[reg.name] = value & FIELD_MASKS[reg.name]
+        elif reg == Reg.STATUS:
+            if value & Status.DONE:
+                self._done = False
+            if value & Status.ERROR:
+                self._error = False
+        elif reg == Reg.CTRL:
+            if value & Ctrl.SOFT_RESET:
+                self.reset()
+                return Resp.OKAY
+            if value & Ctrl.CLEAR_COUNTERS:
+                self.clear_counters()
+            if value & Ctrl.START:
+                self.run()
+        return Resp.OKAY
+
+    def read_reg(self, reg: Reg) -> int:
+        """Bus read of a register that must answer OKAY."""
+        value, resp = self.bus_read(int(reg))
+        if resp != Resp.OKAY:
+            raise RuntimeError(f"read of {reg.name} answered {resp.name}")
+        return value
+
+    def write_reg(self, reg: Reg, value: int) -> None:
+        """Bus write of a register that must answer OKAY."""
+        resp = self.bus_write(int(reg), value)
+        if resp != Resp.OKAY:
+            raise RuntimeError(f"write of {value:#x} to {reg.name} answered {resp.name}")
+
+    def _check_bus(self, addr: int, value: int) -> None:
+        if not 0 <= addr < 1 << ADDR_BITS:
+            raise ValueError(f"bus address {addr:#x} is not a 20-bit byte address")
+        if not 0 <= value <= MASK32:
+            raise ValueError(f"bus data {value:#x} is not a 32-bit value")
+
+    def _reg_value(self, reg: Reg) -> int:
+        match reg:
+            case Reg.ID:
+                return CHIP_ID
+            case Reg.PARAMS:
+                return params_value(self.n, self.ecc, self.scrub, self.tmr, self.interleave)
+            case Reg.SPM_WORDS:
+                return self.spm_words
+            case Reg.CTRL:
+                return 0
+            case Reg.STATUS:
+                return self.status
+            case Reg.CYCLES:
+                return self._cycles
+            case Reg.MACS:
+                return self._macs
+            case Reg.ECC_CORR:
+                return self.spm.corr
+            case Reg.ECC_UNCORR:
+                return self.spm.uncorr
+            case Reg.TMR_MISMATCH:
+                return self._tmr_mismatch
+            case Reg.SCRUB_PTR:
+                return self._scrub_ptr
+            case Reg.SCRUB_PASSES:
+                return self._scrub_passes
+        return self.config(reg.name)
+
+    def _spm_locate(self, addr: int) -> tuple[int, int] | None:
+        word, part = divmod((addr - SPM_BASE) >> 2, self.parts)
+        return None if word >= self.spm_words else (word, part)
+
+    def _spm_read(self, addr: int) -> tuple[int, Resp]:
+        loc = self._spm_locate(addr)
+        if loc is None:
+            return 0, Resp.SLVERR
+        word, part = loc
+        if part:
+            return (self._latch >> (32 * part)) & MASK32, Resp.OKAY
+        data, status = self.spm.read(word)
+        # The latch takes the decoded word (raw when uncorrectable), part 0 included.
+        self._latch = packing.words_to_int(data)
+        resp = Resp.SLVERR if status == EccStatus.UNCORRECTABLE else Resp.OKAY
+        return self._latch & MASK32, resp
+
+    def _spm_write(self, addr: int, value: int) -> Resp:
+        loc = self._spm_locate(addr)
+        if loc is None:
+            return Resp.SLVERR
+        word, part = loc
+        if part < self.parts - 1:
+            shift = 32 * part
+            self._stage = (self._stage & ~(MASK32 << shift)) | value << shift
+        else:
+            full = (value << (32 * part) | self._stage) & ((1 << (8 * self.n)) - 1)
+            self.write_word(word, full)
+        return Resp.OKAY
+
+    # --- word level ------------------------------------------------------------------
+
+    def _word(self, word_addr: int) -> int:
+        if not 0 <= word_addr < self.spm_words:
+            raise IndexError(f"word address {word_addr} outside 0 .. {self.spm_words - 1}")
+        return word_addr
+
+    def write_word(self, word_addr: int, data: int) -> None:
+        """Write one scratchpad word (ECC encoded), as a bus write commits it."""
+        if not 0 <= data < 1 << (8 * self.n):
+            raise ValueError(f"data {data:#x} does not fit a {8 * self.n}-bit word")
+        self.spm.store(self._word(word_addr), packing.int_to_words(data, self.n))
+
+    def read_word(self, word_addr: int) -> tuple[int, EccStatus]:
+        """Read one word through the ECC decoder, counted like a bus read: (data, status)."""
+        data, status = self.spm.read(self._word(word_addr))
+        return packing.words_to_int(data), status
+
+    def peek(self, word_addr: int) -> tuple[int, int]:
+        """Backdoor: the stored (data, check bits), neither decoded nor counted."""
+        return self.spm.peek(self._word(word_addr))
+
+    def poke(self, word_addr: int, data: int, check: int | None = None) -> None:
+        """Backdoor: store a codeword; ``check=None`` stores the correct check bits."""
+        if not 0 <= data < 1 << (8 * self.n):
+            raise ValueError(f"data {data:#x} does not fit a {8 * self.n}-bit word")
+        if check is None:
+            self.spm.store(self._word(word_addr), packing.int_to_words(data, self.n))
+            return
+        if not 0 <= check < 1 << self.spm.check_bits:
+            raise ValueError(
+                f"check bits {check:#x} do not fit {self.spm.check_bits} bits"
+                + ("" if self.ecc else " (ECC is off: there are none)")
+            )
+        self.spm.poke(self._word(word_addr), data, check)
+
+    def load(self, word_addr: int, words: np.ndarray) -> None:
+        """Backdoor: store many words (``uint8[count, n]``) from ``word_addr``, ECC encoded."""
+        words = np.asarray(words, dtype=np.uint8)
+        if words.ndim != 2 or words.shape[1] != self.n:
+            raise ValueError(f"words must be uint8[count, {self.n}], got shape {words.shape}")
+        if word_addr < 0 or word_addr + words.shape[0] > self.spm_words:
+            raise IndexError(
+                f"{words.shape[0]} words from {word_addr} run past {self.spm_words} words"
+            )
+        self.spm.store(word_addr, words)
+
+    def dump(self, word_addr: int, count: int) -> np.ndarray:
+        """Backdoor: stored data of ``count`` words (``uint8[count, n]``), not decoded."""
+        if word_addr < 0 or count < 0 or word_addr + count > self.spm_words:
+            raise IndexError(f"{count} words from {word_addr} run past {self.spm_words} words")
+        return self.spm.data[word_addr : word_addr + count].copy()
+
+    # --- jobs ------------------------------------------------------------------------
+
+    def job_schedule(self) -> list[PhaseSpan]:
+        """States of the job the registers describe, in order (empty if it would fail CHECK)."""
+        d = self.descriptor()
+        return d.schedule() if d.valid() else []
+
+    def run(self, faults: Iterable[ScheduledFault | tuple] = ()) -> ErrCode:
+        """CTRL.START, optionally with faults at points of the job; returns ERR_CODE."""
+        d = self.descriptor()
+        scheduled = [
+            ScheduledFault(w if isinstance(w, JobPoint) else JobPoint(*w), s) for w, s in faults
+        ]
+        if d.valid():
+            self._check_scheduled(d, scheduled)
+        self._finish_scrub_step()
+        self._scrub_timer = 0
+        self._done = self._error = False
+        self._err_code = 0
+        self._cycles = self._macs = 0
+        if d.valid():
+            outcome = Job(self.spm, d, lambda sites: self._copy_flips(sites, True)).run(scheduled)
+        else:
+            outcome = (ErrCode.DESCRIPTOR, 2, 0)
+        err, self._cycles, self._macs = outcome
+        self._err_code = int(err)
+        self._done = True
+        self._error = err != ErrCode.NONE
+        return ErrCode(err)
+
+    def _check_scheduled(self, d: Descriptor, faults: list[ScheduledFault]) -> None:
+        """Reject faults outside the job or outside the model, before anything happens."""
+        copies_at: dict[JobPoint, list[RegCopy | SeqCopy]] = {}
+        for when, site in faults:
+            if not 0 <= when.tile < d.tiles:
+                raise ValueError(f"{when}: the job has tiles 0 .. {d.tiles - 1}")
+            span = d.phase_cycles(when.tile, when.phase)
+            if not 0 <= when.cycle < span:
+                raise ValueError(
+                    f"{when}: {when.phase.value} of tile {when.tile} has "
+                    + (f"cycles 0 .. {span - 1}" if span else "no cycles (BIAS_EN is 0)")
+                )
+            self._check_site(site)
+            if isinstance(site, RegCopy | SeqCopy):
+                copies_at.setdefault(when, []).append(site)
+        for when, sites in copies_at.items():
+            try:
+                self._plan_copy_flips(sites, during_job=True)
+            except NotModelled as exc:
+                raise NotModelled(f"{when}: {exc}") from None
+
+    # --- scrubber --------------------------------------------------------------------
+
+    def scrub_steps(self, count: int) -> None:
+        """Perform ``count`` scrubber steps from SCRUB_PTR (the testbench reports them)."""
+        if not (self.scrub and self.ecc):
+            raise RuntimeError("this build has no scrubber (needs scrub=True and ecc=True)")
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        words = self.spm_words
+        ptr = self._scrub_ptr
+        # Up to the end of the first full pass every word may need work.
+        first = min(count, words)
+        while first:
+            seg = min(first, words - ptr)
+            self.spm.scrub(ptr, seg)
+            ptr += seg
+            first -= seg
+            count -= seg
+            if ptr == words:
+                ptr = 0
+                self._scrub_passes = (self._scrub_passes + 1) & MASK32
+        # After a full pass only uncorrectable words are left: each pass counts them again.
+        passes, count = divmod(count, words)
+        if passes:
+            self.spm.count(EccStatus.UNCORRECTABLE, passes * len(self.spm.dirty))
+            self._scrub_passes = (self._scrub_passes + passes) & MASK32
+        while count:
+            seg = min(count, words - ptr)
+            self.spm.scrub(ptr, seg)
+            ptr += seg
+            count -= seg
+            if ptr == words:
+                ptr = 0
+                self._scrub_passes = (self._scrub_passes + 1) & MASK32
+        self._scrub_ptr = ptr
+
+    def idle(self, cycles: int) -> None:
+        """Let ``cycles`` clock cycles pass with no job and no bus traffic.
+
+        The scrubber counts SCRUB_PERIOD idle cycles, then takes a two-cycle step
+        (READ, FIX) that completes at the end of FIX: steps come every SCRUB_PERIOD + 2
+        cycles. Its timer and a step in progress carry over between calls; a START
+        completes a step in progress and restarts the timer from 0 after the job, as
+        the RTL holds the timer at 0 while BUSY. Without a scrubber nothing happens.
+        """
+        if cycles < 0:
+            raise ValueError(f"cycles must be >= 0, got {cycles}")
+        if not (self.scrub and self.ecc):
+            return
+        period = self._cfg["SCRUB_PERIOD"]
+        while cycles:
+            if self._scrub_state == 0:
+                if period == 0:
+                    self._scrub_timer = 0
+                    return
+                if self._scrub_timer == 0 and cycles >= period + 2:
+                    steps, cycles = divmod(cycles, period + 2)
+                    self.scrub_steps(steps)
+                    continue
+                need = max(period - self._scrub_timer, 1)
+                if cycles < need:
+                    self._scrub_timer += cycles
+                    return
+                cycles -= need
+                self._scrub_timer = 0
+                self._scrub_state = 1
+            else:
+                cycles -= 1
+                if self._scrub_state == 1:
+                    self._scrub_state = 2
+                else:
+                    self._scrub_state = 0
+                    self.scrub_steps(1)
+
+    def _finish_scrub_step(self) -> None:
+        if self._scrub_state:
+            self._scrub_state = 0
+            self.scrub_steps(1)
+
+    # --- faults ----------------------------------------------------------------------
+
+    def _copies(self) -> int:
+        return 3 if self.tmr else 1
+
+    def fault_site_counts(self) -> dict[type, int]:
+        """How many sites of each kind the model predicts for this build."""
+        return {
+            SpmCell: self.spm_words * self.layout.codeword_bits,
+            AccBit: self.n * self.n * 32,
+            RegCopy: self._copies() * sum(len(bits) for bits in CONFIG_STORAGE.values()),
+            SeqCopy: 3 * sum(SEQ_WIDTHS.values()) if self.tmr else 0,
+        }
+
+    def fault_site_count(self) -> int:
+        """Number of fault sites (``fault_site(i)`` for i below it)."""
+        return sum(self.fault_site_counts().values())
+
+    def fault_site(self, index: int) -> FaultSite:
+        """Site number ``index``: cells, accumulator bits, configuration then sequencer copies."""
+        counts = self.fault_site_counts()
+        if not 0 <= index < sum(counts.values()):
+            raise IndexError(f"fault site {index} outside 0 .. {sum(counts.values()) - 1}")
+        if index < counts[SpmCell]:
+            lay = self.layout
+            bank, rest = divmod(index, lay.rows * lay.row_cells)
+            row, cell = divmod(rest, lay.row_cells)
+            return SpmCell(bank, row, cell)
+        index -= counts[SpmCell]
+        if index < counts[AccBit]:
+            pe, bit = divmod(index, 32)
+            return AccBit(pe // self.n, pe % self.n, bit)
+        index -= counts[AccBit]
+        widths = [(RegCopy, name, len(bits)) for name, bits in CONFIG_STORAGE.items()]
+        widths += [(SeqCopy, name, width) for name, width in SEQ_WIDTHS.items()]
+        for kind, name, width in widths:
+            copies = 3 if self.tmr else (1 if kind is RegCopy else 0)
+            if index < width * copies:
+                copy, bit = divmod(index, width)
+                return kind(name, copy, bit)
+            index -= width * copies
+        raise AssertionError("unreachable")
+
+    def fault_sites(self) -> Iterator[FaultSite]:
+        """Every fault site the model predicts, lazily, in ``fault_site`` order."""
+        lay = self.layout
+        for bank in range(2):
+            for row in range(lay.rows):
+                for cell in range(lay.row_cells):
+                    yield SpmCell(bank, row, cell)
+        for i in range(self.n):
+            for j in range(self.n):
+                for bit in range(32):
+                    yield AccBit(i, j, bit)
+        for name, bits in CONFIG_STORAGE.items():
+            for copy in range(self._copies()):
+                for bit in range(len(bits)):
+                    yield RegCopy(name, copy, bit)
+        if self.tmr:
+            for name, width in SEQ_WIDTHS.items():
+                for copy in range(3):
+                    for bit in range(width):
+                        yield SeqCopy(name, copy, bit)
+
+    def _check_site(self, site: FaultSite) -> None:
+        if isinstance(site, SpmCell):
+            lay = self.layout
+            if not (
+                0 <= site.bank < 2 and 0 <= site.row < lay.rows and 0 <= site.cell < lay.row_cells
+            ):
+                raise ValueError(
+                    f"{site}: cells are bank 0..1, row 0..{lay.rows - 1}, "
+                    f"cell 0..{lay.row_cells - 1}"
+                    + ("" if self.ecc else " (ECC off: no check-bit cells)")
+                )
+        elif isinstance(site, AccBit):
+            if not (0 <= site.i < self.n and 0 <= site.j < self.n and 0 <= site.bit < 32):
+                raise ValueError(f"{site}: PEs are 0..{self.n - 1} square, bits 0..31")
+        elif isinstance(site, RegCopy | SeqCopy):
+            if isinstance(site, RegCopy):
+                names = CONFIG_STORAGE
+                width = len(CONFIG_STORAGE.get(site.name, ()))
+            else:
+                names = SEQ_WIDTHS
+                width = SEQ_WIDTHS.get(site.name, 0)
+            if site.name not in names:
+                raise ValueError(f"{site}: registers are {', '.join(names)}")
+            if isinstance(site, SeqCopy) and not self.tmr:
+                raise NotModelled(f"{site}: sequencer state without TMR is for RTL campaigns")
+            if not (0 <= site.copy < self._copies() and 0 <= site.bit < width):
+                raise ValueError(f"{site}: copies 0..{self._copies() - 1}, bits 0..{width - 1}")
+        else:
+            raise TypeError(f"not a fault site: {site!r}")
+
+    def flip(self, site: FaultSite) -> None:
+        """Flip one site now, while idle (between bus transactions)."""
+        self.flip_many([site])
+
+    def flip_many(self, sites: Iterable[FaultSite]) -> None:
+        """Flip several sites in the same clock cycle, while idle.
+
+        An accumulator bit flipped while idle is cleared before it is ever used.
+        """
+        sites = list(sites)
+        for site in sites:
+            self._check_site(site)
+        copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
+        plan = self._plan_copy_flips(copies, during_job=False)
+        for site in sites:
+            if isinstance(site, SpmCell):
+                self.spm.flip_cell(site)
+        self._apply_copy_flips(*plan)
+
+    def _plan_copy_flips(
+        self, sites: list[RegCopy | SeqCopy], during_job: bool
+    ) -> tuple[bool, dict[str, int], int]:
+        """Vote one cycle of TMR copy flips without applying it.
+
+        Returns (a voter saw its copies disagree, new configuration values, XOR on the
+        sequencer's status bits); raises NotModelled for what the model cannot predict.
+        """
+        voters: dict[tuple[type, str], TmrRegister] = {}
+        for s in sites:
+            key = (type(s), s.name)
+            if key not in voters:
+                if isinstance(s, RegCopy):
+                    width = len(CONFIG_STORAGE[s.name])
+                    voters[key] = TmrRegister(
+                        width, to_storage(s.name, self._cfg[s.name]), self.tmr
+                    )
+                else:
+                    voters[key] = TmrRegister(SEQ_WIDTHS[s.name], 0, self.tmr)
+            voters[key].flip(s.copy, s.bit)
+        mismatch = any(v.mismatch for v in voters.values())
+        config: dict[str, int] = {}
+        status = 0
+        for (kind, name), voter in voters.items():
+            if kind is RegCopy:
+                value = from_storage(name, voter.value)
+                if value == self._cfg[name]:
+                    continue
+                if during_job and not self.tmr:
+                    raise NotModelled(
+                        f"{name} flipped during a job without TMR (predicted only while idle)"
+                    )
+                if during_job and name in JOB_REGISTERS:
+                    raise NotModelled(f"copies of {name} outvote the good one during a job")
+                config[name] = value
+            elif voter.value:
+                if during_job or name == "state":
+                    raise NotModelled(f"copies of sequencer {name} outvote the good one")
+                if name == "status":
+                    status = voter.value
+        return mismatch, config, status
+
+    def _apply_copy_flips(self, mismatch: bool, config: dict[str, int], status: int) -> None:
+        if mismatch:
+            self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
+        self._cfg.update(config)
+        if status:
+            self._done ^= bool(status & 1)
+            self._error ^= bool(status & 2)
+            self._err_code ^= status >> 2
+
+    def _copy_flips(self, sites: list[RegCopy | SeqCopy], during_job: bool) -> None:
+        """One cycle of TMR copy flips: vote, repair, count the mismatch."""
+        self._apply_copy_flips(*self._plan_copy_flips(sites, during_job))
+
+    # --- matrices --------------------------------------------------------------------
+
+    def pack_a(self, a: np.ndarray) -> np.ndarray:
+        """A (M x K, int8) as scratchpad words of this build."""
+        return packing.pack_a(a, self.n)
+
+    def pack_b(self, b: np.ndarray) -> np.ndarray:
+        """B (K x Ncols, int8) as scratchpad words of this build."""
+        return packing.pack_b(b, self.n)
+
+    def pack_bias(self, bias: np.ndarray) -> np.ndarray:
+        """bias (Ncols, int32) as scratchpad words of this build."""
+        return packing.pack_bias(bias, self.n)
+
+    @staticmethod
+    def unpack_c(words: np.ndarray, m: int, ncols: int, int32: bool = False) -> np.ndarray:
+        """C (M x Ncols) from its scratchpad words."""
+        return packing.unpack_c(words, m, ncols, int32)
+
+    def load_job(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        bias: np.ndarray | None = None,
+        relu: bool = False,
+        shift: int = 0,
+        out_int32: bool = False,
+        *,
+        a_addr: int | None = None,
+        b_addr: int | None = None,
+        bias_addr: int | None = None,
+        c_addr: int | None = None,
+    ) -> packing.Placement:
+        """Place the operands (backdoor) and program the job registers over the bus."""
+        a_words, b_words = self.pack_a(a), self.pack_b(b)
+        (m, k), (k2, ncols) = np.shape(a), np.shape(b)
+        if k != k2:
+            raise ValueError(f"A is {m} x {k} but B is {k2} x {ncols}: K differs")
+        if max(m, k, ncols) > 0xFFF:
+            raise ValueError(f"dimensions {m} x {k} x {ncols} exceed the 12-bit DIM fields")
+        if not 0 <= shift <= SHIFT_MASK:
+            raise ValueError(f"shift must be 0 .. 31, got {shift}")
+        if bias is not None and np.shape(bias) != (ncols,):
+            raise ValueError(f"bias must have {ncols} entries, got shape {np.shape(bias)}")
+        place = packing.place_operands(
+            self.n,
+            self.bank_words,
+            m,
+            k,
+            ncols,
+            bias=bias is not None,
+            out_int32=out_int32,
+            a_addr=a_addr,
+            b_addr=b_addr,
+            bias_addr=bias_addr,
+            c_addr=c_addr,
+        )
+        self.load(place.a_addr, a_words)
+        self.load(place.b_addr, b_words)
+        if bias is not None:
+            self.load(place.bias_addr, self.pack_bias(bias))
+        epi = (
+            Epilogue.BIAS_EN * (bias is not None)
+            | Epilogue.RELU * bool(relu)
+            | Epilogue.OUT_INT32 * bool(out_int32)
+            | shift << SHIFT_LSB
+        )
+        for reg, value in (
+            (Reg.DIM_M, m),
+            (Reg.DIM_K, k),
+            (Reg.DIM_N, ncols),
+            (Reg.A_ADDR, place.a_addr),
+            (Reg.B_ADDR, place.b_addr),
+            (Reg.BIAS_ADDR, place.bias_addr),
+            (Reg.C_ADDR, place.c_addr),
+            (Reg.EPILOGUE, int(epi)),
+        ):
+            self.write_reg(reg, value & FIELD_MASKS[reg.name])
+        return place
+
+    def run_gemm(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        bias: np.ndarray | None = None,
+        relu: bool = False,
+        shift: int = 0,
+        out_int32: bool = False,
+        *,
+        a_addr: int | None = None,
+        b_addr: int | None = None,
+        bias_addr: int | None = None,
+        c_addr: int | None = None,
+        faults: Iterable[ScheduledFault | tuple] = (),
+    ) -> tuple[np.ndarray, ErrCode]:
+        """Load, program, START (with optional faults) and read C back through the backdoor."""
+        place = self.load_job(
+            a,
+            b,
+            bias,
+            relu,
+            shift,
+            out_int32,
+            a_addr=a_addr,
+            b_addr=b_addr,
+            bias_addr=bias_addr,
+            c_addr=c_addr,
+        )
+        err = self.run(faults)
+        m, ncols = np.shape(a)[0], np.shape(b)[1]
+        words = self.dump(place.c_addr, place.c_words)
+        return self.unpack_c(words, m, ncols, out_int32), err

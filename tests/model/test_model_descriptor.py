@@ -1,0 +1,81 @@
+"""Descriptor rules checked at START (docs/REGISTERS.md, "Descriptor rules")."""
+
+import numpy as np
+import pytest
+
+from firmware_sim.accel import Accelerator, ErrCode, Reg
+
+N, BANK = 4, 64
+SPM = 2 * BANK
+# M = 6 (MB = 2), K = 5, DIM_N = 7 (NB = 2): A and B take 10 words, bias 8, C 12 or 48.
+GOOD = {"m": 6, "k": 5, "ncols": 7, "a": 0, "b": BANK, "bias": 20, "c": 40, "epi": 0}
+BIAS_EN, OUT32 = 1, 4
+
+BAD = {
+    "M is 0": {"m": 0},
+    "K is 0": {"k": 0},
+    "DIM_N is 0": {"ncols": 0},
+    "A runs past bank 0": {"a": BANK - 10 + 1},
+    "A far past bank 0": {"a": 0xFFFF},
+    "B starts in bank 0": {"b": BANK - 1},
+    "B runs past the scratchpad": {"b": SPM - 10 + 1},
+    "bias runs past the scratchpad": {"bias": SPM - 8 + 1, "epi": BIAS_EN},
+    "int8 C runs past the scratchpad": {"c": SPM - 12 + 1},
+    "int32 C runs past the scratchpad": {"c": SPM - 48 + 1, "epi": OUT32},
+    "int8-sized room for int32 C": {"c": SPM - 12, "epi": OUT32},
+}
+
+EDGE_OK = {
+    "A ends at bank 0's end": {"a": BANK - 10},
+    "B starts at bank 1": {"b": BANK},
+    "B ends at the scratchpad's end": {"b": SPM - 10},
+    "bias ends at the end": {"bias": SPM - 8, "epi": BIAS_EN},
+    "bias out of range but unused": {"bias": 0xFFFF},
+    "int8 C ends at the end": {"c": SPM - 12},
+    "int32 C ends at the end": {"c": SPM - 48, "epi": OUT32},
+    "C over A and B": {"c": 0},
+}
+
+
+def _chip_with(desc):
+    chip = Accelerator(n=N, bank_words=BANK)
+    rng = np.random.default_rng(99)
+    chip.load(0, rng.integers(0, 256, (SPM, N)).astype(np.uint8))
+    # A single-bit error in A: a job that reads A would count it.
+    chip.flip(chip.layout.cell_of(desc["a"] % BANK, 3))
+    for reg, key in (
+        (Reg.DIM_M, "m"),
+        (Reg.DIM_K, "k"),
+        (Reg.DIM_N, "ncols"),
+        (Reg.A_ADDR, "a"),
+        (Reg.B_ADDR, "b"),
+        (Reg.BIAS_ADDR, "bias"),
+        (Reg.C_ADDR, "c"),
+        (Reg.EPILOGUE, "epi"),
+    ):
+        chip.write_reg(reg, desc[key])
+    return chip
+
+
+def _snapshot(chip):
+    return [chip.peek(w) for w in range(chip.spm_words)]
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_descriptor_rule_broken_fails_in_two_cycles_without_touching_memory(case):
+    chip = _chip_with({**GOOD, **BAD[case]})
+    before = _snapshot(chip)
+    chip.write_reg(Reg.CTRL, 1)
+    assert chip.read_reg(Reg.STATUS) == 0b110 | ErrCode.DESCRIPTOR << 4
+    assert chip.read_reg(Reg.CYCLES) == 2
+    assert chip.read_reg(Reg.MACS) == 0
+    assert chip.read_reg(Reg.ECC_CORR) == 0 and chip.read_reg(Reg.ECC_UNCORR) == 0
+    assert _snapshot(chip) == before
+
+
+@pytest.mark.parametrize("case", list(EDGE_OK))
+def test_descriptor_at_the_limits_runs(case):
+    chip = _chip_with({**GOOD, **EDGE_OK[case]})
+    chip.write_reg(Reg.CTRL, 1)
+    assert chip.read_reg(Reg.STATUS) == 0b010
+    assert chip.read_reg(Reg.MACS) == 6 * 5 * 7

@@ -1,0 +1,417 @@
+"""Fault sites, TMR voting, and faults scheduled at cycles of a running job."""
+
+import numpy as np
+import pytest
+
+from firmware_sim.accel import (
+    AccBit,
+    Accelerator,
+    EccStatus,
+    ErrCode,
+    JobPoint,
+    NotModelled,
+    Phase,
+    Reg,
+    RegCopy,
+    ScheduledFault,
+    SeqCopy,
+    SpmCell,
+    gemm_reference,
+)
+
+SEED = 1717
+M32 = 0xFFFF_FFFF
+# Storage bits of each TMR copy (EPILOGUE keeps {SHIFT, OUT_INT32, RELU, BIAS_EN}).
+WIDTHS = {
+    "IRQ_EN": 1,
+    "DIM_M": 12,
+    "DIM_K": 12,
+    "DIM_N": 12,
+    "A_ADDR": 16,
+    "B_ADDR": 16,
+    "BIAS_ADDR": 16,
+    "C_ADDR": 16,
+    "EPILOGUE": 8,
+    "SCRUB_PERIOD": 16,
+}
+SEQ_WIDTHS = {"state": 3, "rb": 12, "cb": 12, "t": 13, "ecc": 1, "status": 6}
+
+
+def _sx32(v):
+    v &= M32
+    return v - (1 << 32) if v >> 31 else v
+
+
+# --- the list of sites ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tmr", [True, False])
+@pytest.mark.parametrize("ecc", [True, False])
+def test_fault_sites_cover_every_cell_accumulator_bit_and_register_copy(tmr, ecc):
+    chip = Accelerator(n=2, bank_words=8, interleave=2, ecc=ecc, scrub=False, tmr=tmr)
+    sites = list(chip.fault_sites())
+    assert len(sites) == len(set(sites)) == chip.fault_site_count()
+    assert [chip.fault_site(i) for i in range(len(sites))] == sites
+    cw = 16 + (6 if ecc else 0)
+    cells = [s for s in sites if isinstance(s, SpmCell)]
+    assert {chip.layout.word_bit_of(c) for c in cells} == {
+        (w, b) for w in range(16) for b in range(cw)
+    }
+    assert sum(isinstance(s, AccBit) for s in sites) == 2 * 2 * 32
+    copies = 3 if tmr else 1
+    for kind, widths, n_copies in ((RegCopy, WIDTHS, copies), (SeqCopy, SEQ_WIDTHS, 3 * tmr)):
+        found = [s for s in sites if isinstance(s, kind)]
+        assert len(found) == n_copies * sum(widths.values())
+        for name, width in widths.items():
+            assert {(s.copy, s.bit) for s in found if s.name == name} == {
+                (c, b) for c in range(n_copies) for b in range(width)
+            }
+    counts = chip.fault_site_counts()
+    assert counts[SpmCell] == len(cells)
+    assert counts[RegCopy] == copies * sum(WIDTHS.values())
+
+
+def test_site_outside_the_build_is_rejected():
+    chip = Accelerator(n=2, bank_words=8, tmr=False)
+    for site in (
+        SpmCell(2, 0, 0),
+        SpmCell(0, 8, 0),
+        SpmCell(0, 0, 22),
+        AccBit(2, 0, 0),
+        AccBit(0, 0, 32),
+        RegCopy("DIM_M", 1, 0),
+        RegCopy("DIM_M", 0, 12),
+        RegCopy("CYCLES", 0, 0),
+    ):
+        with pytest.raises(ValueError):
+            chip.flip(site)
+
+
+# --- TMR while idle ---------------------------------------------------------------------
+
+
+def test_one_flipped_copy_is_outvoted_and_counted():
+    chip = Accelerator()
+    chip.write_reg(Reg.DIM_K, 0x123)
+    chip.flip(RegCopy("DIM_K", 2, 4))
+    assert chip.read_reg(Reg.DIM_K) == 0x123
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 1
+    chip.flip(RegCopy("DIM_K", 2, 4))
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 2
+
+
+def test_flips_in_the_same_cycle_count_once():
+    chip = Accelerator()
+    chip.flip_many([RegCopy("A_ADDR", 0, 3), RegCopy("EPILOGUE", 1, 7), RegCopy("IRQ_EN", 2, 0)])
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 1
+    assert chip.read_reg(Reg.A_ADDR) == 0 and chip.read_reg(Reg.EPILOGUE) == 0
+
+
+def test_two_copies_flipped_together_outvote_the_third():
+    chip = Accelerator()
+    chip.write_reg(Reg.C_ADDR, 0x0F0F)
+    chip.flip_many([RegCopy("C_ADDR", 0, 0), RegCopy("C_ADDR", 2, 0)])
+    assert chip.read_reg(Reg.C_ADDR) == 0x0F0E
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 1
+    chip.flip_many([RegCopy("C_ADDR", 0, 1), RegCopy("C_ADDR", 1, 2)])  # different bits
+    assert chip.read_reg(Reg.C_ADDR) == 0x0F0E
+    chip.flip_many([RegCopy("C_ADDR", k, 4) for k in range(3)])  # all agree: unseen
+    assert chip.read_reg(Reg.C_ADDR) == 0x0F1E
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 2
+
+
+def test_without_tmr_a_flip_changes_the_register():
+    chip = Accelerator(tmr=False)
+    chip.write_reg(Reg.DIM_N, 4)
+    chip.flip(RegCopy("DIM_N", 0, 0))
+    assert chip.read_reg(Reg.DIM_N) == 5
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 0
+    chip.flip(RegCopy("IRQ_EN", 0, 0))
+    assert chip.read_reg(Reg.IRQ_EN) == 1
+
+
+def test_without_tmr_a_flipped_descriptor_steers_the_next_job():
+    chip = Accelerator(n=4, tmr=False)
+    a, b = np.ones((4, 3), dtype=int), np.ones((3, 8), dtype=int)
+    chip.load_job(a, b)
+    chip.flip(RegCopy("DIM_N", 0, 0))  # 8 -> 9 columns
+    chip.run()
+    assert chip.read_reg(Reg.MACS) == 4 * 3 * 9
+
+
+def test_epilogue_storage_bit_3_is_shift_bit_0():
+    chip = Accelerator(tmr=False)
+    chip.flip(RegCopy(Reg.EPILOGUE, 0, 3))
+    assert chip.read_reg(Reg.EPILOGUE) == 1 << 8
+    chip.flip(RegCopy("EPILOGUE", 0, 2))
+    assert chip.read_reg(Reg.EPILOGUE) == 1 << 8 | 1 << 2
+
+
+def test_sequencer_copy_flip_is_outvoted_and_counted_with_config_flips_of_that_cycle():
+    chip = Accelerator()
+    chip.flip(SeqCopy("state", 1, 2))
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 1
+    chip.flip_many([SeqCopy("t", 0, 12), RegCopy("DIM_M", 2, 3)])
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 2
+    assert chip.read_reg(Reg.STATUS) == 0 and chip.read_reg(Reg.DIM_M) == 0
+
+
+def test_outvoted_sequencer_status_while_idle_changes_status():
+    chip = Accelerator()
+    chip.write_reg(Reg.IRQ_EN, 1)
+    chip.flip_many([SeqCopy("status", 0, 0), SeqCopy("status", 2, 0)])  # DONE
+    assert chip.read_reg(Reg.STATUS) == 0b010 and chip.irq
+    chip.flip_many([SeqCopy("status", k, 3) for k in (1, 2)])  # ERR_CODE bit 1
+    assert chip.read_reg(Reg.STATUS) == 0b010 | 2 << 4
+    # Tile counters are reloaded at CHECK: outvoting them while idle changes nothing seen.
+    chip.flip_many([SeqCopy("rb", k, 5) for k in (0, 1)])
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 3
+
+
+def test_sequencer_flips_the_model_cannot_predict_raise_and_change_nothing():
+    chip = Accelerator()
+    chip.write_word(5, 0x1234)
+    cell = chip.layout.cell_of(5, 0)
+    with pytest.raises(NotModelled, match="state"):
+        chip.flip_many([cell, SeqCopy("state", 0, 0), SeqCopy("state", 1, 0)])
+    assert chip.peek(5)[0] == 0x1234 and chip.read_reg(Reg.TMR_MISMATCH) == 0
+    with pytest.raises(NotModelled, match="without TMR"):
+        Accelerator(tmr=False).flip(SeqCopy("rb", 0, 0))
+
+
+# --- faults during a job ----------------------------------------------------------------
+
+
+def _job(n=4, m=6, k=7, ncols=7, seed=SEED, **kw):
+    rng = np.random.default_rng(seed)
+    chip = Accelerator(n=n, bank_words=256, **kw)
+    a = rng.integers(-128, 128, (m, k))
+    b = rng.integers(-128, 128, (k, ncols))
+    return chip, a, b
+
+
+def test_tmr_copy_flips_during_a_job_count_once_per_cycle():
+    chip, a, b = _job()
+    faults = [
+        (JobPoint(0, "stream", 3), RegCopy("DIM_K", 0, 1)),
+        (JobPoint(0, "stream", 3), RegCopy("C_ADDR", 2, 7)),
+        (JobPoint(1, "write", 0), RegCopy("EPILOGUE", 1, 2)),
+        (JobPoint(3, "stream", 0), RegCopy("IRQ_EN", 0, 0)),
+    ]
+    c, err = chip.run_gemm(a, b, faults=faults)
+    assert err == ErrCode.NONE and np.array_equal(c, gemm_reference(a, b))
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 3
+
+
+def test_sequencer_copy_flips_during_a_job_are_counted_or_not_modelled():
+    chip, a, b = _job()
+    one = [
+        (JobPoint(0, "stream", 5), SeqCopy("t", 2, 0)),
+        (JobPoint(0, "stream", 5), RegCopy("DIM_N", 0, 0)),
+        (JobPoint(2, "write", 1), SeqCopy("state", 0, 1)),
+    ]
+    c, err = chip.run_gemm(a, b, faults=one)
+    assert err == ErrCode.NONE and np.array_equal(c, gemm_reference(a, b))
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 2
+    two = [(JobPoint(1, "bias", 0), SeqCopy("ecc", k, 0)) for k in (0, 2)]
+    chip.write_reg(Reg.EPILOGUE, 1)
+    with pytest.raises(NotModelled, match=r"tile=1.*ecc"):
+        chip.run(two)
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 2 and chip.read_reg(Reg.STATUS) == 0b010
+
+
+def test_copies_outvoting_the_good_one_during_a_job_are_not_modelled():
+    chip, a, b = _job()
+    two = [(JobPoint(0, "stream", 1), RegCopy("DIM_K", k, 0)) for k in (0, 1)]
+    with pytest.raises(NotModelled):
+        chip.run_gemm(a, b, faults=two)
+    # IRQ_EN does not steer the job: the vote just changes it.
+    irq = [(JobPoint(0, "stream", 1), RegCopy("IRQ_EN", k, 0)) for k in (0, 1)]
+    chip.run_gemm(a, b, faults=irq)
+    assert chip.read_reg(Reg.IRQ_EN) == 1 and chip.irq
+
+
+def test_without_tmr_register_flips_during_a_job_are_not_modelled_and_change_nothing():
+    chip, a, b = _job(tmr=False)
+    c0, _ = chip.run_gemm(a, b)
+    status, mem = chip.read_reg(Reg.STATUS), chip.dump(0, chip.spm_words)
+    with pytest.raises(NotModelled, match="without TMR"):
+        chip.run([ScheduledFault(JobPoint(0, Phase.STREAM, 2), RegCopy("IRQ_EN", 0, 0))])
+    assert chip.read_reg(Reg.STATUS) == status
+    assert np.array_equal(chip.dump(0, chip.spm_words), mem)
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        JobPoint(4, "stream", 0),
+        JobPoint(0, "bias", 0),
+        JobPoint(0, "stream", 7 + 8 - 1),
+        JobPoint(2, "write", 4),
+        JobPoint(0, "write", 4),
+        JobPoint(-1, "stream", 0),
+    ],
+)
+def test_points_outside_the_job_are_rejected(when):
+    chip, a, b = _job(m=6)  # 2 x 2 tiles, K = 7, N = 4: STREAM has 14 cycles; V = 4, 2
+    with pytest.raises(ValueError):
+        chip.run_gemm(a, b, faults=[(when, AccBit(0, 0, 0))])
+
+
+def test_job_schedule_lists_every_state_and_adds_up_to_cycles():
+    chip, a, b = _job(m=6)
+    chip.load_job(a, b, np.zeros(7, dtype=int), out_int32=True)
+    spans = chip.job_schedule()
+    assert [(s.tile, s.phase) for s in spans[:3]] == [(0, "bias"), (0, "stream"), (0, "write")]
+    assert [s.cycles for s in spans[:3]] == [5, 7 + 8 - 1, 16]
+    assert spans[-1].cycles == 8  # last row block has 2 valid rows, 4 words each
+    chip.run()
+    assert chip.read_reg(Reg.CYCLES) == 2 + sum(s.cycles for s in spans)
+
+
+# --- accumulator bits -------------------------------------------------------------------
+
+
+def _partial(a, b, r, c, n, i, j, x):
+    """Sum of the products PE (i, j) of tile (r, c) has added before STREAM cycle x."""
+    k = a.shape[1]
+    return sum(int(a[r * n + i, t]) * int(b[t, c * n + j]) for t in range(k) if t + 1 + i + j < x)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_accumulator_flip_in_stream_changes_one_element_by_the_flipped_bit(n):
+    rng = np.random.default_rng(SEED + n)
+    m, k, ncols = 2 * n, 9, 2 * n - 1
+    chip, a, b = _job(n=n, m=m, k=k, ncols=ncols, seed=SEED + n)
+    clean, _ = chip.run_gemm(a, b, out_int32=True)
+    nb = 2
+    for _ in range(12):
+        tile = int(rng.integers(0, 4))
+        r, c = divmod(tile, nb)
+        i = int(rng.integers(0, n))
+        j = int(rng.integers(0, min(n, ncols - c * n)))
+        bit = int(rng.integers(0, 32))
+        x = int(rng.integers(0, k + 2 * n - 1))
+        site = AccBit(i, j, bit)
+        got, err = chip.run_gemm(a, b, out_int32=True, faults=[(JobPoint(tile, "stream", x), site)])
+        assert err == ErrCode.NONE
+        diff = got.astype(np.int64) - clean
+        row, col = r * n + i, c * n + j
+        if x == 0:
+            assert not diff.any()  # cleared at the end of cycle 0
+            continue
+        p = _partial(a, b, r, c, n, i, j, x) & M32
+        assert (int(diff[row, col]) & M32) == (((p ^ (1 << bit)) - p) & M32), (i, j, bit, x)
+        diff[row, col] = 0
+        assert not diff.any()
+
+
+def test_accumulator_flip_before_stream_is_cleared():
+    chip, a, b = _job()
+    clean, _ = chip.run_gemm(a, b, np.arange(7), out_int32=True)
+    for when in (JobPoint(1, "bias", 4), JobPoint(0, "write", 3), JobPoint(1, "stream", 0)):
+        got, _ = chip.run_gemm(a, b, np.arange(7), out_int32=True, faults=[(when, AccBit(0, 0, 7))])
+        # In tile 0's WRITE cycle 3 the word of PE (0, 0) is already written.
+        assert np.array_equal(got, clean), when
+
+
+def test_accumulator_flip_in_write_reaches_the_words_written_from_that_cycle():
+    # N = 4 with int32 output: row i is written in cycles 4i .. 4i+3, part q holding
+    # element j = q. Flip PE (1, 2): visible if deposited in cycles up to 4*1 + 2.
+    chip, a, b = _job(n=4, m=4, k=5, ncols=4)
+    clean, _ = chip.run_gemm(a, b, out_int32=True)
+    for w, seen in ((0, True), (5, True), (6, True), (7, False), (15, False)):
+        got, _ = chip.run_gemm(
+            a, b, out_int32=True, faults=[(JobPoint(0, "write", w), AccBit(1, 2, 30))]
+        )
+        want = clean.copy()
+        if seen:
+            want[1, 2] = _sx32(int(clean[1, 2]) ^ (1 << 30))
+        assert np.array_equal(got, want), w
+    # int8: row i written in cycle i, through the epilogue.
+    clean8, _ = chip.run_gemm(a, b, shift=4)
+    got, _ = chip.run_gemm(a, b, shift=4, faults=[(JobPoint(0, "write", 2), AccBit(2, 0, 12))])
+    acc = gemm_reference(a, b, out_int32=True)
+    acc[2, 0] = _sx32(int(acc[2, 0]) ^ (1 << 12))
+    assert np.array_equal(got, _requant(acc, 4))
+    got, _ = chip.run_gemm(a, b, shift=4, faults=[(JobPoint(0, "write", 3), AccBit(2, 0, 12))])
+    assert np.array_equal(got, clean8)
+
+
+def _requant(acc, shift):
+    return np.clip((acc.astype(np.int64) + (1 << (shift - 1))) >> shift, -128, 127)
+
+
+# --- scratchpad cells during a job ------------------------------------------------------
+
+# N = 2, M = 2 (one row block), K = 6, DIM_N = 4: tiles 0 and 1 both read every A word.
+
+
+def _two_tiles(ecc):
+    chip, a, b = _job(n=2, m=2, k=6, ncols=4, ecc=ecc, scrub=ecc)
+    place = chip.load_job(a, b, np.array([10, 20, 30, 40]), out_int32=True)
+    return chip, a, b, place
+
+
+@pytest.mark.parametrize("x", [0, 2, 3, 4, 8])
+def test_cell_flip_in_stream_reaches_reads_from_that_cycle_on(x):
+    t0 = 3  # A word t0 is read in STREAM cycle 3 of each tile
+    chip, a, b, place = _two_tiles(ecc=False)
+    bias = np.array([10, 20, 30, 40])
+    site = chip.layout.cell_of(place.a_addr + t0, 8 + 1)  # byte 1 (row 1), bit 1
+    chip.run([(JobPoint(0, "stream", x), site)])
+    c = chip.unpack_c(chip.dump(place.c_addr, place.c_words), 2, 4, int32=True)
+    flipped = a.copy()
+    flipped[1, t0] = np.uint8((a[1, t0] & 0xFF) ^ 2).astype(np.int8)
+    good = gemm_reference(a, b, bias, out_int32=True)
+    bad = gemm_reference(flipped, b, bias, out_int32=True)
+    want = np.hstack([(bad if x <= t0 else good)[:, :2], bad[:, 2:]])
+    assert np.array_equal(c, want)
+
+    chip, a, b, place = _two_tiles(ecc=True)
+    chip.run([(JobPoint(0, "stream", x), site)])
+    c = chip.unpack_c(chip.dump(place.c_addr, place.c_words), 2, 4, int32=True)
+    assert np.array_equal(c, good)
+    assert chip.read_reg(Reg.ECC_CORR) == (2 if x <= t0 else 1)
+
+
+@pytest.mark.parametrize(("x", "counted"), [(0, 1), (2, 1), (3, 0), (4, 0)])
+def test_cell_flip_in_bias_reaches_bias_reads_from_that_cycle_on(x, counted):
+    chip, a, b, place = _two_tiles(ecc=True)
+    word = place.bias_addr + 2  # bias word q = 2 of column block 0, read in BIAS cycle 2
+    chip.run([(JobPoint(0, "bias", x), chip.layout.cell_of(word, 5))])
+    assert chip.read_reg(Reg.ECC_CORR) == counted
+    assert chip.read_word(word)[1] == EccStatus.CORRECTED  # the flip stays in memory
+
+
+def test_double_error_made_during_a_tile_ends_the_job_where_it_is_first_read():
+    chip, a, b, place = _two_tiles(ecc=True)
+    word = place.a_addr + 1  # read in STREAM cycle 1
+    cells = [chip.layout.cell_of(word, 0), chip.layout.cell_of(word, 1)]
+    late = [(JobPoint(0, "stream", 2), cell) for cell in cells]
+    assert chip.run(late) == ErrCode.ECC
+    c = chip.unpack_c(chip.dump(place.c_addr, place.c_words), 2, 4, int32=True)
+    assert np.array_equal(
+        c[:, :2], gemm_reference(a, b, np.array([10, 20, 30, 40]), out_int32=True)[:, :2]
+    )
+    assert chip.read_reg(Reg.ECC_UNCORR) == 1
+    chip, a, b, place = _two_tiles(ecc=True)
+    early = [(JobPoint(0, "stream", 1), cells[0]), (JobPoint(0, "stream", 0), cells[1])]
+    assert chip.run(early) == ErrCode.ECC
+    assert chip.read_reg(Reg.MACS) == 0
+
+
+def test_cell_flip_in_write_is_overwritten_unless_its_word_was_already_written():
+    chip, a, b, place = _two_tiles(ecc=True)
+    # Tile 0 (int32, N = 2, V = 2) writes words c + 4*(m*NB) + q in cycles 4m + q.
+    later = place.c_addr + 4 * (1 * 2) + 1  # row 1, part 1: written in cycle 5
+    earlier = place.c_addr + 4 * 0 + 2  # row 0, part 2: written in cycle 2
+    faults = [
+        (JobPoint(0, "write", 5), chip.layout.cell_of(later, 3)),
+        (JobPoint(0, "write", 3), chip.layout.cell_of(earlier, 3)),
+    ]
+    chip.run(faults)
+    data, _ = chip.peek(later)
+    assert chip.read_word(later) == (data, EccStatus.CLEAN)
+    raw, _ = chip.peek(earlier)
+    assert chip.read_word(earlier) == (raw ^ (1 << 3), EccStatus.CORRECTED)
