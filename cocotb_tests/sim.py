@@ -37,6 +37,8 @@ def run(
 ) -> None:
     """Build ``toplevel`` with ``parameters`` and run the cocotb tests in ``test_module``."""
     parameters = dict(parameters or {})
+    # SCC_TESTCASE=name runs one test of the module, for replaying a failure.
+    testcase = testcase or os.environ.get("SCC_TESTCASE") or None
     tag = _tag(toplevel, parameters)
     seed = int(os.environ.get("COCOTB_RANDOM_SEED", random.randrange(1 << 31)))
     env = {PARAMS_ENV: json.dumps(parameters), "PYTHONPATH": _pythonpath()}

@@ -17,7 +17,7 @@ from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from cocotb_tests.sim import hdl_parameters
-from firmware_sim.accel import model as accel
+from firmware_sim import accel
 from firmware_sim.accel.layout import Cell, Layout
 from firmware_sim.accel.regs import Reg
 from firmware_sim.accel.secded import code_for
@@ -64,7 +64,8 @@ class SccTb:
         self.axil = AxiLiteMaster(
             AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk_i, dut.rst_ni, reset_active_level=False
         )
-        self.axil.log.setLevel(logging.WARNING)
+        self.axil.write_if.log.setLevel(logging.WARNING)
+        self.axil.read_if.log.setLevel(logging.WARNING)
         if stall:
             for channel in (
                 self.axil.write_if.aw_channel,
@@ -78,8 +79,12 @@ class SccTb:
     # ---- clock and reset ---------------------------------------------------
 
     async def start(self) -> None:
-        """Start the clock and reset chip and model."""
+        """Start the clock, reset chip and model, and clear the RTL memory to match the new
+        model (the simulator keeps memory from one test to the next)."""
         Clock(self.dut.clk_i, 10, unit="ns").start()
+        for bank in range(2):
+            for row in range(self.layout.rows):
+                self._row(bank, row).value = 0
         await self.hard_reset()
 
     async def hard_reset(self) -> None:
@@ -94,7 +99,8 @@ class SccTb:
 
     async def write(self, addr: int, value: int) -> int:
         """Write over AXI4-Lite and to the model; the responses must agree."""
-        rtl = await self.axil.write(addr, (value & 0xFFFFFFFF).to_bytes(4, "little"))
+        value &= 0xFFFFFFFF
+        rtl = await self.axil.write(addr, value.to_bytes(4, "little"))
         expected = self.model.bus_write(addr, value)
         assert int(rtl.resp) == int(expected), (
             f"write {addr:#07x}={value:#x}: RTL resp {int(rtl.resp)}, model {int(expected)}"
@@ -154,13 +160,6 @@ class SccTb:
         for (bank, row), value in rows.items():
             self._row(bank, row).value = value
 
-    def flip_cells(self, cells: list[Cell]) -> None:
-        """Upset memory cells in RTL (a deposit) and in the model, in the same cycle."""
-        for cell in cells:
-            handle = self._row(cell.bank, cell.row)
-            handle.value = int(handle.value) ^ (1 << cell.cell)
-        self.model.flip_many([accel.SpmCell(c.bank, c.row, c.cell) for c in cells])
-
     def compare_memory(self) -> None:
         """Every codeword of the scratchpad equals the model's."""
         dw = 8 * self.n
@@ -190,9 +189,14 @@ class SccTb:
         for name, value in fields.items():
             assert await self.write(int(Reg[name]), value) == 0, f"writing {name} refused"
 
-    async def start_job(self) -> None:
-        """Write CTRL.START: the model runs the job at once, the RTL starts it."""
-        await self.write(int(Reg.CTRL), 1)
+    async def start_job(self, faults: list[accel.ScheduledFault] | None = None) -> None:
+        """Write CTRL.START: the model runs the whole job at once (with the faults
+        scheduled in it), the RTL starts it and a watcher deposits the same faults."""
+        if faults:
+            cocotb.start_soon(self._inject_during_job(faults))
+        rtl = await self.axil.write(int(Reg.CTRL), (1).to_bytes(4, "little"))
+        assert int(rtl.resp) == 0, "START refused"
+        self.model.run(faults or [])
 
     async def wait_done(self, timeout_us: int = 20000) -> None:
         """Wait for the RTL's interrupt (IRQ_EN must be set) that ends the job."""
@@ -206,18 +210,55 @@ class SccTb:
         await self.compare_registers()
         self.compare_memory()
 
-    async def at_job_point(self, tile: int, phase: str, cycle: int) -> None:
-        """Return at the falling edge inside the given cycle of the given tile's phase."""
+    def _handle_bit(self, site: accel.FaultSite):
+        """The RTL signal and bit that hold a fault site."""
+        if isinstance(site, Cell):
+            return self._row(site.bank, site.row), site.cell
+        if isinstance(site, accel.AccBit):
+            return self.dut.u_array.g_row[site.i].g_col[site.j].u_pe.acc_q, site.bit
+        if isinstance(site, accel.RegCopy):
+            return getattr(self.dut.u_regs, f"u_{site.name.lower()}").q_q[site.copy], site.bit
+        if isinstance(site, accel.SeqCopy):
+            return getattr(self.dut.u_seq, f"u_{site.name.lower()}").q_q[site.copy], site.bit
+        raise TypeError(f"not a fault site: {site!r}")
+
+    def deposit(self, sites: list[accel.FaultSite]) -> None:
+        """Flip fault sites in the RTL with one deposit per signal: deposits land at the end
+        of the time step, so a second read-modify-write of one signal would undo the first."""
+        masks: dict[int, tuple[object, int]] = {}
+        for site in sites:
+            handle, bit = self._handle_bit(site)
+            _, mask = masks.get(id(handle), (handle, 0))
+            masks[id(handle)] = (handle, mask ^ (1 << bit))
+        for handle, mask in masks.values():
+            handle.value = int(handle.value) ^ mask
+
+    def upset(self, sites: list[accel.FaultSite]) -> None:
+        """Flip sites in RTL and model in the same cycle (call at a falling edge)."""
+        self.deposit(sites)
+        self.model.flip_many(sites)
+
+    async def _inject_during_job(self, faults: list[accel.ScheduledFault]) -> None:
+        """Deposit each fault at the falling edge inside its job point's cycle."""
+        pending: dict[tuple[int, str, int], list[accel.FaultSite]] = {}
+        for when, site in faults:
+            key = (when.tile, accel.Phase(when.phase).value, when.cycle)
+            pending.setdefault(key, []).append(site)
         seq = self.dut.u_seq
-        while True:
+        nb = -(-int(self.model.read_reg(Reg.DIM_N)) // self.n)
+        states = {v: k for k, v in PHASE_STATE.items()}
+        while pending:
             await RisingEdge(self.dut.clk_i)
             await ReadOnly()
-            nb = -(-int(self.model.read_reg(Reg.DIM_N)) // self.n)
-            here = int(seq.rb.value) * nb + int(seq.cb.value)
-            if (
-                int(seq.state.value) == PHASE_STATE[phase]
-                and here == tile
-                and int(seq.t.value) == cycle
-            ):
-                break
-        await FallingEdge(self.dut.clk_i)
+            phase = states.get(int(seq.state.value))
+            if phase is None:
+                if int(seq.state.value) == 0 and not int(self.dut.u_seq.busy_o.value):
+                    if int(self.dut.u_seq.done_o.value):
+                        break
+                continue
+            key = (int(seq.rb.value) * nb + int(seq.cb.value), phase, int(seq.t.value))
+            sites = pending.pop(key, None)
+            if sites:
+                await FallingEdge(self.dut.clk_i)
+                self.deposit(sites)
+        assert not pending, f"job ended before the fault points {sorted(pending)}"

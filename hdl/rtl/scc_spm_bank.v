@@ -88,32 +88,32 @@ module scc_spm_bank #(
     end
   endgenerate
 
-  // The physical row after writing wcode into its slot.
-  reg [RW-1:0] row_merged;
-  integer b;
-  integer wslot;
-  always @* begin
-    wslot      = {{(32-SW){1'b0}}, slot_w};
-    row_merged = mem_q[row_w];
-    for (b = 0; b < CW; b = b + 1) begin
-      row_merged[b * INTERLEAVE + wslot] = wcode[b];
-    end
-  end
-
   reg [RW-1:0] rrow_q;
   reg [SW-1:0] rslot_q;
   reg          rvalid_q;
+  integer b;
+  wire [31:0] wslot = {{(32-SW){1'b0}}, slot_w};
+  // The row is merged at the clock edge from the row as it is then, so only the
+  // word's own cells change and its neighbours keep every bit, upsets included.
+  // row_merge is a local temporary of this block.
+  /* verilator lint_off BLKSEQ */
+  reg [RW-1:0] row_merge;
   always @(posedge clk_i) begin
     rvalid_q <= en_i & ~we_i;
     if (en_i) begin
       if (we_i) begin
-        mem_q[row_w] <= row_merged;
+        row_merge = mem_q[row_w];
+        for (b = 0; b < CW; b = b + 1) begin
+          row_merge[b * INTERLEAVE + wslot] = wcode[b];
+        end
+        mem_q[row_w] <= row_merge;
       end else begin
         rrow_q  <= mem_q[row_w];
         rslot_q <= slot_w;
       end
     end
   end
+  /* verilator lint_on BLKSEQ */
 
   reg [CW-1:0] rcode;
   integer rslot;

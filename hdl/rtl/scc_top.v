@@ -1,7 +1,8 @@
 // scc_top: the SCC accelerator: systolic array, sequencer, ECC scratchpad,
 // scrubber and registers behind one AXI4-Lite slave (docs/REGISTERS.md).
 //
-// Bus map: registers at 0x00000-0x000FF, scratchpad window at 0x80000-0xFFFFF.
+// Bus map: registers at 0x00000-0x000FF, scratchpad window at 0x80000-0xFFFFF;
+// the two low address bits are ignored.
 // A SOFT_RESET write resets everything but the bus slave and the memory.
 // Fault sites (docs/REGISTERS.md, "Fault sites"): u_spm.u_bank{0,1}.mem_q,
 // u_array.g_row[i].g_col[j].u_pe.acc_q, u_regs.u_<register>.q_q[k],
@@ -74,7 +75,10 @@ module scc_top #(
   // ---- Bus --------------------------------------------------------------
   wire        req;
   wire        we;
+  // The two low address bits are ignored.
+  /* verilator lint_off UNUSEDSIGNAL */
   wire [19:0] addr;
+  /* verilator lint_on UNUSEDSIGNAL */
   wire [31:0] wdata;
   wire        ack;
   wire [31:0] rdata;
@@ -136,7 +140,7 @@ module scc_top #(
     .ECC_EN (ECC_EN), .SCRUB_EN (SCRUB_EN), .TMR_EN (TMR_EN)
   ) u_regs (
     .clk_i (clk_i), .rst_ni (rst_n),
-    .req_i (req && sel_reg), .we_i (we), .addr_i (addr[7:0]), .wdata_i (wdata),
+    .req_i (req && sel_reg), .we_i (we), .addr_i ({addr[7:2], 2'b00}), .wdata_i (wdata),
     .rdata_o (reg_rdata), .err_o (reg_err),
     .busy_i (busy), .done_i (done), .error_i (error), .err_code_i (err_code),
     .start_o (start), .soft_reset_o (soft_reset), .clr_done_o (clr_done),

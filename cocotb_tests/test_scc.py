@@ -1,0 +1,367 @@
+"""scc_top against the bit-exact model: registers, bus window, jobs, ECC, scrubber, TMR, faults.
+
+Every test runs each bus transaction on RTL and model, compares the answers, and
+compares all registers and the whole scratchpad after each job.
+"""
+
+from __future__ import annotations
+
+import cocotb
+import numpy as np
+import pytest
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+
+from cocotb_tests.sim import run
+from cocotb_tests.tb import SPM_BASE, SccTb
+from firmware_sim import accel
+from firmware_sim.accel import Epilogue, Reg
+from firmware_sim.accel.packing import words_to_int
+
+# ---- helpers ------------------------------------------------------------------------
+
+
+def random_matrix(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """int8 values with the extremes -128 and 127 well represented."""
+    x = rng.integers(-128, 128, shape)
+    mask = rng.random(shape) < 0.2
+    x[mask] = rng.choice([-128, 127], size=int(mask.sum()))
+    return x.astype(np.int8)
+
+
+class Job:
+    """A GEMM placed in the scratchpad, loaded through the backdoor into RTL and model."""
+
+    def __init__(self, tb: SccTb, m: int, k: int, ncols: int, *, seed: int, **opts) -> None:
+        rng = np.random.default_rng(seed)
+        self.m, self.k, self.ncols = m, k, ncols
+        self.bias_en = opts.get("bias", bool(rng.integers(2)))
+        self.relu = opts.get("relu", bool(rng.integers(2)))
+        self.out32 = opts.get("out_int32", bool(rng.integers(2)))
+        self.shift = opts.get("shift", int(rng.integers(0, 32)))
+        self.a = random_matrix(rng, (m, k))
+        self.b = random_matrix(rng, (k, ncols))
+        self.bias = rng.integers(-(2**31), 2**31, ncols).astype(np.int32)
+        self.place = accel.place_operands(
+            tb.n, tb.bank_words, m, k, ncols, bias=self.bias_en, out_int32=self.out32
+        )
+        words: dict[int, int] = {}
+        for base, packed in (
+            (self.place.a_addr, accel.pack_a(self.a, tb.n)),
+            (self.place.b_addr, accel.pack_b(self.b, tb.n)),
+        ) + (((self.place.bias_addr, accel.pack_bias(self.bias, tb.n)),) if self.bias_en else ()):
+            for i, word in enumerate(packed):
+                words[base + i] = words_to_int(word)
+        tb.preload(words)
+
+    @property
+    def epilogue(self) -> int:
+        return int(
+            Epilogue.BIAS_EN * self.bias_en
+            | Epilogue.RELU * self.relu
+            | Epilogue.OUT_INT32 * self.out32
+        ) | (self.shift << 8)
+
+    async def program(self, tb: SccTb) -> None:
+        await tb.program(
+            IRQ_EN=1,
+            DIM_M=self.m,
+            DIM_K=self.k,
+            DIM_N=self.ncols,
+            A_ADDR=self.place.a_addr,
+            B_ADDR=self.place.b_addr,
+            BIAS_ADDR=self.place.bias_addr,
+            C_ADDR=self.place.c_addr,
+            EPILOGUE=self.epilogue,
+        )
+
+    def tiles(self, tb: SccTb) -> int:
+        return -(-self.m // tb.n) * -(-self.ncols // tb.n)
+
+
+def random_shape(tb: SccTb, rng: np.random.Generator, biggest: int = 40) -> tuple[int, int, int]:
+    """M, K, N that fit the scratchpad, not multiples of the array size as a rule."""
+    while True:
+        m, k, ncols = (int(v) for v in rng.integers(1, biggest + 1, 3))
+        try:
+            accel.place_operands(tb.n, tb.bank_words, m, k, ncols, bias=True, out_int32=True)
+        except ValueError:
+            continue
+        return m, k, ncols
+
+
+async def job_done(tb: SccTb) -> None:
+    await tb.wait_done()
+    await tb.compare_registers()
+    tb.compare_memory()
+    await tb.write(int(Reg.STATUS), 0x6)
+
+
+# ---- registers and bus ----------------------------------------------------------------
+
+
+@cocotb.test()
+async def registers_read_write_and_refusals(dut):
+    """Every register after reset, random writes, and each refused access, with a stalling bus."""
+    tb = SccTb(dut, stall=True)
+    await tb.start()
+    await tb.compare_registers()
+    # CTRL's command bits and a running scrubber (its progress is the scrubber test's
+    # business) are left out of the random values.
+    quiet = {Reg.CTRL: ~0x7, Reg.SCRUB_PERIOD: 0}
+    for reg in Reg:
+        await tb.write(int(reg), tb.rng.getrandbits(32) & quiet.get(reg, 0xFFFFFFFF))
+    await tb.compare_registers()
+    # Unmapped offsets and ranges are refused.
+    for addr in (0x03C, 0x05C, 0x0FC, 0x100, 0x4_0000, 0x7_FFFC):
+        await tb.read(addr)
+        await tb.write(addr, 0x1234)
+    await tb.write(int(Reg.STATUS), 0x6)
+    await tb.compare_registers()
+
+
+@cocotb.test()
+async def scratchpad_window_round_trip(dut):
+    """Words written part by part through the window read back; past the end is refused."""
+    tb = SccTb(dut)
+    await tb.start()
+    words = tb.rng.sample(range(2 * tb.bank_words), 40)
+    for word in words:
+        await tb.write_word(word, tb.rng.getrandbits(8 * tb.n))
+    for word in words:
+        await tb.read_word(word)
+    await tb.read(SPM_BASE + 4 * tb.parts * 2 * tb.bank_words)
+    await tb.write(SPM_BASE + 4 * tb.parts * 2 * tb.bank_words, 1)
+    await tb.compare_registers()
+    tb.compare_memory()
+
+
+# ---- jobs -------------------------------------------------------------------------------
+
+
+@cocotb.test()
+async def random_jobs_match_model(dut):
+    """Back-to-back jobs of random shapes, values and epilogues, including 1 x 1 x 1."""
+    tb = SccTb(dut)
+    await tb.start()
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    shapes = [(1, 1, 1), (tb.n, tb.n, tb.n), (tb.n + 1, 3, 2 * tb.n - 1)]
+    shapes += [random_shape(tb, rng) for _ in range(4)]
+    for i, (m, k, ncols) in enumerate(shapes):
+        job = Job(tb, m, k, ncols, seed=int(rng.integers(1 << 30)))
+        tb.log.info("job %d: %d x %d x %d, epilogue %#x", i, m, k, ncols, job.epilogue)
+        await job.program(tb)
+        await tb.start_job()
+        await job_done(tb)
+
+
+@cocotb.test()
+async def epilogue_saturates_and_rounds(dut):
+    """Extreme operands with every shift: saturation to int8 and rounding ties."""
+    tb = SccTb(dut)
+    await tb.start()
+    for shift in (0, 1, 7, 15, 31):
+        job = Job(tb, tb.n + 1, 17, tb.n, seed=shift, bias=True, relu=False, out_int32=False,
+                  shift=shift)
+        await job.program(tb)
+        await tb.start_job()
+        await job_done(tb)
+
+
+@cocotb.test()
+async def bad_descriptors_are_refused(dut):
+    """Each descriptor rule broken alone ends the job with DESCRIPTOR and writes nothing."""
+    tb = SccTb(dut)
+    await tb.start()
+    job = Job(tb, 5, 6, 7, seed=1, bias=True, out_int32=False)
+    bw = tb.bank_words
+    breakers = [
+        {"DIM_M": 0},
+        {"DIM_K": 0},
+        {"DIM_N": 0},
+        {"A_ADDR": bw - 1},
+        {"B_ADDR": bw - 1},
+        {"B_ADDR": 2 * bw - 1},
+        {"BIAS_ADDR": 2 * bw - 2},
+        {"C_ADDR": 2 * bw - 1},
+    ]
+    for fields in breakers:
+        await job.program(tb)
+        await tb.program(**fields)
+        await tb.start_job()
+        await job_done(tb)
+
+
+@cocotb.test()
+async def reset_in_the_middle_of_a_job(dut):
+    """SOFT_RESET and rst_ni mid-job: registers reset, memory outside C kept, next job right."""
+    tb = SccTb(dut)
+    await tb.start()
+    m, k, ncols = 3 * tb.n, 20, 2 * tb.n
+    for how in ("soft", "hard"):
+        job = Job(tb, m, k, ncols, seed=7, out_int32=False)
+        await job.program(tb)
+        await tb.axil.write(int(Reg.CTRL), (1).to_bytes(4, "little"))
+        await ClockCycles(dut.clk_i, 40 + tb.rng.randrange(60))
+        assert int(dut.u_seq.busy_o.value), "the job ended before the reset"
+        if how == "soft":
+            await tb.write(int(Reg.CTRL), int(accel.Ctrl.SOFT_RESET))
+        else:
+            await tb.hard_reset()
+        tb.model.reset()
+        await tb.compare_registers()
+        c_lo, c_hi = job.place.c_addr, job.place.c_addr + job.place.c_words
+        for word in range(2 * tb.bank_words):
+            if not c_lo <= word < c_hi:
+                data, check = tb.model.peek(word)
+                assert tb.codeword(word) == (check << 8 * tb.n) | data, f"word {word}"
+        await job.program(tb)
+        await tb.start_job()
+        await job_done(tb)
+
+
+# ---- ECC, scrubbing, TMR and faults ----------------------------------------------------
+
+
+def cells_of(tb: SccTb, word: int, bits: list[int]) -> list[accel.SpmCell]:
+    return [tb.layout.cell_of(word, b) for b in bits]
+
+
+@cocotb.test()
+async def single_bit_upsets_in_operands(dut):
+    """One flipped bit in several operand words: corrected (with ECC) and counted per read."""
+    tb = SccTb(dut)
+    await tb.start()
+    job = Job(tb, 2 * tb.n + 1, 9, 2 * tb.n, seed=3, bias=True)
+    targets = [job.place.a_addr, job.place.a_addr + 9 + 4, job.place.b_addr + 2,
+               job.place.bias_addr + 1]
+    await FallingEdge(dut.clk_i)
+    tb.upset([c for w in targets for c in cells_of(tb, w, [tb.rng.randrange(tb.cw)])])
+    await job.program(tb)
+    await tb.start_job()
+    await job_done(tb)
+
+
+@cocotb.test()
+async def double_bit_upset_ends_the_job(dut):
+    """Two flipped bits in one A word of a late row block: ECC ends the job there."""
+    tb = SccTb(dut)
+    await tb.start()
+    job = Job(tb, 3 * tb.n, 8, 2 * tb.n, seed=4, out_int32=False)
+    word = job.place.a_addr + 2 * 8 + 5  # row block 2, step 5
+    await FallingEdge(dut.clk_i)
+    tb.upset(cells_of(tb, word, tb.rng.sample(range(tb.cw), 2)))
+    await job.program(tb)
+    await tb.start_job()
+    await job_done(tb)
+
+
+@cocotb.test()
+async def faults_during_a_job(dut):
+    """Memory cells, accumulators and TMR copies flipped at random cycles of a running job."""
+    tb = SccTb(dut)
+    await tb.start()
+    rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    for round_ in range(4):
+        job = Job(tb, 2 * tb.n, 11, 2 * tb.n - 1, seed=round_, bias=True, out_int32=True)
+        await job.program(tb)
+        faults = []
+        for _ in range(3):
+            tile = int(rng.integers(job.tiles(tb)))
+            cycle = int(rng.integers(11 + 2 * tb.n - 1))
+            faults.append(accel.ScheduledFault(
+                accel.JobPoint(tile, accel.Phase.STREAM, cycle),
+                accel.AccBit(int(rng.integers(tb.n)), int(rng.integers(tb.n)),
+                             int(rng.integers(32)))))
+        tile = int(rng.integers(job.tiles(tb)))
+        word = job.place.b_addr + int(rng.integers(11))
+        faults.append(accel.ScheduledFault(
+            accel.JobPoint(tile, accel.Phase.BIAS, int(rng.integers(5))),
+            tb.layout.cell_of(word, int(rng.integers(tb.cw)))))
+        faults.append(accel.ScheduledFault(
+            accel.JobPoint(tile, accel.Phase.WRITE, 0),
+            accel.AccBit(0, int(rng.integers(tb.n)), int(rng.integers(32)))))
+        if tb.tmr:
+            faults.append(accel.ScheduledFault(
+                accel.JobPoint(tile, accel.Phase.STREAM, 2),
+                accel.RegCopy("DIM_K", int(rng.integers(3)), int(rng.integers(12)))))
+            faults.append(accel.ScheduledFault(
+                accel.JobPoint(tile, accel.Phase.STREAM, 3),
+                accel.SeqCopy("t", int(rng.integers(3)), int(rng.integers(13)))))
+        await tb.start_job(faults)
+        await job_done(tb)
+
+
+@cocotb.test()
+async def tmr_copy_upsets_while_idle(dut):
+    """A flipped copy of each configuration register is outvoted and counted (with TMR)."""
+    tb = SccTb(dut)
+    await tb.start()
+    copies = 3 if tb.tmr else 1
+    widths = {"IRQ_EN": 1, "DIM_M": 12, "DIM_K": 12, "DIM_N": 12, "A_ADDR": 16,
+              "B_ADDR": 16, "BIAS_ADDR": 16, "C_ADDR": 16, "EPILOGUE": 8, "SCRUB_PERIOD": 16}
+    for name, width in widths.items():
+        await FallingEdge(dut.clk_i)
+        tb.upset([accel.RegCopy(name, tb.rng.randrange(copies), tb.rng.randrange(width))])
+        await RisingEdge(dut.clk_i)
+        await tb.compare_registers()
+    if tb.tmr:
+        # Two copies of one register hit in the same cycle outvote the third.
+        await FallingEdge(dut.clk_i)
+        tb.upset([accel.RegCopy("DIM_N", 0, 3), accel.RegCopy("DIM_N", 2, 3)])
+        await tb.compare_registers()
+
+
+@cocotb.test()
+async def scrubber_repairs_single_bit_errors(dut):
+    """Upsets across the scratchpad; after more than a pass the scrubber has repaired them."""
+    tb = SccTb(dut)
+    await tb.start()
+    if not tb.scrub:
+        return
+    words = tb.rng.sample(range(2 * tb.bank_words), 12)
+    await FallingEdge(dut.clk_i)
+    cells = [c for w in words[:-1] for c in cells_of(tb, w, [tb.rng.randrange(tb.cw)])]
+    cells += cells_of(tb, words[-1], tb.rng.sample(range(tb.cw), 2))
+    tb.upset(cells)
+    await tb.write(int(Reg.SCRUB_PERIOD), 1)
+    scrub = dut.g_scrub.u_scrub
+    while int(scrub.passes_q.value) < 1 or int(scrub.ptr_q.value) < 5:
+        await ClockCycles(dut.clk_i, 256)
+    await tb.write(int(Reg.SCRUB_PERIOD), 0)
+    await ClockCycles(dut.clk_i, 4)
+    steps = int(scrub.passes_q.value) * 2 * tb.bank_words + int(scrub.ptr_q.value)
+    tb.model.scrub_steps(steps)
+    await tb.compare_registers()
+    tb.compare_memory()
+
+
+@cocotb.test()
+async def multi_bit_upset_of_adjacent_cells(dut):
+    """Adjacent cells of one row: interleaving spreads them over words ECC can correct."""
+    tb = SccTb(dut)
+    await tb.start()
+    job = Job(tb, 2 * tb.n, 16, 2 * tb.n, seed=5, out_int32=True)
+    first = tb.layout.cell_of(job.place.a_addr + 4, 1)
+    start = accel.SpmCell(first.bank, first.row, 0)
+    await FallingEdge(dut.clk_i)
+    tb.upset(tb.layout.adjacent(start, min(3, tb.interleave + 1)))
+    await job.program(tb)
+    await tb.start_job()
+    await job_done(tb)
+
+
+# ---- builds -------------------------------------------------------------------------------
+
+BUILDS = {
+    "n2": {"N": 2, "BANK_WORDS": 2048},
+    "n4": {"N": 4, "BANK_WORDS": 1024},
+    "n8": {"N": 8, "BANK_WORDS": 1024},
+    "n4-bare": {"N": 4, "BANK_WORDS": 1024, "ECC_EN": 0, "SCRUB_EN": 0, "TMR_EN": 0},
+    "n8-il4": {"N": 8, "BANK_WORDS": 512, "INTERLEAVE": 4},
+}
+
+
+@pytest.mark.rtl
+@pytest.mark.parametrize("build", list(BUILDS))
+def test_scc(build: str) -> None:
+    run("scc_top", "cocotb_tests.test_scc", BUILDS[build])
