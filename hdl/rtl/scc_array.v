@@ -3,15 +3,17 @@
 // a_i carries one int8 per row (byte i for row i), b_i one int8 per column.
 // Row i's operand enters i cycles late and column j's j cycles late, so the
 // product of step t reaches PE (i, j) t + i + j cycles after it enters and is
-// accumulated at the end of that cycle. acc_o holds PE (i, j)'s accumulator at
-// bits [32*(i*N+j) +: 32].
+// accumulated at the end of that cycle. row_o holds the accumulators of row
+// row_sel_i, PE (row_sel_i, j) at bits [32*j +: 32] (combinational).
 // Protection: none. Fault sites: each PE's acc_q; the skew registers.
 
 `default_nettype none
 
 module scc_array #(
   // Rows and columns of processing elements.
-  parameter integer N = 4
+  parameter integer N = 4,
+  // Row select bits (derived).
+  parameter integer RSW = (N > 1) ? $clog2(N) : 1
 ) (
   input  wire              clk_i,
   input  wire              rst_ni,
@@ -19,21 +21,23 @@ module scc_array #(
   input  wire              valid_i,
   input  wire [8*N-1:0]    a_i,
   input  wire [8*N-1:0]    b_i,
-  output wire [32*N*N-1:0] acc_o
+  input  wire [RSW-1:0]    row_sel_i,
+  output wire [32*N-1:0]   row_o
 );
 
-  // Operands between neighbours: a flows right, b flows down.
-  wire [7:0] a_w [0:N-1][0:N];
-  wire       v_w [0:N-1][0:N];
-  wire [7:0] b_w [0:N][0:N-1];
+  // Operands entering the array edges after the skew: row i's a (with its
+  // valid bit) and column j's b.
+  wire [8*N-1:0] a_edge;
+  wire [N-1:0]   v_edge;
+  wire [8*N-1:0] b_edge;
 
   genvar i, j;
   generate
     for (i = 0; i < N; i = i + 1) begin : g_skew
       if (i == 0) begin : g_direct
-        assign a_w[0][0] = a_i[7:0];
-        assign v_w[0][0] = valid_i;
-        assign b_w[0][0] = b_i[7:0];
+        assign a_edge[7:0] = a_i[7:0];
+        assign v_edge[0]   = valid_i;
+        assign b_edge[7:0] = b_i[7:0];
       end else begin : g_delay
         // i stages for row i's operand (with its valid bit) and column i's;
         // the oldest stage sits in the top bits.
@@ -57,27 +61,62 @@ module scc_array #(
             b_sr_q <= b_sr_d;
           end
         end
-        assign a_w[i][0] = a_sr_q[9*i-2 -: 8];
-        assign v_w[i][0] = a_sr_q[9*i-1];
-        assign b_w[0][i] = b_sr_q[8*i-1 -: 8];
+        assign a_edge[8*i +: 8] = a_sr_q[9*i-2 -: 8];
+        assign v_edge[i]        = a_sr_q[9*i-1];
+        assign b_edge[8*i +: 8] = b_sr_q[8*i-1 -: 8];
       end
     end
 
+    // Each PE's outputs are wires of its own generate scope; a flows right and
+    // b flows down. (Scalar wires per scope keep the simulator's fan-out local,
+    // which a two-dimensional net array would not.)
     for (i = 0; i < N; i = i + 1) begin : g_row
       for (j = 0; j < N; j = j + 1) begin : g_col
+        // The right column's a and the bottom row's b leave the array unused.
+        /* verilator lint_off UNUSEDSIGNAL */
+        wire [7:0] a_out;
+        wire       v_out;
+        wire [7:0] b_out;
+        /* verilator lint_on UNUSEDSIGNAL */
+        wire [31:0] acc;
+        wire [7:0] a_in;
+        wire       v_in;
+        wire [7:0] b_in;
+        if (j == 0) begin : g_left
+          assign a_in = a_edge[8*i +: 8];
+          assign v_in = v_edge[i];
+        end else begin : g_inner_a
+          assign a_in = g_row[i].g_col[j-1].a_out;
+          assign v_in = g_row[i].g_col[j-1].v_out;
+        end
+        if (i == 0) begin : g_top
+          assign b_in = b_edge[8*j +: 8];
+        end else begin : g_inner_b
+          assign b_in = g_row[i-1].g_col[j].b_out;
+        end
         scc_pe u_pe (
           .clk_i   (clk_i),
           .rst_ni  (rst_ni),
           .clear_i (clear_i),
-          .a_i     (a_w[i][j]),
-          .valid_i (v_w[i][j]),
-          .b_i     (b_w[i][j]),
-          .a_o     (a_w[i][j+1]),
-          .valid_o (v_w[i][j+1]),
-          .b_o     (b_w[i+1][j]),
-          .acc_o   (acc_o[32*(i*N+j) +: 32])
+          .a_i     (a_in),
+          .valid_i (v_in),
+          .b_i     (b_in),
+          .a_o     (a_out),
+          .valid_o (v_out),
+          .b_o     (b_out),
+          .acc_o   (acc)
         );
       end
+    end
+
+    // Row read-out: one vector per column, so that an accumulator update only
+    // re-evaluates its own column's selection.
+    for (j = 0; j < N; j = j + 1) begin : g_out
+      wire [32*N-1:0] column;
+      for (i = 0; i < N; i = i + 1) begin : g_gather
+        assign column[32*i +: 32] = g_row[i].g_col[j].acc;
+      end
+      assign row_o[32*j +: 32] = column[32*row_sel_i +: 32];
     end
   endgenerate
 

@@ -19,7 +19,9 @@ module scc_seq #(
   // 1: control state in three voted copies.
   parameter integer TMR_EN = 1,
   // Data bits per scratchpad word (derived).
-  parameter integer DW = 8 * N
+  parameter integer DW = 8 * N,
+  // log2(N) (derived).
+  parameter integer LOGN = $clog2(N)
 ) (
   input  wire              clk_i,
   input  wire              rst_ni,
@@ -58,7 +60,8 @@ module scc_seq #(
   // Array control and results.
   output wire              arr_clear_o,
   output wire              arr_valid_o,
-  input  wire [32*N*N-1:0] acc_i,
+  output wire [LOGN-1:0]   arr_row_o,
+  input  wire [32*N-1:0]   arr_row_i,
   // Counter updates.
   output wire              job_start_o,
   output wire              cycle_o,
@@ -67,7 +70,6 @@ module scc_seq #(
   output wire              mismatch_o
 );
 
-  localparam integer LOGN = $clog2(N);
   localparam [31:0] BANK  = BANK_WORDS;
   localparam [31:0] SPM   = 2 * BANK_WORDS;
 
@@ -159,7 +161,7 @@ module scc_seq #(
   genvar j;
   generate
     for (j = 0; j < N; j = j + 1) begin : g_epi
-      wire [31:0] acc  = acc_i[32 * (wrow * N + j) +: 32];
+      wire [31:0] acc  = arr_row_i[32*j +: 32];
       wire        live = (j < cols_v);
       wire [31:0] x;
       wire [7:0]  q;
@@ -305,6 +307,7 @@ module scc_seq #(
 
   assign arr_clear_o = (state == S_STREAM) && (t == 13'd0);
   assign arr_valid_o = (state == S_STREAM) && r0_valid_i;
+  assign arr_row_o   = wrow[LOGN-1:0];
 
   assign busy_o     = (state != S_IDLE);
   assign done_o     = status[0];

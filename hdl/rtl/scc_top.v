@@ -160,7 +160,8 @@ module scc_top #(
   wire          r0_valid, r0_double, r1_valid, r1_double;
   wire [DW-1:0] r0_data, bank0_data, bank1_data;
   wire          arr_clear, arr_valid;
-  wire [32*N*N-1:0] acc;
+  wire [$clog2(N)-1:0] arr_row;
+  wire [32*N-1:0]       arr_acc;
 
   scc_seq #(.N (N), .BANK_WORDS (BANK_WORDS), .TMR_EN (TMR_EN)) u_seq (
     .clk_i (clk_i), .rst_ni (rst_n),
@@ -173,14 +174,15 @@ module scc_top #(
     .m1_en_o (m1_en), .m1_addr_o (m1_addr),
     .r0_valid_i (r0_valid), .r0_data_i (r0_data), .r0_double_i (r0_double),
     .r1_valid_i (r1_valid), .r1_double_i (r1_double),
-    .arr_clear_o (arr_clear), .arr_valid_o (arr_valid), .acc_i (acc),
+    .arr_clear_o (arr_clear), .arr_valid_o (arr_valid),
+    .arr_row_o (arr_row), .arr_row_i (arr_acc),
     .job_start_o (job_start), .cycle_o (cycle), .macs_en_o (macs_en), .macs_add_o (macs_add),
     .mismatch_o (seq_mismatch)
   );
 
   scc_array #(.N (N)) u_array (
     .clk_i (clk_i), .rst_ni (rst_n), .clear_i (arr_clear), .valid_i (arr_valid),
-    .a_i (bank0_data), .b_i (bank1_data), .acc_o (acc)
+    .a_i (bank0_data), .b_i (bank1_data), .row_sel_i (arr_row), .row_o (arr_acc)
   );
 
   wire        scrub_active, scrub_read, scrub_write, scrub_single;
