@@ -384,7 +384,7 @@ class Accelerator:
                     f"{when}: {when.phase.value} of tile {when.tile} has "
                     + (f"cycles 0 .. {span - 1}" if span else "no cycles (BIAS_EN is 0)")
                 )
-            self._check_site(site)
+            self.check_site(site)
             if isinstance(site, RegCopy | SeqCopy):
                 copies_at.setdefault(when, []).append(site)
         for when, sites in copies_at.items():
@@ -536,7 +536,8 @@ class Accelerator:
                     for bit in range(width):
                         yield SeqCopy(name, copy, bit)
 
-    def _check_site(self, site: FaultSite) -> None:
+    def check_site(self, site: FaultSite) -> None:
+        """Raise ValueError if ``site`` does not exist in this build (or NotModelled)."""
         if isinstance(site, SpmCell):
             lay = self.layout
             if not (
@@ -577,7 +578,7 @@ class Accelerator:
         """
         sites = list(sites)
         for site in sites:
-            self._check_site(site)
+            self.check_site(site)
         copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
         plan = self._plan_copy_flips(copies, during_job=False)
         for site in sites:

@@ -1,0 +1,233 @@
+"""From received bytes to services: receipt checks, duplicates, routing, auth, stages.
+
+Order of checks for every frame (ICD sections 3, 6, 7, 8, 9, 13):
+
+1. framing (BAD_COBS, TOO_LONG: counted, never answered);
+2. packet receipt checks (``protocol.packets.parse_tc``): answered with TM[1,2] naming
+   the first four octets as request id;
+3. duplicate of one of the last 64 accepted TCs: TM[1,2] DUPLICATE, not executed;
+4. service, then subtype known;
+5. hazardous: the auth trailer (``protocol.auth.verify_tc``);
+6. the service's own acceptance check of the application data;
+7. accepted; then the service's start check (mode, busy); then execution.
+
+A service raises ``PacketError`` (code and data of ICD section 10) to refuse. Anything
+else a service raises is a bug: the request fails with INTERNAL_ERROR and the
+dispatcher goes on with the next TC.
+"""
+
+from __future__ import annotations
+
+import struct
+import traceback
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from firmware_sim.services.verification import Request, reject_unparsed
+from protocol.auth import is_hazardous, verify_tc
+from protocol.codes import TC_TYPES, EventId, FailureCode, Mode, RejectReason, Service
+from protocol.errors import PacketError
+from protocol.framing import NEED_DATA, FrameDecoder, FrameRejected
+from protocol.link import DUPLICATE_WINDOW
+from protocol.packets import Telecommand, parse_tc
+from protocol.payloads import REJECT_REASON_CODES
+
+if TYPE_CHECKING:
+    from firmware_sim.core import FlightSoftware
+
+
+class ServiceHandler(Protocol):
+    """What the dispatcher needs of a service."""
+
+    def accept(self, subtype: int, data: bytes) -> Any:
+        """Parse and check the application data; raise PacketError to refuse."""
+
+    def start(self, subtype: int, request: Any) -> None:
+        """Can it run now (mode, resources)? Raise PacketError to refuse."""
+
+    def execute(self, subtype: int, request: Any, req: Request) -> None:
+        """Do it: send its TM, then complete or fail ``req`` (now or later)."""
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """What the link delivered since boot or CLEAR_COUNTERS."""
+
+    rejected: dict[RejectReason, int] = field(
+        default_factory=lambda: dict.fromkeys(RejectReason, 0)
+    )
+    tc_received: int = 0
+    tc_accepted: int = 0
+    tc_refused: int = 0
+    duplicates: int = 0
+    auth_failures: int = 0
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+class DuplicateWindow:
+    """The request id and CRC of the last ``size`` accepted TCs (ICD section 6)."""
+
+    def __init__(self, size: int = DUPLICATE_WINDOW) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[int, bytes], Request] = OrderedDict()
+
+    @staticmethod
+    def key(tc: Telecommand) -> tuple[int, bytes]:
+        return tc.request_id.as_u32(), tc.raw[-2:]
+
+    def find(self, tc: Telecommand) -> Request | None:
+        return self._entries.get(self.key(tc))
+
+    def add(self, req: Request) -> None:
+        self._entries[self.key(req.tc)] = req
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+
+class Dispatcher:
+    """Receives frames, checks TCs and hands them to the services."""
+
+    def __init__(self, fsw: FlightSoftware, services: dict[Service, ServiceHandler]) -> None:
+        self.fsw = fsw
+        self.services = services
+        self.decoder = FrameDecoder()
+        self.stats = LinkStats()
+        self.duplicates = DuplicateWindow()
+
+    def receive_data(self, data: bytes) -> None:
+        self.decoder.receive_data(data)
+
+    def clear_counters(self) -> None:
+        self.stats = LinkStats()
+
+    def process(self) -> None:
+        """Handle every complete frame received, in order."""
+        while (event := self.decoder.next_event()) is not NEED_DATA:
+            if isinstance(event, FrameRejected):
+                self._rejected(event.reason, event.detail)
+                continue
+            try:
+                tc = parse_tc(event.payload)
+            except PacketError as exc:
+                reason = exc.reason or RejectReason.BAD_HEADER
+                self._rejected(reason, exc.message)
+                if exc.request_id is not None:
+                    reject_unparsed(self.fsw.tm, exc.request_id, exc.code, exc.data)
+                continue
+            self.stats.tc_received += 1
+            self.handle(tc)
+
+    def _rejected(self, reason: RejectReason, detail: str) -> None:
+        self.stats.rejected[reason] += 1
+        total = self.stats.rejected_total
+        code = REJECT_REASON_CODES[reason.value]
+        self.fsw.log(f"link: {reason.value}: {detail}")
+        self.fsw.events.limited(
+            EventId.LINK_PACKET_REJECTED,
+            1,
+            lambda since: (code, min(since, 0xFFFF), total & 0xFFFFFFFF),
+        )
+
+    def handle(self, tc: Telecommand) -> None:
+        """One well-formed TC through its stages."""
+        fsw = self.fsw
+        req = Request(tc, fsw.tm, fsw.now)
+        original = self.duplicates.find(tc)
+        if original is not None:
+            self.stats.duplicates += 1
+            self._refuse(req, FailureCode.DUPLICATE, original.duplicate_data())
+            return
+        try:
+            handler, data = self._route(tc)
+            request = handler.accept(tc.subtype, data)
+        except PacketError as exc:
+            self._refuse(req, exc.code, exc.data, exc.message)
+            return
+        except Exception:  # a bug in a service must not stop the flight software
+            self._bug(req, "acceptance")
+            return
+        self.stats.tc_accepted += 1
+        fsw.log(f"TC[{tc.service},{tc.subtype}] {tc.request_id}: accepted")
+        self.duplicates.add(req)
+        req.accept(fsw.now)
+        try:
+            handler.start(tc.subtype, request)
+        except PacketError as exc:
+            fsw.log(f"TC[{tc.service},{tc.subtype}] {tc.request_id}: start refused: {exc}")
+            req.fail(exc.code, exc.data, fsw.now)
+            return
+        except Exception:
+            self._bug(req, "start")
+            return
+        req.start(fsw.now)
+        try:
+            handler.execute(tc.subtype, request, req)
+        except PacketError as exc:
+            req.fail(exc.code, exc.data, fsw.now)
+        except Exception:
+            self._bug(req, "execution")
+
+    def _route(self, tc: Telecommand) -> tuple[ServiceHandler, bytes]:
+        """The service of a TC and its application data (trailer removed), or refuse."""
+        if tc.service not in Service._value2member_map_:
+            raise PacketError(
+                f"service {tc.service} is not in ICD section 8",
+                code=FailureCode.UNKNOWN_SERVICE,
+                data=bytes([tc.service]),
+            )
+        if (tc.service, tc.subtype) not in TC_TYPES:
+            raise PacketError(
+                f"TC[{tc.service},{tc.subtype}]: subtype {tc.subtype} is not a TC of service "
+                f"{tc.service}",
+                code=FailureCode.UNKNOWN_SUBTYPE,
+                data=bytes([tc.service, tc.subtype]),
+            )
+        handler = self.services.get(Service(tc.service))
+        if handler is None:
+            raise PacketError(
+                f"service {tc.service} has no handler", code=FailureCode.UNKNOWN_SERVICE,
+                data=bytes([tc.service]),
+            )  # fmt: skip
+        data = tc.app_data
+        if is_hazardous(tc.service, tc.subtype, data):
+            data = self._authenticate(tc)
+        return handler, data
+
+    def _authenticate(self, tc: Telecommand) -> bytes:
+        fsw = self.fsw
+        try:
+            data, trailer = verify_tc(
+                tc,
+                fsw.keys,
+                allow_null_key=fsw.mode == Mode.TEST,
+                last_seq=fsw.nv.auth_last_seq,
+            )
+        except PacketError as exc:
+            self.stats.auth_failures += 1
+            key_id = struct.unpack_from("!H", exc.data)[0] if len(exc.data) >= 2 else 0xFFFF
+            if exc.code == FailureCode.AUTH_REQUIRED:
+                key_id = 0
+            fsw.events.raise_event(EventId.AUTH_FAILURE, tc.request_id.as_u32(), exc.code, key_id)
+            raise
+        if trailer.key_id != 0:
+            fsw.nv.auth_last_seq[trailer.key_id] = trailer.seq
+        return data
+
+    def _refuse(self, req: Request, code: int, data: bytes, why: str = "") -> None:
+        self.stats.tc_refused += 1
+        tc = req.tc
+        self.fsw.log(
+            f"TC[{tc.service},{tc.subtype}] {tc.request_id}: refused "
+            f"{FailureCode(code).name if code in FailureCode._value2member_map_ else code}"
+            + (f": {why}" if why else "")
+        )
+        req.fail(code, data, self.fsw.now)
+
+    def _bug(self, req: Request, stage: str) -> None:
+        self.fsw.log(f"INTERNAL ERROR at {stage} of {req.request_id}:\n{traceback.format_exc()}")
+        if not req.finished:
+            req.fail(FailureCode.INTERNAL_ERROR, b"", self.fsw.now)

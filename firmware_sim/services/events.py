@@ -1,0 +1,147 @@
+"""Service 5: event reports, their auxiliary data, enabling and rate limiting (ICD 11, 15.4).
+
+``EVENT_AUX`` is the one definition of each event's auxiliary data; the ICD's table is
+checked against it. Rate-limited events carry how many occurrences they stand for, so
+that a suppressed occurrence is never lost, only folded into the next report.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from protocol.codes import EVENT_SEVERITY, EventId, EventSubtype, FailureCode, Service, Severity
+from protocol.payloads import EventSelector, ParamId, Reader, out_of_range, refuse
+
+if TYPE_CHECKING:
+    from firmware_sim.core import FlightSoftware
+    from firmware_sim.services.verification import Request
+
+E = EventId
+EVENT_AUX: dict[EventId, tuple[tuple[str, str], ...]] = {
+    E.BOOT: (("boot_count", "I"), ("reset_cause", "B"), ("mode", "B")),
+    E.MODE_CHANGED: (("from_mode", "B"), ("to_mode", "B"), ("autonomous", "B")),
+    E.SAFE_MODE_ENTERED: (("anomalies", "B"), ("window_s", "H"), ("last_event", "H")),
+    E.WATCHDOG_RESET: (("watchdog_resets", "I"),),
+    E.LINK_PACKET_REJECTED: (("reason", "B"), ("since", "H"), ("total", "I")),
+    E.AUTH_FAILURE: (("request_id", "I"), ("failure_code", "H"), ("key_id", "H")),
+    E.JOB_STARTED: (("job_id", "H"), ("function", "H"), ("m", "H"), ("k", "H"), ("n", "H")),
+    E.JOB_COMPLETED: (("job_id", "H"), ("cycles", "I"), ("macs", "I"), ("result_crc", "I")),
+    E.JOB_FAILED: (("job_id", "H"), ("failure_code", "H"), ("err_code", "B")),
+    E.EDAC_CORRECTED: (("memory", "B"), ("since", "I"), ("total", "I")),
+    E.EDAC_UNCORRECTABLE: (("memory", "B"), ("address", "I"), ("total", "I")),
+    E.SCRUB_PASS_DONE: (("passes", "I"), ("commanded", "B")),
+    E.TMR_MISMATCH: (("since", "I"), ("total", "I")),
+    E.SEFI_DETECTED: (("job_id", "H"), ("accel_resets", "I")),
+    E.LATCHUP_DETECTED: (("current_ma", "H"), ("latchups", "H")),
+    E.POWER_LOW: (("soc", "H"), ("threshold", "H")),
+    E.THERMAL_LIMIT: (("board_temp", "h"), ("chip_temp", "h"), ("low", "h"), ("high", "h")),
+    E.ECLIPSE_ENTRY: (("orbit", "I"), ("soc", "H")),
+    E.ECLIPSE_EXIT: (("orbit", "I"), ("soc", "H")),
+    E.FAULT_INJECTED: (("kind", "B"), ("site", "B"), ("width", "B"), ("timing", "B")),
+    E.FAULTS_CLEARED: (("cleared", "H"),),
+    E.PARAMETER_CHANGED: (("parameter", "H"), ("value", "")),
+}
+"""Auxiliary data of each event, in order: (field name, struct format; "" = variable)."""
+
+RATE_LIMITED = frozenset(
+    {E.LINK_PACKET_REJECTED, E.EDAC_CORRECTED, E.SCRUB_PASS_DONE, E.TMR_MISMATCH}
+)
+"""Events sent at most once per EVENT_RATE_LIMIT; their data counts what they stand for."""
+
+NO_JOB = 0xFFFF
+
+
+def pack_aux(event_id: EventId, values: tuple) -> bytes:
+    """The auxiliary data of an event with fixed fields."""
+    fmt = "!" + "".join(f for _, f in EVENT_AUX[event_id])
+    return struct.pack(fmt, *values)
+
+
+class EventService:
+    """Raises events as TM[5,severity]; TC[5,5] and TC[5,6] enable and disable them."""
+
+    def __init__(self, fsw: FlightSoftware) -> None:
+        self.fsw = fsw
+        self.enabled: set[EventId] = set(EventId)
+        self.raised = 0
+        self.suppressed = 0
+        self._last_sent: dict[EventId, float] = {}
+        self._since: dict[EventId, int] = {}
+        self._build: dict[EventId, Callable[[int], tuple]] = {}
+
+    def raise_event(self, event_id: EventId, *values: object, raw: bytes | None = None) -> bool:
+        """Report an event now (if enabled); ``raw`` replaces the packed ``values``."""
+        self.raised += 1
+        data = raw if raw is not None else pack_aux(event_id, values)
+        self.fsw.log(f"event {event_id.name} {data.hex()}")
+        if event_id not in self.enabled:
+            return False
+        self.fsw.tm.send(
+            Service.EVENT_REPORTING, EVENT_SEVERITY[event_id], struct.pack("!H", event_id) + data
+        )
+        self._last_sent[event_id] = self.fsw.now
+        return True
+
+    def limited(self, event_id: EventId, count: int, build: Callable[[int], tuple]) -> None:
+        """``count`` more occurrences of a rate-limited event; ``build(since)`` -> values."""
+        self._since[event_id] = self._since.get(event_id, 0) + count
+        self._build[event_id] = build
+        self._emit_if_due(event_id)
+
+    def flush(self) -> None:
+        """Send rate-limited events whose interval has passed since they were held back."""
+        for event_id in list(self._build):
+            self._emit_if_due(event_id)
+
+    def _emit_if_due(self, event_id: EventId) -> None:
+        since = self._since.get(event_id, 0)
+        if not since:
+            return
+        interval = self.fsw.params.seconds(ParamId.EVENT_RATE_LIMIT)
+        last = self._last_sent.get(event_id)
+        if last is not None and self.fsw.now - last < interval:
+            self.suppressed += 1
+            return
+        self._since[event_id] = 0
+        build = self._build.pop(event_id)
+        if not self.raise_event(event_id, *build(since)):
+            self._last_sent[event_id] = self.fsw.now
+
+    # --- the service -----------------------------------------------------------------
+
+    def accept(self, subtype: int, data: bytes) -> set[EventId]:
+        r = Reader(data)
+        raw = r.u8("selector")
+        try:
+            selector = EventSelector(raw)
+        except ValueError:
+            raise out_of_range(0, f"event selector {raw} is not 0, 1..4 or 255") from None
+        if selector is EventSelector.LISTED:
+            chosen = set()
+            for _ in range(r.count("event count")):
+                eid = r.u16("event id")
+                if eid not in EventId._value2member_map_:
+                    raise refuse(
+                        FailureCode.UNKNOWN_EVENT,
+                        f"event id {eid:#06x} is not defined",
+                        struct.pack("!H", eid),
+                    )
+                chosen.add(EventId(eid))
+        elif selector is EventSelector.ALL:
+            chosen = set(EventId)
+        else:
+            chosen = {e for e, s in EVENT_SEVERITY.items() if s == Severity(selector)}
+        r.end()
+        return chosen
+
+    def start(self, subtype: int, request: set[EventId]) -> None:
+        pass
+
+    def execute(self, subtype: int, request: set[EventId], req: Request) -> None:
+        if subtype == EventSubtype.ENABLE_REPORTS:
+            self.enabled |= request
+        else:
+            self.enabled -= request
+        req.complete(self.fsw.now)

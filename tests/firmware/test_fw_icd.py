@@ -1,0 +1,110 @@
+"""docs/ICD.md section 15 is the contract: its tables must say what the code does."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from firmware_sim.services.events import EVENT_AUX, RATE_LIMITED
+from firmware_sim.services.fault_injection import ALLOWED_SITES, SITE_FIELDS, WIDTHS
+from firmware_sim.services.housekeeping import HK_STRUCTURES
+from firmware_sim.services.parameters import PARAMETERS
+from protocol.payloads import (
+    AccelState,
+    EventSelector,
+    FaultSiteClass,
+    FaultTiming,
+    HkStructure,
+    JobPhase,
+    JobStatus,
+    LayerFlags,
+    OperandSource,
+    ParamId,
+    ResetCause,
+)
+
+ICD = Path(__file__).resolve().parents[2] / "docs" / "ICD.md"
+TYPE = {"B": "u8", "H": "u16", "I": "u32", "h": "i16", "": "(see 15.7)"}
+
+
+def hk_rows(sid: HkStructure) -> list[str]:
+    rows, offset = [], 2
+    for f in HK_STRUCTURES[sid]:
+        rows.append(f"| {offset} | `{f.name}` | {TYPE[f.fmt]} | {f.unit} | {f.meaning} |")
+        offset += struct.calcsize("!" + f.fmt)
+    return rows
+
+
+def parameter_rows() -> list[str]:
+    return [
+        f"| `{int(d.id):#06x}` | `{d.id.name}` | {d.type.name.lower()} | {d.unit} | "
+        f"{d.lo}..{d.hi} | {d.default} | {d.meaning} |"
+        for d in PARAMETERS.values()
+    ]
+
+
+def event_rows() -> list[str]:
+    rows = []
+    for eid, fields in EVENT_AUX.items():
+        text = ", ".join(f"{name} {TYPE[fmt]}" for name, fmt in fields)
+        limited = "yes" if eid in RATE_LIMITED else "no"
+        rows.append(f"| `{eid.name}` | {text} | {limited} |")
+    return rows
+
+
+def fault_rows() -> list[str]:
+    rows = []
+    for kind, sites in ALLOWED_SITES.items():
+        lo, hi = WIDTHS[kind]
+        names = ", ".join(f"`{s.name}`" for s in sorted(sites))
+        rows.append(f"| `{kind.name}` | {names} | {lo}..{hi} |")
+    return rows
+
+
+def site_rows() -> list[str]:
+    return [
+        f"| {int(s)} | `{s.name}` | {' '.join(TYPE[c] for c in SITE_FIELDS[s][1:]) or 'none'} |"
+        for s in FaultSiteClass
+    ]
+
+
+TABLES = {
+    **{f"HK {sid.name}": hk_rows(sid) for sid in HkStructure},
+    "parameters": parameter_rows(),
+    "events": event_rows(),
+    "fault kinds": fault_rows(),
+}
+
+
+@pytest.mark.parametrize("name", list(TABLES))
+def test_icd_tables_match_the_code(name: str) -> None:
+    text = ICD.read_text()
+    missing = [row for row in TABLES[name] if row not in text]
+    assert not missing, f"docs/ICD.md section 15, {name} table lacks or differs in:\n" + "\n".join(
+        missing
+    )
+
+
+@pytest.mark.parametrize(
+    "enum_type",
+    [
+        HkStructure,
+        EventSelector,
+        OperandSource,
+        LayerFlags,
+        FaultSiteClass,
+        FaultTiming,
+        JobPhase,
+        ResetCause,
+        JobStatus,
+        AccelState,
+        ParamId,
+    ],
+    ids=lambda e: e.__name__,
+)
+def test_every_payload_code_is_in_the_icd(enum_type) -> None:
+    text = ICD.read_text()
+    missing = [m.name for m in enum_type if m.name != "NONE" and f"`{m.name}`" not in text]
+    assert not missing, f"docs/ICD.md does not name {enum_type.__name__} members {missing}"
