@@ -1,0 +1,140 @@
+"""Fault-injection results as a person and a machine read them: JSON, Markdown and a figure.
+
+Every injected run ends in one outcome class (ARCHITECTURE.md, "Radiation fault model"):
+masked, corrected, detected, SDC or hang. Rates carry 95 % Wilson score intervals, which
+stay meaningful for the small counts and zero counts a short campaign produces.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+
+class Outcome(StrEnum):
+    """How an injected run ended."""
+
+    MASKED = "masked"  # result correct, nothing noticed
+    CORRECTED = "corrected"  # result correct, a mitigation acted
+    DETECTED = "detected"  # error reported, no wrong result delivered
+    SDC = "sdc"  # wrong result delivered as good
+    HANG = "hang"  # recovered only by watchdog or reset
+
+
+@dataclass(frozen=True)
+class Run:
+    """One injected run: which fault, where, and how it ended."""
+
+    fault: str
+    site: str
+    outcome: Outcome
+    detail: str = ""
+
+
+@dataclass
+class Summary:
+    """Counts and rates of outcomes for one fault label."""
+
+    fault: str
+    runs: int
+    counts: dict[str, int] = field(default_factory=dict)
+    rates: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+
+
+def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float, float]:
+    """(rate, low, high) with the Wilson score interval at ``z`` (1.96: 95 %)."""
+    if trials <= 0:
+        raise ValueError(f"trials must be positive, got {trials}")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be within 0..{trials}, got {successes}")
+    p = successes / trials
+    denom = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denom
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarize(runs: Iterable[Run]) -> list[Summary]:
+    """One summary per fault label, in the order labels first appear."""
+    by_fault: dict[str, list[Run]] = {}
+    for run in runs:
+        by_fault.setdefault(run.fault, []).append(run)
+    out = []
+    for fault, group in by_fault.items():
+        counts = {o.value: sum(r.outcome == o for r in group) for o in Outcome}
+        rates = {o: wilson(c, len(group)) for o, c in counts.items()}
+        out.append(Summary(fault, len(group), counts, rates))
+    return out
+
+
+def plot(summaries: list[Summary], path: Path, title: str) -> None:
+    """Stacked bars: the share of each outcome per fault label."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {
+        "masked": "#9e9e9e",
+        "corrected": "#4caf50",
+        "detected": "#2196f3",
+        "sdc": "#f44336",
+        "hang": "#ff9800",
+    }
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(summaries) + 2), 4.2))
+    labels = [s.fault for s in summaries]
+    bottom = [0.0] * len(summaries)
+    for outcome in Outcome:
+        shares = [s.counts[outcome.value] / s.runs for s in summaries]
+        ax.bar(labels, shares, bottom=bottom, color=colours[outcome.value], label=outcome.value)
+        bottom = [b + v for b, v in zip(bottom, shares, strict=True)]
+    for x, s in enumerate(summaries):
+        ax.text(x, 1.02, f"n={s.runs}", ha="center", fontsize=8)
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("share of runs")
+    ax.set_title(title)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(
+    outdir: Path, name: str, title: str, runs: list[Run], meta: dict, notes: list[str]
+) -> dict[str, Path]:
+    """Write ``name``.json, ``name``.md and ``name``.png into ``outdir``; return their paths."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    summaries = summarize(runs)
+    paths = {ext: outdir / f"{name}.{ext}" for ext in ("json", "md", "png")}
+    paths["json"].write_text(
+        json.dumps(
+            {
+                "title": title,
+                "meta": meta,
+                "summary": [asdict(s) for s in summaries],
+                "runs": [asdict(r) for r in runs],
+            },
+            indent=2,
+        )
+    )
+    plot(summaries, paths["png"], title)
+    lines = [f"# {title}", ""]
+    lines += [f"- {k}: {v}" for k, v in meta.items()]
+    lines += ["", f"![outcomes]({paths['png'].name})", ""]
+    header = "| fault | runs | " + " | ".join(o.value for o in Outcome) + " |"
+    lines += [header, "|" + " --- |" * (2 + len(Outcome))]
+    for s in summaries:
+        cells = []
+        for o in Outcome:
+            rate, lo, hi = s.rates[o.value]
+            cells.append(f"{s.counts[o.value]} ({rate:.0%}, {lo:.0%}-{hi:.0%})")
+        lines.append(f"| {s.fault} | {s.runs} | " + " | ".join(cells) + " |")
+    lines += ["", "Rates with 95 % Wilson score intervals.", ""]
+    lines += notes
+    paths["md"].write_text("\n".join(lines) + "\n")
+    return paths
