@@ -357,6 +357,8 @@ BUILDS = {
     "n4": {"N": 4, "BANK_WORDS": 1024},
     "n8": {"N": 8, "BANK_WORDS": 1024},
     "n4-bare": {"N": 4, "BANK_WORDS": 1024, "ECC_EN": 0, "SCRUB_EN": 0, "TMR_EN": 0},
+    "n8-no-tmr": {"N": 8, "BANK_WORDS": 1024, "TMR_EN": 0},
+    "n2-no-scrub": {"N": 2, "BANK_WORDS": 2048, "SCRUB_EN": 0},
     "n8-il4": {"N": 8, "BANK_WORDS": 512, "INTERLEAVE": 4},
 }
 
