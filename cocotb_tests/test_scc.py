@@ -299,6 +299,10 @@ async def tmr_copy_upsets_while_idle(dut):
     copies = 3 if tb.tmr else 1
     widths = {"IRQ_EN": 1, "DIM_M": 12, "DIM_K": 12, "DIM_N": 12, "A_ADDR": 16,
               "B_ADDR": 16, "BIAS_ADDR": 16, "C_ADDR": 16, "EPILOGUE": 8, "SCRUB_PERIOD": 16}
+    if not tb.tmr:
+        # Unvoted, a flipped SCRUB_PERIOD starts the scrubber, whose progress over time
+        # the model is told about only in the scrubber test.
+        del widths["SCRUB_PERIOD"]
     for name, width in widths.items():
         await FallingEdge(dut.clk_i)
         tb.upset([accel.RegCopy(name, tb.rng.randrange(copies), tb.rng.randrange(width))])
