@@ -50,14 +50,16 @@ def main() -> int:
                 f"  {job['cycles']:6d} cycles  utilization {job['mac_utilization']:.3f}"
                 f"  {job['sim_cycles_per_s']:7d} sim cycles/s"
             )
-    try:
-        from bench import link_bench
-    except ImportError:
-        link_bench = None
-    if link_bench is not None:
-        link = link_bench.run()
-        (RESULTS / "link.json").write_text(json.dumps(link, indent=2))
-        print("link:", json.dumps(link))
+    from bench import link_bench, link_goodput, link_reliability
+
+    for name, bench in (
+        ("link", link_bench),
+        ("link-goodput", link_goodput),
+        ("link-reliability", link_reliability),
+    ):
+        figures = bench.run()
+        (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2))
+        print(f"{name}:", json.dumps(figures))
     print(f"figures written to {RESULTS}")
     return 0
 

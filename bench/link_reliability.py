@@ -1,0 +1,140 @@
+"""Link reliability: 10,000 pings over a noisy, lossy line; every one must end, once.
+
+The flight software (``python -m firmware_sim``) runs in its own process; the channel
+emulator (``host.channel``) sits between it and the host link with a bit error rate of
+1e-4 and 5 % of frames dropped in each direction at 1 Mbaud. ``run()`` returns how each
+command ended, what the line did, how many TCs the target accepted (housekeeping
+counters, read over a clean line before and after) and the goodput.
+
+    python -m bench.link_reliability [pings]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import struct
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+from host import Command, Completion, Link, Stage
+from host.channel import TO_HOST, TO_TARGET, Channel
+from host.impairment import Impairment
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def firmware(*args: str, timeout: float = 15.0) -> Iterator[str]:
+    """Run ``python -m firmware_sim`` (TEST mode) and yield the pty it printed."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_sim", "--mode", "test", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("PTY "):
+            raise RuntimeError(f"firmware_sim printed {line!r}, expected 'PTY <path>'")
+        yield line.split(" ", 1)[1]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def tc_counters(link: Link) -> dict[str, int]:
+    """The target's TC counters from a one-shot HK SYSTEM report (ICD 15.3)."""
+    done = link.send(3, 27, struct.pack("!BH", 1, 1))
+    data = next(r.source_data for r in done.reports if (r.service, r.subtype) == (3, 25))
+    names = ("tc_received", "tc_accepted", "tc_refused", "tc_duplicates")
+    return dict(zip(names, struct.unpack_from("!IIII", data, 19), strict=True))
+
+
+def run(
+    pings: int = 10_000,
+    *,
+    baud: int = 1_000_000,
+    ber: float = 1e-4,
+    frame_drop: float = 0.05,
+    acceptance_timeout_s: float | None = 0.3,
+    fast_retransmit: bool = False,
+    seed: int = 1,
+) -> dict:
+    """Send ``pings`` pings through the window over the impaired line; count the endings.
+
+    ``acceptance_timeout_s`` None uses the ICD formula (1.33 s at 1 Mbaud); 0.3 s is ample
+    for a pty target and keeps the run short.
+    """
+    noisy = Impairment(ber=ber, frame_drop=frame_drop)
+    with (
+        firmware() as pty,
+        Channel(pty, baud=baud, seed=seed) as channel,
+        Link(
+            channel.host_path, baud, acceptance_timeout_s=acceptance_timeout_s,
+            fast_retransmit=fast_retransmit,
+        ).open() as link,
+    ):  # fmt: skip
+        before = tc_counters(link)
+        channel.set_impairment(TO_TARGET, noisy)
+        channel.set_impairment(TO_HOST, noisy)
+        start = time.monotonic()
+        results = link.send_many([Command(17, 1)] * pings)
+        elapsed = time.monotonic() - start
+        channel.set_impairment(TO_TARGET, Impairment())
+        channel.set_impairment(TO_HOST, Impairment())
+        after = tc_counters(link)
+        stats = link.stats
+        line = channel.counters()
+    endings = Counter(
+        "completed" if isinstance(r, Completion) else f"{type(r).__name__} at {r.stage.value}"
+        for r in results
+    )
+    completed = endings["completed"]
+    surely = sum(isinstance(r, Completion) or r.stage is not Stage.ACCEPTANCE for r in results)
+    maybe = sum(not isinstance(r, Completion) and r.stage is Stage.ACCEPTANCE for r in results)
+    accepted = after["tc_accepted"] - before["tc_accepted"] - 1
+    return {
+        "pings": pings,
+        "baud": baud,
+        "ber": ber,
+        "frame_drop": frame_drop,
+        "acceptance_timeout_s": link.timing.acceptance_s,
+        "fast_retransmit": fast_retransmit,
+        "endings": dict(endings),
+        "all_ended": sum(endings.values()) == pings,
+        "target_accepted": accepted,
+        "accepted_once": surely <= accepted <= surely + maybe,
+        "duplicates_answered": after["tc_duplicates"] - before["tc_duplicates"],
+        "retransmissions": stats.retransmissions,
+        "fast_retransmissions": stats.fast_retransmissions,
+        "tm_received": stats.tm_received,
+        "tm_lost": stats.tm_lost,
+        "frames_rejected": stats.rejected_total,
+        "line": {name: asdict(c) for name, c in line.items()},
+        "elapsed_s": round(elapsed, 3),
+        "completed_per_s": round(completed / elapsed, 1),
+        "line_use_to_target": round(line[TO_TARGET].stream.bytes_in / elapsed / (baud / 10), 4),
+        "line_use_to_host": round(line[TO_HOST].stream.bytes_in / elapsed / (baud / 10), 4),
+    }
+
+
+if __name__ == "__main__":
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    print(json.dumps(run(n), indent=2))
