@@ -53,6 +53,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate with --device")
     p.add_argument("--backend", choices=["model"], default="model", help="accelerator backend")
     p.add_argument("--array-n", type=int, default=4, choices=[2, 4, 8, 16], help="array size N")
+    p.add_argument("--interleave", type=int, default=1, choices=[1, 2, 4, 8],
+                   help="scratchpad words bit-interleaved per physical row")  # fmt: skip
+    p.add_argument("--no-ecc", action="store_true",
+                   help="build the chip without SECDED (and so without the scrubber)")  # fmt: skip
+    p.add_argument("--no-scrub", action="store_true", help="build the chip without the scrubber")
+    p.add_argument("--no-tmr", action="store_true",
+                   help="build the chip without TMR on its control state")  # fmt: skip
     p.add_argument("--mode", choices=["nominal", "test"], default="nominal", help="boot mode")
     p.add_argument("--seed", type=int, default=1, help="initial orbit phase and battery charge")
     p.add_argument(
@@ -118,7 +125,15 @@ def main(argv: list[str] | None = None) -> int:
         epoch_unix=time.time(),
         env=EnvironmentConfig.from_seed(args.seed),
     )
-    backend = ModelBackend(Build(n=args.array_n))
+    backend = ModelBackend(
+        Build(
+            n=args.array_n,
+            interleave=args.interleave,
+            ecc=not args.no_ecc,
+            scrub=not (args.no_ecc or args.no_scrub),
+            tmr=not args.no_tmr,
+        )
+    )
     port: Port = DevicePort(args.device, args.baud) if args.device else PtyPort()
     stop_r, stop_w = os.pipe()
     os.set_blocking(stop_w, False)
