@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Final
 
-from protocol.codes import FailureCode
+from protocol.codes import EventId, FailureCode
 from protocol.errors import PacketError
 
 MAX_DUMP_LEN: Final[int] = 2016
@@ -239,3 +241,343 @@ class Reader:
             raise bad_app_data(
                 self.pos, f"{len(self.data) - self.pos} octets past the end of the request"
             )
+
+
+# --- Layouts of section 15 for reading telemetry ------------------------------------------
+# The flight software keeps its own tables (with where each value comes from);
+# tests/host/test_target.py checks these against them (and test_fw_icd.py those against the ICD).
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of a report: name, struct format character ("" = the rest), ICD unit."""
+
+    name: str
+    fmt: str
+    unit: str = "-"
+
+
+def _fields(spec: str) -> tuple[FieldSpec, ...]:
+    """``"uptime I s; mode B Mode"`` -> field specs (the unit may contain spaces)."""
+    out = []
+    for item in spec.split(";"):
+        name, fmt, *unit = item.split()
+        out.append(FieldSpec(name, "" if fmt == "*" else fmt, " ".join(unit) or "-"))
+    return tuple(out)
+
+
+HK_FIELDS: Final[dict[HkStructure, tuple[FieldSpec, ...]]] = {
+    HkStructure.SYSTEM: _fields(
+        "uptime I s; mode B Mode; boot_count I; reset_cause B ResetCause; watchdog_resets I;"
+        "safe_mode_entries H; anomalies B; tc_received I; tc_accepted I; tc_refused I;"
+        "tc_duplicates I; auth_failures I; frames_rejected I; tm_sent I; events_raised I;"
+        "jobs_pending B; jobs_deferred B bool; jobs_completed I; jobs_failed I; jobs_aborted I"
+    ),
+    HkStructure.ENVIRONMENT: _fields(
+        "env_time I s; orbit I; orbit_phase H 1e-4 orbit; eclipse B bool; solar_power H mW;"
+        "load_power H mW; battery_soc H 0.1 %; battery_voltage H mV; board_temp h 0.01 degC;"
+        "chip_temp h 0.01 degC; accel_power H mW; accel_current H mA; accel_energy I mJ"
+    ),
+    HkStructure.ACCELERATOR: _fields(
+        "array_n B; spm_words H words; accel_state B AccelState; ecc_corrected I words;"
+        "ecc_uncorrectable I words; tmr_mismatches I cycles; scrub_passes I;"
+        "scrub_period H cycles; accel_resets I; latchups H; ram_errors I; results_held B;"
+        "last_job_id H; last_job_status B JobStatus; last_job_err_code B;"
+        "last_job_cycles I cycles; last_job_macs I; last_job_crc I"
+    ),
+}
+"""Fields of each TM[3,25] after the SID, in order (ICD 15.3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    """Wire type, unit and allowed range of a parameter (ICD 15.7)."""
+
+    type: ParamType
+    unit: str
+    lo: int
+    hi: int
+
+
+PARAM_SPECS: Final[dict[ParamId, ParamSpec]] = {
+    ParamId.HK_INTERVAL_SYSTEM: ParamSpec(ParamType.U32, "ms", 100, 3_600_000),
+    ParamId.HK_INTERVAL_ENVIRONMENT: ParamSpec(ParamType.U32, "ms", 100, 3_600_000),
+    ParamId.HK_INTERVAL_ACCELERATOR: ParamSpec(ParamType.U32, "ms", 100, 3_600_000),
+    ParamId.SCRUB_PERIOD: ParamSpec(ParamType.U16, "cycles", 0, 0xFFFF),
+    ParamId.JOB_TIMEOUT: ParamSpec(ParamType.U32, "ms", 10, 600_000),
+    ParamId.WATCHDOG_TIMEOUT: ParamSpec(ParamType.U32, "ms", 500, 60_000),
+    ParamId.JOB_QUEUE_LIMIT: ParamSpec(ParamType.U8, "jobs", 1, 16),
+    ParamId.SAFE_MODE_THRESHOLD: ParamSpec(ParamType.U8, "anomalies", 1, 255),
+    ParamId.SAFE_MODE_WINDOW: ParamSpec(ParamType.U16, "s", 1, 65_535),
+    ParamId.ECLIPSE_DEFER_SOC: ParamSpec(ParamType.U16, "0.1 %", 0, 1000),
+    ParamId.POWER_LOW_SOC: ParamSpec(ParamType.U16, "0.1 %", 0, 1000),
+    ParamId.LATCHUP_CURRENT_LIMIT: ParamSpec(ParamType.U16, "mA", 10, 10_000),
+    ParamId.TEMP_LOW_LIMIT: ParamSpec(ParamType.I16, "0.01 degC", -10_000, 15_000),
+    ParamId.TEMP_HIGH_LIMIT: ParamSpec(ParamType.I16, "0.01 degC", -10_000, 15_000),
+    ParamId.EVENT_RATE_LIMIT: ParamSpec(ParamType.U32, "ms", 0, 3_600_000),
+}
+"""Type, unit and range of every parameter."""
+
+EVENT_FIELDS: Final[dict[EventId, tuple[FieldSpec, ...]]] = {
+    EventId.BOOT: _fields("boot_count I; reset_cause B ResetCause; mode B Mode"),
+    EventId.MODE_CHANGED: _fields("from_mode B Mode; to_mode B Mode; autonomous B bool"),
+    EventId.SAFE_MODE_ENTERED: _fields("anomalies B; window_s H s; last_event H EventId"),
+    EventId.WATCHDOG_RESET: _fields("watchdog_resets I"),
+    EventId.LINK_PACKET_REJECTED: _fields("reason B; since H; total I"),
+    EventId.AUTH_FAILURE: _fields("request_id I; failure_code H FailureCode; key_id H"),
+    EventId.JOB_STARTED: _fields("job_id H; function H FunctionId; m H; k H; n H"),
+    EventId.JOB_COMPLETED: _fields("job_id H; cycles I cycles; macs I; result_crc I"),
+    EventId.JOB_FAILED: _fields("job_id H; failure_code H FailureCode; err_code B"),
+    EventId.EDAC_CORRECTED: _fields("memory B MemoryId; since I; total I"),
+    EventId.EDAC_UNCORRECTABLE: _fields("memory B MemoryId; address I; total I"),
+    EventId.SCRUB_PASS_DONE: _fields("passes I; commanded B bool"),
+    EventId.TMR_MISMATCH: _fields("since I; total I"),
+    EventId.SEFI_DETECTED: _fields("job_id H; accel_resets I"),
+    EventId.LATCHUP_DETECTED: _fields("current_ma H mA; latchups H"),
+    EventId.POWER_LOW: _fields("soc H 0.1 %; threshold H 0.1 %"),
+    EventId.THERMAL_LIMIT: _fields(
+        "board_temp h 0.01 degC; chip_temp h 0.01 degC; low h 0.01 degC; high h 0.01 degC"
+    ),
+    EventId.ECLIPSE_ENTRY: _fields("orbit I; soc H 0.1 %"),
+    EventId.ECLIPSE_EXIT: _fields("orbit I; soc H 0.1 %"),
+    EventId.FAULT_INJECTED: _fields(
+        "kind B FaultKind; site B FaultSiteClass; width B; timing B FaultTiming"
+    ),
+    EventId.FAULTS_CLEARED: _fields("cleared H"),
+    EventId.PARAMETER_CHANGED: _fields("parameter H ParamId; value *"),
+}
+"""Auxiliary data of each event after its id (ICD 15.4); PARAMETER_CHANGED's value has the
+parameter's type."""
+
+SITE_FIELDS: Final[dict[FaultSiteClass, tuple[FieldSpec, ...]]] = {
+    FaultSiteClass.SPM_CELL: _fields("bank B; row H; cell H"),
+    FaultSiteClass.SPM_WORD: _fields("word H; bit B"),
+    FaultSiteClass.ACC_BIT: _fields("i B; j B; bit B"),
+    FaultSiteClass.REG_COPY: _fields("register B; copy B; bit B"),
+    FaultSiteClass.FW_RAM: _fields("address I; bit B"),
+    FaultSiteClass.ACCEL: (),
+    FaultSiteClass.FSW: (),
+}
+"""Site fields of a fault record, by site class (ICD 15.8)."""
+
+
+# --- Builders of TC application data (ICD section 15) ---------------------------------------
+
+
+def _u8_count(items: Sequence[object], what: str, hi: int = MAX_LIST_COUNT) -> bytes:
+    if not 1 <= len(items) <= hi:
+        raise ValueError(f"{what}: 1..{hi} entries in one TC, got {len(items)}")
+    return struct.pack("!B", len(items))
+
+
+def hk_structures(sids: Sequence[int]) -> bytes:
+    """TC[3,5], [3,6] and [3,27]: count u8, count x SID u16."""
+    return _u8_count(sids, "housekeeping structures") + b"".join(
+        struct.pack("!H", s) for s in sids
+    )
+
+
+def hk_intervals(intervals: Sequence[tuple[int, int]]) -> bytes:
+    """TC[3,31]: count u8, count x (SID u16, interval u32 ms)."""
+    return _u8_count(intervals, "housekeeping intervals") + b"".join(
+        struct.pack("!HI", sid, ms) for sid, ms in intervals
+    )
+
+
+def event_selection(selector: EventSelector, event_ids: Sequence[int] = ()) -> bytes:
+    """TC[5,5] and [5,6]: selector u8, then for LISTED: count u8, count x event id u16."""
+    if selector != EventSelector.LISTED:
+        if event_ids:
+            raise ValueError(f"event ids are listed only with selector LISTED, not {selector!r}")
+        return struct.pack("!B", selector)
+    return (
+        struct.pack("!B", selector)
+        + _u8_count(event_ids, "event ids")
+        + b"".join(struct.pack("!H", e) for e in event_ids)
+    )
+
+
+def memory_load(memory: int, address: int, data: bytes) -> bytes:
+    """TC[6,2] (before its auth trailer): memory u8, address u32, length u16, data."""
+    return struct.pack("!BIH", memory, address, len(data)) + bytes(data)
+
+
+def memory_dump(memory: int, address: int, length: int) -> bytes:
+    """TC[6,5]: memory u8, address u32, length u16 (1..MAX_DUMP_LEN)."""
+    return struct.pack("!BIH", memory, address, length)
+
+
+def memory_check(memory: int, address: int, length: int) -> bytes:
+    """TC[6,9]: memory u8, address u32, length u32."""
+    return struct.pack("!BII", memory, address, length)
+
+
+def function(function_id: int, args: bytes = b"") -> bytes:
+    """TC[8,1] (before any auth trailer): function id u16, then its arguments."""
+    return struct.pack("!H", function_id) + bytes(args)
+
+
+JOB_HEADER_LEN: Final[int] = 23
+"""Octets of a RUN_GEMM TC[8,1] before its inline operands; RUN_LAYER has 6 more."""
+LAYER_HEADER_LEN: Final[int] = JOB_HEADER_LEN + 6
+
+
+def job(
+    function_id: int,
+    job_id: int,
+    source: OperandSource,
+    m: int,
+    k: int,
+    n: int,
+    *,
+    a: int = 0,
+    b: int = 0,
+    c: int = 0,
+    bias: int = 0,
+    flags: LayerFlags | int = LayerFlags.NONE,
+    shift: int = 0,
+    inline: bytes = b"",
+) -> bytes:
+    """TC[8,1] RUN_GEMM / RUN_LAYER application data (ICD 15.6); the layer fields only for
+    RUN_LAYER (function id 2)."""
+    out = struct.pack("!HHBHHHIII", function_id, job_id, source, m, k, n, a, b, c)
+    if function_id == 2:
+        out += struct.pack("!IBB", bias, flags, shift)
+    return out + bytes(inline)
+
+
+def parameter_ids(ids: Sequence[int]) -> bytes:
+    """TC[20,1]: count u8, count x parameter id u16."""
+    return _u8_count(ids, "parameter ids") + b"".join(struct.pack("!H", p) for p in ids)
+
+
+def parameter_values(values: Sequence[tuple[ParamId, int]]) -> bytes:
+    """TC[20,3] (before its auth trailer): count u8, count x (id u16, value in its type)."""
+    out = bytearray(_u8_count(values, "parameter values"))
+    for pid, value in values:
+        kind = PARAM_SPECS[ParamId(pid)].type
+        lo, hi = kind.bounds
+        if not lo <= value <= hi:
+            raise ValueError(f"{ParamId(pid).name} is a {kind.name}: {value} does not fit")
+        out += struct.pack("!H" + kind.value, pid, value)
+    return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultRecord:
+    """One fault of TC[148,1] / TM[148,4] (ICD 15.8); ``point`` is (tile, JobPhase, cycle),
+    sent with timing NEXT_JOB only; ``site`` holds the site fields in the ICD's order."""
+
+    kind: int
+    site_class: FaultSiteClass
+    width: int
+    site: tuple[int, ...] = ()
+    timing: FaultTiming = FaultTiming.NOW
+    point: tuple[int, int, int] = (0, 0, 0)
+
+    def pack(self) -> bytes:
+        out = struct.pack("!BBBB", self.kind, self.site_class, self.width, self.timing)
+        if self.timing == FaultTiming.NEXT_JOB:
+            out += struct.pack("!HBH", *self.point)
+        fmt = "!" + "".join(f.fmt for f in SITE_FIELDS[FaultSiteClass(self.site_class)])
+        return out + struct.pack(fmt, *self.site)
+
+    @classmethod
+    def read(cls, r: Reader) -> FaultRecord:
+        """One record from a TM[148,4] (or a TC[148,1])."""
+        start = r.pos
+        kind, raw_site, width, raw_timing = (r.u8(w) for w in ("kind", "site", "width", "timing"))
+        if raw_site not in FaultSiteClass._value2member_map_:
+            raise out_of_range(start + 1, f"site class {raw_site} is not defined")
+        if raw_timing not in FaultTiming._value2member_map_:
+            raise out_of_range(start + 3, f"timing {raw_timing} is not defined")
+        site_class, timing = FaultSiteClass(raw_site), FaultTiming(raw_timing)
+        point = (0, 0, 0)
+        if timing == FaultTiming.NEXT_JOB:
+            point = (r.u16("tile"), r.u8("phase"), r.u16("cycle"))
+        site = tuple(r.value(ParamType(f.fmt), f.name) for f in SITE_FIELDS[site_class])
+        return cls(kind, site_class, width, site, timing, point)
+
+
+def fault_records(records: Sequence[FaultRecord]) -> bytes:
+    """TC[148,1] (before its auth trailer): count u8 (1..32), count x fault record."""
+    return _u8_count(records, "fault records", MAX_FAULT_RECORDS) + b"".join(
+        r.pack() for r in records
+    )
+
+
+# --- Readers of TM source data ----------------------------------------------------------------
+
+
+def read_fields(r: Reader, fields: Sequence[FieldSpec]) -> dict[str, int | bytes]:
+    """The fields in order; a variable field ("") takes the rest of the data."""
+    out: dict[str, int | bytes] = {}
+    for f in fields:
+        if f.fmt == "":
+            out[f.name] = r.raw(len(r.data) - r.pos, f.name)
+        else:
+            out[f.name] = r._take("!" + f.fmt, f.name)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DumpReport:
+    """TM[6,6]: what was read, and how many scratchpad words were uncorrectable."""
+
+    memory: int
+    address: int
+    length: int
+    uncorrectable: int
+    data: bytes
+
+    @classmethod
+    def unpack(cls, source_data: bytes) -> DumpReport:
+        r = Reader(source_data)
+        memory, address, length = r.u8("memory"), r.u32("address"), r.u16("length")
+        uncorrectable = r.u16("uncorrectable")
+        data = r.raw(length, "data")
+        r.end()
+        return cls(memory, address, length, uncorrectable, data)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckReport:
+    """TM[6,10]: the CRC-16/CCITT-FALSE of the range as read, and uncorrectable words."""
+
+    memory: int
+    address: int
+    length: int
+    checksum: int
+    uncorrectable: int
+
+    @classmethod
+    def unpack(cls, source_data: bytes) -> CheckReport:
+        r = Reader(source_data)
+        out = cls(r.u8("memory"), r.u32("address"), r.u32("length"), r.u16("checksum"),
+                  r.u16("uncorrectable"))  # fmt: skip
+        r.end()
+        return out
+
+
+def read_parameter_values(source_data: bytes) -> dict[ParamId | int, int]:
+    """TM[20,2]: parameter id -> value."""
+    r = Reader(source_data)
+    out: dict[ParamId | int, int] = {}
+    for _ in range(r.u8("count")):
+        raw = r.u16("parameter id")
+        try:
+            pid = ParamId(raw)
+        except ValueError:
+            raise refuse(FailureCode.UNKNOWN_PARAMETER, f"parameter {raw:#06x}") from None
+        out[pid] = r.value(PARAM_SPECS[pid].type, pid.name)
+    r.end()
+    return out
+
+
+def read_fault_list(source_data: bytes) -> tuple[int, list[FaultRecord]]:
+    """TM[148,4]: (active faults, the records listed)."""
+    r = Reader(source_data)
+    active, count = r.u16("active faults"), r.u8("count")
+    records = [FaultRecord.read(r) for _ in range(count)]
+    r.end()
+    return active, records

@@ -1,0 +1,587 @@
+"""``hil``: talk to a target from a shell.
+
+    hil sim                                   simulated chip on a new pty (until Ctrl-C)
+    hil ping  --port URL                      are you alive, and the round trip
+    hil hk    --port URL [SID...] [--watch]   housekeeping with units (live with --watch)
+    hil events --port URL [--follow]          event reports as they come
+    hil load  --port URL MEMORY ADDRESS FILE  memory load, with a progress line
+    hil dump  --port URL MEMORY ADDRESS LENGTH [-o FILE]
+    hil run   --port URL (A.npy B.npy | --random MxKxN) [--layer ...]
+    hil inject --port URL KIND SITE [FIELD=VALUE...] | --list | --clear
+    hil reset --port URL [--accel]
+    hil mode  --port URL [MODE]
+    hil param --port URL [NAME[=VALUE]...]
+
+``--port`` defaults to ``$HIL_PORT`` and ``--key`` to ``$HIL_KEY``. Errors are one line on
+stderr and a non-zero exit code: 1 when the target or the link failed, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from host.commands import Authenticator
+from host.errors import CommandFailed, HostError
+from host.history import Received
+from host.keys import parse_key
+from host.link import Link
+from host.progress import ProgressLine
+from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
+from host.target import Target
+from host.telemetry import EventReport
+from protocol.codes import EventId, FailureCode, FaultKind, MemoryId, Mode, Service
+from protocol.link import DEFAULT_BAUD
+from protocol.payloads import (
+    PARAM_SPECS,
+    SITE_FIELDS,
+    FaultRecord,
+    FaultSiteClass,
+    FaultTiming,
+    HkStructure,
+    ParamId,
+)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+MEMORY_ALIASES = {
+    "ram": MemoryId.FIRMWARE_RAM,
+    "spm": MemoryId.ACCEL_SCRATCHPAD,
+    "scratchpad": MemoryId.ACCEL_SCRATCHPAD,
+}
+AUTH_CODES = {FailureCode.AUTH_REQUIRED, FailureCode.AUTH_FAILED, FailureCode.AUTH_REPLAY}
+DEFAULT_WIDTH = {FaultKind.MBU: 2, FaultKind.SEFI: 0, FaultKind.SEL: 0}
+
+
+class UsageError(Exception):
+    """A value on the command line that cannot be used; exit code 2."""
+
+
+def _enum_arg(kind: type, text: str, aliases: dict[str, object] | None = None):
+    key = text.strip().lower()
+    if aliases and key in aliases:
+        return aliases[key]
+    try:
+        return kind(int(text, 0))
+    except ValueError:
+        pass
+    try:
+        return kind[key.upper().replace("-", "_")]
+    except KeyError:
+        names = sorted([*(aliases or {}), *(m.name.lower() for m in kind)])
+        raise UsageError(f"{text!r} is not a {kind.__name__}: one of {', '.join(names)}") from None
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (4096, 0x1000)") from None
+
+
+# --- the link options -----------------------------------------------------------------------
+
+
+def _link_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("link")
+    g.add_argument("--port", default=os.environ.get("HIL_PORT"),
+                   help="pyserial URL of the target: /dev/ttyUSB0, /dev/pts/N, socket://host:port "
+                   "(default $HIL_PORT)")  # fmt: skip
+    g.add_argument("--baud", type=int, default=DEFAULT_BAUD,
+                   help=f"baud rate (default {DEFAULT_BAUD})")  # fmt: skip
+    g.add_argument("--key", default=os.environ.get("HIL_KEY"), metavar="ID:HEX",
+                   help="key that signs hazardous commands (default $HIL_KEY; without one the "
+                   "null key, which a target accepts in TEST mode only)")  # fmt: skip
+    g.add_argument(
+        "--ack-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="acceptance timeout per transmission (default: the ICD's for the baud)",
+    )
+    g.add_argument("--log", type=Path, default=None, help="append a session log of every frame")
+    return p
+
+
+def _open(args: argparse.Namespace) -> Link:
+    if not args.port:
+        raise UsageError("no target: give --port URL (or set HIL_PORT); `hil sim` starts one")
+    auth = Authenticator()
+    if args.key:
+        try:
+            auth = Authenticator(*parse_key(args.key))
+        except ValueError as exc:
+            raise UsageError(f"--key: {exc}") from None
+    if args.ack_timeout is not None and args.ack_timeout <= 0:
+        raise UsageError(f"--ack-timeout must be positive, got {args.ack_timeout}")
+    link = Link(args.port, args.baud, auth=auth, acceptance_timeout_s=args.ack_timeout,
+                session_log=args.log)  # fmt: skip
+    return link.open()
+
+
+def _with_target(run: Callable[[Target, argparse.Namespace], int]):
+    def command(args: argparse.Namespace) -> int:
+        link = _open(args)
+        try:
+            return run(Target(link), args)
+        finally:
+            link.close()
+
+    return command
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    try:
+        keys = dict(parse_key(k) for k in args.key) if args.key else {SIM_KEY_ID: SIM_KEY}
+    except ValueError as exc:
+        raise UsageError(f"--key: {exc}") from None
+    extra = ("--seed", str(args.seed), "--time-scale", str(args.time_scale))
+    # Ctrl-C stops it even when started in the background, where SIGINT starts ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with SimulatedTarget(mode=args.mode, keys=keys, array_n=args.array_n, args=extra,
+                         log=args.log) as sim:  # fmt: skip
+        print(f"PTY {sim.port}", flush=True)
+        key_id, key = next(iter(keys.items()))
+        print(
+            f"hil: simulated chip in {args.mode.upper()} mode on {sim.port}, key {key_id}:"
+            f"{key.hex()}\nhil: try `hil ping --port {sim.port}`; Ctrl-C stops it",
+            file=sys.stderr, flush=True,
+        )  # fmt: skip
+        try:
+            code = sim.wait()
+        except KeyboardInterrupt:
+            return 0
+        raise HostError(f"the simulated chip stopped with code {code}: {sim.stderr_text()}")
+
+
+def cmd_ping(target: Target, args: argparse.Namespace) -> int:
+    for i in range(args.count):
+        rtt = target.ping()
+        print(f"pong from {target.link.port}: {1000 * rtt:.2f} ms")
+        if i + 1 < args.count:
+            time.sleep(args.interval)
+    return 0
+
+
+def _hk_block(target: Target, sids: list[HkStructure]) -> list[str]:
+    lines: list[str] = []
+    for sid, report in target.housekeeping_many(sids).items():
+        lines.append(f"[{sid.name}]")
+        lines += [f"  {line}" for line in report.lines()]
+    return lines
+
+
+def cmd_hk(target: Target, args: argparse.Namespace) -> int:
+    sids = [_enum_arg(HkStructure, s) for s in args.structure] or list(HkStructure)
+    if not args.watch:
+        print("\n".join(_hk_block(target, sids)))
+        return 0
+    tty = sys.stdout.isatty()
+    shown = 0
+    n = 0
+    while args.count is None or n < args.count:
+        lines = _hk_block(target, sids)
+        stamp = dt.datetime.now().strftime("%H:%M:%S")
+        block = [f"housekeeping of {target.link.port} at {stamp} (Ctrl-C stops)", *lines]
+        if tty and shown:
+            sys.stdout.write(f"\x1b[{shown}F\x1b[J")  # back over the last block, clear it
+        sys.stdout.write("\n".join(block) + "\n")
+        sys.stdout.flush()
+        shown = len(block)
+        n += 1
+        if args.count is None or n < args.count:
+            time.sleep(args.interval)
+    return 0
+
+
+def _event_line(report: EventReport) -> str:
+    stamp = "--:--:--.---"
+    if report.time is not None:
+        t = dt.datetime.fromtimestamp(report.time.to_unix(), dt.UTC)
+        stamp = t.strftime("%H:%M:%S.%f")[:-3]
+    return f"{stamp} {report}"
+
+
+def cmd_events(target: Target, args: argparse.Namespace) -> int:
+    link = target.link
+    wanted = {int(_enum_arg(EventId, e)) for e in args.event}
+
+    def is_event(item: Received) -> bool:
+        return item.service == Service.EVENT_REPORTING and (not wanted or item.event_id in wanted)
+
+    deadline = None if args.follow else time.monotonic() + args.timeout
+    start: int | None = None
+    seen = 0
+    while args.count is None or seen < args.count:
+        left = 3600.0 if deadline is None else deadline - time.monotonic()
+        if left <= 0:
+            break
+        item = link.await_tm(is_event, left, start=start)
+        if item is None:
+            continue
+        print(_event_line(EventReport.from_received(item)), flush=True)
+        start = item.index + 1
+        seen += 1
+    if not seen:
+        print(f"hil: no event within {args.timeout} s", file=sys.stderr)
+    return 0
+
+
+def _memory(text: str) -> MemoryId:
+    return _enum_arg(MemoryId, text, MEMORY_ALIASES)
+
+
+def cmd_load(target: Target, args: argparse.Namespace) -> int:
+    memory = _memory(args.memory)
+    path = args.file
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    if not data:
+        raise UsageError(f"{path}: empty, nothing to load")
+    bar = ProgressLine(f"load {memory.name}")
+    started = time.monotonic()
+    try:
+        target.load(memory, args.address, data, progress=bar, verify=args.verify)
+    finally:
+        bar.close()
+    took = time.monotonic() - started
+    checked = ", checked" if args.verify else ""
+    print(f"loaded {len(data)} octets to {memory.name} at {args.address:#x} in {took:.2f} s"
+          f"{checked}")  # fmt: skip
+    return 0
+
+
+def _hexdump(address: int, data: bytes) -> str:
+    lines = []
+    for pos in range(0, len(data), 16):
+        row = data[pos : pos + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        lines.append(f"{address + pos:08x}  {row.hex(' '):<47}  {text}")
+    return "\n".join(lines)
+
+
+def cmd_dump(target: Target, args: argparse.Namespace) -> int:
+    memory = _memory(args.memory)
+    bar = ProgressLine(f"dump {memory.name}")
+    try:
+        data = target.dump(memory, args.address, args.length, progress=bar)
+    finally:
+        bar.close()
+    if args.output:
+        Path(args.output).write_bytes(data)
+        print(f"dumped {len(data)} octets of {memory.name} at {args.address:#x} to {args.output}")
+    else:
+        print(_hexdump(args.address, data))
+    return 0
+
+
+def _operands(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    if args.random:
+        try:
+            m, k, n = (int(x) for x in args.random.lower().split("x"))
+        except ValueError:
+            raise UsageError(f"--random {args.random!r}: expected MxKxN, e.g. 16x32x8") from None
+        rng = np.random.default_rng(args.seed)
+        return (rng.integers(-128, 128, (m, k), dtype=np.int8),
+                rng.integers(-128, 128, (k, n), dtype=np.int8))  # fmt: skip
+    if len(args.matrices) != 2:
+        raise UsageError("give A.npy and B.npy, or --random MxKxN")
+    out = []
+    for path in args.matrices:
+        try:
+            out.append(np.load(path))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{path}: cannot read a .npy matrix: {exc}") from None
+    return out[0], out[1]
+
+
+def cmd_run(target: Target, args: argparse.Namespace) -> int:
+    a, b = _operands(args)
+    job_id = target.next_job_id()
+    mark = target.link.history.mark()
+    bar = ProgressLine("operands")
+    try:
+        if args.layer:
+            bias = np.load(args.bias) if args.bias else None
+            c = target.run_layer(a, b, bias, relu=args.relu, shift=args.shift,
+                                 out_int32=args.int32, job_id=job_id, progress=bar)  # fmt: skip
+        else:
+            c = target.run_gemm(a, b, job_id=job_id, progress=bar)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        bar.close()
+    done = target.await_event(
+        EventId.JOB_COMPLETED, timeout=1.0, start=mark, where=lambda e: e.args["job_id"] == job_id
+    )
+    what = "layer" if args.layer else "GEMM"
+    stats = ""
+    if done is not None:
+        stats = f", {done.args['cycles']} cycles, {done.args['macs']} MACs"
+    print(f"job {job_id}: {what} {a.shape[0]}x{a.shape[1]}x{b.shape[1]} -> C {c.shape} {c.dtype}"
+          f"{stats}")  # fmt: skip
+    if args.verify:
+        if args.layer:
+            raise UsageError("--verify checks plain GEMM only (A . B in int32)")
+        expected = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32)
+        if not np.array_equal(c, expected):
+            wrong = int(np.count_nonzero(c != expected))
+            raise HostError(f"job {job_id}: {wrong} of {c.size} elements of C differ from A . B")
+        print("C equals A . B")
+    if args.output:
+        np.save(args.output, c)
+        print(f"C written to {args.output}")
+    elif not args.quiet:
+        print(np.array2string(c, threshold=200))
+    return 0
+
+
+def _record(args: argparse.Namespace) -> FaultRecord:
+    kind = _enum_arg(FaultKind, args.kind)
+    site = _enum_arg(FaultSiteClass, args.site)
+    specs = SITE_FIELDS[site]
+    given: dict[str, int] = {}
+    for pos, item in enumerate(args.fields):
+        name, eq, value = item.partition("=")
+        if not eq:
+            if pos >= len(specs):
+                raise UsageError(f"{site.name} has {len(specs)} site fields, got more")
+            name, value = specs[pos].name, item
+        try:
+            given[name] = int(value, 0)
+        except ValueError:
+            raise UsageError(f"{item!r}: the value is not an integer") from None
+    names = [f.name for f in specs]
+    unknown = set(given) - set(names)
+    missing = [n for n in names if n not in given]
+    if unknown or missing:
+        raise UsageError(
+            f"{site.name} takes the site fields {' '.join(names) or '(none)'}: "
+            f"unknown {sorted(unknown) or 'none'}, missing {missing or 'none'}"
+        )
+    width = args.width if args.width is not None else DEFAULT_WIDTH.get(kind, 1)
+    timing, point = FaultTiming.NOW, (0, 0, 0)
+    if args.next_job:
+        try:
+            tile, phase, cycle = (int(x, 0) for x in args.next_job.split(":"))
+        except ValueError:
+            raise UsageError(f"--next-job {args.next_job!r}: expected TILE:PHASE:CYCLE") from None
+        timing, point = FaultTiming.NEXT_JOB, (tile, phase, cycle)
+    return FaultRecord(kind, site, width, tuple(given[n] for n in names), timing, point)
+
+
+def _show_record(rec: FaultRecord) -> str:
+    names = [f.name for f in SITE_FIELDS[rec.site_class]]
+    fields = " ".join(f"{n}={v}" for n, v in zip(names, rec.site, strict=True))
+    kind = FaultKind(rec.kind).name if rec.kind in FaultKind._value2member_map_ else rec.kind
+    when = (
+        "now"
+        if rec.timing == FaultTiming.NOW
+        else "next job at tile:phase:cycle " + ":".join(str(p) for p in rec.point)
+    )
+    return f"{kind} at {rec.site_class.name} {fields} width {rec.width}, {when}".replace("  ", " ")
+
+
+def cmd_inject(target: Target, args: argparse.Namespace) -> int:
+    if args.clear:
+        target.clear_faults()
+        print("every active fault cleared")
+        return 0
+    if args.list:
+        active, records = target.list_faults()
+        print(f"{active} active fault{'s' if active != 1 else ''}")
+        for rec in records:
+            print(f"  {_show_record(rec)}")
+        return 0
+    if not args.kind or not args.site:
+        raise UsageError("give KIND SITE [FIELD=VALUE...], or --list, or --clear")
+    record = _record(args)
+    target.inject([record])
+    print(f"injected {_show_record(record)}")
+    return 0
+
+
+def cmd_reset(target: Target, args: argparse.Namespace) -> int:
+    if args.accel:
+        target.reset_accelerator()
+        print("accelerator reset")
+        return 0
+    boot = target.reset()
+    print(f"rebooted: {boot}")
+    return 0
+
+
+def cmd_mode(target: Target, args: argparse.Namespace) -> int:
+    if args.mode:
+        new = _enum_arg(Mode, args.mode)
+        target.mode(new)
+    print(target.mode().name)
+    return 0
+
+
+def cmd_param(target: Target, args: argparse.Namespace) -> int:
+    sets: list[tuple[ParamId, int]] = []
+    gets: list[ParamId] = []
+    for item in args.params:
+        name, eq, value = item.partition("=")
+        pid = _enum_arg(ParamId, name)
+        if eq:
+            try:
+                sets.append((pid, int(value, 0)))
+            except ValueError:
+                raise UsageError(f"{item!r}: the value is not an integer") from None
+        else:
+            gets.append(pid)
+    if sets:
+        target.set_parameters(sets)
+    shown = gets + [p for p, _ in sets] if args.params else list(ParamId)
+    values = target.get_parameters(shown)
+    width = max(len(p.name) for p in shown)
+    for pid in shown:
+        print(f"{pid.name:<{width}}  {values[pid]} {PARAM_SPECS[pid].unit}")
+    return 0
+
+
+# --- the parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    link = _link_options()
+    p = argparse.ArgumentParser(
+        prog="hil", description="Talk to an orbit-hil target (simulated chip or board).",
+        epilog="Errors: one line on stderr; exit 1 when the target or link failed, 2 for usage.",
+    )  # fmt: skip
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("sim", help="start a simulated chip on a new pty and print its port")
+    s.add_argument("--mode", choices=["test", "nominal"], default="test", help="boot mode")
+    s.add_argument("--key", action="append", default=[], metavar="ID:HEX",
+                   help=f"provision a key (default {SIM_KEY_ID}:<the test key>)")  # fmt: skip
+    s.add_argument("--array-n", type=int, choices=[2, 4, 8, 16], default=4, help="array size N")
+    s.add_argument("--seed", type=int, default=1, help="orbit phase and battery at start")
+    s.add_argument("--time-scale", type=float, default=1.0, help="environment speed-up")
+    s.add_argument("--log", type=Path, default=None, help="the simulated chip's log file")
+    s.set_defaults(run=cmd_sim)
+
+    s = sub.add_parser("ping", parents=[link], help="are-you-alive test (TC[17,1])")
+    s.add_argument("--count", type=int, default=1, help="pings to send")
+    s.add_argument("--interval", type=float, default=1.0, help="seconds between pings")
+    s.set_defaults(run=_with_target(cmd_ping))
+
+    s = sub.add_parser("hk", parents=[link], help="housekeeping, with units")
+    s.add_argument("structure", nargs="*", help="system, environment, accelerator (default all)")
+    s.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+    s.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    s.add_argument("--count", type=int, default=None, help="stop after this many refreshes")
+    s.set_defaults(run=_with_target(cmd_hk))
+
+    s = sub.add_parser("events", parents=[link], help="print event reports as they come")
+    s.add_argument("event", nargs="*", help="only these events (names or ids)")
+    s.add_argument("--timeout", type=float, default=10.0, help="listen this long (s)")
+    s.add_argument("--count", type=int, default=None, help="stop after this many")
+    s.add_argument("--follow", action="store_true", help="listen until Ctrl-C")
+    s.set_defaults(run=_with_target(cmd_events))
+
+    s = sub.add_parser("load", parents=[link], help="load a file into target memory")
+    s.add_argument("memory", help="ram or spm (FIRMWARE_RAM, ACCEL_SCRATCHPAD)")
+    s.add_argument("address", type=_int, help="octet address")
+    s.add_argument("file", help="file to load, - for stdin")
+    s.add_argument("--verify", action="store_true", help="check the CRC afterwards (TC[6,9])")
+    s.set_defaults(run=_with_target(cmd_load))
+
+    s = sub.add_parser("dump", parents=[link], help="dump target memory")
+    s.add_argument("memory", help="ram or spm")
+    s.add_argument("address", type=_int, help="octet address")
+    s.add_argument("length", type=_int, help="octets")
+    s.add_argument("-o", "--output", help="write the octets to this file instead of a hex dump")
+    s.set_defaults(run=_with_target(cmd_dump))
+
+    s = sub.add_parser("run", parents=[link], help="run a GEMM or NN layer on the accelerator")
+    s.add_argument("matrices", nargs="*", metavar="A.npy B.npy", help="int8 operands")
+    s.add_argument("--random", metavar="MxKxN", help="random int8 operands of this shape")
+    s.add_argument("--seed", type=int, default=0, help="seed of --random")
+    s.add_argument("--layer", action="store_true", help="RUN_LAYER instead of RUN_GEMM")
+    s.add_argument("--bias", help="int32 bias .npy (with --layer)")
+    s.add_argument("--relu", action="store_true", help="ReLU (with --layer)")
+    s.add_argument("--shift", type=int, default=0, help="requantization shift (with --layer)")
+    s.add_argument("--int32", action="store_true", help="int32 output (with --layer)")
+    s.add_argument("--verify", action="store_true", help="compare C with A . B (GEMM)")
+    s.add_argument("-o", "--output", help="save C as .npy")
+    s.add_argument("-q", "--quiet", action="store_true", help="do not print C")
+    s.set_defaults(run=_with_target(cmd_run))
+
+    s = sub.add_parser("inject", parents=[link], help="inject a fault (TEST mode)")
+    s.add_argument("kind", nargs="?", help="sbu, mbu, set, stuck_at_0, stuck_at_1, sefi, sel")
+    s.add_argument("site", nargs="?",
+                   help="spm_cell, spm_word, acc_bit, reg_copy, fw_ram, accel, fsw")  # fmt: skip
+    s.add_argument("fields", nargs="*", metavar="FIELD=VALUE",
+                   help="site fields, e.g. word=100 bit=3 (or the values in order)")  # fmt: skip
+    s.add_argument("--width", type=int, default=None, help="cells or bits hit")
+    s.add_argument("--next-job", metavar="TILE:PHASE:CYCLE", help="act at this point of the "
+                   "next job (phase 1 BIAS, 2 STREAM, 3 WRITE)")  # fmt: skip
+    s.add_argument("--list", action="store_true", help="list the active faults")
+    s.add_argument("--clear", action="store_true", help="clear every active fault")
+    s.set_defaults(run=_with_target(cmd_inject))
+
+    s = sub.add_parser("reset", parents=[link], help="reboot the target (or --accel: the chip)")
+    s.add_argument("--accel", action="store_true", help="soft-reset the accelerator only")
+    s.set_defaults(run=_with_target(cmd_reset))
+
+    s = sub.add_parser("mode", parents=[link], help="show or change the mode")
+    s.add_argument("mode", nargs="?", help="nominal, safe or test")
+    s.set_defaults(run=_with_target(cmd_mode))
+
+    s = sub.add_parser("param", parents=[link], help="read or set parameters")
+    s.add_argument("params", nargs="*", metavar="NAME[=VALUE]", help="default: all, read")
+    s.set_defaults(run=_with_target(cmd_param))
+    return p
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    notes = getattr(exc, "__notes__", None) or []
+    return "; ".join([text, *notes])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``hil`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_INTERRUPTED))
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print(f"hil {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except HostError as exc:
+        hint = ""
+        if isinstance(exc, CommandFailed) and exc.code in AUTH_CODES:
+            hint = "; hazardous commands outside TEST mode need --key ID:HEX (or $HIL_KEY)"
+        print(f"hil {args.command}: {_one_line(exc)}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+    except BrokenPipeError:
+        # The reader went away (hil hk --watch | head): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""``hil`` as a user runs it: a subprocess against ``hil sim`` on a real pty, and the one-line
+errors it gives on a wrong port, a busy port, a bad baud rate and a target that is silent."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import tty
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import serial
+
+REPO = Path(__file__).resolve().parents[2]
+HIL = shutil.which("hil", path=str(Path(sys.executable).parent)) or "hil"
+
+
+def hil(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``hil`` to its end; stdout and stderr as text."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HIL_PORT", "HIL_KEY")}
+    return subprocess.run(
+        [HIL, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
+    )
+
+
+def first_line(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    line = b""
+    deadline = time.monotonic() + timeout
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        assert left > 0, f"no line from hil sim within {timeout} s: {line!r}"
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 1)
+            assert chunk, f"hil sim ended: {proc.stderr.read() if proc.stderr else ''}"
+            line += chunk
+    return line.decode().strip()
+
+
+class Sim:
+    """``hil sim`` in its own process."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [HIL, "sim", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            kind, _, self.port = first_line(self.proc).partition(" ")
+            assert kind == "PTY", kind
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[Sim]:
+    s = Sim()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture
+def silent_pty() -> Iterator[str]:
+    """A raw pty nobody answers on: the path a client opens."""
+    master, slave = os.openpty()
+    tty.setraw(master)
+    tty.setraw(slave)
+    try:
+        yield os.ttyname(slave)
+    finally:
+        for fd in (master, slave):
+            os.close(fd)
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_sim_prints_its_port_and_stops_on_ctrl_c() -> None:
+    s = Sim("--mode", "nominal")
+    assert s.port.startswith("/dev/") and os.path.exists(s.port)
+    assert hil("mode", "--port", s.port).stdout.strip() == "NOMINAL"
+    assert s.stop() == 0
+
+
+def test_ping(sim: Sim) -> None:
+    result = hil("ping", "--port", sim.port, "--count", "2", "--interval", "0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(f"pong from {sim.port}") == 2
+
+
+def test_hk_shows_every_structure_with_units(sim: Sim) -> None:
+    result = hil("hk", "--port", sim.port)
+    assert result.returncode == 0, result.stderr
+    for header in ("[SYSTEM]", "[ENVIRONMENT]", "[ACCELERATOR]"):
+        assert header in result.stdout
+    assert " %" in result.stdout and "degC" in result.stdout and "TEST" in result.stdout
+
+
+def test_hk_watch_refreshes(sim: Sim) -> None:
+    result = hil("hk", "system", "--port", sim.port, "--watch", "--count", "3",
+                 "--interval", "0.05")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("housekeeping of") == 3
+    assert "[ENVIRONMENT]" not in result.stdout
+
+
+def test_load_and_dump_round_trip_with_a_progress_line(sim: Sim, tmp_path: Path) -> None:
+    data = np.random.default_rng(2).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
+    src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
+    src.write_bytes(data)
+    loaded = hil("load", "--port", sim.port, "ram", "0x1000", str(src), "--verify")
+    assert loaded.returncode == 0, loaded.stderr
+    assert "10000/10000 octets  100 %" in loaded.stderr
+    assert "loaded 10000 octets to FIRMWARE_RAM at 0x1000" in loaded.stdout
+    dumped = hil("dump", "--port", sim.port, "ram", "0x1000", "10000", "-o", str(dst))
+    assert dumped.returncode == 0, dumped.stderr
+    assert dst.read_bytes() == data
+    shown = hil("dump", "--port", sim.port, "ram", "0x1000", "20")
+    assert shown.stdout.startswith("00001000  " + data[:16].hex(" "))
+
+
+def test_run_a_random_gemm_and_verify_it(sim: Sim, tmp_path: Path) -> None:
+    out = tmp_path / "c.npy"
+    result = hil("run", "--port", sim.port, "--random", "48x40x8", "--verify", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "C equals A . B" in result.stdout and "MACs" in result.stdout
+    assert np.load(out).shape == (48, 8)
+
+
+def test_run_a_layer_from_files(sim: Sim, tmp_path: Path) -> None:
+    a, b = np.ones((2, 3), np.int8), np.full((3, 2), 2, np.int8)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    result = hil("run", "--port", sim.port, str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
+                 "--layer", "--relu", "--shift", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "[[3 3]\n [3 3]]" in result.stdout
+
+
+def test_inject_list_and_clear(sim: Sim) -> None:
+    assert hil("inject", "--port", sim.port, "stuck_at_0", "fw_ram", "address=9", "bit=1")\
+        .returncode == 0  # fmt: skip
+    listed = hil("inject", "--port", sim.port, "--list")
+    assert "1 active fault" in listed.stdout and "STUCK_AT_0 at FW_RAM address=9" in listed.stdout
+    assert hil("inject", "--port", sim.port, "--clear").returncode == 0
+    assert "0 active faults" in hil("inject", "--port", sim.port, "--list").stdout
+    bad = hil("inject", "--port", sim.port, "sbu", "fw_ram", "word=1")
+    assert bad.returncode == 2 and "address bit" in one_line_error(bad)
+
+
+def test_param_mode_and_reset(sim: Sim) -> None:
+    result = hil("param", "--port", sim.port, "scrub_period=1234", "job_timeout")
+    assert "SCRUB_PERIOD  1234 cycles" in result.stdout and "JOB_TIMEOUT" in result.stdout
+    assert "rebooted: INFO   BOOT" in hil("reset", "--port", sim.port).stdout
+    assert hil("param", "--port", sim.port, "scrub_period").stdout.split()[1] == "50000"
+    assert hil("mode", "--port", sim.port).stdout.strip() == "TEST"
+
+
+def test_leaving_test_mode_and_back_needs_a_key(sim: Sim) -> None:
+    assert hil("mode", "--port", sim.port, "nominal").stdout.strip() == "NOMINAL"
+    refused = hil("mode", "--port", sim.port, "test")
+    assert "AUTH_REQUIRED" in one_line_error(refused) and "--key" in refused.stderr
+    key = "1:" + "6f7262697420686f6c2074657374206b6579206f6e6c7920666f722073696d21"
+    back = hil("mode", "--port", sim.port, "test", "--key", key)
+    assert back.stdout.strip() == "TEST", back.stderr
+
+
+def test_events_are_printed_as_they_come() -> None:
+    s = Sim("--time-scale", "3000")  # an orbit in two seconds: eclipse events keep coming
+    try:
+        result = hil("events", "--port", s.port, "--count", "2", "--timeout", "15")
+    finally:
+        s.stop()
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2 and all(":" in line.split()[0] for line in lines)
+
+
+def test_wrong_port_is_named() -> None:
+    line = one_line_error(hil("ping", "--port", "/dev/no-such-tty"))
+    assert "/dev/no-such-tty" in line and "no such device" in line
+
+
+def test_busy_port_is_reported(silent_pty: str) -> None:
+    with serial.Serial(silent_pty, exclusive=True):
+        line = one_line_error(hil("ping", "--port", silent_pty))
+    assert silent_pty in line and "busy" in line
+
+
+def test_bad_baud_rate_is_refused(sim: Sim) -> None:
+    line = one_line_error(hil("ping", "--port", sim.port, "--baud", "0"))
+    assert "baud" in line and "0" in line
+
+
+def test_silent_target_times_out_naming_the_port(silent_pty: str) -> None:
+    started = time.monotonic()
+    result = hil("ping", "--port", silent_pty, "--ack-timeout", "0.2")
+    line = one_line_error(result)
+    assert result.returncode == 1 and time.monotonic() - started < 10
+    assert silent_pty in line and "no acceptance report" in line and "baud" in line
+
+
+def test_missing_port_is_a_usage_error() -> None:
+    result = hil("ping")
+    assert result.returncode == 2 and "--port" in one_line_error(result)
