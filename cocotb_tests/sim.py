@@ -41,60 +41,55 @@ def run(
     testcase = testcase or os.environ.get("SCC_TESTCASE") or None
     tag = _tag(toplevel, parameters)
     seed = int(os.environ.get("COCOTB_RANDOM_SEED", random.randrange(1 << 31)))
-    env = {PARAMS_ENV: json.dumps(parameters), "PYTHONPATH": _pythonpath()}
     RESULTS.mkdir(exist_ok=True)
-    runner = get_runner("icarus")
-    build_dir = BUILD_ROOT / tag
-    runner.build(
-        sources=_sources(),
-        hdl_toplevel=toplevel,
-        parameters=parameters,
-        build_dir=build_dir,
-        timescale=("1ns", "1ps"),
-    )
+    results = RESULTS / f"{tag}-{test_module.rsplit('.', 1)[-1]}.xml"
     try:
-        runner.test(
-            hdl_toplevel=toplevel,
-            test_module=test_module,
-            testcase=testcase,
-            seed=seed,
-            build_dir=build_dir,
-            test_dir=build_dir,
-            extra_env=env,
-            results_xml=str(RESULTS / f"{tag}-{test_module.rsplit('.', 1)[-1]}.xml"),
-        )
+        _build_and_test(toplevel, test_module, parameters, testcase, seed, BUILD_ROOT / tag,
+                        results)  # fmt: skip
     except SystemExit as failure:
-        waves = _replay_with_waves(runner, toplevel, test_module, parameters, testcase, seed, env)
+        waves_dir = BUILD_ROOT / f"{tag}-waves"
+        try:
+            _build_and_test(toplevel, test_module, parameters, testcase, seed, waves_dir,
+                            waves_dir / "replay.xml", waves=True)  # fmt: skip
+        except SystemExit:
+            pass
         raise AssertionError(
-            f"{test_module} failed on {tag} (seed {seed}); waveform: {waves}"
+            f"{test_module} failed on {tag} (seed {seed}); "
+            f"waveform: {waves_dir / (toplevel + '.fst')}"
         ) from failure
 
 
-def _replay_with_waves(runner, toplevel, test_module, parameters, testcase, seed, env) -> Path:
-    build_dir = BUILD_ROOT / (_tag(toplevel, parameters) + "-waves")
+def _build_and_test(
+    toplevel: str,
+    test_module: str,
+    parameters: dict[str, object],
+    testcase: str | None,
+    seed: int,
+    build_dir: Path,
+    results: Path,
+    waves: bool = False,
+) -> None:
+    """One build directory per parameter set; raises SystemExit when a test fails."""
+    runner = get_runner("icarus")
     runner.build(
         sources=_sources(),
         hdl_toplevel=toplevel,
         parameters=parameters,
         build_dir=build_dir,
         timescale=("1ns", "1ps"),
-        waves=True,
+        waves=waves,
     )
-    try:
-        runner.test(
-            hdl_toplevel=toplevel,
-            test_module=test_module,
-            testcase=testcase,
-            seed=seed,
-            build_dir=build_dir,
-            test_dir=build_dir,
-            extra_env=env,
-            waves=True,
-            results_xml=str(build_dir / "replay.xml"),
-        )
-    except SystemExit:
-        pass
-    return build_dir / f"{toplevel}.fst"
+    runner.test(
+        hdl_toplevel=toplevel,
+        test_module=test_module,
+        testcase=testcase,
+        seed=seed,
+        build_dir=build_dir,
+        test_dir=build_dir,
+        extra_env={PARAMS_ENV: json.dumps(parameters), "PYTHONPATH": _pythonpath()},
+        waves=waves,
+        results_xml=str(results),
+    )
 
 
 def _sources() -> list[Path]:
