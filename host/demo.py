@@ -136,6 +136,16 @@ def classify(
     return Outcome.MASKED, "result correct, nothing noticed"
 
 
+def show_progress(label: str, done: int, total: int, started: float) -> None:
+    """One line redrawn in place on a terminal; a line per tenth of the runs in a log."""
+    rate = done / max(time.monotonic() - started, 1e-6)
+    text = f"[{label}] fault runs {done}/{total}  ({rate:.0f}/s)"
+    if sys.stderr.isatty():
+        print("\r" + text, end="\n" if done == total else "", file=sys.stderr, flush=True)
+    elif done == total or done % max(1, total // 10) == 0:
+        print(text, file=sys.stderr, flush=True)
+
+
 def run_chip(chip: Chip, runs: int, rng: np.random.Generator, log: Path) -> list[Run]:
     """Start one chip, check the golden run, then run the fault plan on it."""
     a = rng.integers(-128, 128, (M, K), dtype=np.int8)
@@ -164,10 +174,7 @@ def run_chip(chip: Chip, runs: int, rng: np.random.Generator, log: Path) -> list
             for i, (fault, record) in enumerate(plan, 1):
                 outcome, detail = classify(target, golden, layer, record)
                 results.append(Run(fault, f"{chip.label}: {record.site}", outcome, detail))
-                rate = i / max(time.monotonic() - started, 1e-6)
-                print(f"\r[{chip.label}] fault runs {i}/{len(plan)}  ({rate:.1f}/s)  ",
-                      end="", file=sys.stderr, flush=True)  # fmt: skip
-            print(file=sys.stderr)
+                show_progress(chip.label, i, len(plan), started)
     return [Run(f"{r.fault} ({chip.label})", r.site, r.outcome, r.detail) for r in results]
 
 
