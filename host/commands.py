@@ -36,13 +36,15 @@ RETRANSMIT_ON: frozenset[int] = frozenset({FailureCode.BAD_CRC, FailureCode.BAD_
 class Command:
     """A TC to send: what, which success reports to ask for, and an optional ``timeout``:
     the longest wait for its next report after acceptance, in place of the ICD's completion
-    timeout (or, for a TC that asks for progress reports, its progress timeout)."""
+    timeout (or, for a TC that asks for progress reports, its progress timeout). ``auth``
+    signs it, when it is hazardous, in place of the link's authenticator."""
 
     service: int
     subtype: int
     app_data: bytes = b""
     ack: AckFlags = AckFlags.ALL
     timeout: float | None = None
+    auth: Authenticator | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -117,6 +119,28 @@ class Authenticator:
         self.next_seq += 1
         return packet
 
+    def resync(self, replay_data: bytes) -> bool:
+        """A TC signed here was refused with AUTH_REPLAY, whose data is the key id (u16) and
+        the last number the target accepted with it (u32): go above that number. False when
+        the data is not about this key (or it is the null key, whose numbers are not checked).
+        """
+        if len(replay_data) < 6:
+            return False
+        key_id, last = struct.unpack_from("!HI", replay_data)
+        if key_id != self.key_id or key_id == 0:
+            return False
+        self.next_seq = max(self.next_seq, last + 1)
+        return True
+
+
+def signer(command: Command, default: Authenticator | None) -> Authenticator | None:
+    """The authenticator that signs ``command``: its own, else ``default``; None when the
+    command is not hazardous (ICD 13: only hazardous TCs carry a trailer)."""
+    auth = command.auth if command.auth is not None else default
+    if auth is None or not is_hazardous(command.service, command.subtype, command.app_data):
+        return None
+    return auth
+
 
 def build_packet(
     command: Command,
@@ -125,8 +149,10 @@ def build_packet(
     source_id: int = SOURCE_ID_HOST,
     auth: Authenticator | None = None,
 ) -> bytes:
-    """The TC's octets: signed when it is hazardous and an authenticator is given."""
-    if auth is not None and is_hazardous(command.service, command.subtype, command.app_data):
+    """The TC's octets: signed when it is hazardous and an authenticator (the command's own,
+    else ``auth``) is given."""
+    auth = signer(command, auth)
+    if auth is not None:
         return auth.sign(
             command.service, command.subtype, command.app_data, seq_count,
             ack=command.ack, source_id=source_id,
@@ -190,6 +216,12 @@ class Tracker:
     """(connection, frame number) of the first and latest copy written: the link's order."""
     lost_mark: int = 0
     """The link's count of lost TM when the latest copy was written."""
+    order: int = 0
+    """Submission order: the link's queue is kept in it."""
+    signed_by: Authenticator | None = None
+    """The authenticator that signed the octets (None: not signed)."""
+    replayed: bool = False
+    """A second TC of the command, sent after the first was refused with AUTH_REPLAY."""
 
     @property
     def name(self) -> str:
@@ -220,22 +252,32 @@ class Tracker:
         self.phase = Phase.SENDING
 
     def begin_write(self) -> None:
-        """The link is about to write the octets: no deadline runs while it does."""
+        """The link has decided to write the octets: no deadline runs until they are out."""
         self.deadline = None
 
-    def sent(self, now: float, *, written: bool, counts: bool = True) -> None:
-        """The octets were handed to the port (``written``) or could not be (port down).
+    def writing(self, now: float, *, counts: bool = True) -> None:
+        """The link starts writing the octets now.
 
-        ``counts`` is False when this only makes up for an attempt the port refused.
+        The transmission counts from here, not from ``sent``: the target may answer, and the
+        reader handle the answer, before the writer has returned from the port (a loaded
+        machine can preempt it there for any time). ``counts`` is False when this only makes
+        up for an attempt the port refused.
         """
+        self.begin_write()
         if counts:
             self.attempts += 1
+        if self.sent_at is None:
+            self.sent_at = now
+
+    def sent(self, now: float, *, written: bool, counts: bool = True) -> None:
+        """The octets of the write begun with ``writing`` were handed to the port
+        (``written``) or could not be (port down); the acceptance timer starts now (ICD 14).
+        """
+        if counts:
             self.unwritten += not written
         elif written:
             self.unwritten -= 1  # the attempt the port refused went out after all
         self.needs_write = not written
-        if self.sent_at is None:
-            self.sent_at = now
         if self.phase is Phase.DONE:
             return
         if self.phase in (Phase.SENDING, Phase.AWAIT_ACCEPTANCE) and self.retransmittable:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from host.commands import Completion
-from host.errors import CommandError, CommandFailed, LinkClosed
+from host.errors import CommandError, CommandFailed
 from host.history import NOW, Received, Start, TmPredicate
 from host.link import Link
 from host.stage import Stage
@@ -194,17 +194,9 @@ class IntegrationApi:
     # --- raw octets (bad input, duplicates) ----------------------------------------------------
 
     def send_raw(self, data: bytes) -> None:
-        """Write octets to the port as they are (garbage, damaged frames, repeated TCs).
-
-        The link has no raw write yet: this writes to its port directly, so call it only
-        while no command is in flight.
-        """
-        with self.link._cond:  # private: see the docstring
-            port = self.link._port
-        if port is None:
-            raise LinkClosed(f"{self.link.port}: the port is not open")
-        port.write(bytes(data))
-        port.flush()
+        """Write octets to the port as they are (garbage, damaged frames, repeated TCs),
+        between two of the link's frames; returns once written."""
+        self.link.send_raw(bytes(data))
 
     def send_packet(self, packet: bytes) -> RequestId:
         """Frame a packet (good or bad) and write it raw; its request id (first 4 octets)."""

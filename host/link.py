@@ -14,8 +14,11 @@
 
 ``send`` waits for one command; ``submit`` returns a future, so that many can be in flight;
 ``send_many`` does both. Each command ends as a ``Completion`` or a ``CommandFailed`` /
-``CommandTimeout`` (or ``LinkClosed`` when the link is closed under it): none is dropped
-silently.
+``CommandTimeout`` (or ``LinkClosed`` when the link is closed under it), or is cancelled by
+its caller before it was sent (``Future.cancel``, ``cancel_queued``): none is dropped
+silently. A signed command refused with AUTH_REPLAY is sent once more, as a new TC, above
+the number the target says it last accepted (ICD 13). ``send_raw`` writes octets of the
+caller's own (damaged frames, garbage) from the sender thread, between two frames.
 
 How a TM that is not a service 1 report (TM[17,2], TM[6,6], a one-shot TM[3,25]...) is
 matched to its TC: the ICD sends it after the request's start report and before its
@@ -28,6 +31,7 @@ service; otherwise to none (it stays in the history, counted as unattributed).
 
 from __future__ import annotations
 
+import bisect
 import errno
 import logging
 import random
@@ -49,10 +53,12 @@ from host.commands import (
     Timing,
     Tracker,
     build_packet,
+    signer,
 )
 from host.errors import (
     BadBaudRate,
     CommandError,
+    CommandFailed,
     CommandTimeout,
     HostError,
     LinkClosed,
@@ -64,7 +70,7 @@ from host.errors import (
 from host.history import NOW, History, Predicate, Received, Start
 from host.session_log import SessionLog
 from host.stage import Stage
-from protocol.codes import AckFlags, RejectReason, Service, TestSubtype
+from protocol.codes import AckFlags, FailureCode, RejectReason, Service, TestSubtype
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, FrameRejected, encode_frame
 from protocol.link import (
@@ -83,6 +89,8 @@ from protocol.verification import VerificationReport
 
 log = logging.getLogger("host.link")
 
+RAW_LOG_OCTETS = 64
+"""Octets of a raw write shown in the session log."""
 READ_TIMEOUT_S = 0.1
 """Longest a read blocks: bounds how long ``close`` waits for the reader."""
 BACKOFF_MIN_S = 0.05
@@ -143,7 +151,10 @@ class Link:
 
     ``acceptance_timeout_s`` defaults to the ICD's formula at ``baud``;
     ``completion_timeout_s``, ``progress_timeout_s`` and ``max_retransmissions`` to the ICD's
-    values; ``window`` to its MAX_OUTSTANDING. ``auth`` signs hazardous TCs. ``restart``
+    values; ``window`` to its MAX_OUTSTANDING. ``auth`` signs hazardous TCs (a command's own
+    ``auth`` in its place); after an AUTH_REPLAY the link moves it above the target's number
+    and sends the command once more, as a new TC. The link changes its authenticators under
+    its lock: do not share one with another link while both run. ``restart``
     sends the link-start ping again after each reconnection. A command submitted while the
     port is down waits for it at most ``down_timeout_s`` (default: the time the ICD gives a
     TC, 1 + max_retransmissions acceptance timeouts). ``session_log`` is a path (or a
@@ -216,6 +227,9 @@ class Link:
         self._need_resync = True
         self._seq = SeqCounter(0)
         self._queue: deque[Tracker] = deque()
+        """Trackers not yet sent, in submission order (``Tracker.order``)."""
+        self._orders = 0
+        self._raw: deque[tuple[bytes, Future[None]]] = deque()
         self._urgent: deque[tuple[Tracker, str]] = deque()
         self._open: dict[RequestId, Tracker] = {}
         self._futures: dict[Tracker, Future] = {}
@@ -283,8 +297,10 @@ class Link:
         with self._cond:
             port, self._port = self._port, None
             pending = list(self._queue) + list(self._open.values())
+            raws = [future for _, future in self._raw]
             self._queue.clear()
             self._open.clear()
+            self._raw.clear()
             for tracker in pending:
                 tracker.abandon(_closed_error(tracker, self.port))
         if port is not None:
@@ -293,6 +309,8 @@ class Link:
             except Exception:
                 pass
         self._resolve(pending)
+        for future in raws:
+            future.set_exception(LinkClosed(f"{self.port}: closed before the raw octets went out"))
         self._event("closed")
         self._close_log()
 
@@ -334,18 +352,25 @@ class Link:
         *,
         ack: AckFlags = AckFlags.ALL,
         timeout: float | None = None,
+        auth: Authenticator | None = None,
     ) -> Future[Completion]:
-        """Queue a TC; the future ends with its ``Completion`` or its ``CommandError``."""
-        return self.submit_command(Command(service, subtype, bytes(app_data), ack, timeout))
+        """Queue a TC; the future ends with its ``Completion`` or its ``CommandError``.
+
+        ``auth`` signs this command (when hazardous) in place of the link's authenticator.
+        Until the TC is sent the future can be cancelled (``Future.cancel``): it is then
+        never sent; once sent it runs to its end.
+        """
+        return self.submit_command(Command(service, subtype, bytes(app_data), ack, timeout, auth))
 
     def submit_command(self, command: Command, *, internal: bool = False) -> Future[Completion]:
         """Queue a ``Command`` (see ``submit``)."""
         future: Future[Completion] = Future()
-        future.set_running_or_notify_cancel()
         tracker = Tracker(command, self.timing, self.port, time.monotonic(), internal=internal)
         with self._cond:
             if self._stopping or not self._opened:
                 raise LinkClosed(f"{command.name}: the link on {self.port} is not open")
+            tracker.order = self._orders
+            self._orders += 1
             self._queue.append(tracker)
             self._futures[tracker] = future
             self._cond.notify_all()
@@ -359,12 +384,45 @@ class Link:
         *,
         ack: AckFlags = AckFlags.ALL,
         timeout: float | None = None,
+        auth: Authenticator | None = None,
     ) -> Completion:
         """Send a TC and wait until it is verified as ``ack`` asks; raises CommandFailed or
         CommandTimeout. ``timeout`` is the longest wait for the next report after acceptance
         (default: the ICD's completion timeout, or its progress timeout when ``ack`` asks for
-        progress reports, as ALL does)."""
-        return self.submit(service, subtype, app_data, ack=ack, timeout=timeout).result()
+        progress reports, as ALL does). ``auth`` signs it in place of the link's."""
+        return self.submit(service, subtype, app_data, ack=ack, timeout=timeout, auth=auth).result()
+
+    def cancel_queued(self) -> int:
+        """Cancel every command submitted and not yet sent (their futures end cancelled);
+        how many. Commands already sent run to their end."""
+        cancelled: list[Future] = []
+        with self._cond:
+            keep: deque[Tracker] = deque()
+            for tracker in self._queue:
+                future = self._futures.get(tracker)
+                if tracker.internal or future is None or future.running():
+                    keep.append(tracker)
+                    continue
+                del self._futures[tracker]
+                if not future.cancelled():  # else its caller cancelled it already
+                    cancelled.append(future)
+            self._queue = keep
+            self._cond.notify_all()
+        return sum(future.cancel() for future in cancelled)
+
+    def send_raw(self, data: bytes, *, timeout: float | None = None) -> None:
+        """Write ``data`` to the port as it is (damaged frames, garbage, TCs built by hand),
+        from the sender thread between two of its frames; returns once written. The link's
+        next frame starts with a 0x00, so whatever ``data`` leaves unfinished ends there.
+        Raises LinkError when the port is down or the write fails, TimeoutError after
+        ``timeout`` seconds."""
+        future: Future[None] = Future()
+        with self._cond:
+            if self._stopping or not self._opened:
+                raise LinkClosed(f"{self.port}: the link is not open: raw octets not written")
+            self._raw.append((bytes(data), future))
+            self._cond.notify_all()
+        future.result(timeout)
 
     def send_many(self, commands: Iterable[Command | tuple]) -> list[Completion | HostError]:
         """Send every command through the window; each result is a Completion or the error
@@ -470,15 +528,19 @@ class Link:
                     tracker, kind = self._urgent.popleft()
                     if not tracker.done and all(t is not tracker for t, _ in writes):
                         writes.append((tracker, kind))
+                raws = list(self._raw)
+                self._raw.clear()
                 if self._port is not None:
                     while self._queue and self._may_send_new():
                         tracker = self._queue.popleft()
+                        if self._cancelled(tracker):
+                            continue
                         self._assign(tracker)
                         writes.append((tracker, "first"))
                 else:
                     self._expire_held(now, finished)
-                if writes or finished:
-                    self._write(writes, finished)
+                if writes or finished or raws:
+                    self._write(writes, finished, raws)
                     continue
                 cond.wait(self._next_wakeup(now))
 
@@ -491,7 +553,17 @@ class Link:
             return False
         return not waiting or self._sent_count - min(waiting) < DUPLICATE_WINDOW
 
+    def _cancelled(self, tracker: Tracker) -> bool:
+        """Mark the future of a tracker leaving the queue as running; True when its caller
+        cancelled it (then it is dropped, never sent)."""
+        future = self._futures.get(tracker)
+        if future is None or future.running() or future.set_running_or_notify_cancel():
+            return False
+        del self._futures[tracker]
+        return True
+
     def _assign(self, tracker: Tracker) -> None:
+        tracker.signed_by = signer(tracker.command, self.auth)
         while True:
             packet = build_packet(
                 tracker.command, self._seq.next(), source_id=self.source_id, auth=self.auth
@@ -534,8 +606,14 @@ class Link:
             return None
         return max(0.0, min(deadlines) - now)
 
-    def _write(self, writes: list[tuple[Tracker, str]], finished: list[Tracker]) -> None:
-        """Write frames with the lock released (a slow line blocks here, not the reader)."""
+    def _write(
+        self,
+        writes: list[tuple[Tracker, str]],
+        finished: list[Tracker],
+        raws: list[tuple[bytes, Future[None]]],
+    ) -> None:
+        """Write frames, then raw octets, with the lock released (a slow line blocks here,
+        not the reader)."""
         port = self._port
         resync = self._need_resync
         self._need_resync = False
@@ -543,8 +621,12 @@ class Link:
         done: list[tuple[Tracker, str, bool, float, bytes]] = []
         lost_mark = self._lost_mark()
         stamps = []
-        for tracker, _ in writes:
-            tracker.begin_write()
+        started = time.monotonic()
+        for tracker, kind in writes:
+            # Counted before the lock is released: the answer may be handled before we return.
+            tracker.writing(started, counts=kind != "rewrite")
+            if kind == "retransmit":
+                self.stats.retransmissions += 1
             self._write_count += 1
             stamps.append((self._epoch, self._write_count))
         self._cond.release()
@@ -567,6 +649,9 @@ class Link:
                         failure = f"write failed: {exc}"
                 at = time.monotonic()
                 done.append((tracker, kind, written, at, data))
+            for data, future in raws:
+                failure, raw_resync = self._write_raw(port, data, future, failure)
+                resync = resync or raw_resync
         finally:
             self._cond.acquire()
         self._need_resync = self._need_resync or resync
@@ -578,8 +663,6 @@ class Link:
                 self.stats.bytes_sent += len(data)
                 tracker.first_write = tracker.first_write or stamp
                 tracker.last_write, tracker.lost_mark = stamp, lost_mark
-            if kind == "retransmit":
-                self.stats.retransmissions += 1
             if tracker.done:
                 self._finish(tracker, more)
         if failure and port is self._port and not self._reopen_requested:
@@ -591,10 +674,36 @@ class Link:
             finally:
                 self._cond.acquire()
 
+    def _write_raw(
+        self, port: serial.SerialBase | None, data: bytes, future: Future[None], failure: str
+    ) -> tuple[str, bool]:
+        """One raw write (lock released): (the write failure, if any; whether the next
+        frame must start with a 0x00)."""
+        if port is None or failure:
+            why = failure or "the port is down (disconnected)"
+            future.set_exception(LinkError(f"{self.port}: {why}: raw octets not written"))
+            return failure, False
+        if self._session_log is not None:
+            shown = data[:RAW_LOG_OCTETS].hex(" ") + (" ..." if len(data) > RAW_LOG_OCTETS else "")
+            self._session_log.event(time.monotonic(), "raw", f"{len(data)} octets: {shown}")
+        try:
+            port.write(data)
+        except serial.SerialTimeoutException as exc:
+            future.set_exception(LinkError(f"{self.port}: raw write cut short: {exc}"))
+            return failure, True
+        except (serial.SerialException, OSError, ValueError, TypeError) as exc:
+            future.set_exception(LinkError(f"{self.port}: raw write failed: {exc}"))
+            return f"write failed: {exc}", True
+        future.set_result(None)
+        return failure, True
+
     def _finish(self, tracker: Tracker, finished: list[Tracker]) -> None:
-        """Take a done tracker out of flight (lock held); the caller resolves its future."""
-        if tracker.request_id is not None:
-            self._open.pop(tracker.request_id, None)
+        """Take a done tracker out of flight (lock held); the caller resolves its future.
+
+        Once only: the reader may finish a tracker while the sender is writing it."""
+        if tracker.request_id is None or self._open.get(tracker.request_id) is not tracker:
+            return
+        del self._open[tracker.request_id]
         if self._current is tracker:
             self._current = None
         finished.append(tracker)
@@ -844,6 +953,7 @@ class Link:
             elif self._current is tracker:
                 self._current = None
             if tracker.done:
+                self._resend_after_replay(tracker)
                 self._finish(tracker, finished)
             self._cond.notify_all()
             return report.request_id
@@ -855,6 +965,32 @@ class Link:
             return None
         tracker.add_report_tm(tm)
         return tracker.request_id
+
+    def _resend_after_replay(self, tracker: Tracker) -> None:
+        """ICD 13: a signed TC refused with AUTH_REPLAY names the last number the target
+        accepted with its key. Move the authenticator above it and queue the command again
+        (lock held), once, in its submission place; the new TC takes over the future."""
+        result, auth = tracker.result, tracker.signed_by
+        if (
+            auth is None
+            or tracker.replayed
+            or not isinstance(result, CommandFailed)
+            or result.code != FailureCode.AUTH_REPLAY
+            or not auth.resync(result.data)
+        ):
+            return
+        again = Tracker(
+            tracker.command, self.timing, self.port, tracker.submitted_at,
+            internal=tracker.internal, order=tracker.order, replayed=True,
+        )  # fmt: skip
+        future = self._futures.pop(tracker, None)
+        if future is not None:
+            self._futures[again] = future
+        self._queue.insert(bisect.bisect(self._queue, again.order, key=lambda t: t.order), again)
+        log.info(
+            "%s: %s refused as a replay: key %d moved to %d, sending it again",
+            self.port, tracker.name, auth.key_id, auth.next_seq,
+        )  # fmt: skip
 
     def _lost_mark(self) -> int:
         return self.stats.tm_lost + self.stats.tm_count_restarts

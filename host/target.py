@@ -18,7 +18,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from host.commands import Completion
-from host.errors import CommandError, CommandFailed, HostError
+from host.errors import CommandError, HostError
 from host.history import NOW, Received, Start
 from host.history import event as event_predicate
 from host.link import Link
@@ -27,7 +27,6 @@ from protocol.codes import (
     AckFlags,
     EventId,
     EventSubtype,
-    FailureCode,
     FaultInjectionSubtype,
     FunctionId,
     HousekeepingSubtype,
@@ -120,24 +119,9 @@ class Target:
         ack: AckFlags = AckFlags.ALL,
         timeout: float | None = None,
     ) -> Completion:
-        """Send one TC and wait for it (hazardous ones are signed by the link). A signed TC
-        refused with AUTH_REPLAY is sent once more above the target's last accepted number."""
-        try:
-            return self.link.send(service, subtype, app_data, ack=ack, timeout=timeout)
-        except CommandFailed as exc:
-            if not self._resync_auth(exc):
-                raise
+        """Send one TC and wait for it (hazardous ones are signed by the link, which also
+        sends one refused with AUTH_REPLAY once more, above the target's last number)."""
         return self.link.send(service, subtype, app_data, ack=ack, timeout=timeout)
-
-    def _resync_auth(self, exc: CommandFailed) -> bool:
-        auth = self.link.auth
-        if exc.code != FailureCode.AUTH_REPLAY or auth is None or len(exc.data) < 6:
-            return False
-        key_id, last = struct.unpack_from("!HI", exc.data)
-        if key_id != auth.key_id or key_id == 0:
-            return False
-        auth.next_seq = last + 1
-        return True
 
     def _submit_all(self, commands: Sequence[tuple[int, int, bytes]]) -> list[Future[Completion]]:
         return [self.link.submit(s, t, d) for s, t, d in commands]

@@ -127,9 +127,10 @@ def target(start_target: Callable[..., Target]) -> Target:
 
 @pytest.fixture
 def link(target: Target) -> Iterator[Link]:
-    """A started link to ``target``, with a short acceptance timeout (the pty answers in
-    milliseconds; 0.5 s keeps failing tests short)."""
-    with Link(target.path, acceptance_timeout_s=0.5).open() as lk:
+    """A started link to ``target``. Its tests count transmissions, so the acceptance
+    timeout (2 s) is far above the pty's milliseconds and a loaded CI machine's stalls: a
+    retransmission there would be a real fault, not timing."""
+    with Link(target.path, acceptance_timeout_s=2.0).open() as lk:
         yield lk
 
 
@@ -153,8 +154,8 @@ def _hk_system_counters(link: Link) -> dict[str, int]:
     done = link.send(Service.HOUSEKEEPING, 27, struct.pack("!BH", 1, HK_SYSTEM))
     reports = [r for r in done.reports if (r.service, r.subtype) == (3, 25)]
     assert len(reports) == 1, f"one TM[3,25] expected with the one-shot, got {done.reports}"
-    names = ("tc_received", "tc_accepted", "tc_refused", "tc_duplicates")
-    return dict(zip(names, struct.unpack_from("!IIII", reports[0].source_data, 19), strict=True))
+    names = ("tc_received", "tc_accepted", "tc_refused", "tc_duplicates", "auth_failures")
+    return dict(zip(names, struct.unpack_from("!IIIII", reports[0].source_data, 19), strict=True))
 
 
 @pytest.fixture(name="read_until")
@@ -166,5 +167,5 @@ def read_until_fixture() -> Callable[[int, Callable[[bytes], bool], float], byte
 @pytest.fixture
 def hk_counters() -> Callable[[Link], dict[str, int]]:
     """``hk_counters(link)``: the target's TC counters (received, accepted, refused,
-    duplicates) from a one-shot housekeeping report."""
+    duplicates, authentication failures) from a one-shot housekeeping report."""
     return _hk_system_counters
