@@ -22,8 +22,8 @@ from firmware_sim.accel.layout import Cell, Layout
 from firmware_sim.accel.regs import Reg
 from firmware_sim.accel.secded import code_for
 
-#: Sequencer state codes of scc_seq.v, by the phase names of the model's JobPoint.
-PHASE_STATE = {"bias": 2, "stream": 3, "write": 4}
+#: Sequencer state codes of scc_seq.v that a job point can name.
+STATE_PHASE = {2: "bias", 3: "stream", 4: "flush"}
 
 SPM_BASE = 0x80000
 
@@ -216,6 +216,8 @@ class SccTb:
             return self._row(site.bank, site.row), site.cell
         if isinstance(site, accel.AccBit):
             return self.dut.u_array.g_row[site.i].g_col[site.j].u_pe.acc_q, site.bit
+        if isinstance(site, accel.OutBit):
+            return self.dut.u_array.g_row[site.i].g_col[site.j].u_pe.out_q, site.bit
         if isinstance(site, accel.RegCopy):
             return getattr(self.dut.u_regs, f"u_{site.name.lower()}").q_q[site.copy], site.bit
         if isinstance(site, accel.SeqCopy):
@@ -239,26 +241,34 @@ class SccTb:
         self.model.flip_many(sites)
 
     async def _inject_during_job(self, faults: list[accel.ScheduledFault]) -> None:
-        """Deposit each fault at the falling edge inside its job point's cycle."""
+        """Deposit each fault at the falling edge inside its job point's cycle.
+
+        A cycle of STREAM (or FLUSH) past N is also the write cycle of the tile
+        before (or of the last tile), so it answers to both names.
+        """
         pending: dict[tuple[int, str, int], list[accel.FaultSite]] = {}
         for when, site in faults:
             key = (when.tile, accel.Phase(when.phase).value, when.cycle)
             pending.setdefault(key, []).append(site)
         seq = self.dut.u_seq
-        nb = -(-int(self.model.read_reg(Reg.DIM_N)) // self.n)
-        states = {v: k for k, v in PHASE_STATE.items()}
+        mb = -(-self.model.read_reg(Reg.DIM_M) // self.n)
         while pending:
             await RisingEdge(self.dut.clk_i)
             await ReadOnly()
-            phase = states.get(int(seq.state.value))
+            state = int(seq.state.value)
+            if state == 0 and int(seq.done_o.value):
+                break
+            phase = STATE_PHASE.get(state)
             if phase is None:
-                if int(seq.state.value) == 0 and not int(self.dut.u_seq.busy_o.value):
-                    if int(self.dut.u_seq.done_o.value):
-                        break
                 continue
-            key = (int(seq.rb.value) * nb + int(seq.cb.value), phase, int(seq.t.value))
-            sites = pending.pop(key, None)
+            tile = int(seq.cb.value) * mb + int(seq.rb.value)
+            t = int(seq.t.value)
+            keys = [(tile, phase, t)]
+            if t >= self.n + 1:
+                keys.append((tile if phase == "flush" else tile - 1, "write", t - self.n - 1))
+            sites = [site for key in keys for site in pending.pop(key, [])]
             if sites:
                 await FallingEdge(self.dut.clk_i)
                 self.deposit(sites)
         assert not pending, f"job ended before the fault points {sorted(pending)}"
+

@@ -183,6 +183,9 @@ async def bad_descriptors_are_refused(dut):
         {"B_ADDR": 2 * bw - 1},
         {"BIAS_ADDR": 2 * bw - 2},
         {"C_ADDR": 2 * bw - 1},
+        {"C_ADDR": job.place.a_addr + 1},
+        {"C_ADDR": job.place.b_addr},
+        {"C_ADDR": job.place.bias_addr - 1},
     ]
     for fields in breakers:
         await job.program(tb)
@@ -257,29 +260,45 @@ async def double_bit_upset_ends_the_job(dut):
 
 @cocotb.test()
 async def faults_during_a_job(dut):
-    """Memory cells, accumulators and TMR copies flipped at random cycles of a running job."""
+    """Memory cells, accumulators, result registers and TMR copies flipped at random cycles
+    of a running job: in BIAS, STREAM periods, write cycles and FLUSH."""
     tb = SccTb(dut)
     await tb.start()
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
+    n = tb.n
     for round_ in range(4):
-        job = Job(tb, 2 * tb.n, 11, 2 * tb.n - 1, seed=round_, bias=True, out_int32=True)
+        k = 11 if round_ % 2 else 3 * n + 7
+        out32 = bool(round_ % 2)
+        job = Job(tb, 2 * n + 1, k, 2 * n - 1, seed=round_, bias=True, out_int32=out32)
         await job.program(tb)
+        w = 4 if out32 else 1
+        period = max(k + 1, (w + 1) * n + 1)
+        mb, tiles = -(-job.m // n), job.tiles(tb)
+        rows = [min(n, job.m - (t % mb) * n) for t in range(tiles)]
+
+        def pe() -> tuple[int, int, int]:
+            return int(rng.integers(n)), int(rng.integers(n)), int(rng.integers(32))
+
+        def at(tile: int, phase: accel.Phase, cycles: int) -> accel.JobPoint:
+            return accel.JobPoint(tile, phase, int(rng.integers(cycles)))
+
         faults = []
         for _ in range(3):
-            tile = int(rng.integers(job.tiles(tb)))
-            cycle = int(rng.integers(11 + 2 * tb.n - 1))
+            tile = int(rng.integers(tiles))
             faults.append(accel.ScheduledFault(
-                accel.JobPoint(tile, accel.Phase.STREAM, cycle),
-                accel.AccBit(int(rng.integers(tb.n)), int(rng.integers(tb.n)),
-                             int(rng.integers(32)))))
-        tile = int(rng.integers(job.tiles(tb)))
-        word = job.place.b_addr + int(rng.integers(11))
+                at(tile, accel.Phase.STREAM, period), accel.AccBit(*pe())))
+            faults.append(accel.ScheduledFault(
+                at(tile, accel.Phase.STREAM, period), accel.OutBit(*pe())))
+        tile = int(rng.integers(tiles))
         faults.append(accel.ScheduledFault(
-            accel.JobPoint(tile, accel.Phase.BIAS, int(rng.integers(5))),
+            at(tile, accel.Phase.WRITE, w * rows[tile]), accel.OutBit(*pe())))
+        first_of_block = mb * int(rng.integers(-(-job.ncols // n)))
+        word = job.place.b_addr + int(rng.integers(k))
+        faults.append(accel.ScheduledFault(
+            at(first_of_block, accel.Phase.BIAS, 5),
             tb.layout.cell_of(word, int(rng.integers(tb.cw)))))
         faults.append(accel.ScheduledFault(
-            accel.JobPoint(tile, accel.Phase.WRITE, 0),
-            accel.AccBit(0, int(rng.integers(tb.n)), int(rng.integers(32)))))
+            at(tiles - 1, accel.Phase.FLUSH, n + 1 + w * rows[-1]), accel.OutBit(*pe())))
         if tb.tmr:
             faults.append(accel.ScheduledFault(
                 accel.JobPoint(tile, accel.Phase.STREAM, 2),

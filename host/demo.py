@@ -40,6 +40,8 @@ ARRAY_N = 4
 M, K, N = 16, 40, 24
 SHIFT = 7
 SEFI_RUNS = 3
+#: Cycles of a tile's STREAM period for this int8 layer (docs/REGISTERS.md).
+PERIOD = max(K + 1, 2 * ARRAY_N + 1)
 #: Counters of the ACCELERATOR housekeeping that say a mitigation acted.
 MITIGATION_COUNTERS = ("ecc_corrected", "ecc_uncorrectable", "tmr_mismatches", "accel_resets")
 #: Configuration registers a job reads (docs/REGISTERS.md), by offset, with their widths.
@@ -97,7 +99,7 @@ def fault_plan(rng: np.random.Generator, chip: Chip, runs: int) -> list[tuple[st
         site = (int(rng.integers(ARRAY_N)), int(rng.integers(ARRAY_N)), int(rng.integers(32)))
         plan.append(("SBU in an accumulator", FaultRecord(
             FaultKind.SBU, FaultSiteClass.ACC_BIT, 1, site,
-            FaultTiming.NEXT_JOB, point(JobPhase.STREAM, K + 2 * ARRAY_N - 1))))
+            FaultTiming.NEXT_JOB, point(JobPhase.STREAM, PERIOD))))
     # Each hang costs the job watchdog's timeout: a few are enough to show the class.
     for _ in range(min(runs, SEFI_RUNS)):
         plan.append(("SEFI of the accelerator", FaultRecord(

@@ -4,28 +4,50 @@ Sites (docs/REGISTERS.md, "Fault sites"):
 
 - ``SpmCell(bank, row, cell)``: a physical scratchpad cell (``layout.Cell``; the map to
   codeword bits is ``layout.Layout``);
-- ``AccBit(i, j, bit)``: bit of the int32 accumulator of PE (i, j);
+- ``AccBit(i, j, bit)``: bit of the int32 accumulator ``acc_q`` of PE (i, j);
+- ``OutBit(i, j, bit)``: bit of the int32 result register ``out_q`` of PE (i, j);
 - ``RegCopy(name, copy, bit)``: storage bit of TMR copy ``copy`` of a configuration
   register (copy 0 only without TMR; ``regs.CONFIG_STORAGE`` maps storage to register
   bits: EPILOGUE's storage bit 3 is SHIFT bit 0);
 - ``SeqCopy(name, copy, bit)``: bit of TMR copy ``copy`` of a sequencer register
   (``regs.SEQ_WIDTHS``), modelled with TMR only.
 
-Timing of a fault scheduled during a job, at ``JobPoint(tile, phase, cycle)``: the RTL
-flop is flipped (deposited) at the falling edge inside that cycle of that state of that
-tile, so it takes effect for the clock edge that ends the cycle:
+Points of a job, ``JobPoint(tile, phase, cycle)``, tile ``T = c*MB + r`` in execution
+order (column blocks outer): ``bias`` cycles 0..4 of the BIAS of T's column block (T must
+be the block's first tile), ``stream`` cycles 0..P-1 of T's STREAM period, ``flush``
+cycles 0..FLUSH-1 (T must be the last tile), ``write`` cycle ``u`` = the cycle in which
+word ``u`` of T's results is written (cycle N+1+u of the next STREAM period, or of FLUSH;
+so it is also a ``stream``/``flush`` point). ``Descriptor.job_cycle`` maps a point to its
+cycle of the job (CHECK = 0); faults in the same job cycle happen together.
 
-- a scratchpad read issued in cycle t samples the cell at the edge ending cycle t, so
-  it sees flips made in cycles <= t (BIAS reads word q in BIAS cycle q; STREAM reads
-  A and B word t in STREAM cycle t); a scratchpad write in cycle t overwrites a flip
-  made in cycles <= t of the word it writes;
-- PE (i, j) accumulates the product of step t at the edge ending STREAM cycle
-  t + 1 + i + j, and is cleared at the edge ending STREAM cycle 0: a flip in STREAM
-  cycle x is XORed in after the products with t + 1 + i + j < x (lost if x = 0, and
-  before STREAM, since the clear follows); a flip in WRITE cycle w is seen by the
-  word written in cycle w and later ones;
+Timing: the RTL flop is flipped (deposited) at the falling edge inside that cycle, so it
+takes effect for the clock edge that ends the cycle:
+
+- a scratchpad read issued in cycle x samples the cell at the edge ending x, so it sees
+  flips made in cycles <= x (BIAS reads bias word q in its cycle q, STREAM reads A and B
+  word t in its cycle t); a write in cycle x overwrites a flip of that word made in
+  cycles <= x;
+- the beat of step t issued in cycle t of tile T's period reaches PE (i, j) in cycle
+  t + 1 + i + j of that period (counting on through the next period, BIAS or FLUSH); at
+  the end of that cycle the PE adds the product to ``acc_q``, or, for step 0 (FIRST),
+  moves ``acc_q`` to ``out_q`` and restarts ``acc_q`` from the product; FLUSH's FIRST in
+  its cycle 0 restarts it from 0. So an ``acc_q`` flip in cycle x lands in the tile whose
+  FIRST reached the PE before x, after that tile's products that arrived before x (a
+  flip in the cycle of a FIRST goes to ``out_q`` with the previous tile's sum);
+- a write in cycle x reads ``out_q`` (through the epilogue) in cycle x, so it sees
+  ``out_q`` flips made in cycles <= x; ``out_q`` holds tile T's sum from T+1's FIRST (or
+  FLUSH's) to the next FIRST;
 - a TMR copy flipped in a cycle is outvoted at the edge ending it (TMR_MISMATCH + 1 for
   that cycle, however many copies of however many registers disagreed).
+
+A point the job never reaches (after an ECC abort) is never flipped.
+
+PE registers between jobs: ``acc_q`` and ``out_q`` keep their values (a flip while idle
+or after FLUSH persists), but no job can show them: a job's first FIRST moves ``acc_q``
+to ``out_q`` and restarts ``acc_q``, and that ``out_q`` is overwritten by the next
+FIRST before any write of the job reads it (the first writes read tile 0's sum). Every
+word the model predicts is therefore independent of the PE registers' state before the
+job, and the model does not keep that state (``flip`` of a PE bit only checks the site).
 
 What the model does not predict raises ``NotModelled``: a configuration copy flipped
 during a job without TMR, two copies of a job register outvoting the good one during a
@@ -57,6 +79,15 @@ class AccBit:
 
 
 @dataclass(frozen=True, slots=True)
+class OutBit:
+    """Bit ``bit`` (0 = LSB of the int32) of the result register of PE (i, j)."""
+
+    i: int
+    j: int
+    bit: int
+
+
+@dataclass(frozen=True, slots=True)
 class RegCopy:
     """Bit ``bit`` of TMR copy ``copy`` of the configuration register ``name``."""
 
@@ -78,20 +109,21 @@ class SeqCopy:
     bit: int
 
 
-FaultSite = SpmCell | AccBit | RegCopy | SeqCopy
+FaultSite = SpmCell | AccBit | OutBit | RegCopy | SeqCopy
 
 
 class Phase(StrEnum):
-    """Per-tile states of a job in which a fault can be scheduled."""
+    """Parts of a job in which a fault can be scheduled (see the module docstring)."""
 
     BIAS = "bias"
     STREAM = "stream"
     WRITE = "write"
+    FLUSH = "flush"
 
 
 @dataclass(frozen=True, slots=True)
 class JobPoint:
-    """Cycle ``cycle`` (from 0) of state ``phase`` of tile ``tile`` (= r * NB + c)."""
+    """Cycle ``cycle`` (from 0) of ``phase`` of tile ``tile`` (= c * MB + r)."""
 
     tile: int
     phase: Phase
@@ -110,11 +142,16 @@ class ScheduledFault(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class PhaseSpan:
-    """One state of one tile of a job and how many cycles it lasts."""
+    """One part of a job: its tile, phase, length and first cycle (CHECK is cycle 0).
+
+    BIAS, STREAM and FLUSH spans follow each other; a WRITE span (tile T's result words,
+    one a cycle) lies inside the next STREAM span or FLUSH, from its cycle N + 1.
+    """
 
     tile: int
     phase: Phase
     cycles: int
+    start: int = 0
 
 
 class NotModelled(Exception):

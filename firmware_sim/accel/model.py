@@ -19,6 +19,7 @@ from .faults import (
     FaultSite,
     JobPoint,
     NotModelled,
+    OutBit,
     Phase,
     PhaseSpan,
     RegCopy,
@@ -63,6 +64,7 @@ __all__ = [
     "FaultSite",
     "JobPoint",
     "NotModelled",
+    "OutBit",
     "Phase",
     "PhaseSpan",
     "Reg",
@@ -344,10 +346,25 @@ class Accelerator:
 
     # --- jobs ------------------------------------------------------------------------
 
-    def job_schedule(self) -> list[PhaseSpan]:
-        """States of the job the registers describe, in order (empty if it would fail CHECK)."""
+    def job_schedule(self, writes: bool = False) -> list[PhaseSpan]:
+        """Parts of the job the registers describe (empty if it would fail CHECK).
+
+        BIAS, STREAM and FLUSH spans in execution order, each with its first job cycle
+        (CHECK = 0): they add up to CYCLES - 2. With ``writes``, each tile's WRITE span
+        (its result words, inside the next STREAM span or FLUSH) is listed too, by start.
+        Any ``JobPoint(span.tile, span.phase, x)`` with ``0 <= x < span.cycles`` is valid.
+        """
         d = self.descriptor()
-        return d.schedule() if d.valid() else []
+        return d.schedule(writes) if d.valid() else []
+
+    def job_cycle(self, when: JobPoint | tuple) -> int:
+        """Job cycle (CHECK = 0) of a point of the job the registers describe."""
+        d = self.descriptor()
+        when = when if isinstance(when, JobPoint) else JobPoint(*when)
+        if not d.valid():
+            raise ValueError("the registers describe a job that fails CHECK")
+        self._check_point(d, when)
+        return d.job_cycle(when)
 
     def run(self, faults: Iterable[ScheduledFault | tuple] = ()) -> ErrCode:
         """CTRL.START, optionally with faults at points of the job; returns ERR_CODE."""
@@ -374,24 +391,36 @@ class Accelerator:
 
     def _check_scheduled(self, d: Descriptor, faults: list[ScheduledFault]) -> None:
         """Reject faults outside the job or outside the model, before anything happens."""
-        copies_at: dict[JobPoint, list[RegCopy | SeqCopy]] = {}
+        copies_at: dict[int, tuple[JobPoint, list[RegCopy | SeqCopy]]] = {}
         for when, site in faults:
-            if not 0 <= when.tile < d.tiles:
-                raise ValueError(f"{when}: the job has tiles 0 .. {d.tiles - 1}")
-            span = d.phase_cycles(when.tile, when.phase)
-            if not 0 <= when.cycle < span:
-                raise ValueError(
-                    f"{when}: {when.phase.value} of tile {when.tile} has "
-                    + (f"cycles 0 .. {span - 1}" if span else "no cycles (BIAS_EN is 0)")
-                )
+            self._check_point(d, when)
             self.check_site(site)
             if isinstance(site, RegCopy | SeqCopy):
-                copies_at.setdefault(when, []).append(site)
-        for when, sites in copies_at.items():
+                # Points naming the same cycle (a WRITE and a STREAM point) vote together.
+                copies_at.setdefault(d.job_cycle(when), (when, []))[1].append(site)
+        for when, sites in copies_at.values():
             try:
                 self._plan_copy_flips(sites, during_job=True)
             except NotModelled as exc:
                 raise NotModelled(f"{when}: {exc}") from None
+
+    @staticmethod
+    def _check_point(d: Descriptor, when: JobPoint) -> None:
+        if not 0 <= when.tile < d.tiles:
+            raise ValueError(f"{when}: the job has tiles 0 .. {d.tiles - 1}")
+        span = d.phase_cycles(when.tile, when.phase)
+        if span == 0:
+            why = {
+                Phase.BIAS: "BIAS_EN is 0"
+                if not d.bias_en
+                else f"BIAS belongs to the first tile of a column block (multiples of {d.mb})",
+                Phase.FLUSH: f"FLUSH belongs to the last tile, {d.tiles - 1}",
+            }[when.phase]
+            raise ValueError(f"{when}: no such point ({why})")
+        if not 0 <= when.cycle < span:
+            raise ValueError(
+                f"{when}: {when.phase.value} of tile {when.tile} has cycles 0 .. {span - 1}"
+            )
 
     # --- scrubber --------------------------------------------------------------------
 
@@ -482,6 +511,7 @@ class Accelerator:
         return {
             SpmCell: self.spm_words * self.layout.codeword_bits,
             AccBit: self.n * self.n * 32,
+            OutBit: self.n * self.n * 32,
             RegCopy: self._copies() * sum(len(bits) for bits in CONFIG_STORAGE.values()),
             SeqCopy: 3 * sum(SEQ_WIDTHS.values()) if self.tmr else 0,
         }
@@ -491,7 +521,8 @@ class Accelerator:
         return sum(self.fault_site_counts().values())
 
     def fault_site(self, index: int) -> FaultSite:
-        """Site number ``index``: cells, accumulator bits, configuration then sequencer copies."""
+        """Site number ``index``: cells, accumulator bits, result register bits,
+        configuration then sequencer copies."""
         counts = self.fault_site_counts()
         if not 0 <= index < sum(counts.values()):
             raise IndexError(f"fault site {index} outside 0 .. {sum(counts.values()) - 1}")
@@ -505,6 +536,10 @@ class Accelerator:
             pe, bit = divmod(index, 32)
             return AccBit(pe // self.n, pe % self.n, bit)
         index -= counts[AccBit]
+        if index < counts[OutBit]:
+            pe, bit = divmod(index, 32)
+            return OutBit(pe // self.n, pe % self.n, bit)
+        index -= counts[OutBit]
         widths = [(RegCopy, name, len(bits)) for name, bits in CONFIG_STORAGE.items()]
         widths += [(SeqCopy, name, width) for name, width in SEQ_WIDTHS.items()]
         for kind, name, width in widths:
@@ -526,6 +561,10 @@ class Accelerator:
             for j in range(self.n):
                 for bit in range(32):
                     yield AccBit(i, j, bit)
+        for i in range(self.n):
+            for j in range(self.n):
+                for bit in range(32):
+                    yield OutBit(i, j, bit)
         for name, bits in CONFIG_STORAGE.items():
             for copy in range(self._copies()):
                 for bit in range(len(bits)):
@@ -548,7 +587,7 @@ class Accelerator:
                     f"cell 0..{lay.row_cells - 1}"
                     + ("" if self.ecc else " (ECC off: no check-bit cells)")
                 )
-        elif isinstance(site, AccBit):
+        elif isinstance(site, AccBit | OutBit):
             if not (0 <= site.i < self.n and 0 <= site.j < self.n and 0 <= site.bit < 32):
                 raise ValueError(f"{site}: PEs are 0..{self.n - 1} square, bits 0..31")
         elif isinstance(site, RegCopy | SeqCopy):
@@ -574,7 +613,8 @@ class Accelerator:
     def flip_many(self, sites: Iterable[FaultSite]) -> None:
         """Flip several sites in the same clock cycle, while idle.
 
-        An accumulator bit flipped while idle is cleared before it is ever used.
+        A PE's accumulator or result bit flipped while idle keeps its value into the next
+        job, where no write can show it (``faults``): the model only checks the site.
         """
         sites = list(sites)
         for site in sites:

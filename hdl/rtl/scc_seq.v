@@ -1,13 +1,16 @@
 // scc_seq: the job sequencer: descriptor check, tiling, operand streaming,
 // epilogue and write-back (docs/REGISTERS.md, "Job schedule").
 //
-// Per tile (r, c) of C: BIAS (5 cycles, with BIAS_EN), STREAM (K + 2N - 1
-// cycles: A word (r, t) from bank 0 and B word (c, t) from bank 1 for t < K,
-// then the array drains), WRITE (one word per cycle). An uncorrectable word
-// read in BIAS or STREAM ends the job after that tile's STREAM, unwritten.
+// Column blocks outer, row blocks inner. BIAS (5 cycles, with BIAS_EN) loads a
+// column block's bias into one of two buffers; each tile then has a STREAM
+// period of P = max(K + 1, (w + 1) N + 1) cycles: A word (r, t) from bank 0 and
+// B word (c, t) from bank 1 for t < K, the first beat tagged FIRST, while the
+// previous tile's results are written from cycle N + 1 on. FLUSH writes the
+// last tile's. An uncorrectable word read for a tile ends the job after that
+// tile's period, unwritten. Throughput: N*N MACs a cycle while streaming.
 // Protection: state, tile counters, step counter, error flag and status are
-// TMR registers (u_state, u_rb, u_cb, u_t, u_ecc, u_status); the bias
-// register is not protected. Fault sites: those copies and bias_q.
+// TMR registers (u_state, u_rb, u_cb, u_t, u_ecc, u_status); the bias buffers
+// are not protected. Fault sites: those copies and bias0_q, bias1_q.
 
 `default_nettype none
 
@@ -45,21 +48,22 @@ module scc_seq #(
   output wire              done_o,
   output wire              error_o,
   output wire [3:0]        err_code_o,
-  // Memory channel 0 (any bank, read or write) and channel 1 (read).
+  // Memory: read channels 0 (A, bias) and 1 (B), and the write channel.
   output reg               m0_en_o,
-  output reg               m0_we_o,
   output reg  [15:0]       m0_addr_o,
-  output reg  [DW-1:0]     m0_wdata_o,
   output reg               m1_en_o,
   output reg  [15:0]       m1_addr_o,
+  output reg               mw_en_o,
+  output reg  [15:0]       mw_addr_o,
+  output reg  [DW-1:0]     mw_wdata_o,
   input  wire              r0_valid_i,
   input  wire [DW-1:0]     r0_data_i,
   input  wire              r0_double_i,
   input  wire              r1_valid_i,
   input  wire              r1_double_i,
   // Array control and results.
-  output wire              arr_clear_o,
   output wire              arr_valid_o,
+  output wire              arr_first_o,
   output wire [LOGN-1:0]   arr_row_o,
   input  wire [32*N-1:0]   arr_row_i,
   // Counter updates.
@@ -77,7 +81,7 @@ module scc_seq #(
   localparam [2:0] S_CHECK  = 3'd1;
   localparam [2:0] S_BIAS   = 3'd2;
   localparam [2:0] S_STREAM = 3'd3;
-  localparam [2:0] S_WRITE  = 3'd4;
+  localparam [2:0] S_FLUSH  = 3'd4;
   localparam [2:0] S_DONE   = 3'd5;
 
   localparam [3:0] ERR_NONE = 4'd0;
@@ -130,31 +134,58 @@ module scc_seq #(
   wire [31:0] rb32 = {20'd0, rb};
   wire [31:0] cb32 = {20'd0, cb};
   wire [31:0] t32  = {19'd0, t};
+  wire [31:0] w32  = out32_i ? 32'd4 : 32'd1;
 
-  wire [31:0] c_words = m32 * nb * (out32_i ? 32'd4 : 32'd1);
+  // Regions as [lo, hi) word ranges, for the descriptor rules.
+  wire [31:0] a_lo    = {16'd0, a_addr_i};
+  wire [31:0] a_hi    = a_lo + mb * k32;
+  wire [31:0] b_lo    = {16'd0, b_addr_i};
+  wire [31:0] b_hi    = b_lo + nb * k32;
+  wire [31:0] bias_lo = {16'd0, bias_addr_i};
+  wire [31:0] bias_hi = bias_lo + 32'd4 * nb;
+  wire [31:0] c_lo    = {16'd0, c_addr_i};
+  wire [31:0] c_hi    = c_lo + m32 * nb * w32;
   wire desc_ok = (m_i != 12'd0) && (k_i != 12'd0) && (n_i != 12'd0)
-              && ({16'd0, a_addr_i} + mb * k32 <= BANK)
-              && ({16'd0, b_addr_i} >= BANK)
-              && ({16'd0, b_addr_i} + nb * k32 <= SPM)
-              && (!bias_en_i || ({16'd0, bias_addr_i} + 32'd4 * nb <= SPM))
-              && ({16'd0, c_addr_i} + c_words <= SPM);
+              && (a_hi <= BANK) && (b_lo >= BANK) && (b_hi <= SPM)
+              && (!bias_en_i || bias_hi <= SPM)
+              && (c_hi <= SPM)
+              && !(c_lo < a_hi && a_lo < c_hi)
+              && !(c_lo < b_hi && b_lo < c_hi)
+              && !(bias_en_i && c_lo < bias_hi && bias_lo < c_hi);
 
-  // Valid rows and columns of the current tile.
-  wire [31:0] rows_left = m32 - (rb32 << LOGN);
-  wire [31:0] cols_left = n32 - (cb32 << LOGN);
-  wire [31:0] rows_v    = (rows_left < N) ? rows_left : N;
-  wire [31:0] cols_v    = (cols_left < N) ? cols_left : N;
+  // Tile period and the tile whose results are written in it: in STREAM the
+  // previous tile (column blocks outer), in FLUSH the last one (rb, cb).
+  wire [31:0] p_min    = (w32 + 1) * N + 1;
+  wire [31:0] period   = (k32 + 1 > p_min) ? k32 + 1 : p_min;
+  wire        last_row = (rb32 + 1 == mb);
+  wire        last_col = (cb32 + 1 == nb);
+  wire        first_tile = (rb == 12'd0) && (cb == 12'd0);
+  wire [31:0] wr_rb    = (state == S_FLUSH) ? rb32 : (rb == 12'd0) ? mb - 1 : rb32 - 1;
+  wire [31:0] wr_cb    = (state == S_FLUSH || rb != 12'd0) ? cb32 : cb32 - 1;
+  wire        wr_tile  = (state == S_FLUSH) || (state == S_STREAM && !first_tile);
 
-  wire [31:0] stream_last = k32 + 2 * N - 2;
-  wire [31:0] write_last  = (out32_i ? rows_v << 2 : rows_v) - 1;
-  wire        last_tile   = (rb32 + 1 == mb) && (cb32 + 1 == nb);
+  function automatic [31:0] min_n(input [31:0] left);
+    min_n = (left < N) ? left : N;
+  endfunction
+
+  wire [31:0] rows_v    = min_n(m32 - (rb32 << LOGN));
+  wire [31:0] cols_v    = min_n(n32 - (cb32 << LOGN));
+  wire [31:0] wr_rows   = min_n(m32 - (wr_rb << LOGN));
+  wire [31:0] wr_cols   = min_n(n32 - (wr_cb << LOGN));
+  wire [31:0] u         = t32 - (N + 1);
+  wire        writing   = wr_tile && (t32 >= N + 1) && (u < w32 * wr_rows);
+  wire [31:0] flush_len = N + 1 + w32 * rows_v;
   wire        read_double = (r0_valid_i & r0_double_i) | (r1_valid_i & r1_double_i);
 
   // ---- Epilogue ---------------------------------------------------------
-  reg [32*N-1:0] bias_q;  // N int32, word q of the bias block at bits [q*DW +: DW]
+  // Two bias buffers, by column block parity: N int32, word q of the block's
+  // bias at bits [q*DW +: DW].
+  reg [32*N-1:0] bias0_q;
+  reg [32*N-1:0] bias1_q;
+  wire [32*N-1:0] wr_bias = wr_cb[0] ? bias1_q : bias0_q;
 
-  wire [31:0] wrow = out32_i ? (t32 >> 2) : t32;
-  wire [1:0]  wq   = out32_i ? t[1:0] : 2'd0;
+  wire [31:0] wrow = out32_i ? (u >> 2) : u;
+  wire [1:0]  wq   = out32_i ? u[1:0] : 2'd0;
   wire [32*N-1:0] x_row;
   wire [8*N-1:0]  q_row;
 
@@ -162,12 +193,12 @@ module scc_seq #(
   generate
     for (j = 0; j < N; j = j + 1) begin : g_epi
       wire [31:0] acc  = arr_row_i[32*j +: 32];
-      wire        live = (j < cols_v);
+      wire        live = (j < wr_cols);
       wire [31:0] x;
       wire [7:0]  q;
       scc_epilogue u_epi (
         .acc_i     (acc),
-        .bias_i    (bias_q[32*j +: 32]),
+        .bias_i    (wr_bias[32*j +: 32]),
         .bias_en_i (bias_en_i),
         .relu_i    (relu_i),
         .shift_i   (shift_i),
@@ -179,21 +210,36 @@ module scc_seq #(
     end
   endgenerate
 
-  // Word offsets of the current access from its operand's base address. The
-  // descriptor rules keep them below SPM_WORDS, so only the low 16 bits count.
+  // Word offsets of the current accesses from their operands' base addresses.
+  // The descriptor rules keep them below SPM_WORDS, so only the low 16 bits count.
   /* verilator lint_off UNUSEDSIGNAL */
-  wire [31:0] c_index = (((rb32 << LOGN) + wrow) * nb + cb32);
-  wire [31:0] c_off   = out32_i ? (c_index << 2) + {30'd0, wq} : c_index;
-  wire [31:0] a_off   = rb32 * k32 + t32;
-  wire [31:0] b_off   = cb32 * k32 + t32;
+  wire [31:0] c_index  = (((wr_rb << LOGN) + wrow) * nb + wr_cb);
+  wire [31:0] c_off    = out32_i ? (c_index << 2) + {30'd0, wq} : c_index;
+  wire [31:0] a_off    = rb32 * k32 + t32;
+  wire [31:0] b_off    = cb32 * k32 + t32;
   wire [31:0] bias_off = (cb32 << 2) + t32;
   /* verilator lint_on UNUSEDSIGNAL */
 
   always @(posedge clk_i or negedge rst_ni) begin
     if (!rst_ni) begin
-      bias_q <= {32*N{1'b0}};
+      bias0_q <= {32*N{1'b0}};
+      bias1_q <= {32*N{1'b0}};
     end else if (state == S_BIAS && r0_valid_i) begin
-      bias_q[(t32 - 1) * DW +: DW] <= r0_data_i;
+      if (cb[0]) bias1_q[(t32 - 1) * DW +: DW] <= r0_data_i;
+      else       bias0_q[(t32 - 1) * DW +: DW] <= r0_data_i;
+    end
+  end
+
+  // The beat of step t reaches the array edge one cycle after its read.
+  reg valid_q;
+  reg first_q;
+  always @(posedge clk_i or negedge rst_ni) begin
+    if (!rst_ni) begin
+      valid_q <= 1'b0;
+      first_q <= 1'b0;
+    end else begin
+      valid_q <= (state == S_STREAM) && (t32 < k32);
+      first_q <= (state == S_STREAM || state == S_FLUSH) && (t == 13'd0);
     end
   end
 
@@ -236,31 +282,30 @@ module scc_seq #(
       end
       S_STREAM: begin
         t_d = t + 13'd1;
-        if (t32 == stream_last) begin
+        if (t32 + 1 == period) begin
           t_d = 13'd0;
           if (ecc_d) begin
             status_d[5:2] = ERR_ECC;
             state_d       = S_DONE;
           end else begin
-            state_d = S_WRITE;
+            ecc_d = 1'b0;
+            if (!last_row) begin
+              rb_d = rb + 12'd1;
+            end else if (!last_col) begin
+              rb_d    = 12'd0;
+              cb_d    = cb + 12'd1;
+              state_d = bias_en_i ? S_BIAS : S_STREAM;
+            end else begin
+              state_d = S_FLUSH;
+            end
           end
         end
       end
-      S_WRITE: begin
+      S_FLUSH: begin
         t_d = t + 13'd1;
-        if (t32 == write_last) begin
-          t_d = 13'd0;
-          if (last_tile) begin
-            state_d = S_DONE;
-          end else begin
-            if (cb32 + 1 == nb) begin
-              cb_d = 12'd0;
-              rb_d = rb + 12'd1;
-            end else begin
-              cb_d = cb + 12'd1;
-            end
-            state_d = bias_en_i ? S_BIAS : S_STREAM;
-          end
+        if (t32 + 1 == flush_len) begin
+          t_d     = 13'd0;
+          state_d = S_DONE;
         end
       end
       S_DONE: begin
@@ -275,11 +320,12 @@ module scc_seq #(
   // ---- Memory requests --------------------------------------------------
   always @* begin
     m0_en_o    = 1'b0;
-    m0_we_o    = 1'b0;
     m0_addr_o  = 16'd0;
-    m0_wdata_o = {DW{1'b0}};
     m1_en_o    = 1'b0;
     m1_addr_o  = 16'd0;
+    mw_en_o    = writing;
+    mw_addr_o  = c_addr_i + c_off[15:0];
+    mw_wdata_o = out32_i ? x_row[wq * DW +: DW] : q_row;
     case (state)
       S_BIAS: begin
         if (t < 13'd4) begin
@@ -295,18 +341,12 @@ module scc_seq #(
           m1_addr_o = b_addr_i + b_off[15:0];
         end
       end
-      S_WRITE: begin
-        m0_en_o    = 1'b1;
-        m0_we_o    = 1'b1;
-        m0_addr_o  = c_addr_i + c_off[15:0];
-        m0_wdata_o = out32_i ? x_row[wq * DW +: DW] : q_row;
-      end
       default: ;
     endcase
   end
 
-  assign arr_clear_o = (state == S_STREAM) && (t == 13'd0);
-  assign arr_valid_o = (state == S_STREAM) && r0_valid_i;
+  assign arr_valid_o = valid_q;
+  assign arr_first_o = first_q;
   assign arr_row_o   = wrow[LOGN-1:0];
 
   assign busy_o     = (state != S_IDLE);
@@ -316,7 +356,7 @@ module scc_seq #(
 
   assign job_start_o = (state == S_IDLE) && start_i;
   assign cycle_o     = (state != S_IDLE);
-  assign macs_en_o   = (state == S_STREAM) && (t32 == stream_last) && !ecc_d;
+  assign macs_en_o   = (state == S_STREAM) && (t32 + 1 == period) && !ecc_d;
   assign macs_add_o  = rows_v * cols_v * k32;
 
 endmodule

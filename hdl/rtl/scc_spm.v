@@ -1,8 +1,9 @@
 // scc_spm: the scratchpad: two ECC banks and the arbitration of their ports.
 //
-// Clients, in priority order: the scrubber while a step is in progress, the
-// sequencer while a job runs (channel 0 to either bank, channel 1 reads), and
-// the bus otherwise. The bus view splits each word into S = ceil(DW/32) parts
+// Each bank has a read and a write port. Clients, in priority order: the
+// scrubber while a step is in progress, the sequencer while a job runs (read
+// channels 0 and 1 and a write channel, each to either bank), and the bus
+// otherwise. The bus view splits each word into S = ceil(DW/32) parts
 // of 32 bits: writes stage parts 0..S-2 and commit with part S-1; a read of
 // part 0 reads the word and latches the others (docs/REGISTERS.md).
 // Bus latency: writes 1 cycle, reads of part 0 two cycles.
@@ -29,11 +30,12 @@ module scc_spm #(
   input  wire          busy_i,
   // Sequencer.
   input  wire          m0_en_i,
-  input  wire          m0_we_i,
   input  wire [15:0]   m0_addr_i,
-  input  wire [DW-1:0] m0_wdata_i,
   input  wire          m1_en_i,
   input  wire [15:0]   m1_addr_i,
+  input  wire          mw_en_i,
+  input  wire [15:0]   mw_addr_i,
+  input  wire [DW-1:0] mw_wdata_i,
   output wire          r0_valid_o,
   output wire [DW-1:0] r0_data_o,
   output wire          r0_double_o,
@@ -80,7 +82,6 @@ module scc_spm #(
   wire        bus_read   = !bus_we_i && (bus_part_i == 2'd0);
   // The bus may use a bank this cycle: no job, no scrub step, a valid word.
   wire        bus_go     = bus_req_i && !busy_i && !scrub_active_i && bus_range && !rd_pend_q;
-  wire        bus_mem    = bus_go && (bus_commit || bus_read);
 
   // Bits above DW of a committed word are dropped (DW = 16 uses half a part).
   /* verilator lint_off UNUSEDSIGNAL */
@@ -108,9 +109,10 @@ module scc_spm #(
   endgenerate
 
   // ---- Banks ------------------------------------------------------------
-  wire          en    [0:1];
+  wire          re    [0:1];
+  wire [AW-1:0] raddr [0:1];
   wire          we    [0:1];
-  wire [AW-1:0] addr  [0:1];
+  wire [AW-1:0] waddr [0:1];
   wire [DW-1:0] wdata [0:1];
   wire          rvalid[0:1];
   wire [DW-1:0] rdata [0:1];
@@ -119,6 +121,7 @@ module scc_spm #(
 
   wire m0_bank    = m0_addr_i[AW];
   wire m1_bank    = m1_addr_i[AW];
+  wire mw_bank    = mw_addr_i[AW];
   wire scrub_bank = scrub_addr_i[AW];
 
   genvar b;
@@ -127,33 +130,38 @@ module scc_spm #(
       wire pick_scrub = scrub_active_i && (scrub_bank == b);
       wire pick_m0    = busy_i && m0_en_i && (m0_bank == b);
       wire pick_m1    = busy_i && m1_en_i && (m1_bank == b);
-      wire pick_bus   = bus_mem && (bus_bank == b);
-      assign en[b] = scrub_active_i ? pick_scrub && (scrub_read_i || scrub_write_i)
+      wire pick_bus   = bus_go && (bus_bank == b);
+      assign re[b] = scrub_active_i ? pick_scrub && scrub_read_i
                    : busy_i         ? pick_m0 || pick_m1
-                   :                  pick_bus;
-      assign we[b] = scrub_active_i ? scrub_write_i
-                   : busy_i         ? pick_m0 && m0_we_i
-                   :                  bus_we_i;
-      assign addr[b] = scrub_active_i ? scrub_addr_i[AW-1:0]
-                     : pick_m0        ? m0_addr_i[AW-1:0]
-                     : busy_i         ? m1_addr_i[AW-1:0]
-                     :                  bus_word_i[AW-1:0];
+                   :                  pick_bus && bus_read;
+      assign raddr[b] = scrub_active_i ? scrub_addr_i[AW-1:0]
+                      : pick_m0        ? m0_addr_i[AW-1:0]
+                      : busy_i         ? m1_addr_i[AW-1:0]
+                      :                  bus_word_i[AW-1:0];
+      assign we[b] = scrub_active_i ? pick_scrub && scrub_write_i
+                   : busy_i         ? mw_en_i && (mw_bank == b)
+                   :                  pick_bus && bus_commit;
+      assign waddr[b] = scrub_active_i ? scrub_addr_i[AW-1:0]
+                      : busy_i         ? mw_addr_i[AW-1:0]
+                      :                  bus_word_i[AW-1:0];
       // The scrubber writes back the corrected word its read returned.
       assign wdata[b] = scrub_active_i ? rdata[b]
-                      : busy_i         ? m0_wdata_i
+                      : busy_i         ? mw_wdata_i
                       :                  commit_word[DW-1:0];
     end
   endgenerate
 
   scc_spm_bank #(.DW(DW), .BANK_WORDS(BANK_WORDS), .INTERLEAVE(INTERLEAVE), .ECC_EN(ECC_EN))
   u_bank0 (
-    .clk_i (clk_i), .en_i (en[0]), .we_i (we[0]), .addr_i (addr[0]), .wdata_i (wdata[0]),
+    .clk_i (clk_i), .re_i (re[0]), .raddr_i (raddr[0]),
+    .we_i (we[0]), .waddr_i (waddr[0]), .wdata_i (wdata[0]),
     .rvalid_o (rvalid[0]), .rdata_o (rdata[0]), .single_o (single[0]), .double_o (dbl[0])
   );
 
   scc_spm_bank #(.DW(DW), .BANK_WORDS(BANK_WORDS), .INTERLEAVE(INTERLEAVE), .ECC_EN(ECC_EN))
   u_bank1 (
-    .clk_i (clk_i), .en_i (en[1]), .we_i (we[1]), .addr_i (addr[1]), .wdata_i (wdata[1]),
+    .clk_i (clk_i), .re_i (re[1]), .raddr_i (raddr[1]),
+    .we_i (we[1]), .waddr_i (waddr[1]), .wdata_i (wdata[1]),
     .rvalid_o (rvalid[1]), .rdata_o (rdata[1]), .single_o (single[1]), .double_o (dbl[1])
   );
 

@@ -5,9 +5,10 @@
 // INTERLEAVE * CW cells; cell x of row p holds bit x / INTERLEAVE of word
 // p * INTERLEAVE + x % INTERLEAVE (docs/REGISTERS.md, "Physical layout";
 // firmware_sim/accel/layout.py holds the same map).
-// One access per cycle: a write encodes and stores wdata_i; a read returns the
-// decoded word the next cycle with rvalid_o, single_o (corrected) and
-// double_o (uncorrectable).
+// One read and one write port: a write encodes and stores wdata_i; a read
+// returns the decoded word the next cycle with rvalid_o, single_o (corrected)
+// and double_o (uncorrectable). A read of a row written in the same cycle sees
+// the row as it was before the write.
 // Fault sites: every cell of mem_q.
 
 `default_nettype none
@@ -25,9 +26,10 @@ module scc_spm_bank #(
   parameter integer AW = $clog2(BANK_WORDS)
 ) (
   input  wire          clk_i,
-  input  wire          en_i,
+  input  wire          re_i,
+  input  wire [AW-1:0] raddr_i,
   input  wire          we_i,
-  input  wire [AW-1:0] addr_i,
+  input  wire [AW-1:0] waddr_i,
   input  wire [DW-1:0] wdata_i,
   output wire          rvalid_o,
   output wire [DW-1:0] rdata_o,
@@ -76,46 +78,53 @@ module scc_spm_bank #(
     end
   endgenerate
 
-  wire [RA-1:0] row_w;
-  wire [SW-1:0] slot_w;
+  // Row and slot of each port's word.
+  wire [RA-1:0] wrow;
+  wire [SW-1:0] wslot_w;
+  wire [RA-1:0] rrow;
+  wire [SW-1:0] rslot_w;
   generate
     if (LI > 0) begin : g_split
-      assign row_w  = addr_i[AW-1:LI];
-      assign slot_w = addr_i[SW-1:0];
+      assign wrow    = waddr_i[AW-1:LI];
+      assign wslot_w = waddr_i[SW-1:0];
+      assign rrow    = raddr_i[AW-1:LI];
+      assign rslot_w = raddr_i[SW-1:0];
     end else begin : g_whole
-      assign row_w  = addr_i;
-      assign slot_w = 1'b0;
+      assign wrow    = waddr_i;
+      assign wslot_w = 1'b0;
+      assign rrow    = raddr_i;
+      assign rslot_w = 1'b0;
     end
   endgenerate
 
   reg [RW-1:0] rrow_q;
   reg [SW-1:0] rslot_q;
   reg          rvalid_q;
-  integer b;
-  wire [31:0] wslot = {{(32-SW){1'b0}}, slot_w};
+  integer bw;
+  wire [31:0] wslot = {{(32-SW){1'b0}}, wslot_w};
   // The row is merged at the clock edge from the row as it is then, so only the
   // word's own cells change and its neighbours keep every bit, upsets included.
   // row_merge is a local temporary of this block.
   /* verilator lint_off BLKSEQ */
   reg [RW-1:0] row_merge;
   always @(posedge clk_i) begin
-    rvalid_q <= en_i & ~we_i;
-    if (en_i) begin
-      if (we_i) begin
-        row_merge = mem_q[row_w];
-        for (b = 0; b < CW; b = b + 1) begin
-          row_merge[b * INTERLEAVE + wslot] = wcode[b];
-        end
-        mem_q[row_w] <= row_merge;
-      end else begin
-        rrow_q  <= mem_q[row_w];
-        rslot_q <= slot_w;
+    rvalid_q <= re_i;
+    if (re_i) begin
+      rrow_q  <= mem_q[rrow];
+      rslot_q <= rslot_w;
+    end
+    if (we_i) begin
+      row_merge = mem_q[wrow];
+      for (bw = 0; bw < CW; bw = bw + 1) begin
+        row_merge[bw * INTERLEAVE + wslot] = wcode[bw];
       end
+      mem_q[wrow] <= row_merge;
     end
   end
   /* verilator lint_on BLKSEQ */
 
   reg [CW-1:0] rcode;
+  integer b;
   integer rslot;
   always @* begin
     rslot = {{(32-SW){1'b0}}, rslot_q};

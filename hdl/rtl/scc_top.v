@@ -154,12 +154,12 @@ module scc_top #(
     .scrub_ptr_i (scrub_ptr), .scrub_passes_i (scrub_passes)
   );
 
-  wire          m0_en, m0_we, m1_en;
-  wire [15:0]   m0_addr, m1_addr;
-  wire [DW-1:0] m0_wdata;
+  wire          m0_en, m1_en, mw_en;
+  wire [15:0]   m0_addr, m1_addr, mw_addr;
+  wire [DW-1:0] mw_wdata;
   wire          r0_valid, r0_double, r1_valid, r1_double;
   wire [DW-1:0] r0_data, bank0_data, bank1_data;
-  wire          arr_clear, arr_valid;
+  wire          arr_valid, arr_first;
   wire [$clog2(N)-1:0] arr_row;
   wire [32*N-1:0]       arr_acc;
 
@@ -170,18 +170,18 @@ module scc_top #(
     .a_addr_i (a_addr), .b_addr_i (b_addr), .bias_addr_i (bias_addr), .c_addr_i (c_addr),
     .bias_en_i (bias_en), .relu_i (relu), .out32_i (out32), .shift_i (shift),
     .busy_o (busy), .done_o (done), .error_o (error), .err_code_o (err_code),
-    .m0_en_o (m0_en), .m0_we_o (m0_we), .m0_addr_o (m0_addr), .m0_wdata_o (m0_wdata),
-    .m1_en_o (m1_en), .m1_addr_o (m1_addr),
+    .m0_en_o (m0_en), .m0_addr_o (m0_addr), .m1_en_o (m1_en), .m1_addr_o (m1_addr),
+    .mw_en_o (mw_en), .mw_addr_o (mw_addr), .mw_wdata_o (mw_wdata),
     .r0_valid_i (r0_valid), .r0_data_i (r0_data), .r0_double_i (r0_double),
     .r1_valid_i (r1_valid), .r1_double_i (r1_double),
-    .arr_clear_o (arr_clear), .arr_valid_o (arr_valid),
+    .arr_valid_o (arr_valid), .arr_first_o (arr_first),
     .arr_row_o (arr_row), .arr_row_i (arr_acc),
     .job_start_o (job_start), .cycle_o (cycle), .macs_en_o (macs_en), .macs_add_o (macs_add),
     .mismatch_o (seq_mismatch)
   );
 
   scc_array #(.N (N)) u_array (
-    .clk_i (clk_i), .rst_ni (rst_n), .clear_i (arr_clear), .valid_i (arr_valid),
+    .clk_i (clk_i), .rst_ni (rst_n), .valid_i (arr_valid), .first_i (arr_first),
     .a_i (bank0_data), .b_i (bank1_data), .row_sel_i (arr_row), .row_o (arr_acc)
   );
 
@@ -215,8 +215,8 @@ module scc_top #(
     .N (N), .BANK_WORDS (BANK_WORDS), .INTERLEAVE (INTERLEAVE), .ECC_EN (ECC_EN)
   ) u_spm (
     .clk_i (clk_i), .rst_ni (rst_n), .busy_i (busy),
-    .m0_en_i (m0_en), .m0_we_i (m0_we), .m0_addr_i (m0_addr), .m0_wdata_i (m0_wdata),
-    .m1_en_i (m1_en), .m1_addr_i (m1_addr),
+    .m0_en_i (m0_en), .m0_addr_i (m0_addr), .m1_en_i (m1_en), .m1_addr_i (m1_addr),
+    .mw_en_i (mw_en), .mw_addr_i (mw_addr), .mw_wdata_i (mw_wdata),
     .r0_valid_o (r0_valid), .r0_data_o (r0_data), .r0_double_o (r0_double),
     .r1_valid_o (r1_valid), .r1_double_o (r1_double),
     .bank0_data_o (bank0_data), .bank1_data_o (bank1_data),

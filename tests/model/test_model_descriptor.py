@@ -23,6 +23,16 @@ BAD = {
     "int8 C runs past the scratchpad": {"c": SPM - 12 + 1},
     "int32 C runs past the scratchpad": {"c": SPM - 48 + 1, "epi": OUT32},
     "int8-sized room for int32 C": {"c": SPM - 12, "epi": OUT32},
+    # C must overlap neither A, nor B, nor (with BIAS_EN) the bias.
+    "C over A": {"c": 0},
+    "C's last word on A's first": {"a": 20, "c": 20 - 12 + 1},
+    "C's first word on A's last": {"c": 9},
+    "C over B": {"c": BANK + 5},
+    "C's last word on B's first": {"c": BANK - 11},
+    "int32 C reaching into B": {"c": BANK - 47, "epi": OUT32},
+    "C over the bias": {"c": 25, "epi": BIAS_EN},
+    "C's first word on the bias's last": {"c": 27, "epi": BIAS_EN},
+    "bias's first word on C's last": {"bias": 51, "epi": BIAS_EN},
 }
 
 EDGE_OK = {
@@ -33,7 +43,12 @@ EDGE_OK = {
     "bias out of range but unused": {"bias": 0xFFFF},
     "int8 C ends at the end": {"c": SPM - 12},
     "int32 C ends at the end": {"c": SPM - 48, "epi": OUT32},
-    "C over A and B": {"c": 0},
+    "C right after A": {"c": 10},
+    "C right before B": {"c": BANK - 12},
+    "int32 C right before B": {"c": BANK - 48, "epi": OUT32},
+    "C right after the bias": {"c": 28, "epi": BIAS_EN},
+    "C right before the bias": {"bias": 52, "epi": BIAS_EN},
+    "C over the bias without BIAS_EN": {"c": 20},
 }
 
 

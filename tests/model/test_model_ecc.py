@@ -47,9 +47,13 @@ def test_vectorised_codec_agrees_with_the_generator(n):
             assert want_data == x
 
 
-# M = 10 (MB = 3), K = 6, DIM_N = 5 (NB = 2): an A word is read twice, B and bias words 3 times.
+# M = 10 (MB = 3), K = 6, DIM_N = 5 (NB = 2): an A word is read twice (once per column
+# block), a B word 3 times (once per tile of its column block), a bias word once (in the
+# BIAS of its column block). Tile T = c*MB + r; a STREAM period has P = max(K + 1, 2N + 1)
+# cycles (int8 output).
 M, K, NCOLS, N = 10, 6, 5, 4
 MB, NB = 3, 2
+P = max(K + 1, 2 * N + 1)
 SHIFT = 9
 
 
@@ -75,7 +79,7 @@ def _run(chip, place, ops, faults=()):
     return c, err, gemm_reference(*ops, shift=SHIFT)
 
 
-@pytest.mark.parametrize(("operand", "reads"), [("a", NB), ("b", MB), ("bias", MB)])
+@pytest.mark.parametrize(("operand", "reads"), [("a", NB), ("b", MB), ("bias", 1)])
 @pytest.mark.parametrize("bit", [0, 13, 31, 32, 38])  # data bits, then check bits (DW = 32)
 def test_single_bit_error_in_an_operand_is_corrected_once_per_read(operand, reads, bit):
     chip, place, ops = _loaded()
@@ -93,24 +97,25 @@ def test_single_bit_error_in_an_operand_is_corrected_once_per_read(operand, read
     assert chip.read_reg(Reg.ECC_CORR) == 2 * reads  # reads never write corrections back
 
 
+def _rc(tile):
+    c, r = divmod(tile, MB)
+    return r, c
+
+
 def _tile_words(place, tile):
-    r, c = divmod(tile, NB)
+    r, c = _rc(tile)
     return [place.c_addr + m * NB + c for m in range(r * N, min(M, r * N + N))]
 
 
-def _cycles_until(tile_abandoned):
-    total = 2
-    for tile in range(tile_abandoned + 1):
-        v = min(N, M - (tile // NB) * N)
-        total += 5 + K + 2 * N - 1
-        if tile < tile_abandoned:
-            total += v
-    return total
+def _cycles_until(tile):
+    """The doc's CYCLES of a job ended by ECC at ``tile``, with BIAS_EN."""
+    return 2 + 5 * (_rc(tile)[1] + 1) + P * (tile + 1)
 
 
 @pytest.mark.parametrize(
     ("operand", "block", "first_tile"),
-    [("a", 1, 2), ("a", 2, 4), ("b", 1, 1), ("b", 0, 0), ("bias", 1, 1), ("bias", 0, 0)],
+    # A block r is first read by tile r; B and bias block c by tile c*MB.
+    [("a", 1, 1), ("a", 2, 2), ("b", 1, MB), ("b", 0, 0), ("bias", 1, MB), ("bias", 0, 0)],
 )
 def test_double_bit_error_ends_the_job_at_the_first_tile_that_reads_it(operand, block, first_tile):
     chip, place, ops = _loaded()
@@ -123,7 +128,7 @@ def test_double_bit_error_ends_the_job_at_the_first_tile_that_reads_it(operand, 
     assert chip.read_reg(Reg.ECC_UNCORR) == 1 and chip.read_reg(Reg.ECC_CORR) == 0
     assert chip.read_reg(Reg.CYCLES) == _cycles_until(first_tile)
     done_macs = sum(
-        min(N, M - (t // NB) * N) * min(N, NCOLS - (t % NB) * N) * K for t in range(first_tile)
+        min(N, M - _rc(t)[0] * N) * min(N, NCOLS - _rc(t)[1] * N) * K for t in range(first_tile)
     )
     assert chip.read_reg(Reg.MACS) == done_macs
     written = {w for t in range(first_tile) for w in _tile_words(place, t)}
@@ -131,7 +136,7 @@ def test_double_bit_error_ends_the_job_at_the_first_tile_that_reads_it(operand, 
         if w not in written:
             assert chip.peek(w)[0] == int.from_bytes(bytes([SENTINEL] * N), "little"), w
     for t in range(first_tile):
-        r, cb = divmod(t, NB)
+        r, cb = _rc(t)
         rows = slice(r * N, min(M, r * N + N))
         cols = slice(cb * N, min(NCOLS, cb * N + N))
         assert np.array_equal(c[rows, cols], want[rows, cols])
@@ -139,8 +144,9 @@ def test_double_bit_error_ends_the_job_at_the_first_tile_that_reads_it(operand, 
 
 def test_errors_in_an_abandoned_tile_and_before_are_all_counted():
     chip, place, ops = _loaded()
-    # Single error in A block 0 (read by tiles 0, 1), double in B block 1 (first read by
-    # tile 1), single in bias block 1 (read by tiles 1, 3, 5; only tile 1 runs).
+    # Single error in A block 0 (read by tiles 0 and 3), double in B block 1 (first read by
+    # tile 3 = 1*MB + 0, where the job ends), single in bias block 1 (read once, in the BIAS
+    # before tile 3).
     chip.flip(chip.layout.cell_of(place.a_addr + 0, 5))
     chip.flip_many(
         [chip.layout.cell_of(place.b_addr + K, 1), chip.layout.cell_of(place.b_addr + K, 2)]
@@ -180,10 +186,9 @@ def _random_dirty(chip, rng, place, count):
 
 @pytest.mark.parametrize("seed", range(16))
 def test_bulk_and_tile_by_tile_paths_agree_on_dirty_memory(seed):
-    """Faults that cannot matter split the job into single tiles; everything must match.
+    """Faults that cannot matter make the model redo tiles alone; everything must match.
 
-    Variants: no fault (all tiles in bulk), a no-op fault at some tiles (bulk runs
-    between them), and at every tile (tile by tile throughout).
+    Variants: no fault (all tiles in bulk), a no-op fault at some tiles, and at every tile.
     """
     rng = np.random.default_rng(SEED + 1000 + seed)
     n = [2, 4, 8][seed % 3]
@@ -195,8 +200,8 @@ def test_bulk_and_tile_by_tile_paths_agree_on_dirty_memory(seed):
     tiles = -(-m // n) * -(-ncols // n)
     some = sorted({int(t) for t in rng.integers(0, tiles, 3)})
 
-    def noop(ts):  # an accumulator flip in STREAM cycle 0 is cleared at its end
-        return [(JobPoint(t, "stream", 0), AccBit(0, 0, 5)) for t in ts]
+    def noop(ts):  # the same accumulator bit flipped twice in a cycle: tiles redone alone
+        return [(JobPoint(t, "stream", 1 + s), AccBit(0, 0, 5)) for t in ts for s in (0, 0)]
 
     results = []
     for faults in ([], noop(some), noop(range(tiles))):

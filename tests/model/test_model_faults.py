@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scc_cycle_sim import simulate
 
 from firmware_sim.accel import (
     AccBit,
@@ -10,6 +11,7 @@ from firmware_sim.accel import (
     ErrCode,
     JobPoint,
     NotModelled,
+    OutBit,
     Phase,
     Reg,
     RegCopy,
@@ -58,6 +60,7 @@ def test_fault_sites_cover_every_cell_accumulator_bit_and_register_copy(tmr, ecc
         (w, b) for w in range(16) for b in range(cw)
     }
     assert sum(isinstance(s, AccBit) for s in sites) == 2 * 2 * 32
+    assert sum(isinstance(s, OutBit) for s in sites) == 2 * 2 * 32
     copies = 3 if tmr else 1
     for kind, widths, n_copies in ((RegCopy, WIDTHS, copies), (SeqCopy, SEQ_WIDTHS, 3 * tmr)):
         found = [s for s in sites if isinstance(s, kind)]
@@ -79,6 +82,8 @@ def test_site_outside_the_build_is_rejected():
         SpmCell(0, 0, 22),
         AccBit(2, 0, 0),
         AccBit(0, 0, 32),
+        OutBit(0, 2, 0),
+        OutBit(0, 0, -1),
         RegCopy("DIM_M", 1, 0),
         RegCopy("DIM_M", 0, 12),
         RegCopy("CYCLES", 0, 0),
@@ -213,9 +218,9 @@ def test_sequencer_copy_flips_during_a_job_are_counted_or_not_modelled():
     c, err = chip.run_gemm(a, b, faults=one)
     assert err == ErrCode.NONE and np.array_equal(c, gemm_reference(a, b))
     assert chip.read_reg(Reg.TMR_MISMATCH) == 2
-    two = [(JobPoint(1, "bias", 0), SeqCopy("ecc", k, 0)) for k in (0, 2)]
+    two = [(JobPoint(2, "bias", 0), SeqCopy("ecc", k, 0)) for k in (0, 2)]
     chip.write_reg(Reg.EPILOGUE, 1)
-    with pytest.raises(NotModelled, match=r"tile=1.*ecc"):
+    with pytest.raises(NotModelled, match=r"tile=2.*ecc"):
         chip.run(two)
     assert chip.read_reg(Reg.TMR_MISMATCH) == 2 and chip.read_reg(Reg.STATUS) == 0b010
 
@@ -241,105 +246,283 @@ def test_without_tmr_register_flips_during_a_job_are_not_modelled_and_change_not
     assert np.array_equal(chip.dump(0, chip.spm_words), mem)
 
 
+def test_a_write_point_and_a_stream_point_of_the_same_cycle_vote_once():
+    chip, a, b = _job()  # N = 4, MB = NB = 2: tile 0's word 1 is written in tile 1's cycle 6
+    faults = [
+        (JobPoint(0, "write", 1), RegCopy("DIM_K", 0, 1)),
+        (JobPoint(1, "stream", 4 + 1 + 1), RegCopy("C_ADDR", 2, 7)),
+        (JobPoint(3, "write", 0), RegCopy("DIM_M", 1, 0)),
+        (JobPoint(3, "flush", 4 + 1), RegCopy("DIM_N", 2, 0)),
+    ]
+    c, err = chip.run_gemm(a, b, faults=faults)
+    assert err == ErrCode.NONE and np.array_equal(c, gemm_reference(a, b))
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 2
+    # Two copies of one register in one cycle, named by two points: they outvote the third.
+    with pytest.raises(NotModelled):
+        chip.run([(JobPoint(0, "write", 0), RegCopy("DIM_K", k, 0)) for k in (0, 1)][:1]
+                 + [(JobPoint(1, "stream", 5), RegCopy("DIM_K", 1, 0))])  # fmt: skip
+
+
+# _job(m=6): N = 4, K = 7, DIM_N = 7: MB = NB = 2, P = max(8, 2*4 + 1) = 9, V = 4, 2;
+# tiles 0 (r 0, c 0), 1 (r 1, c 0), 2 (r 0, c 1), 3 (r 1, c 1); FLUSH 4 + 1 + 2 cycles.
 @pytest.mark.parametrize(
-    "when",
+    ("when", "epi"),
     [
-        JobPoint(4, "stream", 0),
-        JobPoint(0, "bias", 0),
-        JobPoint(0, "stream", 7 + 8 - 1),
-        JobPoint(2, "write", 4),
-        JobPoint(0, "write", 4),
-        JobPoint(-1, "stream", 0),
+        (JobPoint(4, "stream", 0), 0),
+        (JobPoint(0, "bias", 0), 0),
+        (JobPoint(1, "bias", 0), 1),  # BIAS belongs to tiles 0 and 2
+        (JobPoint(2, "bias", 5), 1),
+        (JobPoint(0, "stream", 9), 0),
+        (JobPoint(2, "write", 4), 0),
+        (JobPoint(3, "write", 2), 0),
+        (JobPoint(0, "write", 16), 4),
+        (JobPoint(2, "flush", 0), 0),  # FLUSH belongs to the last tile
+        (JobPoint(3, "flush", 7), 0),
+        (JobPoint(-1, "stream", 0), 0),
     ],
 )
-def test_points_outside_the_job_are_rejected(when):
-    chip, a, b = _job(m=6)  # 2 x 2 tiles, K = 7, N = 4: STREAM has 14 cycles; V = 4, 2
+def test_points_outside_the_job_are_rejected(when, epi):
+    chip, a, b = _job(m=6)
+    chip.load_job(a, b)
+    chip.write_reg(Reg.EPILOGUE, epi)
     with pytest.raises(ValueError):
-        chip.run_gemm(a, b, faults=[(when, AccBit(0, 0, 0))])
+        chip.run([(when, AccBit(0, 0, 0))])
+    assert chip.read_reg(Reg.STATUS) == 0
 
 
-def test_job_schedule_lists_every_state_and_adds_up_to_cycles():
+def test_job_schedule_lists_every_part_and_adds_up_to_cycles():
     chip, a, b = _job(m=6)
     chip.load_job(a, b, np.zeros(7, dtype=int), out_int32=True)
+    period = max(7 + 1, 5 * 4 + 1)  # 21
     spans = chip.job_schedule()
-    assert [(s.tile, s.phase) for s in spans[:3]] == [(0, "bias"), (0, "stream"), (0, "write")]
-    assert [s.cycles for s in spans[:3]] == [5, 7 + 8 - 1, 16]
-    assert spans[-1].cycles == 8  # last row block has 2 valid rows, 4 words each
+    assert [(s.tile, s.phase, s.cycles) for s in spans] == [
+        (0, "bias", 5),
+        (0, "stream", period),
+        (1, "stream", period),
+        (2, "bias", 5),
+        (2, "stream", period),
+        (3, "stream", period),
+        (3, "flush", 4 + 1 + 4 * 2),
+    ]
+    starts = [1]
+    for s in spans[:-1]:
+        starts.append(starts[-1] + s.cycles)
+    assert [s.start for s in spans] == starts
+    writes = [s for s in chip.job_schedule(writes=True) if s.phase == Phase.WRITE]
+    assert [(s.tile, s.cycles) for s in writes] == [(0, 16), (1, 8), (2, 16), (3, 8)]
+    follow = {0: spans[2], 1: spans[4], 2: spans[5], 3: spans[6]}
+    for s in writes:
+        assert s.start == follow[s.tile].start + 4 + 1
+        assert chip.job_cycle((s.tile, "write", 3)) == s.start + 3
     chip.run()
     assert chip.read_reg(Reg.CYCLES) == 2 + sum(s.cycles for s in spans)
+    assert chip.read_reg(Reg.CYCLES) == 2 + 5 * 2 + period * 4 + 4 + 1 + 4 * 2
 
 
-# --- accumulator bits -------------------------------------------------------------------
+# --- accumulator and result bits --------------------------------------------------------
+
+# No BIAS: tile T's STREAM period starts at job cycle 1 + P*T, FLUSH at 1 + P*tiles. The
+# FIRST beat of tile T reaches PE (i, j) in its period's cycle 1 + i + j; the product of
+# step t lands at the end of cycle 1 + i + j + t.
 
 
 def _partial(a, b, r, c, n, i, j, x):
-    """Sum of the products PE (i, j) of tile (r, c) has added before STREAM cycle x."""
+    """Sum of the products PE (i, j) of tile (r, c) has added before its period's cycle x."""
     k = a.shape[1]
     return sum(int(a[r * n + i, t]) * int(b[t, c * n + j]) for t in range(k) if t + 1 + i + j < x)
 
 
+def _flipped(c, row, col, bit, partial=None):
+    """C (int32) with element (row, col) as if ``bit`` was flipped in its accumulator when
+    it held ``partial`` (None: the full sum)."""
+    c = c.copy()
+    if partial is None:
+        c[row, col] = _sx32(int(c[row, col]) ^ (1 << bit))
+    else:
+        p = partial & M32
+        c[row, col] = _sx32(int(c[row, col]) + ((p ^ (1 << bit)) - p))
+    return c
+
+
 @pytest.mark.parametrize("n", [2, 4, 8])
-def test_accumulator_flip_in_stream_changes_one_element_by_the_flipped_bit(n):
+def test_accumulator_flip_in_stream_lands_in_the_tile_the_pe_is_summing(n):
     rng = np.random.default_rng(SEED + n)
     m, k, ncols = 2 * n, 9, 2 * n - 1
     chip, a, b = _job(n=n, m=m, k=k, ncols=ncols, seed=SEED + n)
     clean, _ = chip.run_gemm(a, b, out_int32=True)
-    nb = 2
-    for _ in range(12):
+    mb, period = 2, max(k + 1, 5 * n + 1)
+    for _ in range(16):
         tile = int(rng.integers(0, 4))
-        r, c = divmod(tile, nb)
+        c, r = divmod(tile, mb)
         i = int(rng.integers(0, n))
         j = int(rng.integers(0, min(n, ncols - c * n)))
         bit = int(rng.integers(0, 32))
-        x = int(rng.integers(0, k + 2 * n - 1))
+        x = int(rng.integers(0, period))
         site = AccBit(i, j, bit)
         got, err = chip.run_gemm(a, b, out_int32=True, faults=[(JobPoint(tile, "stream", x), site)])
         assert err == ErrCode.NONE
-        diff = got.astype(np.int64) - clean
-        row, col = r * n + i, c * n + j
-        if x == 0:
-            assert not diff.any()  # cleared at the end of cycle 0
-            continue
-        p = _partial(a, b, r, c, n, i, j, x) & M32
-        assert (int(diff[row, col]) & M32) == (((p ^ (1 << bit)) - p) & M32), (i, j, bit, x)
-        diff[row, col] = 0
-        assert not diff.any()
+        if x > 1 + i + j:  # tile T's FIRST has reached the PE
+            p = _partial(a, b, r, c, n, i, j, x)
+            want = _flipped(clean, r * n + i, c * n + j, bit, p)
+        elif tile:  # the PE still holds tile T-1's sum: FIRST moves it to the result
+            pr, pc = (tile - 1) % mb, (tile - 1) // mb
+            want = _flipped(clean, pr * n + i, pc * n + j, bit)
+        else:  # what the PE held before the job is never written
+            want = clean
+        assert np.array_equal(got, want), (tile, i, j, bit, x)
 
 
-def test_accumulator_flip_before_stream_is_cleared():
-    chip, a, b = _job()
-    clean, _ = chip.run_gemm(a, b, np.arange(7), out_int32=True)
-    for when in (JobPoint(1, "bias", 4), JobPoint(0, "write", 3), JobPoint(1, "stream", 0)):
-        got, _ = chip.run_gemm(a, b, np.arange(7), out_int32=True, faults=[(when, AccBit(0, 0, 7))])
-        # In tile 0's WRITE cycle 3 the word of PE (0, 0) is already written.
-        assert np.array_equal(got, clean), when
+def test_accumulator_flip_in_flush_reaches_the_last_tile_until_the_flush_tag_does():
+    chip, a, b = _job(n=4, m=4, k=5, ncols=4)  # one tile; P = max(6, 21) = 21
+    clean, _ = chip.run_gemm(a, b, out_int32=True)
+    for x in range(4 + 1 + 16):
+        got, _ = chip.run_gemm(a, b, out_int32=True, faults=[((0, "flush", x), AccBit(1, 2, 30))])
+        # FLUSH's tag reaches PE (1, 2) in FLUSH cycle 1 + 1 + 2 = 4.
+        want = _flipped(clean, 1, 2, 30) if x <= 4 else clean
+        assert np.array_equal(got, want), x
 
 
-def test_accumulator_flip_in_write_reaches_the_words_written_from_that_cycle():
-    # N = 4 with int32 output: row i is written in cycles 4i .. 4i+3, part q holding
-    # element j = q. Flip PE (1, 2): visible if deposited in cycles up to 4*1 + 2.
+def test_result_flip_reaches_the_words_written_from_that_cycle():
+    # One tile, N = 4, int32: row v is written in FLUSH cycles 5 + 4v + q, word q holding
+    # element j = q. FLUSH's tag captures PE (1, 2)'s sum in FLUSH cycle 4.
     chip, a, b = _job(n=4, m=4, k=5, ncols=4)
     clean, _ = chip.run_gemm(a, b, out_int32=True)
-    for w, seen in ((0, True), (5, True), (6, True), (7, False), (15, False)):
-        got, _ = chip.run_gemm(
-            a, b, out_int32=True, faults=[(JobPoint(0, "write", w), AccBit(1, 2, 30))]
-        )
-        want = clean.copy()
-        if seen:
-            want[1, 2] = _sx32(int(clean[1, 2]) ^ (1 << 30))
-        assert np.array_equal(got, want), w
-    # int8: row i written in cycle i, through the epilogue.
+    for x, seen in ((0, False), (4, False), (5, True), (11, True), (12, False), (20, False)):
+        got, _ = chip.run_gemm(a, b, out_int32=True, faults=[((0, "flush", x), OutBit(1, 2, 30))])
+        want = _flipped(clean, 1, 2, 30) if seen else clean
+        assert np.array_equal(got, want), x
+    # The same cycles named as WRITE points: word u is written in FLUSH cycle 5 + u.
+    for u in range(16):
+        got, _ = chip.run_gemm(a, b, out_int32=True, faults=[((0, "write", u), OutBit(1, 2, 30))])
+        want = _flipped(clean, 1, 2, 30) if u <= 4 * 1 + 2 else clean
+        assert np.array_equal(got, want), u
+    # int8: row i written in FLUSH cycle 5 + i, through the epilogue.
     clean8, _ = chip.run_gemm(a, b, shift=4)
-    got, _ = chip.run_gemm(a, b, shift=4, faults=[(JobPoint(0, "write", 2), AccBit(2, 0, 12))])
+    got, _ = chip.run_gemm(a, b, shift=4, faults=[((0, "write", 2), OutBit(2, 0, 12))])
     acc = gemm_reference(a, b, out_int32=True)
     acc[2, 0] = _sx32(int(acc[2, 0]) ^ (1 << 12))
     assert np.array_equal(got, _requant(acc, 4))
-    got, _ = chip.run_gemm(a, b, shift=4, faults=[(JobPoint(0, "write", 3), AccBit(2, 0, 12))])
+    got, _ = chip.run_gemm(a, b, shift=4, faults=[((0, "write", 3), OutBit(2, 0, 12))])
     assert np.array_equal(got, clean8)
+
+
+def test_result_flip_between_tiles_hits_the_previous_tile_only_once_captured():
+    # N = 2, M = 4, K = 3, DIM_N = 2 (tiles 0, 1 in one column block), int8: P = 5. Tile 1's
+    # period writes tile 0's row v in its cycle 3 + v; tile 1's FIRST captures tile 0's
+    # sum in PE (i, j) in cycle 1 + i + j.
+    chip, a, b = _job(n=2, m=4, k=3, ncols=2)
+    clean, _ = chip.run_gemm(a, b, out_int32=False)
+    acc = gemm_reference(a, b, out_int32=True)
+    for x in range(5):
+        got, _ = chip.run_gemm(a, b, faults=[((1, "stream", x), OutBit(1, 1, 3))])
+        # PE (1, 1): captured in cycle 3, row 1 written in cycle 4.
+        want = acc.copy()
+        if 3 < x <= 4:
+            want[1, 1] = _sx32(int(acc[1, 1]) ^ (1 << 3))
+        assert np.array_equal(got, np.clip(want, -128, 127)), x
+    assert np.array_equal(clean, np.clip(acc, -128, 127))
+
+
+@pytest.mark.parametrize("site", [AccBit(0, 0, 7), OutBit(1, 1, 31), AccBit(1, 0, 30)])
+def test_pe_flips_while_idle_never_show(site):
+    chip, a, b = _job(n=2, m=4, k=3, ncols=4)
+    clean, _ = chip.run_gemm(a, b, np.arange(4), out_int32=True)
+    chip.flip(site)
+    chip.flip_many([site, RegCopy("DIM_M", 0, 5)])
+    got, _ = chip.run_gemm(a, b, np.arange(4), out_int32=True)
+    assert np.array_equal(got, clean)
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 1
+
+
+def test_faults_at_points_an_ecc_abort_skips_never_happen():
+    chip, a, b = _job(n=2, m=2, k=3, ncols=4)  # tiles 0, 1; P = 2*2 + 1 = 5
+    place = chip.load_job(a, b)
+    word = place.b_addr + 3  # B block 1, read by tile 1: the job ends after tile 1
+    cells = [chip.layout.cell_of(word, 0), chip.layout.cell_of(word, 1)]
+    other = chip.layout.cell_of(100, 4)
+    faults = [((0, "stream", 0), cells[0]), ((0, "stream", 0), cells[1])]
+    faults += [((1, "flush", 0), other), ((1, "stream", 4), RegCopy("DIM_K", 0, 0))]
+    assert chip.run(faults) == ErrCode.ECC
+    assert chip.read_reg(Reg.CYCLES) == 2 + 5 * 2
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 1
+    assert chip.read_word(100)[1] == EccStatus.CLEAN
+    c = chip.unpack_c(chip.dump(place.c_addr, place.c_words), 2, 4)
+    assert np.array_equal(c[:, :2], gemm_reference(a, b)[:, :2])
 
 
 def _requant(acc, shift):
     return np.clip((acc.astype(np.int64) + (1 << (shift - 1))) >> shift, -128, 127)
+
+
+# --- everything at once, against the cycle-by-cycle reading of the doc ------------------
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_faults_match_the_cycle_by_cycle_schedule(seed):
+    rng = np.random.default_rng(SEED + 5000 + seed)
+    n, bank = (2, 4, 8)[seed % 3], 64
+    ecc = seed % 5 != 4
+    chip = Accelerator(n=n, bank_words=bank, ecc=ecc, scrub=False)
+    chip.load(0, rng.integers(0, 256, (2 * bank, n)).astype(np.uint8))
+    while True:
+        m, k, ncols = (int(x) for x in rng.integers(1, 3 * n + 2, 3))
+        mb, nb = -(-m // n), -(-ncols // n)
+        out32 = int(rng.random() < 0.4)
+        cw = m * nb * (4 if out32 else 1)
+        if mb * k <= bank // 2 and nb * k <= bank and cw <= bank // 2 - 4 * nb:
+            break
+    a_addr = int(rng.integers(0, bank // 2 - mb * k + 1))
+    regs = {
+        "m": m, "k": k, "ncols": ncols, "a": a_addr,
+        "b": int(rng.integers(bank, 2 * bank - nb * k + 1)),
+        "bias": bank // 2, "c": bank // 2 + 4 * nb, "bias_en": int(rng.random() < 0.5),
+        "relu": int(rng.random() < 0.5), "out32": out32, "shift": int(rng.integers(0, 12)),
+    }  # fmt: skip
+    chip.load_job(
+        np.zeros((m, k), dtype=int), np.zeros((k, ncols), dtype=int),
+        np.zeros(ncols, dtype=int) if regs["bias_en"] else None, bool(regs["relu"]),
+        regs["shift"], bool(out32), a_addr=regs["a"], b_addr=regs["b"],
+        bias_addr=regs["bias"], c_addr=regs["c"],
+    )  # fmt: skip
+    chip.load(0, rng.integers(0, 256, (2 * bank, n)).astype(np.uint8))  # random operands
+    codeword = chip.layout.codeword_bits
+    for _ in range(int(rng.integers(0, 3))):  # errors already in memory
+        w = int(rng.integers(0, 2 * bank))
+        bits = rng.choice(codeword, 1 if rng.random() < 0.7 else 2, replace=False)
+        chip.flip_many([chip.layout.cell_of(w, int(x)) for x in bits])
+    spans = chip.job_schedule(writes=True)
+    model_faults, sim_faults = [], []
+    for _ in range(int(rng.integers(1, 7))):
+        span = spans[int(rng.integers(len(spans)))]
+        when = JobPoint(span.tile, span.phase, int(rng.integers(span.cycles)))
+        point = (when.tile, when.phase.value, when.cycle)
+        kind = int(rng.integers(3))
+        if kind == 0:
+            base = (regs["a"], regs["b"], regs["bias"], regs["c"])[int(rng.integers(4))]
+            w, bit = base + int(rng.integers(0, 6)), int(rng.integers(codeword))
+            model_faults.append((when, chip.layout.cell_of(w, bit)))
+            sim_faults.append((point, ("word", w, bit)))
+        else:
+            i, j, bit = int(rng.integers(n)), int(rng.integers(n)), int(rng.integers(32))
+            model_faults.append((when, (AccBit if kind == 1 else OutBit)(i, j, bit)))
+            sim_faults.append((point, ("acc" if kind == 1 else "out", i, j, bit)))
+    before = [chip.peek(w) for w in range(2 * bank)]
+    err = chip.run(model_faults)
+    want = simulate(before, n, bank, regs, ecc=ecc, faults=sim_faults)
+    assert [chip.peek(w) for w in range(2 * bank)] == want.mem
+    assert (int(err), chip.read_reg(Reg.CYCLES), chip.read_reg(Reg.MACS)) == (
+        want.err,
+        want.cycles,
+        want.macs,
+    )
+    assert (chip.read_reg(Reg.ECC_CORR), chip.read_reg(Reg.ECC_UNCORR)) == (
+        want.corr,
+        want.uncorr,
+    )
+    for span in spans:  # the model's job cycles are the doc's
+        for x in {0, span.cycles - 1}:
+            key = (span.tile, span.phase.value, x)
+            assert chip.job_cycle(key) == want.points[key], key
 
 
 # --- scratchpad cells during a job ------------------------------------------------------
