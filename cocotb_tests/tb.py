@@ -264,7 +264,7 @@ class SccTb:
             tile = int(seq.cb.value) * mb + int(seq.rb.value)
             t = int(seq.t.value)
             keys = [(tile, phase, t)]
-            if t >= self.n + 1:
+            if phase != "bias" and t >= self.n + 1:
                 keys.append((tile if phase == "flush" else tile - 1, "write", t - self.n - 1))
             sites = [site for key in keys for site in pending.pop(key, [])]
             if sites:

@@ -306,6 +306,7 @@ async def faults_during_a_job(dut):
             faults.append(accel.ScheduledFault(
                 accel.JobPoint(tile, accel.Phase.STREAM, 3),
                 accel.SeqCopy("t", int(rng.integers(3)), int(rng.integers(13)))))
+        tb.log.info("round %d: K=%d, int32 %s, faults %s", round_, k, out32, faults)
         await tb.start_job(faults)
         await job_done(tb)
 
