@@ -47,6 +47,7 @@ from protocol.payloads import (
     FaultSiteClass,
     FaultTiming,
     HkStructure,
+    JobPhase,
     ParamId,
 )
 
@@ -377,11 +378,15 @@ def _record(args: argparse.Namespace) -> FaultRecord:
     width = args.width if args.width is not None else DEFAULT_WIDTH.get(kind, 1)
     timing, point = FaultTiming.NOW, (0, 0, 0)
     if args.next_job:
+        parts = args.next_job.split(":")
         try:
-            tile, phase, cycle = (int(x, 0) for x in args.next_job.split(":"))
-        except ValueError:
+            tile, cycle = int(parts[0], 0), int(parts[2], 0)
+        except (IndexError, ValueError):
             raise UsageError(f"--next-job {args.next_job!r}: expected TILE:PHASE:CYCLE") from None
-        timing, point = FaultTiming.NEXT_JOB, (tile, phase, cycle)
+        if len(parts) != 3:
+            raise UsageError(f"--next-job {args.next_job!r}: expected TILE:PHASE:CYCLE")
+        phase = _enum_arg(JobPhase, parts[1])
+        timing, point = FaultTiming.NEXT_JOB, (tile, int(phase), cycle)
     return FaultRecord(kind, site, width, tuple(given[n] for n in names), timing, point)
 
 
@@ -527,13 +532,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("inject", parents=[link], help="inject a fault (TEST mode)")
     s.add_argument("kind", nargs="?", help="sbu, mbu, set, stuck_at_0, stuck_at_1, sefi, sel")
-    s.add_argument("site", nargs="?",
-                   help="spm_cell, spm_word, acc_bit, reg_copy, fw_ram, accel, fsw")  # fmt: skip
+    s.add_argument("site", nargs="?", help="spm_cell, spm_word, acc_bit, out_bit, reg_copy, "
+                   "fw_ram, accel, fsw")  # fmt: skip
     s.add_argument("fields", nargs="*", metavar="FIELD=VALUE",
                    help="site fields, e.g. word=100 bit=3 (or the values in order)")  # fmt: skip
     s.add_argument("--width", type=int, default=None, help="cells or bits hit")
     s.add_argument("--next-job", metavar="TILE:PHASE:CYCLE", help="act at this point of the "
-                   "next job (phase 1 BIAS, 2 STREAM, 3 WRITE)")  # fmt: skip
+                   "next job (phase 1 bias, 2 stream, 3 write, 4 flush; a number or "
+                   "a name)")  # fmt: skip
     s.add_argument("--list", action="store_true", help="list the active faults")
     s.add_argument("--clear", action="store_true", help="clear every active fault")
     s.set_defaults(run=_with_target(cmd_inject))

@@ -89,6 +89,7 @@ class FaultSiteClass(enum.IntEnum):
     FW_RAM = 5
     ACCEL = 6
     FSW = 7
+    OUT_BIT = 8
 
 
 class FaultTiming(enum.IntEnum):
@@ -104,6 +105,7 @@ class JobPhase(enum.IntEnum):
     BIAS = 1
     STREAM = 2
     WRITE = 3
+    FLUSH = 4
 
 
 class ResetCause(enum.IntEnum):
@@ -357,6 +359,7 @@ SITE_FIELDS: Final[dict[FaultSiteClass, tuple[FieldSpec, ...]]] = {
     FaultSiteClass.FW_RAM: _fields("address I; bit B"),
     FaultSiteClass.ACCEL: (),
     FaultSiteClass.FSW: (),
+    FaultSiteClass.OUT_BIT: _fields("i B; j B; bit B"),
 }
 """Site fields of a fault record, by site class (ICD 15.8)."""
 

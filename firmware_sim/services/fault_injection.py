@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from firmware_sim.accel import AccBit, JobPoint, NotModelled, Phase, RegCopy, SpmCell
-from firmware_sim.accel.regs import Reg
+from firmware_sim.accel import AccBit, JobPoint, NotModelled, OutBit, Phase, RegCopy, SpmCell
+from firmware_sim.accel.regs import FIELD_MASKS, Reg
 from firmware_sim.backend import CONFIG_REGS
 from protocol.codes import EventId, FailureCode, FaultInjectionSubtype, FaultKind, Mode, Service
 from protocol.errors import PacketError
@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 K, S = FaultKind, FaultSiteClass
 SPM_SITES = {S.SPM_CELL, S.SPM_WORD}
 ALLOWED_SITES: dict[FaultKind, set[FaultSiteClass]] = {
-    K.SBU: SPM_SITES | {S.ACC_BIT, S.REG_COPY, S.FW_RAM},
+    K.SBU: SPM_SITES | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.FW_RAM},
     K.MBU: SPM_SITES | {S.FW_RAM},
-    K.SET: {S.ACC_BIT, S.REG_COPY},
+    K.SET: {S.ACC_BIT, S.OUT_BIT, S.REG_COPY},
     K.STUCK_AT_0: SPM_SITES | {S.FW_RAM},
     K.STUCK_AT_1: SPM_SITES | {S.FW_RAM},
     K.SEFI: {S.ACCEL, S.FSW},
@@ -56,7 +56,7 @@ WIDTHS: dict[FaultKind, tuple[int, int]] = {
 }
 """Allowed width (adjacent cells or bits hit) of each kind."""
 NEXT_JOB_KINDS = {K.SBU, K.MBU, K.SET, K.SEFI}
-NEXT_JOB_SITES = SPM_SITES | {S.ACC_BIT, S.REG_COPY, S.ACCEL}
+NEXT_JOB_SITES = SPM_SITES | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL}
 SITE_FIELDS = {
     S.SPM_CELL: "!BHH",
     S.SPM_WORD: "!HB",
@@ -65,9 +65,23 @@ SITE_FIELDS = {
     S.FW_RAM: "!IB",
     S.ACCEL: "!",
     S.FSW: "!",
+    S.OUT_BIT: "!BBB",
 }
 """Site fields after the record header, by site class."""
 MAX_LISTED = 128
+
+
+def longest_phase(phase: Phase, n: int) -> int:
+    """Most cycles ``phase`` has in any job on an N x N array (docs/REGISTERS.md "Job
+    schedule and cycle count", K <= 4095, w <= 4, V <= N): BIAS 5, STREAM
+    P = max(K + 1, (w + 1)*N + 1) <= max(4096, 5N + 1), WRITE w*V <= 4N words, FLUSH
+    N + 1 + w*V_last <= 5N + 1."""
+    return {
+        Phase.BIAS: 5,
+        Phase.STREAM: max(FIELD_MASKS["DIM_K"] + 1, 5 * n + 1),
+        Phase.WRITE: 4 * n,
+        Phase.FLUSH: 5 * n + 1,
+    }[phase]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +132,7 @@ def parse_record(r: Reader) -> tuple[FaultRecord, int]:
         phase = r.u8("phase")
         cycle = r.u16("cycle")
         if kind != K.SEFI and phase not in JobPhase._value2member_map_:
-            raise out_of_range(base + 6, f"job phase {phase} is not 1, 2 or 3")
+            raise out_of_range(base + 6, f"job phase {phase} is not 1..4")
         point = (tile, phase, cycle)
     at = r.pos
     fmt = SITE_FIELDS[site]
@@ -190,6 +204,11 @@ class FaultInjectionService:
         if rec.timing == FaultTiming.NEXT_JOB:
             tile, phase, cycle = rec.point
             when = JobPoint(tile, Phase[JobPhase(phase).name], cycle)
+            longest = longest_phase(when.phase, backend.build.n)
+            if cycle >= longest:
+                raise out_of_range(
+                    at - 2, f"{when.phase.name} cycle {cycle}: no job has more than {longest}"
+                )
             return lambda: backend.schedule(when, sites)
         return lambda: backend.flip(sites)
 
@@ -204,6 +223,8 @@ class FaultInjectionService:
             return backend.word_cells(word, bit, rec.width)
         if rec.site == S.ACC_BIT:
             return [AccBit(*f)]
+        if rec.site == S.OUT_BIT:
+            return [OutBit(*f)]
         offset, copy, bit = f
         if offset not in {int(r) for r in CONFIG_REGS}:
             raise ValueError(
@@ -277,8 +298,9 @@ class FaultInjectionService:
                 rec = FaultRecord(
                     K.SBU, S.SPM_CELL, 1, nxt, (site.bank, site.row, site.cell), point
                 )
-            elif isinstance(site, AccBit):
-                rec = FaultRecord(K.SBU, S.ACC_BIT, 1, nxt, (site.i, site.j, site.bit), point)
+            elif isinstance(site, AccBit | OutBit):
+                pe = S.ACC_BIT if isinstance(site, AccBit) else S.OUT_BIT
+                rec = FaultRecord(K.SBU, pe, 1, nxt, (site.i, site.j, site.bit), point)
             else:
                 reg = int(Reg[site.name])
                 rec = FaultRecord(K.SBU, S.REG_COPY, 1, nxt, (reg, site.copy, site.bit), point)

@@ -11,6 +11,7 @@ from firmware_sim.services.events import EVENT_AUX, RATE_LIMITED
 from firmware_sim.services.fault_injection import ALLOWED_SITES, SITE_FIELDS, WIDTHS
 from firmware_sim.services.housekeeping import HK_STRUCTURES
 from firmware_sim.services.parameters import PARAMETERS
+from protocol.payloads import SITE_FIELDS as PROTOCOL_SITE_FIELDS
 from protocol.payloads import (
     AccelState,
     EventSelector,
@@ -63,11 +64,20 @@ def fault_rows() -> list[str]:
     return rows
 
 
-def site_rows() -> list[str]:
-    return [
-        f"| {int(s)} | `{s.name}` | {' '.join(TYPE[c] for c in SITE_FIELDS[s][1:]) or 'none'} |"
-        for s in FaultSiteClass
-    ]
+def site_rows() -> list[tuple[str, list[str]]]:
+    """Each site class's row start and its fields in order: names from the protocol's
+    table, types from the firmware's wire formats (tests/host checks they agree)."""
+    rows = []
+    for s in FaultSiteClass:
+        types = [TYPE[c] for c in SITE_FIELDS[s][1:]]
+        names = [f.name for f in PROTOCOL_SITE_FIELDS[s]]
+        fields = [f"{n} {t}" for n, t in zip(names, types, strict=True)] or ["none"]
+        rows.append((f"| {int(s)} | `{s.name}` | ", fields))
+    return rows
+
+
+def phase_rows() -> list[str]:
+    return [f"(`JobPhase`: {', '.join(f'`{p.name}` {int(p)}' for p in JobPhase)})"]
 
 
 TABLES = {
@@ -75,6 +85,7 @@ TABLES = {
     "parameters": parameter_rows(),
     "events": event_rows(),
     "fault kinds": fault_rows(),
+    "job phases": phase_rows(),
 }
 
 
@@ -85,6 +96,16 @@ def test_icd_tables_match_the_code(name: str) -> None:
     assert not missing, f"docs/ICD.md section 15, {name} table lacks or differs in:\n" + "\n".join(
         missing
     )
+
+
+@pytest.mark.parametrize(("start", "fields"), site_rows(), ids=[s.name for s in FaultSiteClass])
+def test_icd_site_class_table_matches_the_code(start: str, fields: list[str]) -> None:
+    (row,) = [line for line in ICD.read_text().splitlines() if line.startswith(start)]
+    at = len(start)
+    for text in fields:
+        found = row.find(text, at)
+        assert found >= 0, f"docs/ICD.md 15.8 row {row!r} lacks {text!r} (in this order)"
+        at = found + len(text)
 
 
 @pytest.mark.parametrize(

@@ -28,11 +28,21 @@ from fw_harness import (
     operands,
 )
 
-from firmware_sim.accel import gemm_reference, pack_a, pack_b, unpack_c
+from firmware_sim.accel import (
+    Accelerator,
+    JobPoint,
+    OutBit,
+    Phase,
+    ScheduledFault,
+    gemm_reference,
+    pack_a,
+    pack_b,
+    unpack_c,
+)
 from firmware_sim.backend import Build
 from firmware_sim.environment import EnvironmentConfig
 from protocol.codes import AckFlags, EventId, FailureCode, FaultKind, FunctionId
-from protocol.payloads import HkStructure, JobStatus, ParamId
+from protocol.payloads import FaultSiteClass, HkStructure, JobPhase, JobStatus, ParamId
 
 
 def test_gemm_from_firmware_ram_equals_the_reference(fsw: Harness):
@@ -115,6 +125,61 @@ def test_single_bit_error_during_a_job_is_corrected_and_reported(fsw: Harness):
     c = np.frombuffer(dump_big(fsw, RAM, 100, 64), dtype=">i4").reshape(m, n)
     np.testing.assert_array_equal(c, gemm_reference(a, b, out_int32=True))
     assert hk(fsw, HkStructure.ACCELERATOR)["ecc_corrected"] == 1
+
+
+def out_bit_sbu(when: JobPoint, site: OutBit) -> bytes:
+    """TC[148,1] data: one SBU of a PE's result register at a point of the next job."""
+    head = struct.pack("!BBBBB", 1, FaultKind.SBU, FaultSiteClass.OUT_BIT, 1, 1)
+    point = struct.pack("!HBH", when.tile, JobPhase[when.phase.name], when.cycle)
+    return head + point + struct.pack("!BBB", site.i, site.j, site.bit)
+
+
+def ram_gemm_with(fsw: Harness, seed: int, m: int, k: int, n: int, fault: ScheduledFault):
+    """C (int32) of a GEMM from firmware RAM with ``fault`` injected for it over TC[148,1],
+    the model's C with the same fault, and A . B."""
+    a, b = operands(seed, m, k, n)
+    load_big(fsw, RAM, 0, a.tobytes() + b.tobytes())
+    assert fsw.tc(148, 1, out_bit_sbu(*fault)).ok
+    (listed,) = fsw.tc(148, 3).of(148, 4)  # the active faults: this record, as sent
+    assert listed.source_data == struct.pack("!HB", 1, 1) + out_bit_sbu(*fault)[1:]
+    assert fsw.tc(8, 1, gemm_tc(seed, FROM_RAM, m, k, n, 0, m * k, 400)).ok
+    c = np.frombuffer(dump_big(fsw, RAM, 400, 4 * m * n), dtype=">i4").reshape(m, n)
+    model, _ = Accelerator(n=N).run_gemm(a, b, out_int32=True, faults=[fault])
+    return c, model, gemm_reference(a, b, out_int32=True)
+
+
+def flipped(c: np.ndarray, row: int, col: int, bit: int) -> np.ndarray:
+    out = c.astype(np.int64)
+    out[row, col] ^= 1 << bit
+    return ((out + (1 << 31)) % (1 << 32) - (1 << 31)).astype(np.int32)
+
+
+def test_result_register_upset_at_a_write_point_changes_the_predicted_element(fsw: Harness):
+    # M = 8: tiles 0 and 1 in one column block, int32 (w = 4). WRITE cycle 3 of tile 0 is
+    # cycle N + 1 + 3 of tile 1's STREAM, after tile 1's FIRST captured tile 0's sums
+    # (PE (1, 2) in cycle 1 + 1 + 2); PE (1, 2) holds C[1, 2], word 4*1 + 2 = 6 >= 3,
+    # written later in that period: C[1, 2] alone changes.
+    fault = ScheduledFault(JobPoint(0, Phase.WRITE, 3), OutBit(1, 2, 30))
+    c, model, clean = ram_gemm_with(fsw, 21, 8, 5, 4, fault)
+    np.testing.assert_array_equal(c, model)
+    np.testing.assert_array_equal(c, flipped(clean, 1, 2, 30))
+
+
+def test_a_flush_point_is_accepted_and_a_cycle_no_flush_has_refused(fsw: Harness):
+    # FLUSH has N + 1 + w*V_last cycles, at most 5N + 1 (int32, full last tile).
+    longest = JobPoint(0, Phase.FLUSH, 5 * N + 1)
+    assert fsw.tc(148, 1, out_bit_sbu(longest, OutBit(3, 3, 7))).failure == (
+        2,
+        FailureCode.VALUE_OUT_OF_RANGE,
+        b"\x00\x08",  # the cycle (after count, kind, site, width, timing, tile, phase)
+    )
+    assert fsw.tc(148, 3).of(148, 4)[0].source_data == struct.pack("!HB", 0, 0)
+    # One 4x5x4 tile: FLUSH cycle 5N = 20 writes word 15, C[3, 3], from PE (3, 3)'s
+    # result register (FLUSH's FIRST reached it in cycle 1 + 3 + 3).
+    fault = ScheduledFault(JobPoint(0, Phase.FLUSH, 5 * N), OutBit(3, 3, 7))
+    c, model, clean = ram_gemm_with(fsw, 22, 4, 5, 4, fault)
+    np.testing.assert_array_equal(c, model)
+    np.testing.assert_array_equal(c, flipped(clean, 3, 3, 7))
 
 
 def test_double_bit_error_during_a_ram_job_fails_it_and_guards_the_result_range(fsw: Harness):

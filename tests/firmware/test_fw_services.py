@@ -282,6 +282,12 @@ def test_stuck_cells_are_listed_and_cleared(fsw: Harness):
          (FailureCode.ADDRESS_OUT_OF_RANGE, struct.pack("!II", 70000, 1))),
         (struct.pack("!BBBBB", 1, FaultKind.SEL, 6, 0, 1) + bytes(5),
          (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x04")),
+        (struct.pack("!BBBBBHBHBBB", 1, FaultKind.SBU, 8, 1, 1, 0, 5, 0, 0, 0, 0),
+         (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x07")),
+        (struct.pack("!BBBBBHBHBBB", 1, FaultKind.SBU, 8, 1, 1, 0, 1, 5, 0, 0, 0),
+         (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x08")),
+        (struct.pack("!BBBBBHBHBBB", 1, FaultKind.SBU, 8, 1, 1, 0, 4, 0, 4, 0, 0),
+         (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x0a")),
     ],
 )  # fmt: skip
 def test_bad_fault_records_fail_acceptance_and_inject_nothing(fsw: Harness, record, failure):

@@ -176,6 +176,16 @@ def test_inject_list_and_clear(sim: Sim) -> None:
     assert bad.returncode == 2 and "address bit" in one_line_error(bad)
 
 
+def test_inject_a_result_register_upset_at_a_flush_point(sim: Sim) -> None:
+    assert hil("inject", "--port", sim.port, "sbu", "out_bit", "1", "2", "bit=30",
+               "--next-job", "0:flush:5").returncode == 0  # fmt: skip
+    listed = hil("inject", "--port", sim.port, "--list").stdout
+    assert "SBU at OUT_BIT i=1 j=2 bit=30 width 1, next job at tile:phase:cycle 0:4:5" in listed
+    assert hil("inject", "--port", sim.port, "--clear").returncode == 0
+    bad = hil("inject", "--port", sim.port, "sbu", "out_bit", "0", "0", "0", "--next-job", "0:x:1")
+    assert bad.returncode == 2 and "not a JobPhase" in one_line_error(bad)
+
+
 def test_param_mode_and_reset(sim: Sim) -> None:
     result = hil("param", "--port", sim.port, "scrub_period=1234", "job_timeout")
     assert "SCRUB_PERIOD  1234 cycles" in result.stdout and "JOB_TIMEOUT" in result.stdout

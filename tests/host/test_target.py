@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
@@ -26,8 +28,12 @@ from protocol.payloads import (
     SITE_FIELDS,
     FaultRecord,
     FaultSiteClass,
+    FaultTiming,
     HkStructure,
+    JobPhase,
     ParamId,
+    fault_records,
+    read_fault_list,
 )
 
 RAM = MemoryId.FIRMWARE_RAM
@@ -52,6 +58,17 @@ def test_event_and_fault_site_layouts_are_the_firmwares() -> None:
     assert {e: tuple((f.name, f.fmt) for f in fs) for e, fs in EVENT_FIELDS.items()} == EVENT_AUX
     for site, fields in SITE_FIELDS.items():
         assert "!" + "".join(f.fmt for f in fields) == FW_SITE_FIELDS[site]
+
+
+@pytest.mark.parametrize("phase", list(JobPhase), ids=lambda p: p.name)
+@pytest.mark.parametrize("site", list(FaultSiteClass), ids=lambda s: s.name)
+def test_fault_records_round_trip(site: FaultSiteClass, phase: JobPhase) -> None:
+    fields = tuple(range(1, len(SITE_FIELDS[site]) + 1))
+    for timing, point in ((FaultTiming.NOW, (0, 0, 0)), (FaultTiming.NEXT_JOB, (3, phase, 20))):
+        rec = FaultRecord(FaultKind.SBU, site, 1, fields, timing, point)
+        count, records = read_fault_list(struct.pack("!HB", 1, 1) + rec.pack())
+        assert (count, records) == (1, [rec])
+    assert fault_records([rec])[0] == 1
 
 
 # --- Target -------------------------------------------------------------------------------
