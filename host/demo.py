@@ -100,6 +100,12 @@ def fault_plan(rng: np.random.Generator, chip: Chip, runs: int) -> list[tuple[st
         plan.append(("SBU in an accumulator", FaultRecord(
             FaultKind.SBU, FaultSiteClass.ACC_BIT, 1, site,
             FaultTiming.NEXT_JOB, point(JobPhase.STREAM, PERIOD))))
+    for _ in range(runs):
+        # A result register between its tile's end and the write of its row.
+        site = (int(rng.integers(ARRAY_N)), int(rng.integers(ARRAY_N)), int(rng.integers(32)))
+        plan.append(("SBU in a result register", FaultRecord(
+            FaultKind.SBU, FaultSiteClass.OUT_BIT, 1, site,
+            FaultTiming.NEXT_JOB, point(JobPhase.WRITE, ARRAY_N))))
     # Each hang costs the job watchdog's timeout: a few are enough to show the class.
     for _ in range(min(runs, SEFI_RUNS)):
         plan.append(("SEFI of the accelerator", FaultRecord(
