@@ -21,11 +21,12 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from host import Command, Completion, Link, Stage
 from host.channel import TO_HOST, TO_TARGET, Channel
+from host.errors import CommandTimeout, HostError
 from host.impairment import Impairment
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,6 +68,21 @@ def tc_counters(link: Link) -> dict[str, int]:
     return dict(zip(names, struct.unpack_from("!IIII", data, 19), strict=True))
 
 
+def accepted_bounds(results: list[Completion | HostError]) -> tuple[int, int]:
+    """(TCs the target surely accepted, TCs it may have accepted) among ``results``: a TC
+    that ended past acceptance was accepted (once, if duplicate detection holds); one that
+    ended at acceptance after being sent may have been (its reports all lost, or a
+    damaged copy answered BAD_CRC after a whole one was accepted); one never written was
+    not."""
+    surely = maybe = 0
+    for r in results:
+        if isinstance(r, Completion) or r.stage is not Stage.ACCEPTANCE:
+            surely += 1
+        elif not isinstance(r, CommandTimeout) or r.transmissions > 0:
+            maybe += 1
+    return surely, maybe
+
+
 def run(
     pings: int = 10_000,
     *,
@@ -76,22 +92,26 @@ def run(
     acceptance_timeout_s: float | None = 0.3,
     fast_retransmit: bool = False,
     seed: int = 1,
+    session_log: str | Path | None = None,
+    firmware_log: str | Path | None = None,
 ) -> dict:
     """Send ``pings`` pings through the window over the impaired line; count the endings.
 
     ``acceptance_timeout_s`` None uses the ICD formula (1.33 s at 1 Mbaud); 0.3 s is ample
-    for a pty target and keeps the run short.
+    for a pty target and keeps the run short. ``session_log`` and ``firmware_log`` are
+    paths to write the link's session log and the flight software's log to.
     """
     noisy = Impairment(ber=ber, frame_drop=frame_drop)
     with (
-        firmware() as pty,
+        firmware(*(("--log", str(firmware_log)) if firmware_log else ())) as pty,
         Channel(pty, baud=baud, seed=seed) as channel,
         Link(
             channel.host_path, baud, acceptance_timeout_s=acceptance_timeout_s,
-            fast_retransmit=fast_retransmit,
+            fast_retransmit=fast_retransmit, session_log=session_log,
         ).open() as link,
     ):  # fmt: skip
         before = tc_counters(link)
+        pings_before = replace(link.stats)
         channel.set_impairment(TO_TARGET, noisy)
         channel.set_impairment(TO_HOST, noisy)
         start = time.monotonic()
@@ -99,17 +119,22 @@ def run(
         elapsed = time.monotonic() - start
         channel.set_impairment(TO_TARGET, Impairment())
         channel.set_impairment(TO_HOST, Impairment())
+        # A TC that exhausts its retransmissions takes the link down; the link then starts
+        # again with pings of its own (ICD 14), which the target may accept too: let them end.
+        started = link.await_started(timeout=30.0)
         after = tc_counters(link)
-        stats = link.stats
+        stats = replace(link.stats)
         line = channel.counters()
     endings = Counter(
         "completed" if isinstance(r, Completion) else f"{type(r).__name__} at {r.stage.value}"
         for r in results
     )
     completed = endings["completed"]
-    surely = sum(isinstance(r, Completion) or r.stage is not Stage.ACCEPTANCE for r in results)
-    maybe = sum(not isinstance(r, Completion) and r.stage is Stage.ACCEPTANCE for r in results)
-    accepted = after["tc_accepted"] - before["tc_accepted"] - 1
+    surely, maybe = accepted_bounds(results)
+    restart_pings = stats.start_pings - pings_before.start_pings
+    surely += stats.start_pings_accepted - pings_before.start_pings_accepted
+    maybe += stats.start_pings_maybe - pings_before.start_pings_maybe
+    accepted = after["tc_accepted"] - before["tc_accepted"] - 1  # less the second HK TC
     return {
         "pings": pings,
         "baud": baud,
@@ -120,7 +145,10 @@ def run(
         "endings": dict(endings),
         "all_ended": sum(endings.values()) == pings,
         "target_accepted": accepted,
-        "accepted_once": surely <= accepted <= surely + maybe,
+        "surely_accepted": surely,
+        "maybe_accepted": maybe,
+        "restart_pings": restart_pings,
+        "accepted_once": started and surely <= accepted <= surely + maybe,
         "duplicates_answered": after["tc_duplicates"] - before["tc_duplicates"],
         "retransmissions": stats.retransmissions,
         "fast_retransmissions": stats.fast_retransmissions,

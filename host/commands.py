@@ -245,6 +245,12 @@ class Tracker:
         """Counts against the window: sent (or being sent) without its acceptance report."""
         return self.phase in (Phase.SENDING, Phase.AWAIT_ACCEPTANCE) and self.retransmittable
 
+    @property
+    def may_write_again(self) -> bool:
+        """The link may still write a copy of the octets: not done, not known accepted, and
+        retransmittable or waiting to be written again after a reconnection."""
+        return not self.done and not self.accepted and (self.retransmittable or self.needs_write)
+
     def assign(self, packet: bytes) -> None:
         """Give the TC its octets (and so its sequence count) just before its first sending."""
         self.packet = packet

@@ -125,6 +125,12 @@ class LinkStats:
     """TM missing from the target's sequence counts (ICD section 6)."""
     tm_count_restarts: int = 0
     """Times the TM sequence count went back (the target restarted)."""
+    start_pings: int = 0
+    """Link-start pings the link submitted on its own (on opening, after a reconnection)."""
+    start_pings_accepted: int = 0
+    """Link-start pings that ended past acceptance: the target surely accepted them."""
+    start_pings_maybe: int = 0
+    """Link-start pings that ended at acceptance after being sent: accepted or not."""
     reports_unmatched: int = 0
     """Service 1 reports about a request id not in flight (late, corrupted, or not ours)."""
     reports_malformed: int = 0
@@ -227,6 +233,11 @@ class Link:
         self._need_resync = True
         self._seq = SeqCounter(0)
         self._queue: deque[Tracker] = deque()
+        self._recent_writes: deque[tuple[int, Tracker]] = deque()
+        """(write number, tracker) of each copy written since the oldest first write of a
+        TC that may still be written again (``_may_send_new``)."""
+        self._starts = 0
+        """Link starts running (``_start_link``)."""
         """Trackers not yet sent, in submission order (``Tracker.order``)."""
         self._orders = 0
         self._raw: deque[tuple[bytes, Future[None]]] = deque()
@@ -526,7 +537,10 @@ class Link:
                             self._finish(tracker, finished)
                 while self._urgent:
                     tracker, kind = self._urgent.popleft()
-                    if not tracker.done and all(t is not tracker for t, _ in writes):
+                    # Accepted since it was queued: a copy now could only run it again.
+                    if tracker.done or tracker.accepted:
+                        continue
+                    if all(t is not tracker for t, _ in writes):
                         writes.append((tracker, kind))
                 raws = list(self._raw)
                 self._raw.clear()
@@ -546,12 +560,39 @@ class Link:
 
     def _may_send_new(self) -> bool:
         """The window of ICD 14, and a bound that keeps every retransmission inside the
-        target's duplicate window: fewer than DUPLICATE_WINDOW TCs sent since the oldest one
-        still awaiting acceptance (else a late retransmission would run again)."""
-        waiting = [t.send_index for t in self._open.values() if t.in_window]
-        if len(waiting) >= self.window:
+        target's duplicate window (ICD 6: the last DUPLICATE_WINDOW TCs it accepted).
+
+        The target takes TCs in arrival order, which is our write order, so a TC ``w`` that
+        may still be written again (not known accepted) stays in its duplicate window while
+        fewer than DUPLICATE_WINDOW other TCs can be accepted after it: those with a copy
+        written after ``w``'s first copy, those that may still be written again, and the new
+        one. Counting only new TCs sent after ``w`` is not enough: a retransmission of an
+        older TC, written after ``w``'s first copy, is accepted after ``w`` too.
+        """
+        open_ = self._open.values()
+        if sum(t.in_window for t in open_) >= self.window:
             return False
-        return not waiting or self._sent_count - min(waiting) < DUPLICATE_WINDOW
+        again = [t for t in open_ if t.may_write_again]
+        written = [t for t in again if t.first_write is not None]
+        recent = self._recent_writes
+        if not written:
+            recent.clear()
+            return True
+        written.sort(key=lambda t: t.first_write[1], reverse=True)  # type: ignore[index]
+        oldest = written[-1].first_write[1]  # type: ignore[index]
+        while recent and recent[0][0] < oldest:
+            recent.popleft()
+        later = set(again)
+        copies = reversed(recent)
+        entry = next(copies, None)
+        for tracker in written:
+            first = tracker.first_write[1]  # type: ignore[index]
+            while entry is not None and entry[0] > first:
+                later.add(entry[1])
+                entry = next(copies, None)
+            if len(later) - (tracker in later) + 1 >= DUPLICATE_WINDOW:
+                return False
+        return True
 
     def _cancelled(self, tracker: Tracker) -> bool:
         """Mark the future of a tracker leaving the queue as running; True when its caller
@@ -629,6 +670,7 @@ class Link:
                 self.stats.retransmissions += 1
             self._write_count += 1
             stamps.append((self._epoch, self._write_count))
+            self._recent_writes.append((self._write_count, tracker))
         self._cond.release()
         try:
             self._resolve(finished)
@@ -706,6 +748,12 @@ class Link:
         del self._open[tracker.request_id]
         if self._current is tracker:
             self._current = None
+        if tracker.internal:
+            result = tracker.result
+            if not isinstance(result, CommandError) or result.stage is not Stage.ACCEPTANCE:
+                self.stats.start_pings_accepted += 1
+            elif tracker.attempts > tracker.unwritten:
+                self.stats.start_pings_maybe += 1
         finished.append(tracker)
         if tracker.link_down and not tracker.internal and not self._stopping:
             self._event_locked("down", f"{tracker.name} exhausted its retransmissions")
@@ -816,29 +864,73 @@ class Link:
             self._epoch += 1
             self.stats.reconnects += 1
             for tracker in self._open.values():
-                if tracker.needs_write and not tracker.done:
+                # An accepted TC is not written again: the copy could only run it twice.
+                if tracker.needs_write and not tracker.done and not tracker.accepted:
                     self._urgent.append((tracker, "rewrite"))
             self._event_locked("reconnected", self.port)
+            if self.restart:
+                self._starts += 1  # before the lock is released: see await_started
             self._cond.notify_all()
         log.warning("%s: reconnected", self.port)
         if self.restart:
-            self._start_link(wait=False)
+            self._start_ping_async(1)
 
-    def _start_link(self, *, wait: bool = True, attempt: int = 1) -> None:
+    def _start_link(self) -> None:
         """ICD 14 link start: ping until a TM[17,2] comes. TM is never retransmitted, so a
         ping whose report or completion was lost is followed by a new one, up to
-        1 + max_retransmissions pings; a ping nobody accepts ends the attempt at once."""
-        if not wait:
-            try:
-                future = self.submit_command(Command(Service.TEST, TestSubtype.PING), internal=True)
-            except LinkClosed:
-                return
-            future.add_done_callback(lambda f: self._after_start_ping(f, attempt, wait=False))
-            return
+        1 + max_retransmissions pings; a ping nobody accepts ends the attempt at once.
+        After a reconnection the same runs from the futures' callbacks
+        (``_start_ping_async``); ``await_started`` waits for either to end."""
+        with self._cond:
+            self._starts += 1
+        try:
+            attempt = 1
+            while not self._after_start_ping(self._start_ping(), attempt, wait=True):
+                attempt += 1
+        finally:
+            self._start_over()
+
+    def _start_ping(self) -> Future:
         future = self.submit_command(Command(Service.TEST, TestSubtype.PING), internal=True)
-        while not self._after_start_ping(future, attempt, wait=True):
-            attempt += 1
-            future = self.submit_command(Command(Service.TEST, TestSubtype.PING), internal=True)
+        with self._cond:
+            self.stats.start_pings += 1
+        return future
+
+    def _start_ping_async(self, attempt: int) -> None:
+        try:
+            future = self._start_ping()
+        except LinkClosed:
+            self._start_over()
+            return
+        future.add_done_callback(lambda f: self._next_start_ping(f, attempt))
+
+    def _next_start_ping(self, future: Future, attempt: int) -> None:
+        over = True
+        try:
+            over = self._after_start_ping(future, attempt, wait=False)
+        finally:
+            if over:
+                self._start_over()
+            else:
+                self._start_ping_async(attempt + 1)
+
+    def _start_over(self) -> None:
+        with self._cond:
+            self._starts -= 1
+            self._cond.notify_all()
+
+    def await_started(self, timeout: float = 10.0) -> bool:
+        """Wait until the port is open, no reopening is pending and no link start (the pings
+        the link sends on its own after opening or a reconnection) is running; False when
+        that has not happened by the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._port is None or self._reopen_requested or self._starts:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping:
+                    return False
+                self._cond.wait(left)
+            return True
 
     def _after_start_ping(self, future: Future, attempt: int, *, wait: bool) -> bool:
         """True when the start attempt is over (up, or failed for good)."""
@@ -873,7 +965,6 @@ class Link:
             with self._cond:
                 if self._stopping:
                     return True
-            self._start_link(wait=False, attempt=attempt + 1)
         return False
 
     def _receive(self, data: bytes) -> None:
