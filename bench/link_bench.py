@@ -8,24 +8,19 @@ a real pseudo-terminal: from writing a TC[17,1] to having decoded its TM[17,2].
 from __future__ import annotations
 
 import json
-import os
 import random
-import select
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import serial
 from spacepackets.ccsds.spacepacket import PacketType
 
+from host.sim import SimulatedTarget
 from protocol.codes import AckFlags
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, encode_frame
 from protocol.packets import MAX_TM_SOURCE_DATA, PacketValidator, make_tc, make_tm, parse_tm
 from protocol.timecode import CdsTime
 
-REPO = Path(__file__).resolve().parents[1]
 CHUNK = 4096
 
 
@@ -61,50 +56,12 @@ def decoder_throughput(total_bytes: int = 8_000_000, validate: bool = False) -> 
     return len(stream) / elapsed / 1e6
 
 
-class _Firmware:
-    """``python -m firmware_sim`` on its pty, closed whatever happens."""
-
-    def __init__(self, timeout: float = 20.0) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "firmware_sim"],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
-        try:
-            self.port = serial.Serial(self._pty_path(timeout), 115200, timeout=1.0)
-        except BaseException:
-            self.close()
-            raise
-
-    def _pty_path(self, timeout: float) -> str:
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("PTY "):
-            raise RuntimeError(f"firmware_sim did not print its pty within {timeout} s: {line!r}")
-        return line.split(" ", 1)[1]
-
-    def close(self) -> None:
-        if getattr(self, "port", None) is not None:
-            self.port.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 def ping_round_trips(count: int = 500, warmup: int = 20, timeout: float = 5.0) -> list[float]:
     """Seconds from writing each ping to decoding its TM[17,2], over a real pty."""
-    fw = _Firmware()
-    try:
-        port = fw.port
+    with (
+        SimulatedTarget(mode="nominal", keys={}) as sim,
+        serial.Serial(sim.port, 115200, timeout=1.0) as port,
+    ):
         decoder = FrameDecoder()
         port.write(b"\x00")
         times = []
@@ -125,8 +82,6 @@ def ping_round_trips(count: int = 500, warmup: int = 20, timeout: float = 5.0) -
             if i >= warmup:
                 times.append(time.perf_counter() - start)
         return times
-    finally:
-        fw.close()
 
 
 def run() -> dict:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import select
 import struct
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -28,36 +25,14 @@ from host import Command, Completion, Link, Stage
 from host.channel import TO_HOST, TO_TARGET, Channel
 from host.errors import CommandTimeout, HostError
 from host.impairment import Impairment
-
-REPO = Path(__file__).resolve().parents[1]
+from host.sim import SimulatedTarget
 
 
 @contextlib.contextmanager
-def firmware(*args: str, timeout: float = 15.0) -> Iterator[str]:
-    """Run ``python -m firmware_sim`` (TEST mode) and yield the pty it printed."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_sim", "--mode", "test", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], timeout)
-        line = proc.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("PTY "):
-            raise RuntimeError(f"firmware_sim printed {line!r}, expected 'PTY <path>'")
-        yield line.split(" ", 1)[1]
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+def firmware(*args: str) -> Iterator[str]:
+    """Run the simulated chip in TEST mode (null key only) and yield its pty."""
+    with SimulatedTarget(mode="test", keys={}, args=args) as sim:
+        yield sim.port
 
 
 def tc_counters(link: Link) -> dict[str, int]:
