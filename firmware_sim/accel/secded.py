@@ -200,17 +200,18 @@ module scc_secded_dec #(
   output wire            double_o
 );
 
-  wire [DW-1:0] data_i = code_i[DW-1:0];
-  wire [P-1:0]  check;
-  wire [DW-1:0] flip;
-  wire [P-1:0]  syndrome = check ^ code_i[DW+P-1:DW];
+  wire [DW-1:0]   data_i = code_i[DW-1:0];
+  // Only the check bits of the recoded word are used; its data bits are data_i.
+  /* verilator lint_off UNUSEDSIGNAL */
+  wire [DW+P-1:0] recoded;
+  /* verilator lint_on UNUSEDSIGNAL */
+  wire [DW-1:0]   flip;
+  // The check bits the data should have, from the encoder's own table.
+  scc_secded_enc #(.DW(DW)) u_enc (.data_i(data_i), .code_o(recoded));
+  wire [P-1:0]    syndrome = recoded[DW+P-1:DW] ^ code_i[DW+P-1:DW];
   // A syndrome of weight one is a flipped check bit.
-  wire          check_bit_error = (syndrome != {{P{{1'b0}}}}) &&
-                                  ((syndrome & (syndrome - 1'b1)) == {{P{{1'b0}}}});
-
-  generate
-{_mask_case("masks")}
-  endgenerate
+  wire            check_bit_error = (syndrome != {{P{{1'b0}}}}) &&
+                                    ((syndrome & (syndrome - 1'b1)) == {{P{{1'b0}}}});
 
   generate
 {_mask_case("columns")}

@@ -21,60 +21,18 @@ module scc_secded_dec #(
   output wire            double_o
 );
 
-  wire [DW-1:0] data_i = code_i[DW-1:0];
-  wire [P-1:0]  check;
-  wire [DW-1:0] flip;
-  wire [P-1:0]  syndrome = check ^ code_i[DW+P-1:DW];
+  wire [DW-1:0]   data_i = code_i[DW-1:0];
+  // Only the check bits of the recoded word are used; its data bits are data_i.
+  /* verilator lint_off UNUSEDSIGNAL */
+  wire [DW+P-1:0] recoded;
+  /* verilator lint_on UNUSEDSIGNAL */
+  wire [DW-1:0]   flip;
+  // The check bits the data should have, from the encoder's own table.
+  scc_secded_enc #(.DW(DW)) u_enc (.data_i(data_i), .code_o(recoded));
+  wire [P-1:0]    syndrome = recoded[DW+P-1:DW] ^ code_i[DW+P-1:DW];
   // A syndrome of weight one is a flipped check bit.
-  wire          check_bit_error = (syndrome != {P{1'b0}}) &&
-                                  ((syndrome & (syndrome - 1'b1)) == {P{1'b0}});
-
-  generate
-    if (DW == 16) begin : g_masks_dw16
-      assign check[0] = ^(data_i & 16'h03ff);
-      assign check[1] = ^(data_i & 16'hfc0f);
-      assign check[2] = ^(data_i & 16'h1c71);
-      assign check[3] = ^(data_i & 16'h6592);
-      assign check[4] = ^(data_i & 16'haaa4);
-      assign check[5] = ^(data_i & 16'hd348);
-    end else
-    if (DW == 32) begin : g_masks_dw32
-      assign check[0] = ^(data_i & 32'h00007fff);
-      assign check[1] = ^(data_i & 32'h01ff801f);
-      assign check[2] = ^(data_i & 32'h7e0781e1);
-      assign check[3] = ^(data_i & 32'h8e388e22);
-      assign check[4] = ^(data_i & 32'hb2c93244);
-      assign check[5] = ^(data_i & 32'hd5525488);
-      assign check[6] = ^(data_i & 32'h69a46910);
-    end else
-    if (DW == 64) begin : g_masks_dw64
-      assign check[0] = ^(data_i & 64'hff000000001fffff);
-      assign check[1] = ^(data_i & 64'hff00000fffe0003f);
-      assign check[2] = ^(data_i & 64'hff003ff003e007c1);
-      assign check[3] = ^(data_i & 64'h0f0fc0f03c207842);
-      assign check[4] = ^(data_i & 64'h7171c711c4438884);
-      assign check[5] = ^(data_i & 64'h92b65926488c9108);
-      assign check[6] = ^(data_i & 64'ha4daaa4a91152210);
-      assign check[7] = ^(data_i & 64'h48ed348d221a4420);
-    end else
-    if (DW == 128) begin : g_masks_dw128
-      assign check[0] = ^(data_i & 128'hfffffffffff00000000000000fffffff);
-      assign check[1] = ^(data_i & 128'h007ffffffff000000001fffff000007f);
-      assign check[2] = ^(data_i & 128'hff800007fff00000fffe0003f0001f81);
-      assign check[3] = ^(data_i & 128'hff801ff801f003ff003e007c1003e082);
-      assign check[4] = ^(data_i & 128'h0787e0781e10fc0f03c20784203c2104);
-      assign check[5] = ^(data_i & 128'h38b8e388e2271c711c44388841c44208);
-      assign check[6] = ^(data_i & 128'hc95b2c93244b65926488c91086488410);
-      assign check[7] = ^(data_i & 128'h526d5525488daaa4a91152210a910820);
-      assign check[8] = ^(data_i & 128'ha4769a46910ed348d221a4420d221040);
-    end else
-    begin : g_masks_unsupported
-      initial begin
-        $error("%m: unsupported SECDED data width %0d", DW);
-        $finish;
-      end
-    end
-  endgenerate
+  wire            check_bit_error = (syndrome != {P{1'b0}}) &&
+                                    ((syndrome & (syndrome - 1'b1)) == {P{1'b0}});
 
   generate
     if (DW == 16) begin : g_columns_dw16
