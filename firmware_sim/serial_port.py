@@ -52,7 +52,25 @@ class _Backlog:
             del self.buf[:cut]
 
 
-class PtyPort:
+class _QueuedOutput:
+    """``write`` and ``backlog`` of a port whose ``send_some`` drains ``self._out``."""
+
+    _out: _Backlog
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self._out.add(data)
+        self.send_some()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._out.buf)
+
+    def send_some(self) -> None:
+        raise NotImplementedError
+
+
+class PtyPort(_QueuedOutput):
     """A pseudo-terminal in raw mode; ``path`` is the end a client opens."""
 
     def __init__(self) -> None:
@@ -75,15 +93,6 @@ class PtyPort:
         except OSError:  # EIO: no client has the other end open
             return b""
 
-    def write(self, data: bytes) -> None:
-        if data:
-            self._out.add(data)
-        self.send_some()
-
-    @property
-    def backlog(self) -> int:
-        return len(self._out.buf)
-
     def send_some(self) -> None:
         buf = self._out.buf
         while buf:
@@ -104,7 +113,7 @@ class PtyPort:
                 pass
 
 
-class DevicePort:
+class DevicePort(_QueuedOutput):
     """A serial device through pyserial (8-N-1, no flow control), e.g. a board's UART."""
 
     def __init__(self, device: str, baud: int) -> None:
@@ -120,15 +129,6 @@ class DevicePort:
 
     def read(self) -> bytes:
         return self._port.read(max(1, self._port.in_waiting))
-
-    def write(self, data: bytes) -> None:
-        if data:
-            self._out.add(data)
-        self.send_some()
-
-    @property
-    def backlog(self) -> int:
-        return len(self._out.buf)
 
     def send_some(self) -> None:
         buf = self._out.buf
