@@ -44,6 +44,9 @@ def validate(model: type[M], doc: YamlDocument) -> M:
         return model.model_validate(doc.data)
     except ValidationError as exc:
         errors = [_located(e) for e in exc.errors(include_url=False)]
+        # A misspelt key is reported once, as unknown, not also as the key it misses.
+        meant = {(*loc[:-1], m) for loc, e in errors if (m := _suggestion(model, loc, e))}
+        errors = [(loc, e) for loc, e in errors if not (e["type"] == "missing" and loc in meant)]
         # A missing key is often the misspelt one reported as unknown: report that first.
         errors.sort(key=lambda e: (e[1]["type"] == "missing", doc.line(e[0]) or 0))
         loc, err = errors[0]
@@ -78,11 +81,10 @@ def _message(model: type[Schema], loc: Loc, err: ErrorDetails) -> str:
     if err["type"] == CROSS_FIELD:
         return str(err.get("ctx", {})["text"])
     if err["type"] == "extra_forbidden":
-        allowed = _keys(model, loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        close = _suggestion(model, loc, err)
         if close:
-            return f"{key}: unknown key; did you mean '{close[0]}'?"
-        return f"{key}: unknown key; allowed: {', '.join(allowed)}"
+            return f"{key}: unknown key; did you mean '{close}'?"
+        return f"{key}: unknown key; allowed: {', '.join(_keys(model, loc[:-1]))}"
     info = _field(model, loc)
     allowed = _allowed(info)
     if err["type"] == "missing":
@@ -90,6 +92,14 @@ def _message(model: type[Schema], loc: Loc, err: ErrorDetails) -> str:
     if not allowed:
         return f"{key}: {err['msg']}, got {err.get('input')!r}"
     return f"{key} must be {allowed}, got {err.get('input')!r}"
+
+
+def _suggestion(model: type[Schema], loc: Loc, err: ErrorDetails) -> str | None:
+    """For an unknown key, the allowed key it most looks like (difflib), if any."""
+    if err["type"] != "extra_forbidden":
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), _keys(model, loc[:-1]), n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 def _allowed(info: FieldInfo | None) -> str:
