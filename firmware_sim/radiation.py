@@ -104,14 +104,11 @@ class _SaaClock:
         y = s - self._orbit_start(k)
         if not self.crossing(k) or y < self.b * self.offset:
             return k * self.p + y / self.b
-        if y < self.b * self.offset + self.a * self.d:
-            return k * self.p + self.offset + (y - self.b * self.offset) / self.a
-        return (
-            k * self.p
-            + self.offset
-            + self.d
-            + (y - self.b * self.offset - self.a * self.d) / self.b
-        )
+        pass_start = k * self.p + self.offset
+        if y < self.b * self.offset + self.a * self.d or self.b == 0:
+            # With no upsets outside (f_u = 1) rounding may put y at the pass's very end.
+            return pass_start + min((y - self.b * self.offset) / self.a, self.d)
+        return pass_start + self.d + (y - self.b * self.offset - self.a * self.d) / self.b
 
 
 class ArrivalProcess:

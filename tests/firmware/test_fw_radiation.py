@@ -21,7 +21,7 @@ from firmware_sim.radiation import ArrivalProcess, DeviceEvent, Upset, exposed_b
 from firmware_sim.ram import FirmwareRam
 from protocol.codes import FaultKind, Mode
 from testbed.config import Environment, load_environment
-from testbed.config.environment import SECONDS_PER_DAY
+from testbed.config.environment import ESTIMATE, SECONDS_PER_DAY, Share
 
 REPO = Path(__file__).resolve().parents[2]
 SIGMAS = 5.0
@@ -96,6 +96,16 @@ def test_passes_come_at_the_files_rate() -> None:
     inside = [process.in_saa(float(t)) for t in range(0, int(10 * DAY), 10)]
     entries = sum(1 for a, b in zip(inside, inside[1:], strict=False) if b and not a)
     assert abs(entries - 10 * saa.passes_per_day.value) <= 1
+
+
+@pytest.mark.parametrize("f_u", [0.0, 1.0])
+def test_an_anomaly_can_hold_every_upset_or_none(f_u: float) -> None:
+    assert LEO.saa is not None
+    saa = LEO.saa.model_copy(update={"f_u": Share(value=f_u, source=ESTIMATE)})
+    process = ArrivalProcess(LEO.model_copy(update={"saa": saa}), BITS, 1e5, seed=19)
+    day = upsets(process.advance(0.0, DAY))
+    assert len(day) > 1000
+    assert all(process.in_saa(u.time) == (f_u == 1.0) for u in day)
 
 
 def test_an_orbit_without_the_anomaly_is_never_in_it() -> None:
