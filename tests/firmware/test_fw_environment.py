@@ -56,6 +56,20 @@ def test_leakage_grows_with_temperature_and_a_latch_up_draws_current():
     assert env.sensors().accel_ma > idle + 500
 
 
+def test_a_latch_up_costs_its_extra_power_in_static_energy_while_it_lasts():
+    quiet, latched = Environment(), Environment()
+    latched.latchup = True
+    quiet.advance(60.0)
+    latched.advance(60.0)
+    extra = latched.accel_static_energy_j - quiet.accel_static_energy_j
+    # 60 s at the latch-up's extra 2 W, plus the leakage it heats up (never less).
+    assert extra >= 60.0 * latched.config.energy.latchup_w
+    assert extra < 60.0 * 1.5 * latched.config.energy.latchup_w
+    assert quiet.accel_static_energy_j == pytest.approx(
+        60.0 * quiet.accel_power_w(), rel=0.05
+    )
+
+
 def test_eclipse_is_reported_and_shows_in_housekeeping_at_a_faster_time_scale():
     fsw = Harness(env=EnvironmentConfig(phase0=0.6), time_scale=60.0)
     assert hk(fsw, HkStructure.ENVIRONMENT)["eclipse"] == 0
