@@ -462,16 +462,22 @@ def parameter_ids(ids: Sequence[int]) -> bytes:
     return _u8_count(ids, "parameter ids") + b"".join(struct.pack("!H", p) for p in ids)
 
 
+def parameter_value(pid: ParamId, value: int) -> bytes:
+    """One (id u16, value in the parameter's type), as TC[20,3], TM[20,2] and the event
+    PARAMETER_CHANGED carry it."""
+    kind = PARAM_SPECS[ParamId(pid)].type
+    lo, hi = kind.bounds
+    if not lo <= value <= hi:
+        raise ValueError(f"{ParamId(pid).name} is a {kind.name}: {value} does not fit")
+    return struct.pack("!H" + kind.value, pid, value)
+
+
 def parameter_values(values: Sequence[tuple[ParamId, int]]) -> bytes:
-    """TC[20,3] (before its auth trailer): count u8, count x (id u16, value in its type)."""
-    out = bytearray(_u8_count(values, "parameter values"))
-    for pid, value in values:
-        kind = PARAM_SPECS[ParamId(pid)].type
-        lo, hi = kind.bounds
-        if not lo <= value <= hi:
-            raise ValueError(f"{ParamId(pid).name} is a {kind.name}: {value} does not fit")
-        out += struct.pack("!H" + kind.value, pid, value)
-    return bytes(out)
+    """TC[20,3] (before its auth trailer) and TM[20,2]: count u8, count x (id u16, value
+    in its type)."""
+    return _u8_count(values, "parameter values") + b"".join(
+        parameter_value(pid, value) for pid, value in values
+    )
 
 
 K, S = FaultKind, FaultSiteClass
@@ -593,6 +599,13 @@ def read_fault_refusal(data: bytes) -> tuple[int, int]:
     return out
 
 
+def fault_list(active: int, records: Sequence[FaultRecord]) -> bytes:
+    """TM[148,4]: active faults u16 (saturated), count u8, count x fault record."""
+    return struct.pack("!HB", min(active, 0xFFFF), len(records)) + b"".join(
+        r.pack() for r in records
+    )
+
+
 def fault_records(records: Sequence[FaultRecord]) -> bytes:
     """TC[148,1] (before its auth trailer): count u8 (1..32), count x fault record."""
     return _u8_count(records, "fault records", MAX_FAULT_RECORDS) + b"".join(
@@ -614,6 +627,10 @@ def read_fields(r: Reader, fields: Sequence[FieldSpec]) -> dict[str, int | bytes
     return out
 
 
+_DUMP_HEAD: Final[str] = "!BIHH"
+_CHECK: Final[str] = "!BIIHH"
+
+
 @dataclass(frozen=True, slots=True)
 class DumpReport:
     """TM[6,6]: what was read, and how many scratchpad words were uncorrectable."""
@@ -624,11 +641,18 @@ class DumpReport:
     uncorrectable: int
     data: bytes
 
+    def pack(self) -> bytes:
+        """The source data (``uncorrectable`` saturated to its u16)."""
+        head = (self.memory, self.address, self.length, min(self.uncorrectable, 0xFFFF))
+        return struct.pack(_DUMP_HEAD, *head) + self.data
+
     @classmethod
     def unpack(cls, source_data: bytes) -> DumpReport:
         r = Reader(source_data)
-        memory, address, length = r.u8("memory"), r.u32("address"), r.u16("length")
-        uncorrectable = r.u16("uncorrectable")
+        names = ("memory", "address", "length", "uncorrectable")
+        memory, address, length, uncorrectable = (
+            r._take("!" + fmt, what) for fmt, what in zip(_DUMP_HEAD[1:], names, strict=True)
+        )
         data = r.raw(length, "data")
         r.end()
         return cls(memory, address, length, uncorrectable, data)
@@ -644,11 +668,16 @@ class CheckReport:
     checksum: int
     uncorrectable: int
 
+    def pack(self) -> bytes:
+        """The source data (``uncorrectable`` saturated to its u16)."""
+        return struct.pack(_CHECK, self.memory, self.address, self.length, self.checksum,
+                           min(self.uncorrectable, 0xFFFF))  # fmt: skip
+
     @classmethod
     def unpack(cls, source_data: bytes) -> CheckReport:
         r = Reader(source_data)
-        out = cls(r.u8("memory"), r.u32("address"), r.u32("length"), r.u16("checksum"),
-                  r.u16("uncorrectable"))  # fmt: skip
+        names = ("memory", "address", "length", "checksum", "uncorrectable")
+        out = cls(*(r._take("!" + fmt, what) for fmt, what in zip(_CHECK[1:], names, strict=True)))
         r.end()
         return out
 

@@ -30,6 +30,7 @@ from protocol.payloads import (
     FaultTiming,
     JobPhase,
     Reader,
+    fault_list,
     fault_refusal,
     refuse,
 )
@@ -196,8 +197,7 @@ class FaultInjectionService:
             fsw.events.raise_event(EventId.FAULTS_CLEARED, min(cleared, 0xFFFF))
         else:
             active = self.active()
-            out = struct.pack("!HB", min(len(active), 0xFFFF), min(len(active), MAX_LISTED))
-            out += b"".join(rec.pack() for rec in active[:MAX_LISTED])
+            out = fault_list(len(active), active[:MAX_LISTED])
             fsw.tm.send(
                 Service.FAULT_INJECTION, FaultInjectionSubtype.LIST_REPORT, out, req.dest_id
             )

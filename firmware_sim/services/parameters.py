@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from protocol.codes import EventId, FailureCode, ParameterSubtype
-from protocol.payloads import PARAM_SPECS, ParamId, ParamType, Reader, out_of_range, refuse
+from protocol.payloads import (
+    PARAM_SPECS,
+    ParamId,
+    ParamType,
+    Reader,
+    out_of_range,
+    parameter_value,
+    parameter_values,
+    refuse,
+)
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
@@ -31,9 +40,6 @@ class ParamDef:
     hi: int
     default: int
     meaning: str
-
-    def pack(self, value: int) -> bytes:
-        return struct.pack("!" + self.type.value, value)
 
 
 def _p(pid: ParamId, default: int, meaning: str) -> ParamDef:
@@ -150,16 +156,11 @@ class ParameterService:
     def execute(self, subtype: int, request: list, req: Request) -> None:
         fsw = self.fsw
         if subtype == ParameterSubtype.REPORT_VALUES:
-            out = bytearray([len(request)])
-            for pid in request:
-                out += struct.pack("!H", pid) + PARAMETERS[pid].pack(fsw.params[pid])
-            fsw.tm.send(20, ParameterSubtype.VALUES_REPORT, bytes(out), req.dest_id)
+            out = parameter_values([(pid, fsw.params[pid]) for pid in request])
+            fsw.tm.send(20, ParameterSubtype.VALUES_REPORT, out, req.dest_id)
         else:
             for pid, value in request:
                 fsw.params.set(pid, value)
-                fsw.events.raise_event(
-                    EventId.PARAMETER_CHANGED,
-                    raw=struct.pack("!H", pid) + PARAMETERS[pid].pack(value),
-                )
+                fsw.events.raise_event(EventId.PARAMETER_CHANGED, raw=parameter_value(pid, value))
                 fsw.parameter_changed(pid)
         req.complete(fsw.now)
