@@ -179,3 +179,30 @@ def test_a_job_whose_faults_all_landed_reports_none_missing(start) -> None:
     assert target.events(EventId.FAULT_NOT_INJECTED, timeout=0.3, start=mark) == []
     assert (target.job_faults().scheduled, target.job_faults().not_injected) == (1, 0)
     assert target.housekeeping(HkStructure.ACCELERATOR)["faults_not_injected"] == 0
+
+
+def test_flips_that_meet_at_one_cycle_unpredictably_are_reported_not_injected(start) -> None:
+    # Two copies of DIM_K flipped in the same cycle outvote the good one. Named by two
+    # points (tile 0's first result write is cycle N + 1 of tile 1's STREAM), each is
+    # accepted alone; only the job can see that they meet.
+    together = [RegCopy("DIM_K", 0, 0), RegCopy("DIM_K", 1, 0)]
+    try:
+        ModelBackend(Build(n=N)).check_scheduled(JobPoint(1, Phase.STREAM, N + 1), together)
+        pytest.skip("the chip model predicts two TMR copies flipped in one cycle")
+    except NotModelled:
+        pass
+    target = start()
+    a, b = operands(7, 8, 4, 4)  # two tiles
+    target.inject([
+        FaultRecord(FaultKind.SBU, S.REG_COPY, 1, (0x1C, 0, 0), NEXT, (1, JobPhase.STREAM, N + 1)),
+        FaultRecord(FaultKind.SBU, S.REG_COPY, 1, (0x1C, 1, 0), NEXT, (0, JobPhase.WRITE, 0)),
+    ])  # fmt: skip
+    mark = target.link.history.mark()
+    c = target.run_gemm(a, b, job_id=79)
+    np.testing.assert_array_equal(c, gemm_reference(a, b, out_int32=True))  # ran clean
+    missed = target.await_event(EventId.FAULT_NOT_INJECTED, timeout=2.0, start=mark)
+    assert missed is not None
+    assert (missed.args["reason"], missed.args["count"], missed.args["scheduled"]) == (
+        NotInjectedReason.NOT_PREDICTABLE, 2, 2,
+    )  # fmt: skip
+    assert (target.job_faults().scheduled, target.job_faults().not_injected) == (2, 2)
