@@ -136,6 +136,7 @@ def test_a_point_the_job_does_not_have_is_reported_not_injected(
     np.testing.assert_array_equal(c, gemm_reference(a, b, out_int32=True))
     missed = target.await_event(EventId.FAULT_NOT_INJECTED, timeout=2.0, start=mark)
     assert missed is not None, f"{why}: no FAULT_NOT_INJECTED"
+    assert isinstance(missed.args["reason"], NotInjectedReason), "decoded as its enum"
     assert missed.args == {
         "job_id": 77, "reason": NotInjectedReason.NO_SUCH_POINT, "count": 1, "scheduled": 1
     }
