@@ -110,6 +110,10 @@ _SOURCES: dict[HkStructure, tuple[_Source, ...]] = {
           lambda f: f.env.sensors().accel_ma),
         F("accel_energy", "dynamic energy of all jobs since power-on",
           lambda f: 1e3 * f.env.accel_energy_j),
+        F("accel_static_energy",
+          "leakage and latch-up energy since power-on "
+          "(a latch-up adds its extra power while it lasts)",
+          lambda f: 1e3 * f.env.accel_static_energy_j),
     ),
     HkStructure.ACCELERATOR: (
         F("array_n", "systolic array size N (PARAMS)", lambda f: f.driver.info.n),

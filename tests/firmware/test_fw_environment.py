@@ -83,6 +83,19 @@ def test_eclipse_is_reported_and_shows_in_housekeeping_at_a_faster_time_scale():
     assert env["orbit_phase"] == pytest.approx(1e4 * (0.6 + 600 / PERIOD), abs=5)
 
 
+def test_housekeeping_reports_the_static_energy_and_a_latch_up_raises_it():
+    fsw = Harness(time_scale=60.0)
+    fsw.run_for(2)
+    quiet = hk(fsw, HkStructure.ENVIRONMENT)["accel_static_energy"]
+    leak_w = fsw.fsw.env.accel_power_w()
+    # 2 s on board at 60x is 120 s of leakage; the report is read as the world moves on.
+    assert 1e3 * 100 * leak_w < quiet <= 1e3 * fsw.fsw.env.accel_static_energy_j + 1
+    fsw.fsw.env.latchup = True
+    fsw.fsw.env.advance(fsw.fsw.env.t + 30.0)
+    latched = hk(fsw, HkStructure.ENVIRONMENT)["accel_static_energy"]
+    assert latched - quiet >= 1e3 * 30.0 * (leak_w + fsw.fsw.env.config.energy.latchup_w) - 1
+
+
 def test_a_job_books_its_energy():
     fsw = Harness()
     before = fsw.fsw.env.accel_energy_j
