@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import bisect
 import json
+import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,24 @@ from pathlib import Path
 from testbed.sitemap_builds import STANDARD_BUILDS, Build, BuildError
 
 MAPS_DIR = Path(__file__).resolve().parent / "sitemaps"
+
+
+_PART = re.compile(r"(\w+)(?:\[(\d+)\])?")
+
+
+def path_parts(name: str) -> list[tuple[str, int | None]]:
+    """A site name as (scope or signal, index or None) steps from ``scc_top`` down.
+
+    ``u_array.g_row[0].g_col[1].u_pe.acc_q`` is ``u_array``, ``g_row`` [0], ``g_col`` [1],
+    ``u_pe``, ``acc_q``: the steps a simulator handle takes (``dut.u_array.g_row[0]...``).
+    """
+    parts = []
+    for step in name.split("."):
+        match = _PART.fullmatch(step)
+        if match is None:
+            raise SiteMapError(f"{name}: {step!r} is not a scope or signal name")
+        parts.append((match[1], None if match[2] is None else int(match[2])))
+    return parts
 
 
 class SiteMapError(Exception):
@@ -257,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"{SiteMap.load(build).total_bits} bits")  # fmt: skip
             else:
                 path = sitemap_gen.map_path(build)
-                if not path.exists() or path.read_text() != sitemap_gen.generate(build):
-                    stale.append(build)
-        for build in stale:
-            print(f"{build.name}: map differs from the RTL; run {sitemap_gen.command(build)}",
-                  file=sys.stderr)
+                if not path.exists():
+                    stale.append((build, "no map kept"))
+                elif path.read_text() != sitemap_gen.generate(build):
+                    stale.append((build, "map differs from the RTL"))
+        for build, why in stale:
+            print(f"{build.name}: {why}; run {sitemap_gen.command(build)}", file=sys.stderr)
         return 1 if stale else 0
     except (BuildError, SiteMapError) as err:
         print(f"python -m testbed.sitemap: {err}", file=sys.stderr)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from testbed.sitemap import SiteClass, SiteMap, SiteMapError
+from testbed.sitemap import SiteClass, SiteMap, SiteMapError, path_parts
 from testbed.sitemap_builds import STANDARD_BUILDS, Build, BuildError, build_name
 
 
@@ -134,3 +134,12 @@ def test_command_line_refuses_a_bad_build_in_one_line() -> None:
     assert proc.stderr.count("\n") == 1
     assert "not of the form n<N>-bw<BANK_WORDS>" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_path_parts_are_the_steps_of_a_simulator_handle() -> None:
+    assert path_parts("u_array.g_row[0].g_col[12].u_pe.acc_q") == [
+        ("u_array", None), ("g_row", 0), ("g_col", 12), ("u_pe", None), ("acc_q", None),
+    ]
+    assert path_parts("u_regs.u_dim_m.q_q[2]")[-1] == ("q_q", 2)
+    with pytest.raises(SiteMapError, match=r"'g_row\[x\]' is not a scope or signal name"):
+        path_parts("u_array.g_row[x].u_pe")
