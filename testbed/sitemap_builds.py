@@ -29,7 +29,10 @@ class BuildError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Build:
-    """One parameter set of ``scc_top``, in the model's terms (``Accelerator`` keywords)."""
+    """One parameter set of ``scc_top``, in the model's terms (``Accelerator`` keywords).
+
+    The defaults are the RTL's parameter defaults.
+    """
 
     n: int = 4
     bank_words: int = 1024
@@ -84,13 +87,14 @@ class Build:
         unknown = set(params) - {"N", "BANK_WORDS", "INTERLEAVE", "ECC_EN", "SCRUB_EN", "TMR_EN"}
         if unknown:
             raise BuildError(f"not scc_top parameters: {', '.join(sorted(unknown))}")
+        full = {**cls().hdl_parameters(), **params}
         return cls(
-            n=params.get("N", 4),
-            bank_words=params.get("BANK_WORDS", 1024),
-            interleave=params.get("INTERLEAVE", 1),
-            ecc=bool(params.get("ECC_EN", 1)),
-            scrub=bool(params.get("SCRUB_EN", 1)),
-            tmr=bool(params.get("TMR_EN", 1)),
+            n=full["N"],
+            bank_words=full["BANK_WORDS"],
+            interleave=full["INTERLEAVE"],
+            ecc=bool(full["ECC_EN"]),
+            scrub=bool(full["SCRUB_EN"]),
+            tmr=bool(full["TMR_EN"]),
         )
 
     @classmethod

@@ -12,10 +12,11 @@ that ``proc`` leaves (``$dff``, ``$adff``, ``$dffe``, ... and latches) and every
   addresses them (``dut.u_array.g_row[0].g_col[1].u_pe.acc_q``);
 - an element none of whose bits can reach an output of ``scc_top`` (through any logic,
   register or memory) is unobservable: an upset of it is masked whatever happens, and
-  synthesis removes it. It is listed apart and carries no bits, so that it cannot make
-  a campaign's results look better. Flops that ``proc`` makes of procedural temporaries
-  (loop variables, blocking temporaries) are unobservable and have no ``_q`` name; they
-  are dropped;
+  synthesis removes it. The search is conservative (a cell any output of which is
+  needed needs all its inputs), so it never hides storage that matters. It is listed
+  apart and carries no bits, so that it cannot make a campaign's results look better.
+  Flops that ``proc`` makes of procedural temporaries (loop variables, blocking
+  temporaries) are unobservable and have no ``_q`` name; they are dropped;
 - an observable flop without a ``_q`` name, and an element that no pattern of
   ``CLASSES`` matches, stop the generator with a message naming it, so new RTL is named
   and classified before it is mapped.
