@@ -57,7 +57,7 @@ class SiteClass(StrEnum):
 
     #: Scratchpad cells: SECDED codewords of operands, bias and results.
     OPERAND_MEMORY = "operand_memory"
-    #: A bank's read register: the row read last cycle, before decoding. Apart from the
+    #: A bank's read register: the row of the last read, before decoding. Apart from the
     #: pipeline registers because ECC covers it like the cells it was read from.
     MEMORY_READ = "memory_read"
     #: The int32 accumulator of a PE.
