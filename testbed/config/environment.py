@@ -18,13 +18,13 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, model_validator
 
+from testbed.clusters import MAX_CLUSTER
 from testbed.config.schema import Schema, cross_field, validate
 from testbed.config.yamlfile import read_yaml
 
 ESTIMATE = "estimate"
 """The ``source`` of a number that no publication gives."""
 SECONDS_PER_DAY = 86_400.0
-MAX_CLUSTER_BITS = 16
 SOURCE_FORMAT = f"a citation (authors, venue, year or identifier) or the word {ESTIMATE}"
 PROBABILITY_TOLERANCE = 1e-6
 
@@ -74,8 +74,8 @@ class Positive(Sourced):
 class Clusters(Schema):
     """How many adjacent cells a multi-bit upset hits, and how often each size occurs."""
 
-    sizes: list[Annotated[int, Field(ge=2, le=MAX_CLUSTER_BITS)]] = Field(
-        description=f"a list of cluster sizes, each 2..{MAX_CLUSTER_BITS} bits", min_length=1
+    sizes: list[Annotated[int, Field(ge=2, le=MAX_CLUSTER)]] = Field(
+        description=f"a list of cluster sizes, each 2..{MAX_CLUSTER} bits", min_length=1
     )
     probabilities: list[Annotated[float, Field(gt=0, le=1)]] = Field(
         description="a list of probabilities (each 0 < p <= 1, summing to 1)", min_length=1
