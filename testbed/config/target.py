@@ -1,7 +1,8 @@
 """``configs/targets/*.yaml``: a simulated chip and its build, or a board on a serial port.
 
-The build options and their ranges are those of docs/REGISTERS.md "Build parameters";
-the firmware's and the host's command lines take their choices from here.
+The build options and their ranges are those of docs/REGISTERS.md "Build parameters",
+defined once in ``testbed.sitemap_builds``; the firmware's and the host's command lines
+take their choices from there too.
 """
 
 from __future__ import annotations
@@ -19,13 +20,8 @@ from testbed.config.errors import ConfigError
 from testbed.config.keys import KEY_FORMAT, parse_key
 from testbed.config.schema import Schema, cross_field, validate
 from testbed.config.yamlfile import read_yaml
+from testbed.sitemap_builds import ARRAY_SIZES, INTERLEAVES, MAX_BANK_WORDS
 
-ARRAY_SIZES = (2, 4, 8, 16)
-"""N of the N x N array: a power of two, 2 to 16."""
-INTERLEAVES = (1, 2, 4, 8)
-"""Scratchpad words bit-interleaved in one physical row."""
-MAX_BANK_WORDS = 32768
-"""Words in each scratchpad bank at most (a power of two)."""
 Backend = Literal["model"]
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 """Accelerator backends the flight software can drive."""
