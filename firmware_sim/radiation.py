@@ -84,17 +84,9 @@ class _SaaClock:
     def _orbit_start(self, k: int) -> float:
         return self.b * k * self.p + (self.a - self.b) * self.d * math.floor(k * self.r)
 
-    def shaped(self, t: float) -> float:
-        """Shaped time at mission time ``t``."""
-        k = math.floor(t / self.p)
-        x = t - k * self.p
-        s = self._orbit_start(k) + self.b * x
-        if self.crossing(k):
-            s += (self.a - self.b) * min(max(x - self.offset, 0.0), self.d)
-        return s
-
     def mission(self, s: float) -> float:
-        """Mission time at shaped time ``s`` (the inverse of ``shaped``)."""
+        """Mission time at shaped time ``s``: where the integral of the rate factor (1 on
+        average) from 0 reaches ``s``."""
         mean = self.b * self.p + (self.a - self.b) * self.d * self.r
         k = max(math.floor(s / mean), 0)
         while k > 0 and self._orbit_start(k) > s:
@@ -179,9 +171,6 @@ class ArrivalProcess:
     def in_saa(self, t: float) -> bool:
         """Is mission time ``t`` inside a pass through the South Atlantic Anomaly?"""
         return self._clock is not None and self._clock.in_pass(t)
-
-    def _shaped(self, t: float) -> float:
-        return t if self._clock is None else self._clock.shaped(t)
 
     def _mission(self, s: float) -> float:
         return s if self._clock is None else self._clock.mission(s)
