@@ -59,7 +59,7 @@ Arrival = Upset | DeviceEvent
 
 
 class _SaaClock:
-    """Mission time <-> "shaped" time, in which upsets arrive at their orbit-average rate.
+    """"Shaped" time, in which upsets arrive at their orbit-average rate, to mission time.
 
     Orbit k (period P) crosses the anomaly when floor((k+1) r) > floor(k r), with
     r = passes per day x P / 1 day, so the crossings spread evenly; a pass of length
