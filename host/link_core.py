@@ -533,7 +533,8 @@ class LinkCore:
         }.get(self.state, "the link is down: the target stopped answering")
         for tracker in list(self._queue):
             held_since = max(tracker.submitted_at, self._held_since)
-            if not self._held(tracker) or now - held_since < self.down_timeout_s:
+            # The same sum as _held_deadline: a deadline met is a deadline acted on.
+            if not self._held(tracker) or now < held_since + self.down_timeout_s:
                 continue
             self._queue.remove(tracker)
             self._claims.pop(tracker, None)
@@ -565,6 +566,7 @@ class LinkCore:
             and self.restart
             and self._ever_up
             and self._port_ok
+            and not self._reopen_pending  # the link start follows the reopening (ICD 14)
             and self._start_tracker is None
             and not any(t.in_window for t in self._open.values())
         )
