@@ -178,6 +178,8 @@ class Link:
         self._stopping = False
         self._stop_event = threading.Event()
         self._opened = False
+        self._opening = False
+        """In ``open``: a failed link start is the error ``open`` raises, not a log line."""
         self._port: serial.SerialBase | None = None
         self._reopen_requested = ""
         self._futures: dict[int, Future] = {}
@@ -253,6 +255,7 @@ class Link:
         self._event("opened", f"{self.port} at {self.baud} baud", time.monotonic())
         with self._cond:
             self._port = port
+            self._opening = start
             self._core.port_opened(time.monotonic(), start=start)
             ended = self._drain_locked()
         self._resolve(ended)
@@ -266,6 +269,9 @@ class Link:
             except HostError:
                 self.close()
                 raise
+            finally:
+                with self._cond:
+                    self._opening = False
         return self
 
     def _await_link_start(self) -> None:
@@ -510,7 +516,8 @@ class Link:
         self._events.append(LinkEvent(len(self._events), at, kind, detail))
         if self._session_log is not None:
             self._session_log.event(at, kind, detail)
-        level = logging.WARNING if kind in _WARN else logging.INFO
+        quiet = kind == "start_failed" and self._opening
+        level = logging.WARNING if kind in _WARN and not quiet else logging.INFO
         log.log(level, "%s: %s%s", self.port, kind, f": {detail}" if detail else "")
 
     # --- between the core and the threads ---------------------------------------------------
