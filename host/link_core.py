@@ -16,19 +16,15 @@ The shell's side of the conversation, in h11's shape:
   starts there, ICD 14), or could not.
 - ``tick(now)`` when ``next_deadline()`` has come; ``next_event()`` until it returns None.
 
-How a TM that is not a service 1 report (TM[17,2], TM[6,6], a one-shot TM[3,25]...) is
-matched to its TC: the ICD sends it after the request's start report and before its
-completion report, requests are handled in arrival order, and its destination id is the
-TC's source id. So such a TM belongs to the request of the last service 1 report received
-if that report was a non-final success report of an open request of the same service and
-no TM was lost since (TM sequence counts); otherwise to the oldest open request of the same
-service; otherwise to none (it stays in the history, counted as unattributed).
+Service 1 reports go to the request they name; other TM to the request
+``host.tm_matching`` says (its docstring has the rule), or to none.
 
-The link's states and every change between them are in ``_on`` (one ``match``); the dead
-target rule: while the link is up, a TC awaiting acceptance and no octet at all from the
-target for ``SILENCE_TIMEOUTS`` acceptance timeouts since it was written mean the target
-is gone. The link goes down, holds new commands, lets those in flight run their course
-(retransmissions are harmless), then retries the link start until it is answered.
+The link's states and every change between them are in ``_on`` (one ``match``). The
+dead-target rule: while the link is up, a TC awaiting acceptance and no octet at all from
+the target for ``SILENCE_TIMEOUTS`` acceptance timeouts (from the later of its first
+transmission and the last octet heard) mean the target is gone. The link goes down,
+holds new commands, lets those in flight run their course (retransmissions are
+harmless), then retries the link start until it is answered.
 """
 
 from __future__ import annotations
@@ -65,13 +61,14 @@ from host.link_events import (
 )
 from host.send_window import may_send_new
 from host.stage import Stage
+from host.tm_matching import TmMatcher
 from protocol.codes import FailureCode, RejectReason, Service, TestSubtype
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, FrameRejected, encode_frame
 from protocol.link import MAX_FRAME_LEN, MAX_OUTSTANDING, SOURCE_ID_HOST
 from protocol.packets import PacketType, PacketValidator, Telemetry, parse_tm
 from protocol.request_id import RequestId
-from protocol.sequence import SeqCounter, seq_diff
+from protocol.sequence import SeqCounter
 from protocol.verification import VerificationReport
 
 log = logging.getLogger("host.link")
@@ -174,9 +171,7 @@ class LinkCore:
         self._sent_count = 0
         self._write_count = 0
         self._epoch = 0
-        self._current: Tracker | None = None
-        self._gap_since_current = False
-        self._last_tm_seq: int | None = None
+        self._matcher = TmMatcher()
         self._decoder = FrameDecoder(validator=PacketValidator(PacketType.TM))
         self._rx_raw = bytearray()
 
@@ -259,8 +254,7 @@ class LinkCore:
             tracker.abandon(
                 LinkClosed(f"{tracker.name} on {self.port}: the link was closed before it ended")
             )
-            if not tracker.internal:
-                self._events.append(CommandEnded(tracker.order, tracker.result, now))  # type: ignore[arg-type]
+            self._ended(tracker, now)
         while self._raw:
             handle, _ = self._raw.popleft()
             error = LinkClosed(f"{self.port}: closed before the raw octets went out")
@@ -615,16 +609,7 @@ class LinkCore:
 
     def _dispatch(self, tm: Telemetry, at: float, finished: list[Tracker]) -> RequestId | None:
         """Count the TM and hand it to the request it is about."""
-        self.stats.tm_received += 1
-        if self._last_tm_seq is not None:
-            step = seq_diff(tm.seq_count, self._last_tm_seq)
-            if step > 1:
-                self.stats.tm_lost += step - 1
-                self._gap_since_current = True
-            elif step <= 0:
-                self.stats.tm_count_restarts += 1
-                self._gap_since_current = True
-        self._last_tm_seq = tm.seq_count
+        self._matcher.count(tm, self.stats)
         if tm.service == Service.REQUEST_VERIFICATION:
             try:
                 report = VerificationReport.unpack(tm.subtype, tm.source_data)
@@ -641,38 +626,18 @@ class LinkCore:
                 self._due.append((tracker, "retransmit"))
             if self.fast_retransmit:
                 self._retransmit_skipped(tracker)
-            stage = Stage.of_report(int(report.subtype))
-            if report.success and stage is not Stage.COMPLETION and not tracker.done:
-                self._current, self._gap_since_current = tracker, False
-            elif self._current is tracker:
-                self._current = None
+            self._matcher.reported(tracker, report)
             if tracker.done:
                 finished.append(tracker)
             return report.request_id
         if tm.dest_id == 0 or tm.dest_id != self.source_id:
             return None
-        tracker = self._attribute(tm)
+        tracker = self._matcher.attribute(tm, self._open.values())
         if tracker is None:
             self.stats.tm_unattributed += 1
             return None
         tracker.add_report_tm(tm)
         return tracker.request_id
-
-    def _attribute(self, tm: Telemetry) -> Tracker | None:
-        current = self._current
-        if (
-            current is not None
-            and not current.done
-            and not self._gap_since_current
-            and current.command.service == tm.service
-        ):
-            return current
-        candidates = [
-            t
-            for t in self._open.values()
-            if t.command.service == tm.service and not t.done and t.sent_at is not None
-        ]
-        return min(candidates, key=lambda t: t.send_index) if candidates else None
 
     def _lost_mark(self) -> int:
         return self.stats.tm_lost + self.stats.tm_count_restarts
@@ -711,8 +676,7 @@ class LinkCore:
         if tracker.request_id is None or self._open.get(tracker.request_id) is not tracker:
             return
         del self._open[tracker.request_id]
-        if self._current is tracker:
-            self._current = None
+        self._matcher.forget(tracker)
         if self._resend_after_replay(tracker):
             return
         if tracker.internal:
