@@ -7,12 +7,16 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from host.commands import Authenticator, Command, Completion, Timing
 from host.errors import CommandFailed, CommandTimeout
 from host.link_core import SILENCE_TIMEOUTS, LinkCore
 from host.link_events import (
     CommandEnded,
     Event,
+    FrameDropped,
     LinkState,
     ReopenPort,
     StateChanged,
@@ -84,10 +88,9 @@ class Target:
 
     def answer_ping(self, tc: Telecommand, now: float) -> None:
         """Every report of a ping, in the ICD's order (section 9)."""
-        self.report(tc, 1, now)
-        self.report(tc, 3, now)
-        self.tm(17, 2, b"", now)
-        self.report(tc, 7, now)
+        self.core.receive_data(_ping_answer(tc, self.seq), now)
+        self.seq += 4
+        self.collect()
 
     def collect(self) -> None:
         while (ev := self.core.next_event()) is not None:
@@ -112,6 +115,19 @@ class Target:
         self.core.tick(now)
         self.collect()
         return out + self.tcs(now)
+
+
+def _ping_answer(tc: Telecommand, seq: int) -> bytes:
+    """The octets a target answers a ping with: TM[1,1], TM[1,3], TM[17,2], TM[1,7]."""
+    out = b""
+    for n, sub in enumerate((1, 3, 0, 7)):
+        if sub:
+            report = VerificationReport(VerificationSubtype(sub), tc.request_id)
+            packet = make_verification_tm(report, seq + n, time=EPOCH, dest_id=SOURCE_ID_HOST)
+        else:
+            packet = make_tm(17, 2, b"", seq + n, time=EPOCH, dest_id=SOURCE_ID_HOST)
+        out += encode_frame(packet)
+    return out
 
 
 def _decode(frame: bytes) -> list[Telecommand]:
@@ -479,3 +495,44 @@ def test_a_write_cut_short_makes_the_next_frame_start_with_a_delimiter() -> None
     t.core.data_written(0.0, cut_short=True)
     assert t.core.data_to_send(0.0).startswith(b"\x00")
     t.core.data_written(0.0)
+
+
+# --- octets from the line ---------------------------------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.lists(st.integers(1, 300), max_size=20))
+def test_any_octets_in_any_chunks_never_break_the_core(noise: bytes, cuts: list[int]) -> None:
+    t = _up()
+    handle = t.core.submit(PING, 0.0)
+    (tc,) = t.tcs(0.0)
+    pos = 0
+    for cut in [*cuts, len(noise)]:
+        t.core.receive_data(noise[pos : pos + cut], 0.1)
+        pos += cut
+    t.collect()
+    assert all(isinstance(e, TmArrived | FrameDropped) for e in t.events[1:])
+    t.core.receive_data(b"\x00", 0.2)  # whatever the noise left unfinished ends here
+    t.answer_ping(tc, 0.3)
+    done = t.ended().get(handle)
+    assert isinstance(done, Completion), done
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 64), min_size=1, max_size=30))
+def test_reports_split_anywhere_on_the_line_are_handled_the_same(cuts: list[int]) -> None:
+    whole, split = _up(), _up()
+    for t in (whole, split):
+        t.core.submit(PING, 0.0)
+    (tc_w,), (tc_s,) = whole.tcs(0.0), split.tcs(0.0)
+    whole.answer_ping(tc_w, 0.1)
+    stream = _ping_answer(tc_s, 0)
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        split.core.receive_data(stream[pos : pos + cut], 0.1)
+        pos += cut
+    split.collect()
+    (a,), (b,) = whole.ended().values(), split.ended().values()
+    assert isinstance(a, Completion) and isinstance(b, Completion)
+    assert a.reports == b.reports and [v.subtype for v in a.verification] == [1, 3, 7]
+    assert [v.subtype for v in b.verification] == [1, 3, 7]
