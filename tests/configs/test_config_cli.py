@@ -7,21 +7,15 @@ port, baud rate and key, and a flag given as well wins over the file.
 
 from __future__ import annotations
 
-import os
-import select
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hil_process import ENV, HIL, REPO, HilSim
 
-REPO = Path(__file__).resolve().parents[2]
-HIL = shutil.which("hil", path=str(Path(sys.executable).parent)) or "hil"
 BAD_SIM = "kind: sim\ndescription: bad\nn: four\nbank_words: 1024\ninterleave: 1\n"
-ENV = {k: v for k, v in os.environ.items() if k not in ("HIL_PORT", "HIL_KEY")}
 
 
 def run(*cmd: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
@@ -97,51 +91,10 @@ def test_hil_refuses_a_simulated_chip_as_a_board() -> None:
     assert line.startswith(f"hil hk: {target}: 'kind' is sim: a simulated chip has no port"), line
 
 
-class Sim:
-    """``hil sim`` in its own process; its pty and the key it printed."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [HIL, "sim", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            env=ENV,
-        )  # fmt: skip
-        try:
-            self.port = self._line(self.proc.stdout).removeprefix("PTY ")
-            self.key = self._line(self.proc.stderr).rsplit(" key ", 1)[1]
-        except BaseException:
-            self.stop()
-            raise
-
-    def _line(self, stream, timeout: float = 20.0) -> str:
-        fd = stream.fileno()
-        out = b""
-        deadline = time.monotonic() + timeout
-        while not out.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            assert left > 0, f"hil sim printed no line in {timeout} s: {out!r}"
-            if select.select([fd], [], [], left)[0]:
-                chunk = os.read(fd, 1)
-                assert chunk, f"hil sim ended: {out!r}"
-                out += chunk
-        return out.decode().strip()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
 @pytest.fixture
-def n8_in_orbit() -> Iterator[Sim]:
+def n8_in_orbit() -> Iterator[HilSim]:
     """An N = 8 chip from its target file, NOMINAL, flying GEO a billion times faster."""
-    sim = Sim(
+    sim = HilSim(
         "--config", "configs/targets/sim-n8.yaml", "--mode", "nominal",
         "--environment", "configs/environments/geo.yaml", "--acceleration", "1e9",
     )  # fmt: skip
@@ -161,7 +114,7 @@ def hk_field(board: Path, name: str, *flags: str) -> int:
 
 
 def test_a_board_file_gives_port_and_key_and_the_chip_is_the_files(
-    n8_in_orbit: Sim, tmp_path: Path
+    n8_in_orbit: HilSim, tmp_path: Path
 ) -> None:
     board = tmp_path / "board.yaml"
     board.write_text(f"kind: board\nport: {n8_in_orbit.port}\nbaud: 115200\nkey_file: k.key\n")
@@ -177,7 +130,7 @@ def test_a_board_file_gives_port_and_key_and_the_chip_is_the_files(
     assert hk_field(board, "ecc_corrected") > 0
 
 
-def test_a_port_flag_wins_over_the_board_file(n8_in_orbit: Sim, tmp_path: Path) -> None:
+def test_a_port_flag_wins_over_the_board_file(n8_in_orbit: HilSim, tmp_path: Path) -> None:
     board = tmp_path / "board.yaml"
     board.write_text("kind: board\nport: /dev/nonexistent-orbit-hil\n")
     assert hk_field(board, "array_n", "--port", n8_in_orbit.port) == 8

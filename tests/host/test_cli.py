@@ -4,11 +4,7 @@ errors it gives on a wrong port, a busy port, a bad baud rate and a target that 
 from __future__ import annotations
 
 import os
-import select
-import shutil
-import signal
 import subprocess
-import sys
 import time
 import tty
 from collections.abc import Iterator
@@ -17,65 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serial
-
-REPO = Path(__file__).resolve().parents[2]
-HIL = shutil.which("hil", path=str(Path(sys.executable).parent)) or "hil"
-
-
-def hil(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-    """Run ``hil`` to its end; stdout and stderr as text."""
-    env = {k: v for k, v in os.environ.items() if k not in ("HIL_PORT", "HIL_KEY")}
-    return subprocess.run(
-        [HIL, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env
-    )
-
-
-def first_line(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    line = b""
-    deadline = time.monotonic() + timeout
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        assert left > 0, f"no line from hil sim within {timeout} s: {line!r}"
-        if select.select([fd], [], [], left)[0]:
-            chunk = os.read(fd, 1)
-            assert chunk, f"hil sim ended: {proc.stderr.read() if proc.stderr else ''}"
-            line += chunk
-    return line.decode().strip()
-
-
-class Sim:
-    """``hil sim`` in its own process."""
-
-    def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [HIL, "sim", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        try:
-            kind, _, self.port = first_line(self.proc).partition(" ")
-            assert kind == "PTY", kind
-        except BaseException:
-            self.stop()
-            raise
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # what Ctrl-C does
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return self.proc.returncode
+from hil_process import HilSim, hil
 
 
 @pytest.fixture(scope="module")
-def sim() -> Iterator[Sim]:
-    s = Sim()
+def sim() -> Iterator[HilSim]:
+    s = HilSim()
     try:
         yield s
     finally:
@@ -104,19 +47,19 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def test_sim_prints_its_port_and_stops_on_ctrl_c() -> None:
-    s = Sim("--mode", "nominal")
+    s = HilSim("--mode", "nominal")
     assert s.port.startswith("/dev/") and os.path.exists(s.port)
     assert hil("mode", "--port", s.port).stdout.strip() == "NOMINAL"
     assert s.stop() == 0
 
 
-def test_ping(sim: Sim) -> None:
+def test_ping(sim: HilSim) -> None:
     result = hil("ping", "--port", sim.port, "--count", "2", "--interval", "0")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(f"pong from {sim.port}") == 2
 
 
-def test_hk_shows_every_structure_with_units(sim: Sim) -> None:
+def test_hk_shows_every_structure_with_units(sim: HilSim) -> None:
     result = hil("hk", "--port", sim.port)
     assert result.returncode == 0, result.stderr
     for header in ("[SYSTEM]", "[ENVIRONMENT]", "[ACCELERATOR]"):
@@ -124,7 +67,7 @@ def test_hk_shows_every_structure_with_units(sim: Sim) -> None:
     assert " %" in result.stdout and "degC" in result.stdout and "TEST" in result.stdout
 
 
-def test_hk_watch_refreshes(sim: Sim) -> None:
+def test_hk_watch_refreshes(sim: HilSim) -> None:
     result = hil("hk", "system", "--port", sim.port, "--watch", "--count", "3",
                  "--interval", "0.05")  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -132,7 +75,7 @@ def test_hk_watch_refreshes(sim: Sim) -> None:
     assert "[ENVIRONMENT]" not in result.stdout
 
 
-def test_load_and_dump_round_trip_with_a_progress_line(sim: Sim, tmp_path: Path) -> None:
+def test_load_and_dump_round_trip_with_a_progress_line(sim: HilSim, tmp_path: Path) -> None:
     data = np.random.default_rng(2).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
     src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
     src.write_bytes(data)
@@ -147,7 +90,7 @@ def test_load_and_dump_round_trip_with_a_progress_line(sim: Sim, tmp_path: Path)
     assert shown.stdout.startswith("00001000  " + data[:16].hex(" "))
 
 
-def test_run_a_random_gemm_and_verify_it(sim: Sim, tmp_path: Path) -> None:
+def test_run_a_random_gemm_and_verify_it(sim: HilSim, tmp_path: Path) -> None:
     out = tmp_path / "c.npy"
     result = hil("run", "--port", sim.port, "--random", "48x40x8", "--verify", "-o", str(out))
     assert result.returncode == 0, result.stderr
@@ -155,7 +98,7 @@ def test_run_a_random_gemm_and_verify_it(sim: Sim, tmp_path: Path) -> None:
     assert np.load(out).shape == (48, 8)
 
 
-def test_run_a_layer_from_files(sim: Sim, tmp_path: Path) -> None:
+def test_run_a_layer_from_files(sim: HilSim, tmp_path: Path) -> None:
     a, b = np.ones((2, 3), np.int8), np.full((3, 2), 2, np.int8)
     np.save(tmp_path / "a.npy", a)
     np.save(tmp_path / "b.npy", b)
@@ -165,7 +108,7 @@ def test_run_a_layer_from_files(sim: Sim, tmp_path: Path) -> None:
     assert "[[3 3]\n [3 3]]" in result.stdout
 
 
-def test_inject_list_and_clear(sim: Sim) -> None:
+def test_inject_list_and_clear(sim: HilSim) -> None:
     assert hil("inject", "--port", sim.port, "stuck_at_0", "fw_ram", "address=9", "bit=1")\
         .returncode == 0  # fmt: skip
     listed = hil("inject", "--port", sim.port, "--list")
@@ -176,7 +119,7 @@ def test_inject_list_and_clear(sim: Sim) -> None:
     assert bad.returncode == 2 and "address bit" in one_line_error(bad)
 
 
-def test_inject_a_result_register_upset_at_a_flush_point(sim: Sim) -> None:
+def test_inject_a_result_register_upset_at_a_flush_point(sim: HilSim) -> None:
     assert hil("inject", "--port", sim.port, "sbu", "out_bit", "1", "2", "bit=30",
                "--next-job", "0:flush:5").returncode == 0  # fmt: skip
     listed = hil("inject", "--port", sim.port, "--list").stdout
@@ -186,7 +129,7 @@ def test_inject_a_result_register_upset_at_a_flush_point(sim: Sim) -> None:
     assert bad.returncode == 2 and "not a JobPhase" in one_line_error(bad)
 
 
-def test_a_bias_fault_before_a_plain_gemm_is_reported_not_injected(sim: Sim) -> None:
+def test_a_bias_fault_before_a_plain_gemm_is_reported_not_injected(sim: HilSim) -> None:
     armed = hil("inject", "--port", sim.port, "sbu", "spm_word", "0", "0", "--next-job", "0:bias:0")
     assert armed.returncode == 0, armed.stderr
     assert armed.stdout.startswith("armed SBU at SPM_WORD word=0 bit=0") and "not injected" \
@@ -200,14 +143,14 @@ def test_a_bias_fault_before_a_plain_gemm_is_reported_not_injected(sim: Sim) -> 
     assert "0 active faults" in hil("inject", "--port", sim.port, "--list").stdout
 
 
-def test_a_fault_the_build_cannot_have_is_refused_in_one_line(sim: Sim) -> None:
+def test_a_fault_the_build_cannot_have_is_refused_in_one_line(sim: HilSim) -> None:
     refused = hil("inject", "--port", sim.port, "sbu", "spm_word", "word=65535", "bit=0")
     line = one_line_error(refused)
     assert "FAULT_SITE_ABSENT" in line and "record 0 (SBU at SPM_WORD)" in line, line
     assert "no such site" in line
 
 
-def test_param_mode_and_reset(sim: Sim) -> None:
+def test_param_mode_and_reset(sim: HilSim) -> None:
     result = hil("param", "--port", sim.port, "scrub_period=1234", "job_timeout")
     assert "SCRUB_PERIOD  1234 cycles" in result.stdout and "JOB_TIMEOUT" in result.stdout
     assert "rebooted: INFO   BOOT" in hil("reset", "--port", sim.port).stdout
@@ -215,7 +158,7 @@ def test_param_mode_and_reset(sim: Sim) -> None:
     assert hil("mode", "--port", sim.port).stdout.strip() == "TEST"
 
 
-def test_leaving_test_mode_and_back_needs_a_key(sim: Sim) -> None:
+def test_leaving_test_mode_and_back_needs_a_key(sim: HilSim) -> None:
     assert hil("mode", "--port", sim.port, "nominal").stdout.strip() == "NOMINAL"
     refused = hil("mode", "--port", sim.port, "test")
     assert "AUTH_REQUIRED" in one_line_error(refused) and "--key" in refused.stderr
@@ -225,7 +168,7 @@ def test_leaving_test_mode_and_back_needs_a_key(sim: Sim) -> None:
 
 
 def test_events_are_printed_as_they_come() -> None:
-    s = Sim("--time-scale", "3000")  # an orbit in two seconds: eclipse events keep coming
+    s = HilSim("--time-scale", "3000")  # an orbit in two seconds: eclipse events keep coming
     try:
         result = hil("events", "--port", s.port, "--count", "2", "--timeout", "15")
     finally:
@@ -246,7 +189,7 @@ def test_busy_port_is_reported(silent_pty: str) -> None:
     assert silent_pty in line and "busy" in line
 
 
-def test_bad_baud_rate_is_refused(sim: Sim) -> None:
+def test_bad_baud_rate_is_refused(sim: HilSim) -> None:
     line = one_line_error(hil("ping", "--port", sim.port, "--baud", "0"))
     assert "baud" in line and "0" in line
 

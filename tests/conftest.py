@@ -1,0 +1,1 @@
+"""Puts ``tests/`` on the import path, so every test folder can use ``hil_process``."""

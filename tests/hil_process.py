@@ -1,0 +1,72 @@
+"""``hil`` and ``hil sim`` as a user runs them: real processes, lines read with deadlines."""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+HIL = shutil.which("hil", path=str(Path(sys.executable).parent)) or "hil"
+ENV = {k: v for k, v in os.environ.items() if k not in ("HIL_PORT", "HIL_KEY")}
+"""The environment of a user who has set no port or key."""
+
+
+def read_line(fd: int, timeout: float) -> str:
+    """One line from ``fd`` within ``timeout`` seconds (a process's stdout or stderr)."""
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete line within {timeout} s, got {line!r}")
+        if select.select([fd], [], [], left)[0]:
+            chunk = os.read(fd, 1)
+            if not chunk:
+                raise EOFError(f"stream closed after {line!r}")
+            line += chunk
+    return line.decode().strip()
+
+
+def hil(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``hil`` to its end; stdout and stderr as text."""
+    return subprocess.run(
+        [HIL, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=ENV
+    )
+
+
+class HilSim:
+    """``hil sim`` in its own process: the pty it printed and the key it announced."""
+
+    def __init__(self, *args: str, timeout: float = 20.0) -> None:
+        self.proc = subprocess.Popen(
+            [HIL, "sim", *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=ENV,
+        )  # fmt: skip
+        try:
+            assert self.proc.stdout is not None and self.proc.stderr is not None
+            kind, _, self.port = read_line(self.proc.stdout.fileno(), timeout).partition(" ")
+            assert kind == "PTY", kind
+            self.key = read_line(self.proc.stderr.fileno(), timeout).rsplit(" key ", 1)[1]
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user stops it; its exit status."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+        return self.proc.returncode
