@@ -109,7 +109,29 @@ class SeqCopy:
     bit: int
 
 
-FaultSite = SpmCell | AccBit | OutBit | RegCopy | SeqCopy
+@dataclass(frozen=True, slots=True)
+class FlopBit:
+    """Bit ``bit`` of the flop at ``path`` below scc_top (cocotb's naming, as in a site map:
+    ``u_seq.u_state.q_q``, ``u_array.g_row[0].g_col[1].u_pe.a_q``); ``copy`` is the TMR copy
+    index of a ``scc_tmr_reg`` (its ``q_q[copy]``), None for a plain flop.
+    ``cycle_state.flop_list`` lists the paths of a build."""
+
+    path: str
+    bit: int
+    copy: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetBit:
+    """A single-event transient on bit ``bit`` of the next value of the TMR register at
+    ``path`` (``u_seq.u_t.q_q``): the net all copies load from, so every copy takes the
+    flipped value at the edge that ends the cycle and TMR cannot correct it."""
+
+    path: str
+    bit: int
+
+
+FaultSite = SpmCell | AccBit | OutBit | RegCopy | SeqCopy | FlopBit | SetBit
 
 
 class Phase(StrEnum):
@@ -134,10 +156,23 @@ class JobPoint:
 
 
 class ScheduledFault(NamedTuple):
-    """A fault site flipped at a point of the next job; a plain (when, site) tuple works too."""
+    """A fault site flipped at a point of the next job, or at a raw job cycle (an int,
+    CHECK = 0); a plain (when, site) tuple works too."""
 
-    when: JobPoint
+    when: JobPoint | int
     site: FaultSite
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """How a job ran: ``engine`` "analytic" or "cycle" (the twin), ``hung`` (still BUSY
+    at the bound), its job cycles (CYCLES), and the scheduled faults whose cycle the job
+    never reached, so never injected."""
+
+    engine: str
+    hung: bool
+    cycles: int
+    not_injected: tuple[ScheduledFault, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
