@@ -166,6 +166,22 @@ def random_fault(tb: ControlTb, rng: np.random.Generator, kind: str) -> list[acc
         if rng.integers(2):
             return [FlopBit(f"u_array.g_skew[{i}].g_delay.a_sr_q", int(rng.integers(10 * i)))]
         return [FlopBit(f"u_array.g_skew[{i}].g_delay.b_sr_q", int(rng.integers(8 * i)))]
+    if kind == "bank":
+        bank = int(rng.integers(2))
+        names = ["rvalid_q", "r0_bank_q", "r1_bank_q", "rrow_q"]
+        names += ["rslot_q"] if tb.interleave > 1 else []
+        name = str(rng.choice(names))
+        if name in ("r0_bank_q", "r1_bank_q"):
+            return [FlopBit(f"u_spm.{name}", 0)]
+        width = {"rvalid_q": 1, "rrow_q": tb.interleave * tb.cw,
+                 "rslot_q": tb.interleave.bit_length() - 1}[name]  # fmt: skip
+        return [FlopBit(f"u_spm.u_bank{bank}.{name}", int(rng.integers(width)))]
+    if kind == "scrub":
+        name, width = [("state_q", 2), ("ptr_q", 16), ("timer_q", 16)][rng.integers(3)]
+        return [FlopBit(f"g_scrub.u_scrub.{name}", int(rng.integers(width)))]
+    if kind == "counter":
+        name = str(rng.choice(["cycles_q", "macs_q", "corr_q", "uncorr_q", "mismatch_q"]))
+        return [FlopBit(f"u_regs.{name}", int(rng.integers(32)))]
     if kind == "tags":
         return [FlopBit(f"u_seq.{rng.choice(['valid_q', 'first_q'])}", 0)]
     if kind == "transient":
@@ -176,7 +192,7 @@ def random_fault(tb: ControlTb, rng: np.random.Generator, kind: str) -> list[acc
     raise AssertionError(kind)
 
 
-KINDS = ("config", "sequencer", "outvote", "pe", "bias", "skew", "tags")
+KINDS = ("config", "sequencer", "outvote", "pe", "bias", "skew", "tags", "bank", "counter")
 
 
 async def new_job(tb: ControlTb, rng: np.random.Generator, seed: int) -> Job:
@@ -203,11 +219,12 @@ async def control_and_pipeline_upsets_agree_with_the_twin(dut):
     tb = ControlTb(dut)
     await tb.start()
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    changed: dict[str, int] = dict.fromkeys(KINDS, 0)
+    kinds = KINDS + (("scrub",) if tb.scrub else ())
+    changed: dict[str, int] = dict.fromkeys(kinds, 0)
     outcomes = {"done": 0, "error": 0, "no done": 0, "hang": 0}
     rounds = 3
-    for round_ in range(rounds * len(KINDS)):
-        kind = KINDS[round_ % len(KINDS)]
+    for round_ in range(rounds * len(kinds)):
+        kind = kinds[round_ % len(kinds)]
         await new_job(tb, rng, seed=round_)
         clean = clean_outcome(tb)
         x = int(rng.integers(0, clean[2] - 1))
