@@ -434,6 +434,8 @@ class CycleTwin:
         st.pipe[3] = lanes1[:, None]
         st.skew[0] = lanes0[:, None]
         st.skew[3] = lanes1[:, None]
+        st.pipe[1:3] = 0
+        st.skew[1:3] = 0
 
     def settle(self) -> None:
         """The idle cycles after a job: beats in flight land, the operand pipelines fill
@@ -463,30 +465,24 @@ class CycleTwin:
                     b_lanes: np.ndarray) -> None:  # fmt: skip
         """scc_array.v's skew registers and every scc_pe.v at one clock edge."""
         st = self.st
-        n = self.b.n
         pipe, sk = st.pipe, st.skew
-        # Inputs of the array edge: row/column 0 direct, row/column i from skew stage i-1.
-        edge = np.empty((4, n), dtype=np.int64)
-        edge[0, 0], edge[1, 0], edge[2, 0], edge[3, 0] = a_lanes[0], valid_i, first_i, b_lanes[0]
-        if n > 1:
-            edge[:, 1:] = sk[:, self._rows, self._rows - 1]
-            sk[:, :, 1:] = sk[:, :, :-1]
-            sk[0, :, 0] = a_lanes
-            sk[1, :, 0] = valid_i
-            sk[2, :, 0] = first_i
-            sk[3, :, 0] = b_lanes
-        new = np.empty_like(pipe)
-        new[:, :, 0] = edge
-        new[:, :, 1:] = pipe[:, :, :-1]
-        st.pipe = new
-        tags = new[1:3]
-        if not tags.any():
+        # Column 0 of the skew array is the array's input this cycle, column s + 1 skew
+        # stage s: row (column) i enters the PEs from column i, row 0 directly.
+        inp = sk[:, :, 0]
+        inp[0] = a_lanes
+        inp[1] = valid_i
+        inp[2] = first_i
+        inp[3] = b_lanes
+        pipe[:, :, 1:] = pipe[:, :, :-1]
+        pipe[:, :, 0] = np.diagonal(sk, axis1=1, axis2=2)
+        sk[:, :, 1:] = sk[:, :, :-1]
+        if not pipe[1:3].any():
             return
-        v_in, f_in = new[1], new[2]
-        term = new[0] * new[3].T * v_in
+        term = pipe[0] * pipe[3].T * pipe[1]
+        first = pipe[2] != 0
         acc = st.acc
-        summed = ((acc + term + (1 << 31)) & MASK32) - (1 << 31)
-        first = f_in.astype(bool)
+        # acc and out are kept unwrapped (int64 sums); every reader wraps them to int32.
+        summed = acc + term
         st.out = np.where(first, acc, st.out)
         st.acc = np.where(first, term, summed)
 
@@ -494,7 +490,7 @@ class CycleTwin:
         """mw_wdata_o: the epilogue over row wrow[LOGN-1:0] of the result registers."""
         n = self.b.n
         wrow = u >> 2 if g.out32 else u
-        row = self.st.out[wrow & (n - 1)]
+        row = ((self.st.out[wrow & (n - 1)] + (1 << 31)) & MASK32) - (1 << 31)
         live = np.arange(n) < wr_cols
         x = row
         if g.bias_en:

@@ -131,11 +131,13 @@ class PathState:
     - ``bias[q]``: bias buffer q as 4N bytes (lane j = int32 at bytes 4j..4j+3);
     - PE registers: ``pipe``, int64 [4, N, N]: a_q[i, j], valid_q[i, j], first_q[i, j]
       and b_q of PE (i, j) at [3, j, i] (so that every operand moves along the last
-      axis), a and b signed int8; ``acc``, ``out``: acc_q and out_q, signed int32 [N, N];
+      axis), a and b signed int8; ``acc``, ``out``: acc_q and out_q,
+      int64 sums [N, N] that every reader wraps to int32;
       ``pe_view(name)`` shows one of them as [i, j];
-    - skew registers: ``skew``, int64 [4, N, N-1]: a, valid, first of row i and b of
-      column i at stage s (stage 0 the newest; row i uses stages 0..i-1, the RTL's
-      a_sr_q bits [10s +: 10] = {first, valid, a});
+    - skew registers: ``skew``, int64 [4, N, N]: a, valid, first of row i and b of
+      column i at stage s in column s + 1 (stage 0 the newest; row i uses stages
+      0..i-1, the RTL's a_sr_q bits [10s +: 10] = {first, valid, a}); column 0 holds
+      the array's input of the cycle being computed;
     - bank read registers: ``rrow[bank]`` as the tuple of its INTERLEAVE codewords (row bit
       x is bit x // INTERLEAVE of codeword x % INTERLEAVE), ``rslot``, ``rvalid``.
     """
@@ -152,7 +154,7 @@ class PathState:
         self.pipe = np.zeros((4, n, n), dtype=np.int64)
         self.acc = np.zeros((n, n), dtype=np.int64)
         self.out = np.zeros((n, n), dtype=np.int64)
-        self.skew = np.zeros((4, n, max(n - 1, 1)), dtype=np.int64)
+        self.skew = np.zeros((4, n, n), dtype=np.int64)
         self.rrow = [(0,) * b.interleave, (0,) * b.interleave]
         self.rslot = [0, 0]
         self.rvalid = [0, 0]
@@ -244,15 +246,15 @@ class PathState:
         sk = self.skew
         if which == "b":
             stage, b = divmod(bit, 8)
-            v = int(sk[3, i, stage]) ^ (1 << b)
-            sk[3, i, stage] = ((v + 128) & 0xFF) - 128
+            v = int(sk[3, i, stage + 1]) ^ (1 << b)
+            sk[3, i, stage + 1] = ((v + 128) & 0xFF) - 128
             return
         stage, b = divmod(bit, 10)
         if b < 8:
-            v = int(sk[0, i, stage]) ^ (1 << b)
-            sk[0, i, stage] = ((v + 128) & 0xFF) - 128
+            v = int(sk[0, i, stage + 1]) ^ (1 << b)
+            sk[0, i, stage + 1] = ((v + 128) & 0xFF) - 128
         else:
-            sk[b - 7, i, stage] ^= 1
+            sk[b - 7, i, stage + 1] ^= 1
 
     def _flip_bank(self, bank: int, name: str, bit: int) -> None:
         if name == "rvalid_q":
@@ -287,10 +289,10 @@ class PathState:
             sk = self.skew
             for s in range(i):
                 if m.group(2) == "b":
-                    out |= (int(sk[3, i, s]) & 0xFF) << (8 * s)
+                    out |= (int(sk[3, i, s + 1]) & 0xFF) << (8 * s)
                 else:
-                    stage = (int(sk[0, i, s]) & 0xFF) | int(sk[1, i, s]) << 8
-                    out |= (stage | int(sk[2, i, s]) << 9) << (10 * s)
+                    stage = (int(sk[0, i, s + 1]) & 0xFF) | int(sk[1, i, s + 1]) << 8
+                    out |= (stage | int(sk[2, i, s + 1]) << 9) << (10 * s)
             return out
         if m := _BANK.fullmatch(path):
             bank, name = int(m.group(1)), m.group(2)
