@@ -222,7 +222,7 @@ async def control_and_pipeline_upsets_agree_with_the_twin(dut):
     kinds = KINDS + (("scrub",) if tb.scrub else ())
     changed: dict[str, int] = dict.fromkeys(kinds, 0)
     outcomes = {"done": 0, "error": 0, "no done": 0, "hang": 0}
-    rounds = 3
+    rounds = 2
     for round_ in range(rounds * len(kinds)):
         kind = kinds[round_ % len(kinds)]
         await new_job(tb, rng, seed=round_)
@@ -241,7 +241,7 @@ async def control_and_pipeline_upsets_agree_with_the_twin(dut):
         changed[kind] += result != clean
         await tb.write(int(Reg.STATUS), 0x6)
     tb.log.info("changed per kind %s, outcomes %s", changed, outcomes)
-    assert sum(changed.values()) >= 3, f"too few upsets showed: {changed}"
+    assert sum(changed.values()) >= 2, f"too few upsets showed: {changed}"
     if tb.tmr:  # one copy is always outvoted
         assert changed["config"] == changed["sequencer"] == 0, changed
 
@@ -301,7 +301,7 @@ async def transients_on_shared_next_state_beat_tmr(dut):
     tb = ControlTb(dut)
     await tb.start()
     rng = np.random.default_rng(cocotb.RANDOM_SEED + 3)
-    for round_ in range(6):
+    for round_ in range(4):
         await new_job(tb, rng, seed=200 + round_)
         clean = clean_outcome(tb)
         x = int(rng.integers(1, clean[2] - 1))
