@@ -318,6 +318,7 @@ BUILDS = {
     "n4-no-tmr": {"N": 4, "BANK_WORDS": 256, "TMR_EN": 0, "SCRUB_EN": 0},
     "n2-bare-il2": {"N": 2, "BANK_WORDS": 256, "INTERLEAVE": 2, "ECC_EN": 0, "SCRUB_EN": 0,
                     "TMR_EN": 0},  # fmt: skip
+    "n8-no-tmr-il4": {"N": 8, "BANK_WORDS": 256, "INTERLEAVE": 4, "TMR_EN": 0, "SCRUB_EN": 0},
 }
 
 
