@@ -2,8 +2,10 @@
 
 ``Accelerator`` implements docs/REGISTERS.md at transaction level: a bus access is
 served at once, and a START runs the whole job before ``bus_write`` returns, so BUSY
-always reads 0 between calls. Scratchpad, ECC counters, scrubber, TMR and faults match
-the RTL bit for bit; ``faults`` documents the timing of faults scheduled during a job.
+reads 0 between calls unless a job hung (``hung``). Scratchpad, ECC counters, scrubber,
+TMR and faults match the RTL bit for bit; ``faults`` documents the timing of faults
+scheduled during a job. A job runs analytically (``job``) unless a scheduled fault needs
+the cycle-level twin of the job path (``cycle``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .cycle_job import (
     c_before,
     classic_site,
     codes_of_words,
+    flop_of,
     hang_bound,
     run_twin,
     settle_after_analytic,
@@ -778,12 +781,14 @@ class Accelerator:
         """Flip several sites in the same clock cycle, while idle.
 
         A PE's accumulator or result bit flipped while idle keeps its value into the next
-        job, where no write can show it (``faults``): the model only checks the site.
+        job, where only a control-path upset can show it (``faults``): the model keeps it
+        with the job path's other flops.
         """
         sites = [self._canonical(s) for s in sites]
         copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
         plan = self._plan_copy_flips(copies, during_job=False)
         flops = [s for s in sites if isinstance(s, FlopBit)]
+        pe_bits = [flop_of(s) for s in sites if isinstance(s, AccBit | OutBit)]
         for site in sites:
             if isinstance(site, SetBit):
                 raise NotModelled(f"{site}: transients are modelled during a job")
@@ -795,6 +800,8 @@ class Accelerator:
         self._apply_copy_flips(*plan)
         for site in flops:
             self._flip_idle_flop(site)
+        for bit in pe_bits:
+            self._path.flip(bit.path, bit.bit)
         if flops:
             # Idle cycles follow: operands and tags flow on, beats in flight land.
             CycleTwin(self.build, self._path, []).settle()

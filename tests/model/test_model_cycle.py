@@ -330,6 +330,25 @@ def test_a_transient_on_shared_next_state_beats_tmr_like_a_flip_without_it():
         assert with_tmr.dump(0, 1024).tobytes() == bare.dump(0, 1024).tobytes()
 
 
+def test_flops_flipped_while_idle_persist_where_the_rtl_keeps_them():
+    chip, clean = twin_pair(BUILDS[2], SEED + 11)
+    chip.flip(FlopBit("u_regs.cycles_q", 4))
+    assert chip.read_reg(Reg.CYCLES) == 16
+    # An operand register is reloaded every cycle; a result register keeps its bit, but
+    # the job's first FIRST overwrites it before any write reads it.
+    chip.flip_many([FlopBit("u_array.g_row[0].g_col[0].u_pe.a_q", 3),
+                    FlopBit("u_array.g_row[1].g_col[1].u_pe.out_q", 9)])  # fmt: skip
+    assert chip._path.value("u_array.g_row[1].g_col[1].u_pe.out_q") == 1 << 9
+    assert chip._path.value("u_array.g_row[0].g_col[0].u_pe.a_q") == 0
+    chip.run()
+    clean.run()
+    assert_same(chip, clean)
+    with pytest.raises(NotModelled, match="during a job"):
+        chip.flip(SetBit("u_seq.u_t.q_q", 0))
+    with pytest.raises(NotModelled, match="undefined"):
+        chip.check_site(FlopBit("u_spm.u_bank0.rslot_q", 0))
+
+
 # --- the flops --------------------------------------------------------------------------
 
 
