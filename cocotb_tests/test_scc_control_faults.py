@@ -296,6 +296,27 @@ async def a_tile_counter_run_past_its_end_is_a_hang(dut):
 
 
 @cocotb.test()
+async def a_skipped_check_shows_what_the_job_before_left(dut):
+    """CHECK flipped to STREAM skips the counters' reload: the job starts at the tile the
+    job before ended on, writes that job's result registers through its bias buffers,
+    then runs on. The model knows that state from the analytic job before."""
+    tb = ControlTb(dut)
+    await tb.start()
+    rng = np.random.default_rng(cocotb.RANDOM_SEED + 5)
+    for round_ in range(3):
+        job = Job(tb, 2 * tb.n + 1, int(rng.integers(2, 2 * tb.n)), 2 * tb.n + 1,
+                  seed=300 + round_, bias=True, out_int32=True)  # fmt: skip
+        await job.program(tb)
+        await tb.run_faulty_job([])  # clean, analytic: leaves the pipeline state
+        assert tb.model.last_job.engine == "analytic"
+        await tb.write(int(Reg.STATUS), 0x6)
+        await new_job(tb, rng, seed=400 + round_)
+        copies = [0, 1] if tb.tmr else [0]
+        await tb.run_faulty_job([(0, accel.SeqCopy("state", c, 1)) for c in copies])
+        await tb.write(int(Reg.STATUS), 0x6)
+
+
+@cocotb.test()
 async def transients_on_shared_next_state_beat_tmr(dut):
     """A transient on a TMR register's shared next value: all copies take it."""
     tb = ControlTb(dut)

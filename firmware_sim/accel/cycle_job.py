@@ -172,6 +172,12 @@ def c_before(spm: Scratchpad, d: Descriptor) -> tuple[np.ndarray, np.ndarray] | 
     return spm.data[lo:hi].copy(), spm.check[lo:hi].copy()
 
 
+def settle_after_check(path: PathState) -> None:
+    """The sequencer counters after a job that failed CHECK: CHECK cleared them."""
+    for name in ("rb", "cb", "t", "ecc"):
+        path.seq[name] = [0] * path.b.copies
+
+
 def settle_after_analytic(
     path: PathState,
     spm: Scratchpad,
@@ -183,7 +189,8 @@ def settle_after_analytic(
 
     PE result registers hold the last tile's sums (accumulators 0 after FLUSH's FIRST; an
     ECC abort leaves the aborted tile's sums in them and the tile before's in the result
-    registers), the bias buffers the last column blocks' bias, the bank read registers
+    registers), the tile counters the last tile, the bias buffers the last column
+    blocks' bias, the bank read registers
     the rows of the last A and B words read as they stood then (``before``: the C region
     at START, from ``c_before``), the operand pipelines those words. PE upsets and cell
     flips scheduled in that job are not carried over into this state.
@@ -193,6 +200,11 @@ def settle_after_analytic(
         return
     n, k, mb = d.n, d.k, d.mb
     last = d.tiles - 1 if reads.abort is None else reads.abort
+    # The tile counters stay at the last tile; an abort leaves the ECC flag set.
+    r_last, c_last = d.tile_rc(last)
+    for name, value in (("rb", r_last), ("cb", c_last), ("t", 0),
+                        ("ecc", int(reads.abort is not None))):  # fmt: skip
+        path.seq[name] = [value] * path.b.copies
     words = reads.words
 
     def block(tile: int) -> np.ndarray:
@@ -216,7 +228,6 @@ def settle_after_analytic(
         c_last = last // mb
         for c in range(max(c_last - 1, 0), c_last + 1):
             path.bias[c & 1] = words["bias"][4 * c : 4 * c + 4].reshape(-1)
-    r_last, c_last = d.tile_rc(last)
     read_at = d.stream_start(last) + k - 1
     bw, il = d.bank_words, spm.layout.interleave
     last_words = [d.a_addr + r_last * k + k - 1, d.b_addr + c_last * k + k - 1]

@@ -24,6 +24,7 @@ from .cycle_job import (
     hang_bound,
     run_twin,
     settle_after_analytic,
+    settle_after_check,
 )
 from .cycle_state import Build, PathState
 from .ecc import EccStatus
@@ -450,6 +451,7 @@ class Accelerator:
             settle_after_analytic(self._path, self.spm, d, job, before)
         else:
             outcome = (ErrCode.DESCRIPTOR, 2, 0)
+            settle_after_check(self._path)
         err, self._cycles, self._macs = outcome
         self._err_code = int(err)
         self._done = True
