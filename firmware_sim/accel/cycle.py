@@ -95,6 +95,7 @@ class CycleTwin:
         self.codes = codes
         self.code = code_for(build.dw) if build.ecc else None
         self._decoded: dict[int, tuple[int, int, int]] = {}
+        self._outputs: dict[int, tuple[int, int, int, np.ndarray]] = {}
         self._rows = np.arange(1, build.n)
         self._masks = self.code.masks if self.code else ()
         self._syndromes = {col: i for i, col in enumerate(self.code.columns)} if self.code else {}
@@ -139,10 +140,16 @@ class CycleTwin:
         return check
 
     def _bank_out(self, bank: int) -> tuple[int, int, int, np.ndarray]:
-        st = self.st
-        data, single, double = self.decode(st.rrow[bank][st.rslot[bank]])
-        lanes = np.frombuffer(data.to_bytes(self.b.n, "little"), dtype=np.int8).astype(np.int64)
-        return data, single, double, lanes
+        """(data, single, double, data as int8 lanes) of a bank's read output."""
+        code = self.st.rrow[bank][self.st.rslot[bank]]
+        hit = self._outputs.get(code)
+        if hit is None:
+            data, single, double = self.decode(code)
+            raw = np.frombuffer(data.to_bytes(self.b.n, "little"), dtype=np.int8)
+            hit = (data, single, double, raw.astype(np.int64))
+            if len(self._outputs) < 65536:
+                self._outputs[code] = hit
+        return hit
 
     # --- the job ---------------------------------------------------------------------
 
@@ -161,6 +168,8 @@ class CycleTwin:
         state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
         ecc, status = seq["ecc"], seq["status"]
         cnt = st.counters
+        cycles_q, macs_q = cnt["cycles_q"], cnt["macs_q"]
+        corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
         scr = st.scrub
         out = [self._bank_out(0), self._bank_out(1)]
         x = 0
@@ -174,6 +183,10 @@ class CycleTwin:
             sets: dict[str, int] = {}
             todo = actions.get(x)
             if todo:
+                # Counters live in locals between faults (wrapped when written back).
+                cnt.update(cycles_q=cycles_q & MASK32, macs_q=macs_q & MASK32,
+                           corr_q=corr_q & MASK32, uncorr_q=uncorr_q & MASK32,
+                           mismatch_q=mismatch_q & MASK32)  # fmt: skip
                 # Copies agree between cycles: spell them out, flip, vote again.
                 for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t),
                                 ("ecc", ecc), ("status", status)):  # fmt: skip
@@ -183,6 +196,8 @@ class CycleTwin:
                 for ident, act in todo:
                     self._apply(act, sets)
                     result.applied.append(ident)
+                cycles_q, macs_q = cnt["cycles_q"], cnt["macs_q"]
+                corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
                 for copies in list(st.cfg.values()) + list(st.seq.values()):
                     if len(copies) == 3 and not copies[0] == copies[1] == copies[2]:
                         mismatch = 1
@@ -324,14 +339,14 @@ class CycleTwin:
 
             # ---- counters (scc_regs.v) ----------------------------------------------
             if busy:
-                cnt["cycles_q"] = (cnt["cycles_q"] + 1) & MASK32
+                cycles_q += 1
             if macs_en:
-                cnt["macs_q"] = (cnt["macs_q"] + rows_v * cols_v * k32) & MASK32
-            cnt["corr_q"] = (cnt["corr_q"] + (st.rvalid[0] & out[0][1])
-                             + (st.rvalid[1] & out[1][1])) & MASK32  # fmt: skip
-            cnt["uncorr_q"] = (cnt["uncorr_q"] + (st.rvalid[0] & out[0][2])
-                               + (st.rvalid[1] & out[1][2])) & MASK32  # fmt: skip
-            cnt["mismatch_q"] = (cnt["mismatch_q"] + mismatch) & MASK32
+                macs_q += rows_v * cols_v * k32
+            rv0, rv1 = st.rvalid
+            if rv0 or rv1:
+                corr_q += (rv0 & out[0][1]) + (rv1 & out[1][1])
+                uncorr_q += (rv0 & out[0][2]) + (rv1 & out[1][2])
+            mismatch_q += mismatch
 
             # ---- clock edge: banks ------------------------------------------------
             wdata = None
@@ -417,6 +432,8 @@ class CycleTwin:
                 out = [self._bank_out(0), self._bank_out(1)]
 
         result.cycles = x
+        cnt.update(cycles_q=cycles_q & MASK32, macs_q=macs_q & MASK32, corr_q=corr_q & MASK32,
+                   uncorr_q=uncorr_q & MASK32, mismatch_q=mismatch_q & MASK32)  # fmt: skip
         for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t), ("ecc", ecc),
                         ("status", status)):  # fmt: skip
             st.seq[name] = [v] * b.copies
