@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: test lint bench demo venv iverilog verilator clean
+.PHONY: test lint bench demo sitemap venv iverilog verilator clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,10 @@ bench: venv iverilog
 
 demo: venv
 	$(PY) -m host.demo
+
+# Regenerates testbed/sitemaps/ from hdl/rtl with Yosys (every kept build).
+sitemap: venv
+	$(PY) -m testbed.sitemap generate
 
 clean:
 	rm -rf sim_build results reports .pytest_cache

@@ -50,12 +50,13 @@ def main() -> int:
                 f"  {job['cycles']:6d} cycles  utilization {job['mac_utilization']:.3f}"
                 f"  {job['sim_cycles_per_s']:7d} sim cycles/s"
             )
-    from bench import link_bench, link_goodput, link_reliability
+    from bench import link_bench, link_dead_target, link_goodput, link_reliability
 
     for name, bench in (
         ("link", link_bench),
         ("link-goodput", link_goodput),
         ("link-reliability", link_reliability),
+        ("link-dead-target", link_dead_target),
     ):
         figures = bench.run()
         (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2))

@@ -5,18 +5,24 @@ puts the bit-exact model behind it and adds what the hardware does on its own an
 firmware cannot: the clock running the scrubber while idle, faults that persist
 (a hung sequencer, stuck-at cells), faults scheduled at a point of the next job, and a
 power cycle. An RTL backend would give the same interface over cocotb.
+
+No scheduled fault is dropped in silence: each START settles every fault that waited
+for it as injected or as not injected with a reason (``JobInjection``), and the job
+layer reports that with the job.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from firmware_sim.accel import Accelerator, JobPoint, NotModelled, ScheduledFault
-from firmware_sim.accel.faults import FaultSite, SpmCell
+from firmware_sim.accel import Accelerator, Descriptor, JobPoint, NotModelled, ScheduledFault
+from firmware_sim.accel.faults import FaultSite, RegCopy, SeqCopy, SpmCell
 from firmware_sim.accel.layout import Layout
 from firmware_sim.accel.regs import SPM_BASE, Ctrl, Reg, Resp, Status
+from protocol.codes import NotInjectedReason
 
 ACCEL_CLOCK_HZ = 100e6
 """Clock of the modelled chip: how many idle cycles a second of wall time is."""
@@ -46,6 +52,20 @@ class Build:
     tmr: bool = True
 
 
+@dataclass(slots=True)
+class JobInjection:
+    """What became of the faults that waited for one START: how many there were, and how
+    many of them were not injected, by reason. The rest were placed at their point."""
+
+    scheduled: int = 0
+    not_injected: Counter[NotInjectedReason] = field(default_factory=Counter)
+
+    @property
+    def missed(self) -> int:
+        """Faults of this job that were not injected."""
+        return sum(self.not_injected.values())
+
+
 class ModelBackend:
     """The numpy model as the chip: a ``Bus``, plus the test bench's side of the chip."""
 
@@ -59,7 +79,7 @@ class ModelBackend:
         self.hang_at_start = False
         self.stuck: dict[tuple[int, int], int] = {}
         self.job_faults: list[ScheduledFault] = []
-        self.discarded_faults = 0
+        self.injection: JobInjection | None = None
         self.power_cycles = 0
 
     def _new_chip(self) -> Accelerator:
@@ -99,27 +119,51 @@ class ModelBackend:
         return self.chip.bus_read(addr)
 
     def _start(self) -> None:
+        faults, self.job_faults = self.job_faults, []
+        tally = JobInjection(len(faults))
+        self.injection = tally
         if self.hang_at_start:
+            # The sequencer hangs at START: no point of this job is ever reached.
             self.hang_at_start = False
             self.hung = True
+            if faults:
+                tally.not_injected[NotInjectedReason.JOB_ENDED_BEFORE] += len(faults)
             return
-        faults, self.job_faults = self.job_faults, []
         d = self.chip.descriptor()
         fit = []
-        if d.valid():
-            for f in faults:
-                if 0 <= f.when.tile < d.tiles and 0 <= f.when.cycle < d.phase_cycles(
-                    f.when.tile, f.when.phase
-                ):
-                    fit.append(f)
-        self.discarded_faults += len(faults) - len(fit)
+        for f in faults:
+            try:
+                self.chip.job_cycle(f.when)  # ValueError: no such point in this job
+            except ValueError:
+                tally.not_injected[NotInjectedReason.NO_SUCH_POINT] += 1
+            else:
+                fit.append(f)
         try:
             self.chip.run(fit)
-        except (ValueError, NotModelled):
-            self.discarded_faults += len(fit)
+        except NotModelled:
+            # Flips that are predictable one by one can still meet at one cycle in a way
+            # the model does not predict: the job runs clean and says so.
+            tally.not_injected[NotInjectedReason.NOT_PREDICTABLE] += len(fit)
             self.chip.run()
+        else:
+            self._settle_early_end(d, fit, tally)
         if self.stuck:
             self._reassert_stuck()
+
+    def _settle_early_end(
+        self, d: Descriptor, fit: list[ScheduledFault], tally: JobInjection
+    ) -> None:
+        """Faults whose point lies past the job's end (an ECC abort) were never placed."""
+        done_at = self.chip.read_reg(Reg.CYCLES) - 1  # the job's last cycle, DONE
+        late = sum(d.job_cycle(f.when) >= done_at for f in fit)
+        if late:
+            tally.not_injected[NotInjectedReason.JOB_ENDED_BEFORE] += late
+
+    def take_injection(self) -> JobInjection | None:
+        """What became of the faults of the last START (None if none since the last
+        call); the caller reports it with the job."""
+        out, self.injection = self.injection, None
+        return out
 
     # --- what the hardware does without the firmware -----------------------------------
 
@@ -132,10 +176,13 @@ class ModelBackend:
             self._reassert_stuck()
 
     def power_cycle(self) -> None:
-        """Switch the chip off and on: registers and memory are lost, damage stays."""
+        """Switch the chip off and on: registers and memory are lost, damage stays.
+
+        Faults waiting for a job point belong to the test bench, not to the chip: they
+        keep waiting for the next job.
+        """
         self.chip = self._new_chip()
         self.hung = self.hang_at_start = False
-        self.job_faults.clear()
         self.power_cycles += 1
         if self.stuck:
             self._reassert_stuck()
@@ -169,8 +216,26 @@ class ModelBackend:
         """Flip sites in one clock cycle, now."""
         self.chip.flip_many(list(sites))
 
+    def check_scheduled(self, when: JobPoint, sites: Iterable[FaultSite]) -> None:
+        """Raise ValueError if a site is not in this build, NotModelled if the model cannot
+        predict these sites flipped together at ``when`` of a job (with the flips already
+        waiting for that point). Whether the next job has ``when`` is known only at START.
+        """
+        sites = list(sites)
+        for site in sites:
+            self.chip.check_site(site)
+        copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
+        copies += [
+            f.site for f in self.job_faults
+            if f.when == when and isinstance(f.site, RegCopy | SeqCopy)
+        ]  # fmt: skip
+        if copies:
+            # The model's own vote of one cycle of copy flips during a job, which raises
+            # NotModelled for what it does not predict; nothing is applied.
+            self.chip._plan_copy_flips(copies, during_job=True)
+
     def schedule(self, when: JobPoint, sites: Iterable[FaultSite]) -> None:
-        """Flip sites at a point of the next job (dropped if the job has no such point)."""
+        """Flip sites at a point of the next job; its START settles them (``take_injection``)."""
         self.job_faults.extend(ScheduledFault(when, s) for s in sites)
 
     def hang(self, at_next_start: bool = False) -> None:

@@ -117,6 +117,8 @@ class Environment:
         self.temp_k = c.temp0_c + KELVIN
         self.latchup = False
         self.accel_energy_j = 0.0
+        self.accel_static_energy_j = 0.0
+        """Leakage and latch-up energy since power-on: what a latch-up costs while it lasts."""
         self._eclipse = self.in_eclipse(0.0)
 
     # --- orbit -----------------------------------------------------------------------
@@ -161,7 +163,9 @@ class Environment:
             dt = min(MAX_STEP_S, t - self.t)
             sun = not self.in_eclipse(self.t)
             solar = c.solar_array_w if sun else 0.0
-            load = c.platform_load_w + self.accel_power_w()
+            accel_w = self.accel_power_w()
+            self.accel_static_energy_j += accel_w * dt
+            load = c.platform_load_w + accel_w
             net = solar - load
             self.energy_wh += (net * c.charge_efficiency if net > 0 else net) * dt / 3600.0
             self.energy_wh = min(max(self.energy_wh, 0.0), c.battery_wh)

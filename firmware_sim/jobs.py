@@ -6,6 +6,10 @@ battery jobs wait), and ends in one of: completed (result verified and kept with
 CRC), failed (the chip reported an error, or the result read back was uncorrectable),
 aborted, or timed out (the chip never said DONE: its sequencer hung). No result that
 failed a check is ever written where the host reads results from.
+
+A job that ran with faults scheduled at its points says how many there were and how
+many of them were not injected (events FAULT_NOT_INJECTED, JOB_COMPLETED / JOB_FAILED,
+housekeeping), so that no run is taken for a masked fault that never happened.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 from firmware_sim.accel.packing import pack_a, pack_b, pack_bias, place_operands, unpack_c
 from firmware_sim.accel.regs import ErrCode
+from firmware_sim.backend import JobInjection
 from firmware_sim.driver import Descriptor, DriverError
 from firmware_sim.ram import Result, crc32
 from protocol.codes import EventId, FailureCode, FunctionId, MemoryId, Mode
@@ -110,6 +115,8 @@ class Job:
     deadline: float = 0.0
     descriptor: Descriptor | None = None
     staged_words: int = 0
+    injection: JobInjection | None = None
+    """What became of the faults that waited for this job's START (None: it never started)."""
 
 
 @dataclass(slots=True)
@@ -122,6 +129,8 @@ class LastJob:
     cycles: int = 0
     macs: int = 0
     crc: int = 0
+    faults: int = 0
+    not_injected: int = 0
 
 
 class JobScheduler:
@@ -136,6 +145,7 @@ class JobScheduler:
         self.aborted = 0
         self.last = LastJob()
         self.deferring = False
+        self.faults_not_injected = 0
 
     def __len__(self) -> int:
         return len(self.queue) + (self.running is not None)
@@ -173,7 +183,8 @@ class JobScheduler:
             self.fsw.log(f"INTERNAL ERROR in job {job.spec.job_id}:\n{traceback.format_exc()}")
             self.running = None
             self.failed += 1
-            self.last = LastJob(job.spec.job_id, JobStatus.FAILED)
+            faults, missed = self._settle(job)
+            self.last = LastJob(job.spec.job_id, JobStatus.FAILED, 0, 0, 0, 0, faults, missed)
             try:
                 self.fsw.reset_accelerator()
             except Exception:
@@ -198,7 +209,8 @@ class JobScheduler:
 
     def _end_aborted(self, job: Job, why: str) -> None:
         self.aborted += 1
-        self.last = LastJob(job.spec.job_id, JobStatus.ABORTED)
+        faults, missed = self._settle(job)
+        self.last = LastJob(job.spec.job_id, JobStatus.ABORTED, 0, 0, 0, 0, faults, missed)
         self.fsw.log(f"job {job.spec.job_id} aborted: {why}")
         job.request.fail(FailureCode.JOB_ABORTED, b"", self.fsw.now)
 
@@ -211,6 +223,7 @@ class JobScheduler:
         try:
             job.descriptor = self._stage(job)
             fsw.driver.start(job.descriptor)
+            job.injection = fsw.backend.take_injection()
         except DriverError as exc:
             # The chip was idle a moment ago: it refusing the staging is a hang.
             fsw.log(f"job {spec.job_id}: staging refused: {exc}")
@@ -326,8 +339,13 @@ class JobScheduler:
             return
         fsw.results.add(Result(spec.job_id, spec.c_memory, address, len(data), crc))
         self.completed += 1
-        self.last = LastJob(spec.job_id, JobStatus.COMPLETED, 0, cycles, macs, crc)
-        fsw.events.raise_event(EventId.JOB_COMPLETED, spec.job_id, cycles, macs, crc)
+        faults, missed = self._settle(job)
+        self.last = LastJob(
+            spec.job_id, JobStatus.COMPLETED, 0, cycles, macs, crc, faults, missed
+        )
+        fsw.events.raise_event(
+            EventId.JOB_COMPLETED, spec.job_id, cycles, macs, crc, faults, missed
+        )
         job.request.complete(fsw.now)
 
     def _fail(self, job: Job, code: FailureCode, err: int, cycles: int = 0, macs: int = 0) -> None:
@@ -336,7 +354,8 @@ class JobScheduler:
         self.running = None
         self.failed += 1
         status = JobStatus.TIMEOUT if code == FailureCode.TIMEOUT else JobStatus.FAILED
-        self.last = LastJob(spec.job_id, status, err, cycles, macs)
+        faults, missed = self._settle(job)
+        self.last = LastJob(spec.job_id, status, err, cycles, macs, 0, faults, missed)
         n = fsw.driver.info.n
         if spec.c_memory == MemoryId.ACCEL_SCRATCHPAD:
             length = spec.spm_words(n)[3] * n
@@ -346,11 +365,25 @@ class JobScheduler:
         fsw.results.add(Result(spec.job_id, spec.c_memory, spec.c_addr, length, 0, mark))
         if code == FailureCode.JOB_FAILED and err == ErrCode.ECC:
             fsw.check_counters(now_address=NO_ADDRESS)
-        fsw.events.raise_event(EventId.JOB_FAILED, spec.job_id, code, err)
+        fsw.events.raise_event(EventId.JOB_FAILED, spec.job_id, code, err, faults, missed)
         data = bytes([err]) if code == FailureCode.JOB_FAILED else b""
         job.request.fail(code, data, fsw.now)
         if code != FailureCode.TIMEOUT:  # a timeout is counted as the SEFI it is
             fsw.anomaly(EventId.JOB_FAILED)
+
+    def _settle(self, job: Job) -> tuple[int, int]:
+        """Report the job's faults that were not injected, by reason, before the job's own
+        end is reported, once; (faults scheduled for it, of them not injected)."""
+        tally, job.injection = job.injection, None
+        if tally is None:
+            return 0, 0
+        for reason, count in sorted(tally.not_injected.items()):
+            self.fsw.events.raise_event(
+                EventId.FAULT_NOT_INJECTED, job.spec.job_id, reason, min(count, 0xFFFF),
+                min(tally.scheduled, 0xFFFF),
+            )  # fmt: skip
+        self.faults_not_injected += tally.missed
+        return min(tally.scheduled, 0xFFFF), min(tally.missed, 0xFFFF)
 
     def _timeout(self, job: Job) -> None:
         """The chip did not finish: a hung sequencer (SEFI). Reset it and fail the job."""

@@ -417,7 +417,12 @@ def cmd_inject(target: Target, args: argparse.Namespace) -> int:
         raise UsageError("give KIND SITE [FIELD=VALUE...], or --list, or --clear")
     record = _record(args)
     target.inject([record])
-    print(f"injected {_show_record(record)}")
+    if record.timing == FaultTiming.NEXT_JOB:
+        # Only the job can tell whether its point is reached: it reports the faults it
+        # did not get (event FAULT_NOT_INJECTED, HK last_job_not_injected).
+        print(f"armed {_show_record(record)}; the job reports it if it is not injected")
+    else:
+        print(f"injected {_show_record(record)}")
     return 0
 
 

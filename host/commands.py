@@ -3,7 +3,8 @@
 ``Tracker`` follows docs/ICD.md sections 9 and 14 for one TC: it is told when the TC went
 out, which service 1 reports arrived and when its deadline passed, and answers whether to
 send the same octets again. When it is done it holds a ``Completion`` or a
-``CommandError``. The link (``host.link``) owns the clock, the port and the threads.
+``CommandError``. The link core (``host.link_core``) tells it each of these in turn,
+and its shell (``host.link``) owns the clock, the port and the threads.
 """
 
 from __future__ import annotations

@@ -4,8 +4,10 @@ injected while it runs, and a report with a figure.
 Two chips are started, one built with every protection (SECDED, scrubbing, TMR) and one
 without, so the report shows what the protections buy. For each chip the demo runs the
 layer once clean (its result is the golden one, checked against the model's reference
-arithmetic), then once per injected fault, each fault timed to land inside the next job
-(service 148, timing NEXT_JOB), and classifies how the run ended.
+arithmetic), then once per fault, each fault timed to land inside the next job
+(service 148, timing NEXT_JOB), and classifies how the run ended. Each row names what
+protects its site on that build. A fault the target refuses, or whose point the job
+never reaches, is counted as not injected and kept out of the rates (docs/FAULTS.md).
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import numpy as np
 
 from firmware_sim.accel.reference import gemm_reference
 from host.commands import Authenticator
-from host.errors import CommandFailed, CommandTimeout
+from host.errors import CommandFailed, CommandTimeout, describe_code
 from host.link import Link
-from host.report import Outcome, Run, write
+from host.report import Outcome, Run, summarize, write
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
-from host.target import Target
+from host.target import FAULT_REFUSALS, Target
 from protocol.codes import FailureCode, FaultKind
 from protocol.payloads import (
     FaultRecord,
@@ -54,12 +56,26 @@ class Chip:
 
     label: str
     args: tuple[str, ...]
-    check_bits: int
+    ecc: bool
+    tmr: bool
+
+    @property
+    def check_bits(self) -> int:
+        return 7 if self.ecc else 0  # SECDED check bits of a 32-bit word (N = 4)
+
+    def protection(self, site: FaultSiteClass) -> str:
+        """What protects ``site`` on this build (docs/FAULTS.md, "Sites and what protects
+        them"); a SEFI hangs the sequencer itself, which nothing on the chip protects."""
+        if site in (FaultSiteClass.SPM_WORD, FaultSiteClass.SPM_CELL) and self.ecc:
+            return "SECDED"
+        if site == FaultSiteClass.REG_COPY and self.tmr:
+            return "TMR"
+        return "none"
 
 
 CHIPS = (
-    Chip("protected", (), 7),
-    Chip("unprotected", ("--no-ecc", "--no-tmr"), 0),
+    Chip("protected", (), ecc=True, tmr=True),
+    Chip("unprotected", ("--no-ecc", "--no-tmr"), ecc=False, tmr=False),
 )
 
 
@@ -87,14 +103,14 @@ def fault_plan(rng: np.random.Generator, chip: Chip, runs: int) -> list[tuple[st
             FaultKind.MBU, FaultSiteClass.SPM_WORD, 2, (word, bit),
             FaultTiming.NEXT_JOB, (0, JobPhase.BIAS, 0))))
     for _ in range(runs):
+        # Inside the job on both builds: between jobs the driver rewrites these registers
+        # before START, so a flip there could only come out masked.
         offset = int(rng.choice(list(JOB_REGISTERS)))
-        copies = 3 if chip.check_bits else 1
+        copies = 3 if chip.tmr else 1
         site = (offset, int(rng.integers(copies)), int(rng.integers(JOB_REGISTERS[offset])))
-        # Without TMR the model predicts a flipped register only between jobs.
-        when = (FaultTiming.NEXT_JOB, point(JobPhase.STREAM, K)) if copies == 3 else (
-            FaultTiming.NOW, (0, 0, 0))
         plan.append(("SBU in a control register", FaultRecord(
-            FaultKind.SBU, FaultSiteClass.REG_COPY, 1, site, *when)))
+            FaultKind.SBU, FaultSiteClass.REG_COPY, 1, site,
+            FaultTiming.NEXT_JOB, point(JobPhase.STREAM, K))))
     for _ in range(runs):
         site = (int(rng.integers(ARRAY_N)), int(rng.integers(ARRAY_N)), int(rng.integers(32)))
         plan.append(("SBU in an accumulator", FaultRecord(
@@ -113,28 +129,36 @@ def fault_plan(rng: np.random.Generator, chip: Chip, runs: int) -> list[tuple[st
     return plan  # fmt: skip
 
 
-def counters(target: Target) -> dict[str, int]:
-    hk = target.housekeeping(HkStructure.ACCELERATOR)
-    return {name: int(hk[name]) for name in MITIGATION_COUNTERS}
-
-
 def classify(
     target: Target, golden: np.ndarray, layer: dict, record: FaultRecord
 ) -> tuple[Outcome, str]:
     """Inject one fault, run the layer, and say how the run ended."""
-    before = counters(target)
-    target.inject([record])
+    before = target.housekeeping(HkStructure.ACCELERATOR)
     try:
-        got = target.run_layer(**layer)
+        target.inject([record])
     except CommandFailed as exc:
-        if exc.code == FailureCode.TIMEOUT:
-            return Outcome.HANG, "job timed out; the chip was reset"
-        return Outcome.DETECTED, f"job refused its result: {exc.code!r}"
+        if exc.code not in FAULT_REFUSALS:
+            raise
+        why = FAULT_REFUSALS[exc.code]
+        return Outcome.NOT_INJECTED, f"refused, {describe_code(exc.code)}: {why}"
+    job_id = target.next_job_id()
+    got, failed = None, None
+    try:
+        got = target.run_layer(**layer, job_id=job_id)
+    except CommandFailed as exc:
+        failed = exc
     except CommandTimeout as exc:
         return Outcome.HANG, str(exc)
     finally:
         target.clear_faults()
-    after = counters(target)
+    after = target.housekeeping(HkStructure.ACCELERATOR)
+    if after["last_job_id"] == job_id and after["last_job_not_injected"]:
+        missed, of = after["last_job_not_injected"], after["last_job_faults"]
+        return Outcome.NOT_INJECTED, f"the job reported {missed} of its {of} flips not injected"
+    if failed is not None:
+        if failed.code == FailureCode.TIMEOUT:
+            return Outcome.HANG, "job timed out; the chip was reset"
+        return Outcome.DETECTED, f"job refused its result: {describe_code(failed.code)}"
     acted = [name for name in MITIGATION_COUNTERS if after[name] != before[name]]
     if not np.array_equal(got, golden):
         wrong = int(np.count_nonzero(got != golden))
@@ -181,9 +205,22 @@ def run_chip(chip: Chip, runs: int, rng: np.random.Generator, log: Path) -> list
             started = time.monotonic()
             for i, (fault, record) in enumerate(plan, 1):
                 outcome, detail = classify(target, golden, layer, record)
-                results.append(Run(fault, f"{chip.label}: {record.site}", outcome, detail))
+                label = f"{fault} [{chip.protection(record.site_class)}, {chip.label} build]"
+                results.append(Run(label, f"{chip.label}: {record.site}", outcome, detail))
                 show_progress(chip.label, i, len(plan), started)
-    return [Run(f"{r.fault} ({chip.label})", r.site, r.outcome, r.detail) for r in results]
+    return results
+
+
+def not_injected_notes(runs: list[Run]) -> list[str]:
+    """A sentence per row with runs whose fault was not injected, saying why."""
+    notes = []
+    for s in summarize(runs):
+        if s.not_injected:
+            why = sorted({r.detail for r in runs if r.fault == s.fault
+                          and r.outcome is Outcome.NOT_INJECTED})  # fmt: skip
+            notes.append(f"- {s.fault}: {s.not_injected} of {s.runs + s.not_injected} runs not "
+                         f"injected ({'; '.join(why)}); they are in no rate.")  # fmt: skip
+    return notes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,9 +245,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     notes = [
         "Each fault was timed (service 148, NEXT_JOB) to land inside the job that followed,",
-        "at a random tile and cycle; operand upsets land before the first read.",
+        "at a random tile and cycle; operand upsets land before the first read. Each row",
+        "names what protects its site on that build: SECDED, TMR, or none.",
         "A run is *corrected* when the result was right and an EDAC or TMR counter moved,",
         "*detected* when the flight software refused to deliver the result.",
+        "A run is *not injected* when the target refused the fault (it cannot apply it as",
+        "that build would behave) or the job never reached its point; such runs are counted",
+        "apart and kept out of the rates, never counted as masked.",
+        "",
+        *not_injected_notes(runs),
     ]
     paths = write(args.out, "demo", "SCC under injected upsets", runs, meta, notes)
     print(f"report: {paths['md']}  figure: {paths['png']}  data: {paths['json']}")

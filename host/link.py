@@ -1,65 +1,47 @@
 """The ground side of the serial link: TCs out, TM in, over any pyserial URL.
 
-``Link`` opens ``/dev/ttyUSB0``, a pty path, ``socket://host:port``, ``spy://...`` or
-``loop://`` and runs two threads:
+``Link`` is the threaded shell around ``host.link_core.LinkCore``, which holds every rule
+of the protocol (window, retransmission, matching reports to commands, link start,
+re-signing after AUTH_REPLAY, the deadlines and the dead-target rule; see its docstring).
+The shell opens ``/dev/ttyUSB0``, a pty path, ``socket://host:port``, ``spy://...`` or
+``loop://`` and runs two threads, because pyserial offers no portable way to wait for
+both a readable port and a new command:
 
-- a reader: bytes from the port into a ``protocol.framing.FrameDecoder`` with a TM
-  validator; service 1 reports go to the command they name, other TM to the history. It
-  never dies on a read error: when the device goes away it reopens the port with
-  exponential backoff until the link is closed, and says so (log and ``link_events``).
-- a sender: TCs out in submission order, at most ``window`` of them without their
-  acceptance report (docs/ICD.md section 14), retransmissions of the same octets when the
-  acceptance timeout expires, and every deadline of section 14. It sleeps on a condition
-  until the next deadline or the next thing to do; nothing polls.
+- a reader: bytes from the port into the core. It never dies on a read error: when the
+  device goes away it reopens the port with exponential backoff until the link is closed.
+- a sender: ticks the core at its next deadline and writes what it returns, with the lock
+  released (a slow line blocks here, not the reader). It sleeps on a condition until the
+  next deadline or the next thing to do; nothing polls.
+
+Every change of the link's state is one ``LinkEvent`` and one log line: ``opened``,
+``up``, ``down`` (a TC exhausted its retransmissions, or the target fell silent),
+``retrying``, ``start_failed``, ``disconnected``, ``reconnected``, ``closed``.
 
 ``send`` waits for one command; ``submit`` returns a future, so that many can be in flight;
 ``send_many`` does both. Each command ends as a ``Completion`` or a ``CommandFailed`` /
 ``CommandTimeout`` (or ``LinkClosed`` when the link is closed under it), or is cancelled by
 its caller before it was sent (``Future.cancel``, ``cancel_queued``): none is dropped
-silently. A signed command refused with AUTH_REPLAY is sent once more, as a new TC, above
-the number the target says it last accepted (ICD 13). ``send_raw`` writes octets of the
-caller's own (damaged frames, garbage) from the sender thread, between two frames.
-
-How a TM that is not a service 1 report (TM[17,2], TM[6,6], a one-shot TM[3,25]...) is
-matched to its TC: the ICD sends it after the request's start report and before its
-completion report, requests are handled in arrival order, and its destination id is the
-TC's source id. So such a TM belongs to the request of the last service 1 report received
-if that report was a non-final success report of an open request of the same service and
-no TM was lost since (TM sequence counts); otherwise to the oldest open request of the same
-service; otherwise to none (it stays in the history, counted as unattributed).
+silently. ``send_raw`` writes octets of the caller's own (damaged frames, garbage) from
+the sender thread, between two frames.
 """
 
 from __future__ import annotations
 
-import bisect
 import errno
 import logging
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import serial
 
-from host.commands import (
-    Authenticator,
-    Command,
-    Completion,
-    Phase,
-    Timing,
-    Tracker,
-    build_packet,
-    signer,
-)
+from host.commands import Authenticator, Command, Completion, Timing
 from host.errors import (
     BadBaudRate,
-    CommandError,
-    CommandFailed,
-    CommandTimeout,
     HostError,
     LinkClosed,
     LinkError,
@@ -68,11 +50,20 @@ from host.errors import (
     PortNotFound,
 )
 from host.history import NOW, History, Predicate, Received, Start
+from host.link_core import Claim, LinkCore
+from host.link_events import (
+    CommandEnded,
+    FrameDropped,
+    FrameOut,
+    LinkState,
+    LinkStats,
+    RawDone,
+    ReopenPort,
+    StateChanged,
+    TmArrived,
+)
 from host.session_log import SessionLog
-from host.stage import Stage
-from protocol.codes import AckFlags, FailureCode, RejectReason, Service, TestSubtype
-from protocol.errors import PacketError
-from protocol.framing import NEED_DATA, Frame, FrameDecoder, FrameRejected, encode_frame
+from protocol.codes import AckFlags, Service, TestSubtype
 from protocol.link import (
     DEFAULT_BAUD,
     DUPLICATE_WINDOW,
@@ -82,10 +73,7 @@ from protocol.link import (
     acceptance_timeout,
     frame_time_s,
 )
-from protocol.packets import PacketType, PacketValidator, Telemetry, parse_tm
-from protocol.request_id import RequestId
-from protocol.sequence import SEQ_COUNT_MODULO, SeqCounter, seq_diff
-from protocol.verification import VerificationReport
+from protocol.sequence import SEQ_COUNT_MODULO
 
 log = logging.getLogger("host.link")
 
@@ -96,54 +84,22 @@ READ_TIMEOUT_S = 0.1
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 
-__all__ = ["Link", "LinkEvent", "LinkStats", "NOW"]
+__all__ = ["Link", "LinkEvent", "LinkState", "LinkStats", "NOW"]
+
+_WARN = frozenset({"disconnected", "reconnected", "down", "retrying", "start_failed"})
+"""Link events logged as warnings; the others are logged as information."""
 
 
 @dataclass(frozen=True, slots=True)
 class LinkEvent:
     """Something that happened to the link: ``opened``, ``up``, ``disconnected``,
-    ``reconnected``, ``down`` (a TC exhausted its retransmissions), ``start_failed``,
-    ``closed``. ``time`` is ``time.monotonic()``."""
+    ``reconnected``, ``down``, ``retrying``, ``start_failed``, ``closed``. ``time`` is
+    ``time.monotonic()``."""
 
     index: int
     time: float
     kind: str
     detail: str = ""
-
-
-@dataclass(slots=True)
-class LinkStats:
-    """Counters of one link since it was made."""
-
-    frames_sent: int = 0
-    bytes_sent: int = 0
-    retransmissions: int = 0
-    fast_retransmissions: int = 0
-    """Retransmissions sent before the acceptance timeout (``fast_retransmit``)."""
-    tm_received: int = 0
-    tm_lost: int = 0
-    """TM missing from the target's sequence counts (ICD section 6)."""
-    tm_count_restarts: int = 0
-    """Times the TM sequence count went back (the target restarted)."""
-    start_pings: int = 0
-    """Link-start pings the link submitted on its own (on opening, after a reconnection)."""
-    start_pings_accepted: int = 0
-    """Link-start pings that ended past acceptance: the target surely accepted them."""
-    start_pings_maybe: int = 0
-    """Link-start pings that ended at acceptance after being sent: accepted or not."""
-    reports_unmatched: int = 0
-    """Service 1 reports about a request id not in flight (late, corrupted, or not ours)."""
-    reports_malformed: int = 0
-    tm_unattributed: int = 0
-    """TM addressed to us that matched no request in flight."""
-    frames_rejected: dict[RejectReason, int] = field(
-        default_factory=lambda: dict.fromkeys(RejectReason, 0)
-    )
-    reconnects: int = 0
-
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.frames_rejected.values())
 
 
 def _valid_baud(baud: object) -> int:
@@ -161,10 +117,11 @@ class Link:
     ``auth`` in its place); after an AUTH_REPLAY the link moves it above the target's number
     and sends the command once more, as a new TC. The link changes its authenticators under
     its lock: do not share one with another link while both run. ``restart``
-    sends the link-start ping again after each reconnection. A command submitted while the
-    port is down waits for it at most ``down_timeout_s`` (default: the time the ICD gives a
-    TC, 1 + max_retransmissions acceptance timeouts). ``session_log`` is a path (or a
-    ``SessionLog``) to log every frame to.
+    sends the link-start ping again after each reconnection, and retries it after the link
+    went down. A command submitted while the link is not up (port gone, link start
+    running, target silent) waits for it at most ``down_timeout_s`` (default: the time the
+    ICD gives a TC, 1 + max_retransmissions acceptance timeouts). ``session_log`` is a path
+    (or a ``SessionLog``) to log every frame to.
 
     ``fast_retransmit`` (off by default: docs/ICD.md section 14 lists only the acceptance
     timeout and BAD_CRC/BAD_LENGTH as reasons to send again) also retransmits a TC as soon
@@ -195,7 +152,6 @@ class Link:
         self.baud = _valid_baud(baud)
         if not 1 <= window <= DUPLICATE_WINDOW:
             raise ValueError(f"window must be in 1..{DUPLICATE_WINDOW}, got {window}")
-        self.window = window
         timing = Timing(acceptance_s=acceptance_timeout(self.baud))
         overrides = {
             "acceptance_s": acceptance_timeout_s,
@@ -203,18 +159,13 @@ class Link:
             "progress_s": progress_timeout_s,
             "max_retransmissions": max_retransmissions,
         }
-        self.timing = replace(timing, **{k: v for k, v in overrides.items() if v is not None})
-        self.source_id = source_id
-        self.auth = auth
-        self.restart = restart
-        self.fast_retransmit = fast_retransmit
-        self.down_timeout_s = (
-            down_timeout_s
-            if down_timeout_s is not None
-            else self.timing.acceptance_s * (1 + self.timing.max_retransmissions)
-        )
+        timing = replace(timing, **{k: v for k, v in overrides.items() if v is not None})
+        self._core = LinkCore(
+            timing, port=self.port, window=window, source_id=source_id, auth=auth,
+            restart=restart, down_timeout_s=down_timeout_s, fast_retransmit=fast_retransmit,
+            seq_start=random.randrange(SEQ_COUNT_MODULO),
+        )  # fmt: skip
         self.history = History(history_size)
-        self.stats = LinkStats()
         self._session_log = (
             session_log
             if isinstance(session_log, SessionLog) or session_log is None
@@ -227,33 +178,62 @@ class Link:
         self._stopping = False
         self._stop_event = threading.Event()
         self._opened = False
+        self._opening = False
+        """In ``open``: a failed link start is the error ``open`` raises, not a log line."""
         self._port: serial.SerialBase | None = None
         self._reopen_requested = ""
-        self._down_since: float | None = None
-        self._need_resync = True
-        self._seq = SeqCounter(0)
-        self._queue: deque[Tracker] = deque()
-        self._recent_writes: deque[tuple[int, Tracker]] = deque()
-        """(write number, tracker) of each copy written since the oldest first write of a
-        TC that may still be written again (``_may_send_new``)."""
-        self._starts = 0
-        """Link starts running (``_start_link``)."""
-        """Trackers not yet sent, in submission order (``Tracker.order``)."""
-        self._orders = 0
-        self._raw: deque[tuple[bytes, Future[None]]] = deque()
-        self._urgent: deque[tuple[Tracker, str]] = deque()
-        self._open: dict[RequestId, Tracker] = {}
-        self._futures: dict[Tracker, Future] = {}
-        self._sent_count = 0
-        self._write_count = 0
-        self._epoch = 0
-        self._current: Tracker | None = None
-        self._gap_since_current = False
-        self._last_tm_seq: int | None = None
+        self._futures: dict[int, Future] = {}
+        self._raw_futures: dict[int, Future[None]] = {}
         self._events: list[LinkEvent] = []
-        self._decoder = FrameDecoder(validator=PacketValidator(PacketType.TM))
-        self._rx_raw = bytearray()
         self._threads: list[threading.Thread] = []
+
+    # --- what the core holds ---------------------------------------------------------------
+
+    @property
+    def timing(self) -> Timing:
+        """The timeouts and retry count in use."""
+        return self._core.timing
+
+    @property
+    def window(self) -> int:
+        return self._core.window
+
+    @property
+    def source_id(self) -> int:
+        return self._core.source_id
+
+    @property
+    def restart(self) -> bool:
+        return self._core.restart
+
+    @property
+    def fast_retransmit(self) -> bool:
+        return self._core.fast_retransmit
+
+    @property
+    def down_timeout_s(self) -> float:
+        return self._core.down_timeout_s
+
+    @property
+    def stats(self) -> LinkStats:
+        """The link's counters (the core's own object: read, do not change)."""
+        return self._core.stats
+
+    @property
+    def auth(self) -> Authenticator | None:
+        """The authenticator of hazardous TCs; may be replaced between commands."""
+        return self._core.auth
+
+    @auth.setter
+    def auth(self, auth: Authenticator | None) -> None:
+        with self._cond:
+            self._core.auth = auth
+
+    @property
+    def state(self) -> LinkState:
+        """Where the link is: port down, starting, up, down, retrying, closed."""
+        with self._cond:
+            return self._core.state
 
     # --- opening and closing --------------------------------------------------------------
 
@@ -265,26 +245,43 @@ class Link:
                 raise RuntimeError(f"link on {self.port} is already open")
             self._opened = True
         try:
-            self._port = self._make_port()
+            port = self._make_port()
         except BaseException:
             self._opened = False
             self._close_log()
             raise
-        self._seq = SeqCounter(random.randrange(SEQ_COUNT_MODULO))
         if self._session_log is not None:
             self._session_log.header(self.port, self.baud)
-        self._event("opened", f"{self.port} at {self.baud} baud")
+        self._event("opened", f"{self.port} at {self.baud} baud", time.monotonic())
+        with self._cond:
+            self._port = port
+            self._opening = start
+            self._core.port_opened(time.monotonic(), start=start)
+            ended = self._drain_locked()
+        self._resolve(ended)
         for name, target in (("reader", self._reader), ("sender", self._sender)):
             thread = threading.Thread(target=target, name=f"link-{name} {self.port}", daemon=True)
             thread.start()
             self._threads.append(thread)
         if start:
             try:
-                self._start_link()
+                self._await_link_start()
             except HostError:
                 self.close()
                 raise
+            finally:
+                with self._cond:
+                    self._opening = False
         return self
+
+    def _await_link_start(self) -> None:
+        with self._cond:
+            while not self._core.started and self._core.start_error is None:
+                if self._stopping:
+                    raise LinkClosed(f"{self.port}: the link was closed during its start")
+                self._cond.wait()
+            if self._core.start_error is not None and not self._core.started:
+                raise self._core.start_error
 
     def close(self) -> None:
         """Stop the threads, close the port; commands still in flight end with LinkClosed."""
@@ -307,22 +304,15 @@ class Link:
             thread.join(timeout=5.0)
         with self._cond:
             port, self._port = self._port, None
-            pending = list(self._queue) + list(self._open.values())
-            raws = [future for _, future in self._raw]
-            self._queue.clear()
-            self._open.clear()
-            self._raw.clear()
-            for tracker in pending:
-                tracker.abandon(_closed_error(tracker, self.port))
+            self._core.close(time.monotonic())
+            ended = self._drain_locked()
         if port is not None:
             try:
                 port.close()
             except Exception:
                 pass
-        self._resolve(pending)
-        for future in raws:
-            future.set_exception(LinkClosed(f"{self.port}: closed before the raw octets went out"))
-        self._event("closed")
+        self._resolve(ended)
+        self._event("closed", "", time.monotonic())
         self._close_log()
 
     def __enter__(self) -> Link:
@@ -373,17 +363,14 @@ class Link:
         """
         return self.submit_command(Command(service, subtype, bytes(app_data), ack, timeout, auth))
 
-    def submit_command(self, command: Command, *, internal: bool = False) -> Future[Completion]:
+    def submit_command(self, command: Command) -> Future[Completion]:
         """Queue a ``Command`` (see ``submit``)."""
         future: Future[Completion] = Future()
-        tracker = Tracker(command, self.timing, self.port, time.monotonic(), internal=internal)
         with self._cond:
             if self._stopping or not self._opened:
                 raise LinkClosed(f"{command.name}: the link on {self.port} is not open")
-            tracker.order = self._orders
-            self._orders += 1
-            self._queue.append(tracker)
-            self._futures[tracker] = future
+            handle = self._core.submit(command, time.monotonic(), claim=future_claim(future))
+            self._futures[handle] = future
             self._cond.notify_all()
         return future
 
@@ -408,16 +395,10 @@ class Link:
         how many. Commands already sent run to their end."""
         cancelled: list[Future] = []
         with self._cond:
-            keep: deque[Tracker] = deque()
-            for tracker in self._queue:
-                future = self._futures.get(tracker)
-                if tracker.internal or future is None or future.running():
-                    keep.append(tracker)
-                    continue
-                del self._futures[tracker]
-                if not future.cancelled():  # else its caller cancelled it already
+            for handle in self._core.cancel_queued():
+                future = self._futures.pop(handle, None)
+                if future is not None and not future.cancelled():  # else cancelled already
                     cancelled.append(future)
-            self._queue = keep
             self._cond.notify_all()
         return sum(future.cancel() for future in cancelled)
 
@@ -431,8 +412,11 @@ class Link:
         with self._cond:
             if self._stopping or not self._opened:
                 raise LinkClosed(f"{self.port}: the link is not open: raw octets not written")
-            self._raw.append((bytes(data), future))
+            handle = self._core.send_raw(bytes(data), time.monotonic())
+            self._raw_futures[handle] = future
+            ended = self._drain_locked()
             self._cond.notify_all()
+        self._resolve(ended)
         future.result(timeout)
 
     def send_many(self, commands: Iterable[Command | tuple]) -> list[Completion | HostError]:
@@ -511,273 +495,80 @@ class Link:
                     return None
                 self._cond.wait(left)
 
-    def _event(self, kind: str, detail: str = "") -> None:
-        now = time.monotonic()
+    def await_started(self, timeout: float = 10.0) -> bool:
+        """Wait until the port is open, no reopening is pending and the link is up (no link
+        start or retry is running); False when that has not happened by the deadline."""
+        deadline = time.monotonic() + timeout
         with self._cond:
-            self._events.append(LinkEvent(len(self._events), now, kind, detail))
-            self._cond.notify_all()
-        if self._session_log is not None:
-            self._session_log.event(now, kind, detail)
-
-    # --- the sender thread ------------------------------------------------------------------
-
-    def _sender(self) -> None:
-        cond = self._cond
-        with cond:
-            while not self._stopping:
-                now = time.monotonic()
-                finished: list[Tracker] = []
-                writes: list[tuple[Tracker, str]] = []
-                for tracker in list(self._open.values()):
-                    if tracker.deadline is not None and tracker.deadline <= now:
-                        if tracker.expire(now):
-                            tracker.begin_write()
-                            writes.append((tracker, "retransmit"))
-                        elif tracker.done:
-                            self._finish(tracker, finished)
-                while self._urgent:
-                    tracker, kind = self._urgent.popleft()
-                    # Accepted since it was queued: a copy now could only run it again.
-                    if tracker.done or tracker.accepted:
-                        continue
-                    if all(t is not tracker for t, _ in writes):
-                        writes.append((tracker, kind))
-                raws = list(self._raw)
-                self._raw.clear()
-                if self._port is not None:
-                    while self._queue and self._may_send_new():
-                        tracker = self._queue.popleft()
-                        if self._cancelled(tracker):
-                            continue
-                        self._assign(tracker)
-                        writes.append((tracker, "first"))
-                else:
-                    self._expire_held(now, finished)
-                if writes or finished or raws:
-                    self._write(writes, finished, raws)
-                    continue
-                cond.wait(self._next_wakeup(now))
-
-    def _may_send_new(self) -> bool:
-        """The window of ICD 14, and a bound that keeps every retransmission inside the
-        target's duplicate window (ICD 6: the last DUPLICATE_WINDOW TCs it accepted).
-
-        The target takes TCs in arrival order, which is our write order, so a TC ``w`` that
-        may still be written again (not known accepted) stays in its duplicate window while
-        fewer than DUPLICATE_WINDOW other TCs can be accepted after it: those with a copy
-        written after ``w``'s first copy, those that may still be written again, and the new
-        one. Counting only new TCs sent after ``w`` is not enough: a retransmission of an
-        older TC, written after ``w``'s first copy, is accepted after ``w`` too.
-        """
-        open_ = self._open.values()
-        if sum(t.in_window for t in open_) >= self.window:
-            return False
-        again = [t for t in open_ if t.may_write_again]
-        written = [t for t in again if t.first_write is not None]
-        recent = self._recent_writes
-        if not written:
-            recent.clear()
+            while self._port is None or self._reopen_requested or not self._core.started:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stopping:
+                    return False
+                self._cond.wait(left)
             return True
-        written.sort(key=lambda t: t.first_write[1], reverse=True)  # type: ignore[index]
-        oldest = written[-1].first_write[1]  # type: ignore[index]
-        while recent and recent[0][0] < oldest:
-            recent.popleft()
-        later = set(again)
-        copies = reversed(recent)
-        entry = next(copies, None)
-        for tracker in written:
-            first = tracker.first_write[1]  # type: ignore[index]
-            while entry is not None and entry[0] > first:
-                later.add(entry[1])
-                entry = next(copies, None)
-            if len(later) - (tracker in later) + 1 >= DUPLICATE_WINDOW:
-                return False
-        return True
 
-    def _cancelled(self, tracker: Tracker) -> bool:
-        """Mark the future of a tracker leaving the queue as running; True when its caller
-        cancelled it (then it is dropped, never sent)."""
-        future = self._futures.get(tracker)
-        if future is None or future.running() or future.set_running_or_notify_cancel():
-            return False
-        del self._futures[tracker]
-        return True
+    def _event(self, kind: str, detail: str, at: float) -> None:
+        with self._cond:
+            self._event_locked(kind, detail, at)
+            self._cond.notify_all()
 
-    def _assign(self, tracker: Tracker) -> None:
-        tracker.signed_by = signer(tracker.command, self.auth)
-        while True:
-            packet = build_packet(
-                tracker.command, self._seq.next(), source_id=self.source_id, auth=self.auth
-            )
-            tracker.assign(packet)
-            if tracker.request_id not in self._open:
-                break
-        self._open[tracker.request_id] = tracker
-        tracker.send_index = self._sent_count
-        self._sent_count += 1
-
-    def _expire_held(self, now: float, finished: list[Tracker]) -> None:
-        """Commands held unsent while the port is down end after ``down_timeout_s``."""
-        down_since = self._down_since if self._down_since is not None else now
-        while self._queue:
-            tracker = self._queue[0]
-            held_since = max(tracker.submitted_at, down_since)
-            if now - held_since < self.down_timeout_s:
-                break
-            self._queue.popleft()
-            tracker.abandon(
-                CommandTimeout(
-                    command=tracker.name,
-                    stage=Stage.ACCEPTANCE,
-                    request_id=None,
-                    port=self.port,
-                    waited_s=now - held_since,
-                    transmissions=0,
-                    note="not sent: the port is down and did not come back",
-                )  # fmt: skip
-            )
-            finished.append(tracker)
-
-    def _next_wakeup(self, now: float) -> float | None:
-        deadlines = [t.deadline for t in self._open.values() if t.deadline is not None]
-        if self._port is None and self._queue and self._down_since is not None:
-            held = max(self._queue[0].submitted_at, self._down_since)
-            deadlines.append(held + self.down_timeout_s)
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - now)
-
-    def _write(
-        self,
-        writes: list[tuple[Tracker, str]],
-        finished: list[Tracker],
-        raws: list[tuple[bytes, Future[None]]],
-    ) -> None:
-        """Write frames, then raw octets, with the lock released (a slow line blocks here,
-        not the reader)."""
-        port = self._port
-        resync = self._need_resync
-        self._need_resync = False
-        failure = ""
-        done: list[tuple[Tracker, str, bool, float, bytes]] = []
-        lost_mark = self._lost_mark()
-        stamps = []
-        started = time.monotonic()
-        for tracker, kind in writes:
-            # Counted before the lock is released: the answer may be handled before we return.
-            tracker.writing(started, counts=kind != "rewrite")
-            if kind == "retransmit":
-                self.stats.retransmissions += 1
-            self._write_count += 1
-            stamps.append((self._epoch, self._write_count))
-            self._recent_writes.append((self._write_count, tracker))
-        self._cond.release()
-        try:
-            self._resolve(finished)
-            for tracker, kind in writes:
-                frame = encode_frame(tracker.packet)
-                data = b"\x00" + frame if resync else frame
-                written = False
-                if port is not None and not failure and self._session_log is not None:
-                    note = {"retransmit": "retransmission", "rewrite": "after reconnection"}
-                    self._session_log.tx(time.monotonic(), data, tracker.packet, note.get(kind, ""))
-                if port is not None and not failure:
-                    try:
-                        port.write(data)
-                        written, resync = True, False
-                    except serial.SerialTimeoutException:
-                        written, resync = True, True  # a frame cut short: 0x00 before the next
-                    except (serial.SerialException, OSError, ValueError, TypeError) as exc:
-                        failure = f"write failed: {exc}"
-                at = time.monotonic()
-                done.append((tracker, kind, written, at, data))
-            for data, future in raws:
-                failure, raw_resync = self._write_raw(port, data, future, failure)
-                resync = resync or raw_resync
-        finally:
-            self._cond.acquire()
-        self._need_resync = self._need_resync or resync
-        more: list[Tracker] = []
-        for (tracker, kind, written, at, data), stamp in zip(done, stamps, strict=True):
-            tracker.sent(at, written=written, counts=kind != "rewrite")
-            if written:
-                self.stats.frames_sent += 1
-                self.stats.bytes_sent += len(data)
-                tracker.first_write = tracker.first_write or stamp
-                tracker.last_write, tracker.lost_mark = stamp, lost_mark
-            if tracker.done:
-                self._finish(tracker, more)
-        if failure and port is self._port and not self._reopen_requested:
-            self._request_reopen(failure)
-        if more:
-            self._cond.release()
-            try:
-                self._resolve(more)
-            finally:
-                self._cond.acquire()
-
-    def _write_raw(
-        self, port: serial.SerialBase | None, data: bytes, future: Future[None], failure: str
-    ) -> tuple[str, bool]:
-        """One raw write (lock released): (the write failure, if any; whether the next
-        frame must start with a 0x00)."""
-        if port is None or failure:
-            why = failure or "the port is down (disconnected)"
-            future.set_exception(LinkError(f"{self.port}: {why}: raw octets not written"))
-            return failure, False
+    def _event_locked(self, kind: str, detail: str, at: float) -> None:
+        self._events.append(LinkEvent(len(self._events), at, kind, detail))
         if self._session_log is not None:
-            shown = data[:RAW_LOG_OCTETS].hex(" ") + (" ..." if len(data) > RAW_LOG_OCTETS else "")
-            self._session_log.event(time.monotonic(), "raw", f"{len(data)} octets: {shown}")
-        try:
-            port.write(data)
-        except serial.SerialTimeoutException as exc:
-            future.set_exception(LinkError(f"{self.port}: raw write cut short: {exc}"))
-            return failure, True
-        except (serial.SerialException, OSError, ValueError, TypeError) as exc:
-            future.set_exception(LinkError(f"{self.port}: raw write failed: {exc}"))
-            return f"write failed: {exc}", True
-        future.set_result(None)
-        return failure, True
+            self._session_log.event(at, kind, detail)
+        quiet = kind == "start_failed" and self._opening
+        level = logging.WARNING if kind in _WARN and not quiet else logging.INFO
+        log.log(level, "%s: %s%s", self.port, kind, f": {detail}" if detail else "")
 
-    def _finish(self, tracker: Tracker, finished: list[Tracker]) -> None:
-        """Take a done tracker out of flight (lock held); the caller resolves its future.
+    # --- between the core and the threads ---------------------------------------------------
 
-        Once only: the reader may finish a tracker while the sender is writing it."""
-        if tracker.request_id is None or self._open.get(tracker.request_id) is not tracker:
-            return
-        del self._open[tracker.request_id]
-        if self._current is tracker:
-            self._current = None
-        if tracker.internal:
-            result = tracker.result
-            if not isinstance(result, CommandError) or result.stage is not Stage.ACCEPTANCE:
-                self.stats.start_pings_accepted += 1
-            elif tracker.attempts > tracker.unwritten:
-                self.stats.start_pings_maybe += 1
-        finished.append(tracker)
-        if tracker.link_down and not tracker.internal and not self._stopping:
-            self._event_locked("down", f"{tracker.name} exhausted its retransmissions")
-            log.error("%s: link down: %s", self.port, tracker.result)
-            self._request_reopen("link down: reopening the port (ICD 14)")
+    def _drain_locked(self) -> list[tuple[Future, object]]:
+        """Act on the core's events (lock held); the futures to end, with their outcome, are
+        returned to be ended once the lock is released (their callbacks may use the link)."""
+        ended: list[tuple[Future, object]] = []
+        slog = self._session_log
+        while (ev := self._core.next_event()) is not None:
+            match ev:
+                case TmArrived(tm=tm, request_id=rid, raw=raw, at=at):
+                    if slog is not None:
+                        slog.rx(at, raw, tm)
+                    self.history.append(tm, at, rid)
+                case CommandEnded(handle=handle, result=result):
+                    future = self._futures.pop(handle, None)
+                    if future is not None:
+                        ended.append((future, result))
+                case FrameOut(data=data, packet=packet, note=note, at=at) if slog is not None:
+                    if packet:
+                        slog.tx(at, data, packet, note)
+                    else:
+                        shown = data[:RAW_LOG_OCTETS].hex(" ")
+                        shown += " ..." if len(data) > RAW_LOG_OCTETS else ""
+                        slog.event(at, "raw", f"{len(data)} octets: {shown}")
+                case FrameDropped(rejection=rejection, raw=raw, at=at):
+                    if slog is not None:
+                        slog.rejected(at, raw, rejection)
+                    log.debug("%s: frame rejected: %s", self.port, rejection.detail)
+                case RawDone(handle=handle, error=error):
+                    raw_future = self._raw_futures.pop(handle, None)
+                    if raw_future is not None:
+                        ended.append((raw_future, error))
+                case StateChanged(kind=kind, detail=detail, at=at):
+                    self._event_locked(kind, detail, at)
+                case ReopenPort(why=why):
+                    self._request_reopen(why)
         self._cond.notify_all()
+        return ended
 
-    def _resolve(self, trackers: Iterable[Tracker]) -> None:
-        """Complete the futures (lock not held: their callbacks may use the link)."""
-        for tracker in trackers:
-            with self._cond:
-                future = self._futures.pop(tracker, None)
-            if future is None or future.done():
+    @staticmethod
+    def _resolve(ended: list[tuple[Future, object]]) -> None:
+        """End futures (lock not held): a result, or an exception (None: a raw write done)."""
+        for future, outcome in ended:
+            if future.done():
                 continue
-            if isinstance(tracker.result, Completion):
-                future.set_result(tracker.result)
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
             else:
-                future.set_exception(tracker.result or _closed_error(tracker, self.port))
-
-    def _event_locked(self, kind: str, detail: str) -> None:
-        now = time.monotonic()
-        self._events.append(LinkEvent(len(self._events), now, kind, detail))
-        if self._session_log is not None:
-            self._session_log.event(now, kind, detail)
+                future.set_result(outcome)
 
     def _request_reopen(self, why: str) -> None:
         self._reopen_requested = why
@@ -788,6 +579,37 @@ class Link:
                 cancel()
             except Exception:
                 pass
+
+    # --- the sender thread ------------------------------------------------------------------
+
+    def _sender(self) -> None:
+        cond = self._cond
+        core = self._core
+        with cond:
+            while not self._stopping:
+                now = time.monotonic()
+                core.tick(now)
+                port = self._port
+                data = core.data_to_send(now) if port is not None else b""
+                ended = self._drain_locked()
+                if data:
+                    cond.release()
+                    try:
+                        self._resolve(ended)
+                        outcome = _write(port, data)
+                    finally:
+                        cond.acquire()
+                    core.data_written(time.monotonic(), **outcome)
+                    continue
+                if ended:
+                    cond.release()
+                    try:
+                        self._resolve(ended)
+                    finally:
+                        cond.acquire()
+                    continue
+                deadline = core.next_deadline()
+                cond.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     # --- the reader thread ------------------------------------------------------------------
 
@@ -825,30 +647,27 @@ class Link:
                 self._drop_port(port, f"read failed: {exc}")
                 continue
             if data:
-                try:
-                    self._receive(data)
-                except Exception:  # a bug of ours must not stop the link: say so, go on
-                    log.exception("%s: error handling received bytes", self.port)
+                with self._cond:
+                    try:
+                        self._core.receive_data(data, time.monotonic())
+                    except Exception:  # a bug of ours must not stop the link: say so, go on
+                        log.exception("%s: error handling received bytes", self.port)
+                    ended = self._drain_locked()
+                self._resolve(ended)
 
     def _drop_port(self, port: serial.SerialBase, why: str) -> None:
         with self._cond:
             if self._port is not port:
                 return
             self._port = None
-            self._down_since = time.monotonic()
             self._reopen_requested = ""
-            self._event_locked("disconnected", why)
-            self._cond.notify_all()
-        log.warning(
-            "%s: disconnected (%s); reconnecting, backoff %.2f s doubling to %.1f s",
-            self.port, why, BACKOFF_MIN_S, BACKOFF_MAX_S,
-        )  # fmt: skip
+            self._core.port_lost(time.monotonic(), why)
+            ended = self._drain_locked()
         try:
             port.close()
         except Exception:
             pass
-        # Whatever partial frame was in the decoder is lost with the device: close it.
-        self._receive(b"\x00")
+        self._resolve(ended)
 
     def _adopt(self, port: serial.SerialBase) -> None:
         with self._cond:
@@ -859,278 +678,26 @@ class Link:
                     pass
                 return
             self._port = port
-            self._down_since = None
-            self._need_resync = True
-            self._epoch += 1
-            self.stats.reconnects += 1
-            for tracker in self._open.values():
-                # An accepted TC is not written again: the copy could only run it twice.
-                if tracker.needs_write and not tracker.done and not tracker.accepted:
-                    self._urgent.append((tracker, "rewrite"))
-            self._event_locked("reconnected", self.port)
-            if self.restart:
-                self._starts += 1  # before the lock is released: see await_started
-            self._cond.notify_all()
-        log.warning("%s: reconnected", self.port)
-        if self.restart:
-            self._start_ping_async(1)
-
-    def _start_link(self) -> None:
-        """ICD 14 link start: ping until a TM[17,2] comes. TM is never retransmitted, so a
-        ping whose report or completion was lost is followed by a new one, up to
-        1 + max_retransmissions pings; a ping nobody accepts ends the attempt at once.
-        After a reconnection the same runs from the futures' callbacks
-        (``_start_ping_async``); ``await_started`` waits for either to end."""
-        with self._cond:
-            self._starts += 1
-        try:
-            attempt = 1
-            while not self._after_start_ping(self._start_ping(), attempt, wait=True):
-                attempt += 1
-        finally:
-            self._start_over()
-
-    def _start_ping(self) -> Future:
-        future = self.submit_command(Command(Service.TEST, TestSubtype.PING), internal=True)
-        with self._cond:
-            self.stats.start_pings += 1
-        return future
-
-    def _start_ping_async(self, attempt: int) -> None:
-        try:
-            future = self._start_ping()
-        except LinkClosed:
-            self._start_over()
-            return
-        future.add_done_callback(lambda f: self._next_start_ping(f, attempt))
-
-    def _next_start_ping(self, future: Future, attempt: int) -> None:
-        over = True
-        try:
-            over = self._after_start_ping(future, attempt, wait=False)
-        finally:
-            if over:
-                self._start_over()
-            else:
-                self._start_ping_async(attempt + 1)
-
-    def _start_over(self) -> None:
-        with self._cond:
-            self._starts -= 1
-            self._cond.notify_all()
-
-    def await_started(self, timeout: float = 10.0) -> bool:
-        """Wait until the port is open, no reopening is pending and no link start (the pings
-        the link sends on its own after opening or a reconnection) is running; False when
-        that has not happened by the deadline."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._port is None or self._reopen_requested or self._starts:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._stopping:
-                    return False
-                self._cond.wait(left)
-            return True
-
-    def _after_start_ping(self, future: Future, attempt: int, *, wait: bool) -> bool:
-        """True when the start attempt is over (up, or failed for good)."""
-        try:
-            completion = future.result()
-        except LinkClosed:
-            if wait:
-                raise
-            return True
-        except CommandError as exc:
-            unanswered = isinstance(exc, CommandTimeout) and exc.stage is Stage.ACCEPTANCE
-            if unanswered or attempt > self.timing.max_retransmissions:
-                self._event("start_failed", str(exc))
-                if wait:
-                    raise
-                return True
-        else:
-            if completion.reports:
-                self._event("up", f"the target answered link-start ping {attempt}")
-                return True
-            if attempt > self.timing.max_retransmissions:
-                self._event("start_failed", f"no TM[17,2] after {attempt} pings")
-                if wait:
-                    raise CommandTimeout(
-                        command=completion.command, stage=Stage.COMPLETION,
-                        request_id=completion.request_id, port=self.port,
-                        waited_s=completion.elapsed, transmissions=attempt,
-                        note="the pings completed but no TM[17,2] came back",
-                    )  # fmt: skip
-                return True
-        if not wait:
-            with self._cond:
-                if self._stopping:
-                    return True
-        return False
-
-    def _receive(self, data: bytes) -> None:
-        """Split at delimiters so each frame event can be logged with its raw octets."""
-        parts = data.split(b"\x00")
-        last = len(parts) - 1
-        for i, part in enumerate(parts):
-            delimited = i < last
-            if part and len(self._rx_raw) <= MAX_FRAME_LEN:
-                self._rx_raw += part[: MAX_FRAME_LEN + 1 - len(self._rx_raw)]
-            self._decoder.receive_data(part + b"\x00" if delimited else part)
-            while (ev := self._decoder.next_event()) is not NEED_DATA:
-                raw = bytes(self._rx_raw) + (b"\x00" if delimited else b"")
-                if isinstance(ev, Frame):
-                    self._on_frame(ev, raw)
-                else:
-                    self._on_rejected(ev, raw)
-            if delimited:
-                self._rx_raw.clear()
-
-    def _on_rejected(self, rejection: FrameRejected, raw: bytes) -> None:
-        at = time.monotonic()
-        with self._cond:
-            self.stats.frames_rejected[rejection.reason] += 1
-        if self._session_log is not None:
-            self._session_log.rejected(at, raw, rejection)
-        log.debug("%s: frame rejected: %s", self.port, rejection.detail)
-
-    def _on_frame(self, frame: Frame, raw: bytes) -> None:
-        at = time.monotonic()
-        try:
-            tm = parse_tm(frame.payload)
-        except PacketError as exc:  # the validator passed it: only spacepackets can refuse
-            self._on_rejected(
-                FrameRejected(exc.reason or RejectReason.BAD_HEADER, exc.message, len(raw)), raw
-            )
-            return
-        if self._session_log is not None:
-            self._session_log.rx(at, raw, tm)
-        finished: list[Tracker] = []
-        with self._cond:
-            request_id = self._dispatch(tm, at, finished)
-        self.history.append(tm, at, request_id)
-        self._resolve(finished)
-
-    def _dispatch(self, tm: Telemetry, at: float, finished: list[Tracker]) -> RequestId | None:
-        """Count the TM and hand it to the request it is about (lock held)."""
-        self.stats.tm_received += 1
-        if self._last_tm_seq is not None:
-            step = seq_diff(tm.seq_count, self._last_tm_seq)
-            if step > 1:
-                self.stats.tm_lost += step - 1
-                self._gap_since_current = True
-            elif step <= 0:
-                self.stats.tm_count_restarts += 1
-                self._gap_since_current = True
-        self._last_tm_seq = tm.seq_count
-        if tm.service == Service.REQUEST_VERIFICATION:
-            try:
-                report = VerificationReport.unpack(tm.subtype, tm.source_data)
-            except PacketError as exc:
-                self.stats.reports_malformed += 1
-                log.warning("%s: malformed service 1 report: %s", self.port, exc.message)
-                return None
-            tracker = self._open.get(report.request_id)
-            if tracker is None:
-                self.stats.reports_unmatched += 1
-                return report.request_id
-            if tracker.on_report(report, at):
-                tracker.begin_write()
-                self._urgent.append((tracker, "retransmit"))
-            if self.fast_retransmit:
-                self._retransmit_skipped(tracker)
-            stage = Stage.of_report(int(report.subtype))
-            if report.success and stage is not Stage.COMPLETION and not tracker.done:
-                self._current, self._gap_since_current = tracker, False
-            elif self._current is tracker:
-                self._current = None
-            if tracker.done:
-                self._resend_after_replay(tracker)
-                self._finish(tracker, finished)
-            self._cond.notify_all()
-            return report.request_id
-        if tm.dest_id == 0 or tm.dest_id != self.source_id:
-            return None
-        tracker = self._attribute(tm)
-        if tracker is None:
-            self.stats.tm_unattributed += 1
-            return None
-        tracker.add_report_tm(tm)
-        return tracker.request_id
-
-    def _resend_after_replay(self, tracker: Tracker) -> None:
-        """ICD 13: a signed TC refused with AUTH_REPLAY names the last number the target
-        accepted with its key. Move the authenticator above it and queue the command again
-        (lock held), once, in its submission place; the new TC takes over the future."""
-        result, auth = tracker.result, tracker.signed_by
-        if (
-            auth is None
-            or tracker.replayed
-            or not isinstance(result, CommandFailed)
-            or result.code != FailureCode.AUTH_REPLAY
-            or not auth.resync(result.data)
-        ):
-            return
-        again = Tracker(
-            tracker.command, self.timing, self.port, tracker.submitted_at,
-            internal=tracker.internal, order=tracker.order, replayed=True,
-        )  # fmt: skip
-        future = self._futures.pop(tracker, None)
-        if future is not None:
-            self._futures[again] = future
-        self._queue.insert(bisect.bisect(self._queue, again.order, key=lambda t: t.order), again)
-        log.info(
-            "%s: %s refused as a replay: key %d moved to %d, sending it again",
-            self.port, tracker.name, auth.key_id, auth.next_seq,
-        )  # fmt: skip
-
-    def _lost_mark(self) -> int:
-        return self.stats.tm_lost + self.stats.tm_count_restarts
-
-    def _retransmit_skipped(self, answered: Tracker) -> None:
-        """Fast retransmission (an option; see ``Link``): the target answers TCs in arrival
-        order, so a report about a TC all of whose copies were written after TC n's latest
-        copy, with no TM lost since, means that copy of n never arrived whole."""
-        first = answered.first_write
-        if first is None or first[0] != self._epoch:
-            return
-        lost = self._lost_mark()
-        for tracker in self._open.values():
-            last = tracker.last_write
-            if (
-                tracker is answered
-                or tracker.phase is not Phase.AWAIT_ACCEPTANCE
-                or not tracker.retransmittable
-                or tracker.deadline is None  # being written already
-                or last is None
-                or last[0] != first[0]
-                or last[1] >= first[1]
-                or tracker.lost_mark != lost
-                or tracker.attempts > self.timing.max_retransmissions
-            ):
-                continue
-            tracker.begin_write()
-            self._urgent.append((tracker, "retransmit"))
-            self.stats.fast_retransmissions += 1
-
-    def _attribute(self, tm: Telemetry) -> Tracker | None:
-        current = self._current
-        if (
-            current is not None
-            and not current.done
-            and not self._gap_since_current
-            and current.command.service == tm.service
-        ):
-            return current
-        candidates = [
-            t
-            for t in self._open.values()
-            if t.command.service == tm.service and not t.done and t.sent_at is not None
-        ]
-        return min(candidates, key=lambda t: t.send_index) if candidates else None
+            self._core.port_opened(time.monotonic())
+            ended = self._drain_locked()
+        self._resolve(ended)
 
 
-def _closed_error(tracker: Tracker, port: str) -> LinkClosed:
-    return LinkClosed(f"{tracker.name} on {port}: the link was closed before it ended")
+def future_claim(future: Future) -> Claim:
+    """The core's ``Claim`` for a command with a future: mark it running, False when its
+    caller cancelled it first."""
+    return lambda: future.running() or future.set_running_or_notify_cancel()
+
+
+def _write(port: serial.SerialBase, data: bytes) -> dict[str, object]:
+    """One write to the port (lock released), as ``LinkCore.data_written`` keywords."""
+    try:
+        port.write(data)
+    except serial.SerialTimeoutException:
+        return {"cut_short": True}  # a frame cut short: the core sends 0x00 before the next
+    except (serial.SerialException, OSError, ValueError, TypeError) as exc:
+        return {"written": False, "error": str(exc)}
+    return {}
 
 
 def _port_error(port: str, baud: int, exc: serial.SerialException) -> LinkError:

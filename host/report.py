@@ -1,8 +1,10 @@
 """Fault-injection results as a person and a machine read them: JSON, Markdown and a figure.
 
-Every injected run ends in one outcome class (ARCHITECTURE.md, "Radiation fault model"):
-masked, corrected, detected, SDC or hang. Rates carry 95 % Wilson score intervals, which
-stay meaningful for the small counts and zero counts a short campaign produces.
+Every injected run ends in one outcome class (docs/FAULTS.md, "Outcome classes"):
+masked, corrected, detected, SDC or hang. A run whose fault was not injected (refused by
+the target, or its point never reached by the job) is counted apart and kept out of the
+rates: it is never masked. Rates carry 95 % Wilson score intervals, which stay
+meaningful for the small counts and zero counts a short campaign produces.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ from pathlib import Path
 
 
 class Outcome(StrEnum):
-    """How an injected run ended."""
+    """How a run ended: one of the classes of an injected fault, or not injected."""
 
     MASKED = "masked"  # result correct, nothing noticed
     CORRECTED = "corrected"  # result correct, a mitigation acted
     DETECTED = "detected"  # error reported, no wrong result delivered
     SDC = "sdc"  # wrong result delivered as good
     HANG = "hang"  # recovered only by watchdog or reset
+    NOT_INJECTED = "not_injected"  # the fault never happened: no sample of any class
+
+
+CLASSES: tuple[Outcome, ...] = tuple(o for o in Outcome if o is not Outcome.NOT_INJECTED)
+"""The outcome classes of an injected run, the ones rates are given for."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +44,14 @@ class Run:
 
 @dataclass
 class Summary:
-    """Counts and rates of outcomes for one fault label."""
+    """Counts and rates of outcomes for one fault label; ``runs`` counts the runs whose
+    fault was injected, ``not_injected`` the others (in no count and no rate)."""
 
     fault: str
     runs: int
     counts: dict[str, int] = field(default_factory=dict)
     rates: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    not_injected: int = 0
 
 
 def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float, float]:
@@ -65,9 +74,10 @@ def summarize(runs: Iterable[Run]) -> list[Summary]:
         by_fault.setdefault(run.fault, []).append(run)
     out = []
     for fault, group in by_fault.items():
-        counts = {o.value: sum(r.outcome == o for r in group) for o in Outcome}
-        rates = {o: wilson(c, len(group)) for o, c in counts.items()}
-        out.append(Summary(fault, len(group), counts, rates))
+        injected = [r for r in group if r.outcome is not Outcome.NOT_INJECTED]
+        counts = {o.value: sum(r.outcome == o for r in injected) for o in CLASSES}
+        rates = {o: wilson(c, len(injected)) for o, c in counts.items()} if injected else {}
+        out.append(Summary(fault, len(injected), counts, rates, len(group) - len(injected)))
     return out
 
 
@@ -88,14 +98,15 @@ def plot(summaries: list[Summary], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(summaries) + 2), 4.2))
     labels = [s.fault for s in summaries]
     bottom = [0.0] * len(summaries)
-    for outcome in Outcome:
-        shares = [s.counts[outcome.value] / s.runs for s in summaries]
+    for outcome in CLASSES:
+        shares = [s.counts[outcome.value] / s.runs if s.runs else 0.0 for s in summaries]
         ax.bar(labels, shares, bottom=bottom, color=colours[outcome.value], label=outcome.value)
         bottom = [b + v for b, v in zip(bottom, shares, strict=True)]
     for x, s in enumerate(summaries):
-        ax.text(x, 1.02, f"n={s.runs}", ha="center", fontsize=8)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("share of runs")
+        label = f"n={s.runs}" + (f"\n+{s.not_injected} not injected" if s.not_injected else "")
+        ax.text(x, 1.02, label, ha="center", fontsize=7)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("share of runs with the fault injected")
     ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right", fontsize=8)
@@ -126,15 +137,25 @@ def write(
     lines = [f"# {title}", ""]
     lines += [f"- {k}: {v}" for k, v in meta.items()]
     lines += ["", f"![outcomes]({paths['png'].name})", ""]
-    header = "| fault | runs | " + " | ".join(o.value for o in Outcome) + " |"
-    lines += [header, "|" + " --- |" * (2 + len(Outcome))]
+    header = "| fault | runs | " + " | ".join(o.value for o in CLASSES) + " | not injected |"
+    lines += [header, "|" + " --- |" * (3 + len(CLASSES))]
     for s in summaries:
         cells = []
-        for o in Outcome:
-            rate, lo, hi = s.rates[o.value]
-            cells.append(f"{s.counts[o.value]} ({rate:.0%}, {lo:.0%}-{hi:.0%})")
+        for o in CLASSES:
+            if s.runs:
+                rate, lo, hi = s.rates[o.value]
+                cells.append(f"{s.counts[o.value]} ({rate:.0%}, {lo:.0%}-{hi:.0%})")
+            else:
+                cells.append("-")
+        cells.append(str(s.not_injected))
         lines.append(f"| {s.fault} | {s.runs} | " + " | ".join(cells) + " |")
-    lines += ["", "Rates with 95 % Wilson score intervals.", ""]
+    lines += [
+        "",
+        "Runs and rates count only runs whose fault was injected, with 95 % Wilson score "
+        "intervals; a run whose fault was not injected is in the last column alone, never "
+        "counted as masked.",
+        "",
+    ]
     lines += notes
     paths["md"].write_text("\n".join(lines) + "\n")
     return paths

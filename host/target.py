@@ -14,11 +14,12 @@ import random
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 import numpy as np
 
 from host.commands import Completion
-from host.errors import CommandError, HostError
+from host.errors import CommandError, CommandFailed, HostError
 from host.history import NOW, Received, Start
 from host.history import event as event_predicate
 from host.link import Link
@@ -27,7 +28,9 @@ from protocol.codes import (
     AckFlags,
     EventId,
     EventSubtype,
+    FailureCode,
     FaultInjectionSubtype,
+    FaultKind,
     FunctionId,
     HousekeepingSubtype,
     MemoryId,
@@ -38,6 +41,7 @@ from protocol.codes import (
     TestSubtype,
 )
 from protocol.crc import crc16_ccitt_false
+from protocol.errors import PacketError
 from protocol.packets import MAX_TC_APP_DATA, Telemetry
 from protocol.payloads import (
     JOB_HEADER_LEN,
@@ -64,6 +68,7 @@ from protocol.payloads import (
     parameter_ids,
     parameter_values,
     read_fault_list,
+    read_fault_refusal,
     read_parameter_values,
 )
 
@@ -529,15 +534,31 @@ class Target:
     # --- service 148 --------------------------------------------------------------------------
 
     def inject(self, records: Iterable[FaultRecord]) -> list[Completion]:
-        """TC[148,1] (hazardous, TEST mode only): inject ``records``, 32 per TC."""
+        """TC[148,1] (hazardous, TEST mode only): inject ``records``, 32 per TC.
+
+        A record the target cannot apply is refused (``CommandFailed`` with a code of
+        ``FAULT_REFUSALS`` whose note names the record and why). A NEXT_JOB record is
+        only armed: the job it waits for reports whether it was injected
+        (``JobFaults``)."""
         recs = list(records)
         if not recs:
             raise ValueError("inject: no fault records")
-        return [
-            self.send(Service.FAULT_INJECTION, FaultInjectionSubtype.INJECT,
-                      fault_records(recs[i : i + MAX_FAULT_RECORDS]))
-            for i in range(0, len(recs), MAX_FAULT_RECORDS)
-        ]  # fmt: skip
+        done = []
+        for i in range(0, len(recs), MAX_FAULT_RECORDS):
+            try:
+                done.append(self.send(Service.FAULT_INJECTION, FaultInjectionSubtype.INJECT,
+                                      fault_records(recs[i : i + MAX_FAULT_RECORDS])))  # fmt: skip
+            except CommandFailed as exc:
+                raise _fault_refused(exc, recs, i) from None
+        return done
+
+    def job_faults(self) -> JobFaults:
+        """How many faults waited for the last job that ended, and how many of them were
+        not injected (HK ACCELERATOR, read now)."""
+        hk = self.housekeeping(HkStructure.ACCELERATOR)
+        return JobFaults(
+            int(hk["last_job_id"]), int(hk["last_job_faults"]), int(hk["last_job_not_injected"])
+        )
 
     def clear_faults(self) -> None:
         """TC[148,2] (hazardous): remove every active fault."""
@@ -550,6 +571,47 @@ class Target:
             (Service.FAULT_INJECTION, FaultInjectionSubtype.LIST_REPORT),
         )  # fmt: skip
         return read_fault_list(tm.source_data)
+
+
+FAULT_REFUSALS: dict[int, str] = {
+    FailureCode.FAULT_SITE_ABSENT: "this build of the chip has no such site",
+    FailureCode.FAULT_NOT_PREDICTABLE: (
+        "the target cannot apply that site at that timing as this build would behave"
+    ),
+    FailureCode.FAULT_POINT_UNREACHABLE: "no job of this build has that point",
+}
+"""Failure codes of a fault record that cannot be applied, and what each means."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFaults:
+    """Faults that waited for points of a job: ``not_injected`` of ``scheduled`` never
+    happened, so a run with ``not_injected`` > 0 is no sample of its fault."""
+
+    job_id: int
+    scheduled: int
+    not_injected: int
+
+
+def _fault_refused(exc: CommandFailed, records: list[FaultRecord], first: int) -> CommandFailed:
+    """``exc`` with a note naming the refused record, when its code is a fault refusal."""
+    why = FAULT_REFUSALS.get(exc.code)
+    if why is None:
+        return exc
+    try:
+        offset, index = read_fault_refusal(exc.data)
+    except PacketError:
+        return exc  # failure data of a newer peer: the code alone
+    rec = records[first + index] if first + index < len(records) else None
+    what = f"record {first + index}" + (
+        f" ({FaultKind(rec.kind).name} at {rec.site_class.name})"
+        if rec is not None and rec.kind in FaultKind._value2member_map_ else ""
+    )  # fmt: skip
+    return CommandFailed(
+        command=exc.command, stage=exc.stage, code=exc.code, data=exc.data,
+        request_id=exc.request_id, port=exc.port, step=exc.step,
+        note=f"{what} cannot be injected: {why} (field at octet {offset})",
+    )  # fmt: skip
 
 
 def _memory_name(memory: int) -> str:

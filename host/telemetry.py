@@ -20,6 +20,7 @@ from protocol.codes import (
     FunctionId,
     MemoryId,
     Mode,
+    NotInjectedReason,
     Service,
     Severity,
 )
@@ -44,7 +45,7 @@ ENUM_UNITS: dict[str, type[enum.IntEnum]] = {
     e.__name__: e
     for e in (
         Mode, ResetCause, AccelState, JobStatus, EventId, FailureCode, FunctionId, MemoryId,
-        FaultKind, FaultSiteClass, FaultTiming, ParamId,
+        FaultKind, FaultSiteClass, FaultTiming, ParamId, NotInjectedReason,
     )
 }  # fmt: skip
 """Units of the ICD tables that name an enumeration."""

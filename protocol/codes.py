@@ -199,6 +199,9 @@ class FailureCode(enum.IntEnum):
     VALUE_OUT_OF_RANGE = 0x0107
     UNKNOWN_HK_STRUCTURE = 0x0108
     UNKNOWN_EVENT = 0x0109
+    FAULT_SITE_ABSENT = 0x0110
+    FAULT_NOT_PREDICTABLE = 0x0111
+    FAULT_POINT_UNREACHABLE = 0x0112
     JOB_FAILED = 0x0200
     JOB_ABORTED = 0x0201
     TIMEOUT = 0x0202
@@ -249,6 +252,7 @@ class EventId(enum.IntEnum):
     ECLIPSE_EXIT = 0x0053
     FAULT_INJECTED = 0x0060
     FAULTS_CLEARED = 0x0061
+    FAULT_NOT_INJECTED = 0x0062
     PARAMETER_CHANGED = 0x0070
 
 
@@ -274,6 +278,7 @@ EVENT_SEVERITY: dict[EventId, Severity] = {
     EventId.ECLIPSE_EXIT: Severity.INFO,
     EventId.FAULT_INJECTED: Severity.INFO,
     EventId.FAULTS_CLEARED: Severity.INFO,
+    EventId.FAULT_NOT_INJECTED: Severity.LOW,
     EventId.PARAMETER_CHANGED: Severity.INFO,
 }
 """The severity (and so the service 5 subtype) each event is always reported with."""
@@ -317,3 +322,15 @@ class FaultKind(enum.IntEnum):
     STUCK_AT_1 = 5
     SEFI = 6
     SEL = 7
+
+
+class NotInjectedReason(enum.IntEnum):
+    """Why a fault waiting for a job point was not injected (u8, event FAULT_NOT_INJECTED).
+
+    Only faults whose point the job never reached, or that could not be placed, are not
+    injected; a fault placed at a point the job passed is injected, whatever its effect.
+    """
+
+    NO_SUCH_POINT = 1
+    JOB_ENDED_BEFORE = 2
+    NOT_PREDICTABLE = 3

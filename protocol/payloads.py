@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from protocol.codes import EventId, FailureCode
+from protocol.codes import EventId, FailureCode, FaultKind
 from protocol.errors import PacketError
 
 MAX_DUMP_LEN: Final[int] = 2016
@@ -278,14 +278,16 @@ HK_FIELDS: Final[dict[HkStructure, tuple[FieldSpec, ...]]] = {
     HkStructure.ENVIRONMENT: _fields(
         "env_time I s; orbit I; orbit_phase H 1e-4 orbit; eclipse B bool; solar_power H mW;"
         "load_power H mW; battery_soc H 0.1 %; battery_voltage H mV; board_temp h 0.01 degC;"
-        "chip_temp h 0.01 degC; accel_power H mW; accel_current H mA; accel_energy I mJ"
+        "chip_temp h 0.01 degC; accel_power H mW; accel_current H mA; accel_energy I mJ;"
+        "accel_static_energy I mJ"
     ),
     HkStructure.ACCELERATOR: _fields(
         "array_n B; spm_words H words; accel_state B AccelState; ecc_corrected I words;"
         "ecc_uncorrectable I words; tmr_mismatches I cycles; scrub_passes I;"
         "scrub_period H cycles; accel_resets I; latchups H; ram_errors I; results_held B;"
         "last_job_id H; last_job_status B JobStatus; last_job_err_code B;"
-        "last_job_cycles I cycles; last_job_macs I; last_job_crc I"
+        "last_job_cycles I cycles; last_job_macs I; last_job_crc I; faults_not_injected I;"
+        "last_job_faults H; last_job_not_injected H"
     ),
 }
 """Fields of each TM[3,25] after the SID, in order (ICD 15.3)."""
@@ -328,8 +330,12 @@ EVENT_FIELDS: Final[dict[EventId, tuple[FieldSpec, ...]]] = {
     EventId.LINK_PACKET_REJECTED: _fields("reason B; since H; total I"),
     EventId.AUTH_FAILURE: _fields("request_id I; failure_code H FailureCode; key_id H"),
     EventId.JOB_STARTED: _fields("job_id H; function H FunctionId; m H; k H; n H"),
-    EventId.JOB_COMPLETED: _fields("job_id H; cycles I cycles; macs I; result_crc I"),
-    EventId.JOB_FAILED: _fields("job_id H; failure_code H FailureCode; err_code B"),
+    EventId.JOB_COMPLETED: _fields(
+        "job_id H; cycles I cycles; macs I; result_crc I; faults H; not_injected H"
+    ),
+    EventId.JOB_FAILED: _fields(
+        "job_id H; failure_code H FailureCode; err_code B; faults H; not_injected H"
+    ),
     EventId.EDAC_CORRECTED: _fields("memory B MemoryId; since I; total I"),
     EventId.EDAC_UNCORRECTABLE: _fields("memory B MemoryId; address I; total I"),
     EventId.SCRUB_PASS_DONE: _fields("passes I; commanded B bool"),
@@ -346,6 +352,9 @@ EVENT_FIELDS: Final[dict[EventId, tuple[FieldSpec, ...]]] = {
         "kind B FaultKind; site B FaultSiteClass; width B; timing B FaultTiming"
     ),
     EventId.FAULTS_CLEARED: _fields("cleared H"),
+    EventId.FAULT_NOT_INJECTED: _fields(
+        "job_id H; reason B NotInjectedReason; count H; scheduled H"
+    ),
     EventId.PARAMETER_CHANGED: _fields("parameter H ParamId; value *"),
 }
 """Auxiliary data of each event after its id (ICD 15.4); PARAMETER_CHANGED's value has the
@@ -454,16 +463,53 @@ def parameter_ids(ids: Sequence[int]) -> bytes:
     return _u8_count(ids, "parameter ids") + b"".join(struct.pack("!H", p) for p in ids)
 
 
+def parameter_value(pid: ParamId, value: int) -> bytes:
+    """One (id u16, value in the parameter's type), as TC[20,3], TM[20,2] and the event
+    PARAMETER_CHANGED carry it."""
+    kind = PARAM_SPECS[ParamId(pid)].type
+    lo, hi = kind.bounds
+    if not lo <= value <= hi:
+        raise ValueError(f"{ParamId(pid).name} is a {kind.name}: {value} does not fit")
+    return struct.pack("!H" + kind.value, pid, value)
+
+
 def parameter_values(values: Sequence[tuple[ParamId, int]]) -> bytes:
-    """TC[20,3] (before its auth trailer): count u8, count x (id u16, value in its type)."""
-    out = bytearray(_u8_count(values, "parameter values"))
-    for pid, value in values:
-        kind = PARAM_SPECS[ParamId(pid)].type
-        lo, hi = kind.bounds
-        if not lo <= value <= hi:
-            raise ValueError(f"{ParamId(pid).name} is a {kind.name}: {value} does not fit")
-        out += struct.pack("!H" + kind.value, pid, value)
-    return bytes(out)
+    """TC[20,3] (before its auth trailer) and TM[20,2]: count u8, count x (id u16, value
+    in its type)."""
+    return _u8_count(values, "parameter values") + b"".join(
+        parameter_value(pid, value) for pid, value in values
+    )
+
+
+K, S = FaultKind, FaultSiteClass
+_SPM = frozenset({S.SPM_CELL, S.SPM_WORD})
+FAULT_SITES: Final[dict[FaultKind, frozenset[FaultSiteClass]]] = {
+    K.SBU: _SPM | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.FW_RAM},
+    K.MBU: _SPM | {S.FW_RAM},
+    K.SET: frozenset({S.ACC_BIT, S.OUT_BIT, S.REG_COPY}),
+    K.STUCK_AT_0: _SPM | {S.FW_RAM},
+    K.STUCK_AT_1: _SPM | {S.FW_RAM},
+    K.SEFI: frozenset({S.ACCEL, S.FSW}),
+    K.SEL: frozenset({S.ACCEL}),
+}
+"""Which site classes each kind of fault can hit (ICD 15.8)."""
+FAULT_WIDTHS: Final[dict[FaultKind, tuple[int, int]]] = {
+    K.SBU: (1, 1),
+    K.MBU: (2, 8),
+    K.SET: (1, 1),
+    K.STUCK_AT_0: (1, 8),
+    K.STUCK_AT_1: (1, 8),
+    K.SEFI: (0, 0),
+    K.SEL: (0, 0),
+}
+"""Allowed width (adjacent cells or consecutive bits hit) of each kind (ICD 15.8)."""
+NEXT_JOB_KINDS: Final[frozenset[FaultKind]] = frozenset({K.SBU, K.MBU, K.SET, K.SEFI})
+NEXT_JOB_SITES: Final[frozenset[FaultSiteClass]] = _SPM | {
+    S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL
+}
+"""Kinds and site classes that may wait for a point of the next job (timing NEXT_JOB)."""
+POINT_OFFSETS: Final[dict[str, int]] = {"tile": 4, "phase": 6, "cycle": 7}
+"""Offset of each job point field from the start of its fault record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -487,19 +533,78 @@ class FaultRecord:
 
     @classmethod
     def read(cls, r: Reader) -> FaultRecord:
-        """One record from a TM[148,4] (or a TC[148,1])."""
+        """One record from a TM[148,4]; a kind from a newer peer stays a number."""
+        return cls._read(r, strict=False)
+
+    @classmethod
+    def parse(cls, r: Reader) -> FaultRecord:
+        """One record of a TC[148,1], checked against the rules of ICD 15.8 (kind, site
+        class, width, timing, phase); a refusal names the offending field's offset."""
+        return cls._read(r, strict=True)
+
+    @classmethod
+    def _read(cls, r: Reader, strict: bool) -> FaultRecord:
         start = r.pos
-        kind, raw_site, width, raw_timing = (r.u8(w) for w in ("kind", "site", "width", "timing"))
+        raw_kind, raw_site, width, raw_timing = (
+            r.u8(w) for w in ("fault kind", "site class", "width", "timing")
+        )
+        if strict and raw_kind not in FaultKind._value2member_map_:
+            raise out_of_range(start, f"fault kind {raw_kind} is not defined")
         if raw_site not in FaultSiteClass._value2member_map_:
             raise out_of_range(start + 1, f"site class {raw_site} is not defined")
         if raw_timing not in FaultTiming._value2member_map_:
             raise out_of_range(start + 3, f"timing {raw_timing} is not defined")
         site_class, timing = FaultSiteClass(raw_site), FaultTiming(raw_timing)
+        if strict:
+            kind = FaultKind(raw_kind)
+            if site_class not in FAULT_SITES[kind]:
+                raise out_of_range(
+                    start + 1, f"a {kind.name} cannot hit site class {site_class.name}"
+                )
+            lo, hi = FAULT_WIDTHS[kind]
+            if not lo <= width <= hi:
+                raise out_of_range(start + 2, f"{kind.name} width {width} is outside {lo}..{hi}")
+            if timing == FaultTiming.NEXT_JOB and (
+                kind not in NEXT_JOB_KINDS or site_class not in NEXT_JOB_SITES
+            ):
+                raise out_of_range(
+                    start + 3, f"a {kind.name} at {site_class.name} cannot wait for a job"
+                )
         point = (0, 0, 0)
         if timing == FaultTiming.NEXT_JOB:
             point = (r.u16("tile"), r.u8("phase"), r.u16("cycle"))
+            # A SEFI hangs the sequencer at START: its point fields are ignored.
+            sefi = raw_kind == FaultKind.SEFI
+            if strict and not sefi and point[1] not in JobPhase._value2member_map_:
+                at = start + POINT_OFFSETS["phase"]
+                raise out_of_range(at, f"job phase {point[1]} is not 1..4")
         site = tuple(r.value(ParamType(f.fmt), f.name) for f in SITE_FIELDS[site_class])
-        return cls(kind, site_class, width, site, timing, point)
+        return cls(raw_kind, site_class, width, site, timing, point)
+
+    def site_offset(self) -> int:
+        """Offset of the site fields from the start of this record."""
+        return 4 + 5 * (self.timing == FaultTiming.NEXT_JOB)
+
+
+def fault_refusal(offset: int, record: int) -> bytes:
+    """Failure data of FAULT_SITE_ABSENT, FAULT_NOT_PREDICTABLE and FAULT_POINT_UNREACHABLE:
+    offset u16 of the field in the application data, record index u8 (from 0)."""
+    return struct.pack("!HB", min(offset, 0xFFFF), min(record, 0xFF))
+
+
+def read_fault_refusal(data: bytes) -> tuple[int, int]:
+    """(offset of the field, index of the record) from such a refusal's failure data."""
+    r = Reader(data)
+    out = r.u16("offset"), r.u8("record")
+    r.end()
+    return out
+
+
+def fault_list(active: int, records: Sequence[FaultRecord]) -> bytes:
+    """TM[148,4]: active faults u16 (saturated), count u8, count x fault record."""
+    return struct.pack("!HB", min(active, 0xFFFF), len(records)) + b"".join(
+        r.pack() for r in records
+    )
 
 
 def fault_records(records: Sequence[FaultRecord]) -> bytes:
@@ -523,6 +628,10 @@ def read_fields(r: Reader, fields: Sequence[FieldSpec]) -> dict[str, int | bytes
     return out
 
 
+_DUMP_HEAD: Final[str] = "!BIHH"
+_CHECK: Final[str] = "!BIIHH"
+
+
 @dataclass(frozen=True, slots=True)
 class DumpReport:
     """TM[6,6]: what was read, and how many scratchpad words were uncorrectable."""
@@ -533,11 +642,18 @@ class DumpReport:
     uncorrectable: int
     data: bytes
 
+    def pack(self) -> bytes:
+        """The source data (``uncorrectable`` saturated to its u16)."""
+        head = (self.memory, self.address, self.length, min(self.uncorrectable, 0xFFFF))
+        return struct.pack(_DUMP_HEAD, *head) + self.data
+
     @classmethod
     def unpack(cls, source_data: bytes) -> DumpReport:
         r = Reader(source_data)
-        memory, address, length = r.u8("memory"), r.u32("address"), r.u16("length")
-        uncorrectable = r.u16("uncorrectable")
+        names = ("memory", "address", "length", "uncorrectable")
+        memory, address, length, uncorrectable = (
+            r._take("!" + fmt, what) for fmt, what in zip(_DUMP_HEAD[1:], names, strict=True)
+        )
         data = r.raw(length, "data")
         r.end()
         return cls(memory, address, length, uncorrectable, data)
@@ -553,11 +669,16 @@ class CheckReport:
     checksum: int
     uncorrectable: int
 
+    def pack(self) -> bytes:
+        """The source data (``uncorrectable`` saturated to its u16)."""
+        return struct.pack(_CHECK, self.memory, self.address, self.length, self.checksum,
+                           min(self.uncorrectable, 0xFFFF))  # fmt: skip
+
     @classmethod
     def unpack(cls, source_data: bytes) -> CheckReport:
         r = Reader(source_data)
-        out = cls(r.u8("memory"), r.u32("address"), r.u32("length"), r.u16("checksum"),
-                  r.u16("uncorrectable"))  # fmt: skip
+        names = ("memory", "address", "length", "checksum", "uncorrectable")
+        out = cls(*(r._take("!" + fmt, what) for fmt, what in zip(_CHECK[1:], names, strict=True)))
         r.end()
         return out
 

@@ -7,6 +7,7 @@ Cell ``x`` of row ``p`` holds bit ``x // interleave`` of word ``p * interleave +
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -63,3 +64,19 @@ class Layout:
                 f"({self.row_cells} cells)"
             )
         return [Cell(cell.bank, cell.row, cell.cell + k) for k in range(count)]
+
+    def cluster(self, origin: Cell, offsets: Iterable[tuple[int, int]]) -> list[Cell]:
+        """The cells of a multi-bit upset: ``origin`` moved by each ``(drow, dcell)``.
+
+        Rows of one bank are neighbours along the bit line; a cluster never crosses into
+        the other bank.
+        """
+        cells = [Cell(origin.bank, origin.row + dr, origin.cell + dc) for dr, dc in offsets]
+        for c in cells:
+            if not (0 <= c.row < self.rows and 0 <= c.cell < self.row_cells):
+                raise ValueError(
+                    f"cluster from bank {origin.bank} row {origin.row} cell {origin.cell} "
+                    f"reaches row {c.row} cell {c.cell}: rows 0..{self.rows - 1}, "
+                    f"cells 0..{self.row_cells - 1}"
+                )
+        return cells

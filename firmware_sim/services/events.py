@@ -1,8 +1,9 @@
 """Service 5: event reports, their auxiliary data, enabling and rate limiting (ICD 11, 15.4).
 
-``EVENT_AUX`` is the one definition of each event's auxiliary data; the ICD's table is
-checked against it. Rate-limited events carry how many occurrences they stand for, so
-that a suppressed occurrence is never lost, only folded into the next report.
+Each event's auxiliary data is laid out by ``protocol.payloads.EVENT_FIELDS``, the one
+definition both sides use; the ICD's table is checked against it. Rate-limited events
+carry how many occurrences they stand for, so that a suppressed occurrence is never lost,
+only folded into the next report.
 """
 
 from __future__ import annotations
@@ -12,39 +13,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocol.codes import EVENT_SEVERITY, EventId, EventSubtype, FailureCode, Service, Severity
-from protocol.payloads import EventSelector, ParamId, Reader, out_of_range, refuse
+from protocol.payloads import EVENT_FIELDS, EventSelector, ParamId, Reader, out_of_range, refuse
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
     from firmware_sim.services.verification import Request
 
 E = EventId
-EVENT_AUX: dict[EventId, tuple[tuple[str, str], ...]] = {
-    E.BOOT: (("boot_count", "I"), ("reset_cause", "B"), ("mode", "B")),
-    E.MODE_CHANGED: (("from_mode", "B"), ("to_mode", "B"), ("autonomous", "B")),
-    E.SAFE_MODE_ENTERED: (("anomalies", "B"), ("window_s", "H"), ("last_event", "H")),
-    E.WATCHDOG_RESET: (("watchdog_resets", "I"),),
-    E.LINK_PACKET_REJECTED: (("reason", "B"), ("since", "H"), ("total", "I")),
-    E.AUTH_FAILURE: (("request_id", "I"), ("failure_code", "H"), ("key_id", "H")),
-    E.JOB_STARTED: (("job_id", "H"), ("function", "H"), ("m", "H"), ("k", "H"), ("n", "H")),
-    E.JOB_COMPLETED: (("job_id", "H"), ("cycles", "I"), ("macs", "I"), ("result_crc", "I")),
-    E.JOB_FAILED: (("job_id", "H"), ("failure_code", "H"), ("err_code", "B")),
-    E.EDAC_CORRECTED: (("memory", "B"), ("since", "I"), ("total", "I")),
-    E.EDAC_UNCORRECTABLE: (("memory", "B"), ("address", "I"), ("total", "I")),
-    E.SCRUB_PASS_DONE: (("passes", "I"), ("commanded", "B")),
-    E.TMR_MISMATCH: (("since", "I"), ("total", "I")),
-    E.SEFI_DETECTED: (("job_id", "H"), ("accel_resets", "I")),
-    E.LATCHUP_DETECTED: (("current_ma", "H"), ("latchups", "H")),
-    E.POWER_LOW: (("soc", "H"), ("threshold", "H")),
-    E.THERMAL_LIMIT: (("board_temp", "h"), ("chip_temp", "h"), ("low", "h"), ("high", "h")),
-    E.ECLIPSE_ENTRY: (("orbit", "I"), ("soc", "H")),
-    E.ECLIPSE_EXIT: (("orbit", "I"), ("soc", "H")),
-    E.FAULT_INJECTED: (("kind", "B"), ("site", "B"), ("width", "B"), ("timing", "B")),
-    E.FAULTS_CLEARED: (("cleared", "H"),),
-    E.PARAMETER_CHANGED: (("parameter", "H"), ("value", "")),
-}
-"""Auxiliary data of each event, in order: (field name, struct format; "" = variable)."""
-
 RATE_LIMITED = frozenset(
     {E.LINK_PACKET_REJECTED, E.EDAC_CORRECTED, E.SCRUB_PASS_DONE, E.TMR_MISMATCH}
 )
@@ -55,7 +30,7 @@ NO_JOB = 0xFFFF
 
 def pack_aux(event_id: EventId, values: tuple) -> bytes:
     """The auxiliary data of an event with fixed fields."""
-    fmt = "!" + "".join(f for _, f in EVENT_AUX[event_id])
+    fmt = "!" + "".join(f.fmt for f in EVENT_FIELDS[event_id])
     return struct.pack(fmt, *values)
 
 

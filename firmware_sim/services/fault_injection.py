@@ -1,17 +1,20 @@
 """Service 148 (private): fault injection, in TEST mode only (ICD section 15.8).
 
-A TC[148,1] carries fault records: a fault kind (``FaultKind``), a site class
-(``FaultSiteClass``), a width, a timing (now, or at a point of the next job) and the
-site. Transient faults act once; stuck-at cells, a hung sequencer (SEFI), a hang armed
-for the next job and a latch-up persist until something clears them: they are the
-"active faults" TC[148,3] lists and TC[148,2] clears.
+A TC[148,1] carries fault records (``protocol.payloads.FaultRecord``): a fault kind, a
+site class, a width, a timing (now, or at a point of the next job) and the site.
+Transient faults act once; stuck-at cells, a hung sequencer (SEFI), a hang armed for the
+next job and a latch-up persist until something clears them: they are the "active
+faults" TC[148,3] lists and TC[148,2] clears.
+
+A record that cannot be applied as the chip would behave is refused at acceptance with
+a code that says why; one that waits for a job point is settled by that job's START
+(``ModelBackend.take_injection``), and the job reports the faults it did not get.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from firmware_sim.accel import AccBit, JobPoint, NotModelled, OutBit, Phase, RegCopy, SpmCell
@@ -21,11 +24,14 @@ from protocol.codes import EventId, FailureCode, FaultInjectionSubtype, FaultKin
 from protocol.errors import PacketError
 from protocol.payloads import (
     MAX_FAULT_RECORDS,
+    POINT_OFFSETS,
+    FaultRecord,
     FaultSiteClass,
     FaultTiming,
     JobPhase,
     Reader,
-    out_of_range,
+    fault_list,
+    fault_refusal,
     refuse,
 )
 
@@ -34,40 +40,6 @@ if TYPE_CHECKING:
     from firmware_sim.services.verification import Request
 
 K, S = FaultKind, FaultSiteClass
-SPM_SITES = {S.SPM_CELL, S.SPM_WORD}
-ALLOWED_SITES: dict[FaultKind, set[FaultSiteClass]] = {
-    K.SBU: SPM_SITES | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.FW_RAM},
-    K.MBU: SPM_SITES | {S.FW_RAM},
-    K.SET: {S.ACC_BIT, S.OUT_BIT, S.REG_COPY},
-    K.STUCK_AT_0: SPM_SITES | {S.FW_RAM},
-    K.STUCK_AT_1: SPM_SITES | {S.FW_RAM},
-    K.SEFI: {S.ACCEL, S.FSW},
-    K.SEL: {S.ACCEL},
-}
-"""Which sites each kind of fault can hit."""
-WIDTHS: dict[FaultKind, tuple[int, int]] = {
-    K.SBU: (1, 1),
-    K.MBU: (2, 8),
-    K.SET: (1, 1),
-    K.STUCK_AT_0: (1, 8),
-    K.STUCK_AT_1: (1, 8),
-    K.SEFI: (0, 0),
-    K.SEL: (0, 0),
-}
-"""Allowed width (adjacent cells or bits hit) of each kind."""
-NEXT_JOB_KINDS = {K.SBU, K.MBU, K.SET, K.SEFI}
-NEXT_JOB_SITES = SPM_SITES | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL}
-SITE_FIELDS = {
-    S.SPM_CELL: "!BHH",
-    S.SPM_WORD: "!HB",
-    S.ACC_BIT: "!BBB",
-    S.REG_COPY: "!BBB",
-    S.FW_RAM: "!IB",
-    S.ACCEL: "!",
-    S.FSW: "!",
-    S.OUT_BIT: "!BBB",
-}
-"""Site fields after the record header, by site class."""
 MAX_LISTED = 128
 
 
@@ -84,62 +56,6 @@ def longest_phase(phase: Phase, n: int) -> int:
     }[phase]
 
 
-@dataclass(frozen=True, slots=True)
-class FaultRecord:
-    """One fault of a TC[148,1] or TM[148,4] (wire layout: ICD section 15.8)."""
-
-    kind: FaultKind
-    site: FaultSiteClass
-    width: int
-    timing: FaultTiming
-    fields: tuple[int, ...]
-    point: tuple[int, int, int] = (0, 0, 0)
-    """tile, JobPhase, cycle; meaningful with timing NEXT_JOB."""
-
-    def pack(self) -> bytes:
-        out = struct.pack("!BBBB", self.kind, self.site, self.width, self.timing)
-        if self.timing == FaultTiming.NEXT_JOB:
-            out += struct.pack("!HBH", *self.point)
-        return out + struct.pack(SITE_FIELDS[self.site], *self.fields)
-
-
-def _enum(r: Reader, kind: type, what: str):
-    at = r.pos
-    raw = r.u8(what)
-    try:
-        return kind(raw)
-    except ValueError:
-        raise out_of_range(at, f"{what} {raw} is not defined") from None
-
-
-def parse_record(r: Reader) -> tuple[FaultRecord, int]:
-    """One record and the offset of its site fields; checks the combination."""
-    base = r.pos
-    kind = _enum(r, FaultKind, "fault kind")
-    site = _enum(r, FaultSiteClass, "site class")
-    if site not in ALLOWED_SITES[kind]:
-        raise out_of_range(base + 1, f"a {kind.name} cannot hit site class {site.name}")
-    width = r.u8("width")
-    lo, hi = WIDTHS[kind]
-    if not lo <= width <= hi:
-        raise out_of_range(base + 2, f"{kind.name} width {width} is outside {lo}..{hi}")
-    timing = _enum(r, FaultTiming, "timing")
-    point = (0, 0, 0)
-    if timing == FaultTiming.NEXT_JOB:
-        if kind not in NEXT_JOB_KINDS or site not in NEXT_JOB_SITES:
-            raise out_of_range(base + 3, f"a {kind.name} at {site.name} cannot wait for a job")
-        tile = r.u16("tile")
-        phase = r.u8("phase")
-        cycle = r.u16("cycle")
-        if kind != K.SEFI and phase not in JobPhase._value2member_map_:
-            raise out_of_range(base + 6, f"job phase {phase} is not 1..4")
-        point = (tile, phase, cycle)
-    at = r.pos
-    fmt = SITE_FIELDS[site]
-    fields = struct.unpack(fmt, r.raw(struct.calcsize(fmt), f"{site.name} site fields"))
-    return FaultRecord(kind, site, width, timing, fields, point), at
-
-
 class FaultInjectionService:
     """TC[148,1] inject, TC[148,2] clear all, TC[148,3] list."""
 
@@ -152,78 +68,91 @@ class FaultInjectionService:
             r.end()
             return []
         out: list = []
-        for _ in range(r.count("record count", 1, MAX_FAULT_RECORDS)):
-            record, at = parse_record(r)
-            out.append((record, self._plan(record, at)))
+        waiting: dict[JobPoint, list] = {}  # earlier records of this TC, by job point
+        for index in range(r.count("record count", 1, MAX_FAULT_RECORDS)):
+            at = r.pos
+            record = FaultRecord.parse(r)
+            out.append((record, self._plan(record, at, index, waiting)))
         r.end()
         return out
 
-    def _plan(self, rec: FaultRecord, at: int) -> Callable[[], None]:
-        """What the record does, checked against this build now; run it at execution."""
+    def _plan(
+        self, rec: FaultRecord, at: int, index: int, waiting: dict[JobPoint, list]
+    ) -> Callable[[], None]:
+        """What record ``index`` (at octet ``at``) does, checked against this build now;
+        run it at execution. ``waiting`` holds the flips of earlier records by point."""
         fsw, backend = self.fsw, self.fsw.backend
-        f = rec.fields
-        try:
-            if rec.site == S.FW_RAM:
-                address, bit = f
-                last = address + (bit + rec.width - 1) // 8
-                if bit > 7 or last >= fsw.ram.size:
-                    raise refuse(
-                        FailureCode.ADDRESS_OUT_OF_RANGE,
-                        f"firmware RAM octet {address} bit {bit} width {rec.width}",
-                        struct.pack("!II", address, last - address + 1),
-                    )
-                bits = [(address + (bit + i) // 8, (bit + i) % 8) for i in range(rec.width)]
-                stuck = rec.kind in (K.STUCK_AT_0, K.STUCK_AT_1)
-                value = int(rec.kind == K.STUCK_AT_1)
-
-                def hit_ram() -> None:
-                    for a, b in bits:
-                        if stuck:
-                            fsw.ram.stick(a, b, value)
-                        else:
-                            fsw.ram.flip(a, b)
-
-                return hit_ram
-            if rec.site == S.ACCEL:
-                if rec.kind == K.SEL:
-                    return lambda: setattr(fsw.env, "latchup", True)
-                later = rec.timing == FaultTiming.NEXT_JOB
-                return lambda: backend.hang(at_next_start=later)
-            if rec.site == S.FSW:
-                return fsw.hang
-            sites = self._sites(rec)
-            for s in sites:
-                backend.check_site(s)
-        except PacketError:
-            raise
-        except (ValueError, NotModelled) as exc:
-            raise out_of_range(at, f"{rec.site.name} site: {exc}") from None
-        if rec.kind in (K.STUCK_AT_0, K.STUCK_AT_1):
-            value = int(rec.kind == K.STUCK_AT_1)
-            return lambda: backend.stick(sites, value)
-        if rec.timing == FaultTiming.NEXT_JOB:
-            tile, phase, cycle = rec.point
-            when = JobPoint(tile, Phase[JobPhase(phase).name], cycle)
-            longest = longest_phase(when.phase, backend.build.n)
-            if cycle >= longest:
-                raise out_of_range(
-                    at - 2, f"{when.phase.name} cycle {cycle}: no job has more than {longest}"
+        kind = FaultKind(rec.kind)
+        sites_at = at + rec.site_offset()
+        if rec.site_class == S.FW_RAM:
+            address, bit = rec.site
+            last = address + (bit + rec.width - 1) // 8
+            if bit > 7 or last >= fsw.ram.size:
+                raise refuse(
+                    FailureCode.ADDRESS_OUT_OF_RANGE,
+                    f"firmware RAM octet {address} bit {bit} width {rec.width}",
+                    struct.pack("!II", address, last - address + 1),
                 )
-            return lambda: backend.schedule(when, sites)
-        return lambda: backend.flip(sites)
+            bits = [(address + (bit + i) // 8, (bit + i) % 8) for i in range(rec.width)]
+            stuck = kind in (K.STUCK_AT_0, K.STUCK_AT_1)
+            value = int(kind == K.STUCK_AT_1)
+
+            def hit_ram() -> None:
+                for a, b in bits:
+                    if stuck:
+                        fsw.ram.stick(a, b, value)
+                    else:
+                        fsw.ram.flip(a, b)
+
+            return hit_ram
+        if rec.site_class == S.ACCEL:
+            if kind == K.SEL:
+                return lambda: setattr(fsw.env, "latchup", True)
+            later = rec.timing == FaultTiming.NEXT_JOB
+            return lambda: backend.hang(at_next_start=later)
+        if rec.site_class == S.FSW:
+            return fsw.hang
+        try:
+            sites = self._sites(rec)
+            for site in sites:
+                backend.check_site(site)
+        except ValueError as exc:
+            raise _refused(FailureCode.FAULT_SITE_ABSENT, sites_at, index, rec, exc) from None
+        except NotModelled as exc:
+            raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc) from None
+        if kind in (K.STUCK_AT_0, K.STUCK_AT_1):
+            value = int(kind == K.STUCK_AT_1)
+            return lambda: backend.stick(sites, value)
+        if rec.timing == FaultTiming.NOW:
+            return lambda: backend.flip(sites)
+        tile, phase, cycle = rec.point
+        when = JobPoint(tile, Phase[JobPhase(phase).name], cycle)
+        longest = longest_phase(when.phase, backend.build.n)
+        if cycle >= longest:
+            raise _refused(
+                FailureCode.FAULT_POINT_UNREACHABLE, at + POINT_OFFSETS["cycle"], index, rec,
+                f"{when.phase.name} cycle {cycle}: no job of this build has more than {longest}",
+            )  # fmt: skip
+        earlier = waiting.setdefault(when, [])
+        try:
+            backend.check_scheduled(when, earlier + sites)
+        except NotModelled as exc:
+            raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc) from None
+        earlier += sites
+        return lambda: backend.schedule(when, sites)
 
     def _sites(self, rec: FaultRecord) -> list:
-        backend, f = self.fsw.backend, rec.fields
-        if rec.site == S.SPM_CELL:
+        backend, f = self.fsw.backend, rec.site
+        if rec.site_class == S.SPM_CELL:
             start = SpmCell(*f)
             backend.check_site(start)
             return backend.layout.adjacent(start, rec.width)
-        if rec.site == S.SPM_WORD:
+        if rec.site_class == S.SPM_WORD:
             word, bit = f
             return backend.word_cells(word, bit, rec.width)
-        if rec.site == S.ACC_BIT:
+        if rec.site_class == S.ACC_BIT:
             return [AccBit(*f)]
-        if rec.site == S.OUT_BIT:
+        if rec.site_class == S.OUT_BIT:
             return [OutBit(*f)]
         offset, copy, bit = f
         if offset not in {int(r) for r in CONFIG_REGS}:
@@ -245,12 +174,12 @@ class FaultInjectionService:
         if subtype == FaultInjectionSubtype.INJECT:
             hang = False
             for rec, act in request:
-                if rec.site == S.FSW:
+                if rec.site_class == S.FSW:
                     hang = True
                 else:
                     act()
                 fsw.events.raise_event(
-                    EventId.FAULT_INJECTED, rec.kind, rec.site, rec.width, rec.timing
+                    EventId.FAULT_INJECTED, rec.kind, rec.site_class, rec.width, rec.timing
                 )
             req.complete(fsw.now)
             if hang:
@@ -268,8 +197,7 @@ class FaultInjectionService:
             fsw.events.raise_event(EventId.FAULTS_CLEARED, min(cleared, 0xFFFF))
         else:
             active = self.active()
-            out = struct.pack("!HB", min(len(active), 0xFFFF), min(len(active), MAX_LISTED))
-            out += b"".join(rec.pack() for rec in active[:MAX_LISTED])
+            out = fault_list(len(active), active[:MAX_LISTED])
             fsw.tm.send(
                 Service.FAULT_INJECTION, FaultInjectionSubtype.LIST_REPORT, out, req.dest_id
             )
@@ -282,27 +210,35 @@ class FaultInjectionService:
         out = []
         for (word, bit), value in sorted(backend.stuck.items()):
             kind = K.STUCK_AT_1 if value else K.STUCK_AT_0
-            out.append(FaultRecord(kind, S.SPM_WORD, 1, now, (word, bit)))
+            out.append(FaultRecord(kind, S.SPM_WORD, 1, (word, bit), now))
         for (address, bit), value in sorted(fsw.ram.stuck.items()):
             kind = K.STUCK_AT_1 if value else K.STUCK_AT_0
-            out.append(FaultRecord(kind, S.FW_RAM, 1, now, (address, bit)))
+            out.append(FaultRecord(kind, S.FW_RAM, 1, (address, bit), now))
         if backend.hung:
-            out.append(FaultRecord(K.SEFI, S.ACCEL, 0, now, ()))
+            out.append(FaultRecord(K.SEFI, S.ACCEL, 0, (), now))
         if backend.hang_at_start:
-            out.append(FaultRecord(K.SEFI, S.ACCEL, 0, nxt, ()))
+            out.append(FaultRecord(K.SEFI, S.ACCEL, 0, (), nxt))
         if fsw.env.latchup:
-            out.append(FaultRecord(K.SEL, S.ACCEL, 0, now, ()))
+            out.append(FaultRecord(K.SEL, S.ACCEL, 0, (), now))
         for when, site in backend.job_faults:
             point = (when.tile, JobPhase[when.phase.name], when.cycle)
             if isinstance(site, SpmCell):
                 rec = FaultRecord(
-                    K.SBU, S.SPM_CELL, 1, nxt, (site.bank, site.row, site.cell), point
+                    K.SBU, S.SPM_CELL, 1, (site.bank, site.row, site.cell), nxt, point
                 )
             elif isinstance(site, AccBit | OutBit):
                 pe = S.ACC_BIT if isinstance(site, AccBit) else S.OUT_BIT
-                rec = FaultRecord(K.SBU, pe, 1, nxt, (site.i, site.j, site.bit), point)
+                rec = FaultRecord(K.SBU, pe, 1, (site.i, site.j, site.bit), nxt, point)
             else:
                 reg = int(Reg[site.name])
-                rec = FaultRecord(K.SBU, S.REG_COPY, 1, nxt, (reg, site.copy, site.bit), point)
+                rec = FaultRecord(K.SBU, S.REG_COPY, 1, (reg, site.copy, site.bit), nxt, point)
             out.append(rec)
         return out
+
+
+def _refused(
+    code: FailureCode, offset: int, index: int, rec: FaultRecord, why: object
+) -> PacketError:
+    """A refusal of record ``index`` with the failure data of ICD section 10."""
+    what = f"fault record {index} ({FaultKind(rec.kind).name} at {rec.site_class.name}): {why}"
+    return refuse(code, what, fault_refusal(offset, index))

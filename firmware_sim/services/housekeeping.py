@@ -1,7 +1,8 @@
 """Service 3: housekeeping structures, periodic and one-shot reports (ICD section 15.3).
 
-``HK_STRUCTURES`` is the one definition of every report field (name, type, unit,
-meaning, where the value comes from); the ICD's HK table is checked against it.
+The layout of every report (field order, type, unit) is ``protocol.payloads.HK_FIELDS``,
+which the host reads them with; here each field gets its meaning and where its value
+comes from (``HK_STRUCTURES``), and the ICD's HK table is checked against both.
 Each structure's period is the parameter HK_INTERVAL_<structure> (TC[3,31] and
 TC[20,3] set the same value). All three are enabled at boot.
 """
@@ -15,20 +16,32 @@ from typing import TYPE_CHECKING
 
 from firmware_sim.services.parameters import PARAMETERS
 from protocol.codes import FailureCode, HousekeepingSubtype, Service
-from protocol.payloads import HkStructure, ParamId, Reader, out_of_range, refuse
+from protocol.payloads import HK_FIELDS, HkStructure, ParamId, Reader, out_of_range, refuse
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
     from firmware_sim.services.verification import Request
 
 
+Getter = Callable[["FlightSoftware"], float]
+
+
 @dataclass(frozen=True, slots=True)
 class HkField:
+    """One field of a report: its wire layout (from the protocol) and its source."""
+
     name: str
     fmt: str
     unit: str
     meaning: str
-    get: Callable[[FlightSoftware], float]
+    get: Getter
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    name: str
+    meaning: str
+    get: Getter
 
 
 def _sat(value: float, fmt: str) -> int:
@@ -38,99 +51,125 @@ def _sat(value: float, fmt: str) -> int:
     return max(lo, min(hi, round(value)))
 
 
-F = HkField
-HK_STRUCTURES: dict[HkStructure, tuple[HkField, ...]] = {
+F = _Source
+_SOURCES: dict[HkStructure, tuple[_Source, ...]] = {
     HkStructure.SYSTEM: (
-        F("uptime", "I", "s", "time since boot", lambda f: f.uptime),
-        F("mode", "B", "Mode", "current mode (section 12)", lambda f: f.mode),
-        F("boot_count", "I", "-", "boots since the non-volatile store was made",
+        F("uptime", "time since boot", lambda f: f.uptime),
+        F("mode", "current mode (section 12)", lambda f: f.mode),
+        F("boot_count", "boots since the non-volatile store was made",
           lambda f: f.nv.boot_count),
-        F("reset_cause", "B", "ResetCause", "why the last boot happened",
+        F("reset_cause", "why the last boot happened",
           lambda f: f.reset_cause),
-        F("watchdog_resets", "I", "-", "reboots by the flight software watchdog (non-volatile)",
+        F("watchdog_resets", "reboots by the flight software watchdog (non-volatile)",
           lambda f: f.nv.watchdog_resets),
-        F("safe_mode_entries", "H", "-", "autonomous entries into SAFE since boot",
+        F("safe_mode_entries", "autonomous entries into SAFE since boot",
           lambda f: f.safe_entries),
-        F("anomalies", "B", "-", "anomalies in the SAFE_MODE_WINDOW now",
+        F("anomalies", "anomalies in the SAFE_MODE_WINDOW now",
           lambda f: f.anomalies.count(f.now, f.params[ParamId.SAFE_MODE_WINDOW])),
-        F("tc_received", "I", "-", "TCs that passed the receipt checks",
+        F("tc_received", "TCs that passed the receipt checks",
           lambda f: f.dispatcher.stats.tc_received),
-        F("tc_accepted", "I", "-", "TCs accepted", lambda f: f.dispatcher.stats.tc_accepted),
-        F("tc_refused", "I", "-", "well-formed TCs that failed acceptance (duplicates included)",
+        F("tc_accepted", "TCs accepted", lambda f: f.dispatcher.stats.tc_accepted),
+        F("tc_refused", "well-formed TCs that failed acceptance (duplicates included)",
           lambda f: f.dispatcher.stats.tc_refused),
-        F("tc_duplicates", "I", "-", "TCs refused as DUPLICATE",
+        F("tc_duplicates", "TCs refused as DUPLICATE",
           lambda f: f.dispatcher.stats.duplicates),
-        F("auth_failures", "I", "-", "hazardous TCs that failed authentication",
+        F("auth_failures", "hazardous TCs that failed authentication",
           lambda f: f.dispatcher.stats.auth_failures),
-        F("frames_rejected", "I", "-", "frames and packets dropped on receipt (section 7)",
+        F("frames_rejected", "frames and packets dropped on receipt (section 7)",
           lambda f: f.dispatcher.stats.rejected_total),
-        F("tm_sent", "I", "-", "TM packets sent since boot", lambda f: f.tm.sent),
-        F("events_raised", "I", "-", "events raised since boot, sent or not",
+        F("tm_sent", "TM packets sent since boot", lambda f: f.tm.sent),
+        F("events_raised", "events raised since boot, sent or not",
           lambda f: f.events.raised),
-        F("jobs_pending", "B", "-", "jobs queued or running", lambda f: len(f.jobs)),
-        F("jobs_deferred", "B", "bool", "1 while queued jobs wait for power (eclipse)",
+        F("jobs_pending", "jobs queued or running", lambda f: len(f.jobs)),
+        F("jobs_deferred", "1 while queued jobs wait for power (eclipse)",
           lambda f: f.jobs.deferring),
-        F("jobs_completed", "I", "-", "jobs completed", lambda f: f.jobs.completed),
-        F("jobs_failed", "I", "-", "jobs failed or timed out", lambda f: f.jobs.failed),
-        F("jobs_aborted", "I", "-", "jobs aborted", lambda f: f.jobs.aborted),
+        F("jobs_completed", "jobs completed", lambda f: f.jobs.completed),
+        F("jobs_failed", "jobs failed or timed out", lambda f: f.jobs.failed),
+        F("jobs_aborted", "jobs aborted", lambda f: f.jobs.aborted),
     ),
     HkStructure.ENVIRONMENT: (
-        F("env_time", "I", "s", "simulated time since power-on (scaled by --time-scale)",
+        F("env_time", "simulated time since power-on (scaled by --time-scale)",
           lambda f: f.env.t),
-        F("orbit", "I", "-", "orbits since power-on", lambda f: f.env.sensors().orbit),
-        F("orbit_phase", "H", "1e-4 orbit", "0 at eclipse exit",
+        F("orbit", "orbits since power-on", lambda f: f.env.sensors().orbit),
+        F("orbit_phase", "0 at eclipse exit",
           lambda f: 1e4 * f.env.sensors().phase),
-        F("eclipse", "B", "bool", "1 in eclipse", lambda f: f.env.eclipse),
-        F("solar_power", "H", "mW", "solar array input", lambda f: 1e3 * f.env.sensors().solar_w),
-        F("load_power", "H", "mW", "total electrical load",
+        F("eclipse", "1 in eclipse", lambda f: f.env.eclipse),
+        F("solar_power", "solar array input", lambda f: 1e3 * f.env.sensors().solar_w),
+        F("load_power", "total electrical load",
           lambda f: 1e3 * f.env.sensors().load_w),
-        F("battery_soc", "H", "0.1 %", "battery state of charge", lambda f: 1e3 * f.env.soc),
-        F("battery_voltage", "H", "mV", "battery voltage",
+        F("battery_soc", "battery state of charge", lambda f: 1e3 * f.env.soc),
+        F("battery_voltage", "battery voltage",
           lambda f: 1e3 * f.env.sensors().battery_v),
-        F("board_temp", "h", "0.01 degC", "board (radiator node) temperature",
+        F("board_temp", "board (radiator node) temperature",
           lambda f: 100 * f.env.sensors().board_c),
-        F("chip_temp", "h", "0.01 degC", "accelerator junction temperature",
+        F("chip_temp", "accelerator junction temperature",
           lambda f: 100 * f.env.sensors().chip_c),
-        F("accel_power", "H", "mW", "accelerator static power (leakage, latch-up)",
+        F("accel_power", "accelerator static power (leakage, latch-up)",
           lambda f: 1e3 * f.env.sensors().accel_w),
-        F("accel_current", "H", "mA", "accelerator supply current",
+        F("accel_current", "accelerator supply current",
           lambda f: f.env.sensors().accel_ma),
-        F("accel_energy", "I", "mJ", "dynamic energy of all jobs since power-on",
+        F("accel_energy", "dynamic energy of all jobs since power-on",
           lambda f: 1e3 * f.env.accel_energy_j),
+        F("accel_static_energy",
+          "leakage and latch-up energy since power-on "
+          "(a latch-up adds its extra power while it lasts)",
+          lambda f: 1e3 * f.env.accel_static_energy_j),
     ),
     HkStructure.ACCELERATOR: (
-        F("array_n", "B", "-", "systolic array size N (PARAMS)", lambda f: f.driver.info.n),
-        F("spm_words", "H", "words", "scratchpad words (SPM_WORDS); a word is N octets",
+        F("array_n", "systolic array size N (PARAMS)", lambda f: f.driver.info.n),
+        F("spm_words", "scratchpad words (SPM_WORDS); a word is N octets",
           lambda f: f.driver.info.spm_words),
-        F("accel_state", "B", "AccelState", "idle, running a job, or hung",
+        F("accel_state", "idle, running a job, or hung",
           lambda f: f.accelerator_state()),
-        F("ecc_corrected", "I", "words", "ECC_CORR since boot or CLEAR_COUNTERS",
+        F("ecc_corrected", "ECC_CORR since boot or CLEAR_COUNTERS",
           lambda f: f.edac.corr.total),
-        F("ecc_uncorrectable", "I", "words", "ECC_UNCORR since boot or CLEAR_COUNTERS",
+        F("ecc_uncorrectable", "ECC_UNCORR since boot or CLEAR_COUNTERS",
           lambda f: f.edac.uncorr.total),
-        F("tmr_mismatches", "I", "cycles", "TMR_MISMATCH since boot or CLEAR_COUNTERS",
+        F("tmr_mismatches", "TMR_MISMATCH since boot or CLEAR_COUNTERS",
           lambda f: f.edac.tmr.total),
-        F("scrub_passes", "I", "-", "SCRUB_PASSES since boot or CLEAR_COUNTERS",
+        F("scrub_passes", "SCRUB_PASSES since boot or CLEAR_COUNTERS",
           lambda f: f.edac.passes.total),
-        F("scrub_period", "H", "cycles", "SCRUB_PERIOD parameter",
+        F("scrub_period", "SCRUB_PERIOD parameter",
           lambda f: f.params[ParamId.SCRUB_PERIOD]),
-        F("accel_resets", "I", "-", "hung accelerator recovered by reset (SEFI)",
+        F("accel_resets", "hung accelerator recovered by reset (SEFI)",
           lambda f: f.accel_resets),
-        F("latchups", "H", "-", "latch-ups recovered by power cycle", lambda f: f.latchups),
-        F("ram_errors", "I", "-", "firmware RAM results that failed their CRC",
+        F("latchups", "latch-ups recovered by power cycle", lambda f: f.latchups),
+        F("ram_errors", "firmware RAM results that failed their CRC",
           lambda f: f.ram_errors),
-        F("results_held", "B", "-", "job result ranges the firmware keeps a CRC of",
+        F("results_held", "job result ranges the firmware keeps a CRC of",
           lambda f: len(f.results.results)),
-        F("last_job_id", "H", "-", "job id of the last job that ended",
+        F("last_job_id", "job id of the last job that ended",
           lambda f: f.jobs.last.job_id),
-        F("last_job_status", "B", "JobStatus", "how it ended", lambda f: f.jobs.last.status),
-        F("last_job_err_code", "B", "-", "its ERR_CODE (docs/REGISTERS.md)",
+        F("last_job_status", "how it ended", lambda f: f.jobs.last.status),
+        F("last_job_err_code", "its ERR_CODE (docs/REGISTERS.md)",
           lambda f: f.jobs.last.err_code),
-        F("last_job_cycles", "I", "cycles", "its CYCLES", lambda f: f.jobs.last.cycles),
-        F("last_job_macs", "I", "-", "its MACS", lambda f: f.jobs.last.macs),
-        F("last_job_crc", "I", "-", "CRC-32 of its result as kept", lambda f: f.jobs.last.crc),
+        F("last_job_cycles", "its CYCLES", lambda f: f.jobs.last.cycles),
+        F("last_job_macs", "its MACS", lambda f: f.jobs.last.macs),
+        F("last_job_crc", "CRC-32 of its result as kept", lambda f: f.jobs.last.crc),
+        F("faults_not_injected", "faults scheduled at a job point that the job never "
+          "reached or could not place, since boot (15.8)", lambda f: f.jobs.faults_not_injected),
+        F("last_job_faults", "faults scheduled at points of the last job",
+          lambda f: f.jobs.last.faults),
+        F("last_job_not_injected", "of them, not injected (15.8)",
+          lambda f: f.jobs.last.not_injected),
     ),
 }  # fmt: skip
+
+
+def _structure(sid: HkStructure) -> tuple[HkField, ...]:
+    """The protocol's layout of ``sid`` with the source of each field, checked by name."""
+    sources = {s.name: s for s in _SOURCES[sid]}
+    names = [spec.name for spec in HK_FIELDS[sid]]
+    if list(sources) != names:
+        raise RuntimeError(f"HK {sid.name}: sources {list(sources)} != fields {names}")
+    return tuple(
+        HkField(spec.name, spec.fmt, spec.unit, sources[spec.name].meaning, sources[spec.name].get)
+        for spec in HK_FIELDS[sid]
+    )
+
+
+HK_STRUCTURES: dict[HkStructure, tuple[HkField, ...]] = {s: _structure(s) for s in HkStructure}
+"""Every report field: the protocol's layout and where the value comes from."""
 
 INTERVAL_PARAM = {
     HkStructure.SYSTEM: ParamId.HK_INTERVAL_SYSTEM,

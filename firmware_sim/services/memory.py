@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 
 from protocol.codes import FailureCode, MemoryId, MemorySubtype, Service
 from protocol.crc import crc16_ccitt_false
-from protocol.payloads import MAX_DUMP_LEN, Reader, bad_app_data, out_of_range, refuse
+from protocol.payloads import (
+    MAX_DUMP_LEN,
+    CheckReport,
+    DumpReport,
+    Reader,
+    bad_app_data,
+    out_of_range,
+    refuse,
+)
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
@@ -107,10 +115,8 @@ class MemoryService:
             fsw.results.forget(m.memory, m.address, m.length)
         elif subtype == MemorySubtype.DUMP:
             data, bad = self._read(m.memory, m.address, m.length)
-            head = struct.pack("!BIHH", m.memory, m.address, m.length, min(bad, 0xFFFF))
-            fsw.tm.send(
-                Service.MEMORY_MANAGEMENT, MemorySubtype.DUMP_REPORT, head + data, req.dest_id
-            )
+            out = DumpReport(m.memory, m.address, m.length, bad, data).pack()
+            fsw.tm.send(Service.MEMORY_MANAGEMENT, MemorySubtype.DUMP_REPORT, out, req.dest_id)
         else:
             crc, bad, pos = 0xFFFF, 0, 0
             n = fsw.driver.info.n
@@ -120,7 +126,7 @@ class MemoryService:
                 crc = crc16_ccitt_false(data, crc)
                 bad += chunk_bad
                 pos += len(data)
-            out = struct.pack("!BIIHH", m.memory, m.address, m.length, crc, min(bad, 0xFFFF))
+            out = CheckReport(m.memory, m.address, m.length, crc, bad).pack()
             fsw.tm.send(Service.MEMORY_MANAGEMENT, MemorySubtype.CHECK_REPORT, out, req.dest_id)
         req.complete(fsw.now)
 

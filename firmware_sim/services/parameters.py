@@ -1,7 +1,8 @@
 """Service 20: on-board parameters, read and set (ICD section 15.7).
 
-``PARAMETERS`` is the one table of ids, types, units, ranges and defaults; the ICD's
-parameter table is checked against it. Values are volatile: every boot starts from the
+Types, units and ranges are ``protocol.payloads.PARAM_SPECS`` (both sides use them);
+``PARAMETERS`` adds each parameter's default and meaning, and the ICD's parameter table
+is checked against it. Values are volatile: every boot starts from the
 defaults. A TC[20,3] is checked whole before any value changes.
 """
 
@@ -12,7 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from protocol.codes import EventId, FailureCode, ParameterSubtype
-from protocol.payloads import ParamId, ParamType, Reader, out_of_range, refuse
+from protocol.payloads import (
+    PARAM_SPECS,
+    ParamId,
+    ParamType,
+    Reader,
+    out_of_range,
+    parameter_value,
+    parameter_values,
+    refuse,
+)
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
@@ -31,50 +41,50 @@ class ParamDef:
     default: int
     meaning: str
 
-    def pack(self, value: int) -> bytes:
-        return struct.pack("!" + self.type.value, value)
+
+def _p(pid: ParamId, default: int, meaning: str) -> ParamDef:
+    """A row: type, unit and range as the protocol defines them, the default and meaning."""
+    spec = PARAM_SPECS[pid]
+    return ParamDef(pid, spec.type, spec.unit, spec.lo, spec.hi, default, meaning)
 
 
-def _p(pid: ParamId, kind: ParamType, unit: str, lo: int, hi: int, default: int, meaning: str):
-    return ParamDef(pid, kind, unit, lo, hi, default, meaning)
-
-
-U8, U16, U32, I16 = ParamType.U8, ParamType.U16, ParamType.U32, ParamType.I16
 PARAMETERS: dict[ParamId, ParamDef] = {
     d.id: d
     for d in (
-        _p(ParamId.HK_INTERVAL_SYSTEM, U32, "ms", 100, 3_600_000, 10_000,
+        _p(ParamId.HK_INTERVAL_SYSTEM, 10_000,
            "period of HK structure SYSTEM (also set by TC[3,31])"),
-        _p(ParamId.HK_INTERVAL_ENVIRONMENT, U32, "ms", 100, 3_600_000, 10_000,
+        _p(ParamId.HK_INTERVAL_ENVIRONMENT, 10_000,
            "period of HK structure ENVIRONMENT (also set by TC[3,31])"),
-        _p(ParamId.HK_INTERVAL_ACCELERATOR, U32, "ms", 100, 3_600_000, 10_000,
+        _p(ParamId.HK_INTERVAL_ACCELERATOR, 10_000,
            "period of HK structure ACCELERATOR (also set by TC[3,31])"),
-        _p(ParamId.SCRUB_PERIOD, U16, "cycles", 0, 0xFFFF, 50_000,
+        _p(ParamId.SCRUB_PERIOD, 50_000,
            "accelerator SCRUB_PERIOD register: idle cycles between scrub steps, 0 stops it"),
-        _p(ParamId.JOB_TIMEOUT, U32, "ms", 10, 600_000, 2_000,
+        _p(ParamId.JOB_TIMEOUT, 2_000,
            "job watchdog: a job not DONE after this is a hung accelerator (SEFI)"),
-        _p(ParamId.WATCHDOG_TIMEOUT, U32, "ms", 500, 60_000, 5_000,
+        _p(ParamId.WATCHDOG_TIMEOUT, 5_000,
            "flight software watchdog: reboot if the main loop stops for this long"),
-        _p(ParamId.JOB_QUEUE_LIMIT, U8, "jobs", 1, 16, 8,
+        _p(ParamId.JOB_QUEUE_LIMIT, 8,
            "jobs queued or running at most; more fail to start with BUSY"),
-        _p(ParamId.SAFE_MODE_THRESHOLD, U8, "anomalies", 1, 255, 3,
+        _p(ParamId.SAFE_MODE_THRESHOLD, 3,
            "anomalies within SAFE_MODE_WINDOW that make the flight software enter SAFE"),
-        _p(ParamId.SAFE_MODE_WINDOW, U16, "s", 1, 65_535, 600,
+        _p(ParamId.SAFE_MODE_WINDOW, 600,
            "sliding window over which anomalies are counted"),
-        _p(ParamId.ECLIPSE_DEFER_SOC, U16, "0.1 %", 0, 1000, 300,
+        _p(ParamId.ECLIPSE_DEFER_SOC, 300,
            "in eclipse, jobs wait while the battery charge is below this"),
-        _p(ParamId.POWER_LOW_SOC, U16, "0.1 %", 0, 1000, 200,
+        _p(ParamId.POWER_LOW_SOC, 200,
            "event POWER_LOW when the battery charge falls below this"),
-        _p(ParamId.LATCHUP_CURRENT_LIMIT, U16, "mA", 10, 10_000, 300,
+        _p(ParamId.LATCHUP_CURRENT_LIMIT, 300,
            "accelerator supply current above this is a latch-up: power cycle"),
-        _p(ParamId.TEMP_LOW_LIMIT, I16, "0.01 degC", -10_000, 15_000, -2_000,
+        _p(ParamId.TEMP_LOW_LIMIT, -2_000,
            "event THERMAL_LIMIT below this board temperature (must stay below the high limit)"),
-        _p(ParamId.TEMP_HIGH_LIMIT, I16, "0.01 degC", -10_000, 15_000, 6_000,
+        _p(ParamId.TEMP_HIGH_LIMIT, 6_000,
            "event THERMAL_LIMIT above this board or chip temperature"),
-        _p(ParamId.EVENT_RATE_LIMIT, U32, "ms", 0, 3_600_000, 5_000,
+        _p(ParamId.EVENT_RATE_LIMIT, 5_000,
            "rate-limited events are reported at most once per this interval"),
     )
 }  # fmt: skip
+if set(PARAMETERS) != set(PARAM_SPECS):
+    raise RuntimeError(f"parameters without a default: {set(PARAM_SPECS) - set(PARAMETERS)}")
 
 
 class ParameterStore:
@@ -146,16 +156,11 @@ class ParameterService:
     def execute(self, subtype: int, request: list, req: Request) -> None:
         fsw = self.fsw
         if subtype == ParameterSubtype.REPORT_VALUES:
-            out = bytearray([len(request)])
-            for pid in request:
-                out += struct.pack("!H", pid) + PARAMETERS[pid].pack(fsw.params[pid])
-            fsw.tm.send(20, ParameterSubtype.VALUES_REPORT, bytes(out), req.dest_id)
+            out = parameter_values([(pid, fsw.params[pid]) for pid in request])
+            fsw.tm.send(20, ParameterSubtype.VALUES_REPORT, out, req.dest_id)
         else:
             for pid, value in request:
                 fsw.params.set(pid, value)
-                fsw.events.raise_event(
-                    EventId.PARAMETER_CHANGED,
-                    raw=struct.pack("!H", pid) + PARAMETERS[pid].pack(value),
-                )
+                fsw.events.raise_event(EventId.PARAMETER_CHANGED, raw=parameter_value(pid, value))
                 fsw.parameter_changed(pid)
         req.complete(fsw.now)

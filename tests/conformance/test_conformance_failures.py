@@ -22,6 +22,7 @@ from protocol.payloads import (
     FaultSiteClass,
     FaultTiming,
     HkStructure,
+    JobPhase,
     OperandSource,
     ParamId,
     job,
@@ -83,6 +84,11 @@ ACCEPTANCE_FAILURES = [
      + struct.pack("!IB", 0, 0), F.VALUE_OUT_OF_RANGE, u16(2)),
     ("ram bit past the end", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU, FaultSiteClass.FW_RAM, 1,
      (70_000, 0)).pack(), F.ADDRESS_OUT_OF_RANGE, None),
+    ("scratchpad word past the build", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU,
+     FaultSiteClass.SPM_WORD, 1, (0xFFFF, 0)).pack(), F.FAULT_SITE_ABSENT, b"\x00\x05\x00"),
+    ("fault at a cycle no job has", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU,
+     FaultSiteClass.OUT_BIT, 1, (0, 0, 0), FaultTiming.NEXT_JOB, (0, JobPhase.WRITE, 0xFFFF))
+     .pack(), F.FAULT_POINT_UNREACHABLE, b"\x00\x08\x00"),
     ("list with data", 148, 3, b"\x00", F.BAD_APP_DATA, u16(0)),
 ]  # fmt: skip
 

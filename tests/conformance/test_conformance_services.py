@@ -20,6 +20,7 @@ from protocol.codes import (
     FunctionId,
     MemoryId,
     Mode,
+    NotInjectedReason,
     Service,
 )
 from protocol.crc import crc16_ccitt_false
@@ -29,7 +30,9 @@ from protocol.payloads import (
     EventSelector,
     FaultRecord,
     FaultSiteClass,
+    FaultTiming,
     HkStructure,
+    JobPhase,
     JobStatus,
     OperandSource,
     ParamId,
@@ -38,7 +41,7 @@ from protocol.payloads import (
     job,
 )
 
-HK_LEN = {HkStructure.SYSTEM: 65, HkStructure.ENVIRONMENT: 33, HkStructure.ACCELERATOR: 51}
+HK_LEN = {HkStructure.SYSTEM: 65, HkStructure.ENVIRONMENT: 37, HkStructure.ACCELERATOR: 59}
 
 
 def operands(seed: int, m: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +239,28 @@ def test_stuck_bit_is_listed_and_cleared(hil: IntegrationApi, clean_faults: Targ
     assert active == 1 and records[0].site_class == FaultSiteClass.FW_RAM
     target.clear_faults()
     hil.assert_event(EventId.FAULTS_CLEARED, {"cleared": 1})
+    assert target.list_faults() == (0, [])
+
+
+def test_a_fault_whose_point_the_job_lacks_is_reported_not_injected(
+    hil: IntegrationApi, clean_faults: Target
+) -> None:
+    target = clean_faults
+    before = hil.housekeeping(HkStructure.ACCELERATOR)["faults_not_injected"]
+    # A RUN_GEMM has no bias, so no BIAS point: the fault must be reported, not dropped.
+    target.inject([FaultRecord(FaultKind.SBU, FaultSiteClass.SPM_WORD, 1, (0, 0),
+                               FaultTiming.NEXT_JOB, (0, JobPhase.BIAS, 0))])  # fmt: skip
+    mark = hil.mark()
+    app = job(1, 41, OperandSource.INLINE, 1, 1, 1, inline=b"\x02\x03")
+    hil.send_and_assert_command(Service.FUNCTION_MANAGEMENT, 1, app)
+    hil.assert_event(EventId.FAULT_NOT_INJECTED, {
+        "job_id": 41, "reason": NotInjectedReason.NO_SUCH_POINT, "count": 1, "scheduled": 1,
+    }, start=mark)  # fmt: skip
+    hil.assert_event(EventId.JOB_COMPLETED, {"job_id": 41, "faults": 1, "not_injected": 1},
+                     start=mark)  # fmt: skip
+    hk = hil.housekeeping(HkStructure.ACCELERATOR)
+    assert (hk["faults_not_injected"], hk["last_job_faults"], hk["last_job_not_injected"]) == (
+        before + 1, 1, 1)
     assert target.list_faults() == (0, [])
 
 

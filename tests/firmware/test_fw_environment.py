@@ -56,6 +56,20 @@ def test_leakage_grows_with_temperature_and_a_latch_up_draws_current():
     assert env.sensors().accel_ma > idle + 500
 
 
+def test_a_latch_up_costs_its_extra_power_in_static_energy_while_it_lasts():
+    quiet, latched = Environment(), Environment()
+    latched.latchup = True
+    quiet.advance(60.0)
+    latched.advance(60.0)
+    extra = latched.accel_static_energy_j - quiet.accel_static_energy_j
+    # 60 s at the latch-up's extra 2 W, plus the leakage it heats up (never less).
+    assert extra >= 60.0 * latched.config.energy.latchup_w
+    assert extra < 60.0 * 1.5 * latched.config.energy.latchup_w
+    assert quiet.accel_static_energy_j == pytest.approx(
+        60.0 * quiet.accel_power_w(), rel=0.05
+    )
+
+
 def test_eclipse_is_reported_and_shows_in_housekeeping_at_a_faster_time_scale():
     fsw = Harness(env=EnvironmentConfig(phase0=0.6), time_scale=60.0)
     assert hk(fsw, HkStructure.ENVIRONMENT)["eclipse"] == 0
@@ -67,6 +81,19 @@ def test_eclipse_is_reported_and_shows_in_housekeeping_at_a_faster_time_scale():
     assert (env["eclipse"], env["solar_power"]) == (1, 0)
     assert env["env_time"] == pytest.approx(600, abs=2)
     assert env["orbit_phase"] == pytest.approx(1e4 * (0.6 + 600 / PERIOD), abs=5)
+
+
+def test_housekeeping_reports_the_static_energy_and_a_latch_up_raises_it():
+    fsw = Harness(time_scale=60.0)
+    fsw.run_for(2)
+    quiet = hk(fsw, HkStructure.ENVIRONMENT)["accel_static_energy"]
+    leak_w = fsw.fsw.env.accel_power_w()
+    # 2 s on board at 60x is 120 s of leakage; the report is read as the world moves on.
+    assert 1e3 * 100 * leak_w < quiet <= 1e3 * fsw.fsw.env.accel_static_energy_j + 1
+    fsw.fsw.env.latchup = True
+    fsw.fsw.env.advance(fsw.fsw.env.t + 30.0)
+    latched = hk(fsw, HkStructure.ENVIRONMENT)["accel_static_energy"]
+    assert latched - quiet >= 1e3 * 30.0 * (leak_w + fsw.fsw.env.config.energy.latchup_w) - 1
 
 
 def test_a_job_books_its_energy():

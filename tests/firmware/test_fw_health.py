@@ -40,7 +40,8 @@ def test_a_hung_job_is_ended_by_the_job_watchdog_and_the_chip_reset(fsw: Harness
     (end,) = [r for r in later.reports if r.request_id == started.request_id and r.subtype == 8]
     assert end.failure_code == FailureCode.TIMEOUT
     assert later.events(EventId.SEFI_DETECTED) == [struct.pack("!HI", 5, 1)]
-    assert later.events(EventId.JOB_FAILED) == [struct.pack("!HHB", 5, FailureCode.TIMEOUT, 0)]
+    timed_out = struct.pack("!HHBHH", 5, FailureCode.TIMEOUT, 0, 0, 0)
+    assert later.events(EventId.JOB_FAILED) == [timed_out]
     accel = hk(fsw, HkStructure.ACCELERATOR)
     assert (accel["accel_resets"], accel["accel_state"]) == (1, AccelState.IDLE)
     assert small_job(fsw, 6).ok

@@ -7,12 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.services.events import EVENT_AUX, RATE_LIMITED
-from firmware_sim.services.fault_injection import ALLOWED_SITES, SITE_FIELDS, WIDTHS
+from firmware_sim.services.events import RATE_LIMITED
 from firmware_sim.services.housekeeping import HK_STRUCTURES
 from firmware_sim.services.parameters import PARAMETERS
-from protocol.payloads import SITE_FIELDS as PROTOCOL_SITE_FIELDS
+from protocol.codes import FailureCode, NotInjectedReason
 from protocol.payloads import (
+    EVENT_FIELDS,
+    FAULT_SITES,
+    FAULT_WIDTHS,
+    SITE_FIELDS,
     AccelState,
     EventSelector,
     FaultSiteClass,
@@ -48,8 +51,8 @@ def parameter_rows() -> list[str]:
 
 def event_rows() -> list[str]:
     rows = []
-    for eid, fields in EVENT_AUX.items():
-        text = ", ".join(f"{name} {TYPE[fmt]}" for name, fmt in fields)
+    for eid, fields in EVENT_FIELDS.items():
+        text = ", ".join(f"{f.name} {TYPE[f.fmt]}" for f in fields)
         limited = "yes" if eid in RATE_LIMITED else "no"
         rows.append(f"| `{eid.name}` | {text} | {limited} |")
     return rows
@@ -57,21 +60,18 @@ def event_rows() -> list[str]:
 
 def fault_rows() -> list[str]:
     rows = []
-    for kind, sites in ALLOWED_SITES.items():
-        lo, hi = WIDTHS[kind]
+    for kind, sites in FAULT_SITES.items():
+        lo, hi = FAULT_WIDTHS[kind]
         names = ", ".join(f"`{s.name}`" for s in sorted(sites))
         rows.append(f"| `{kind.name}` | {names} | {lo}..{hi} |")
     return rows
 
 
 def site_rows() -> list[tuple[str, list[str]]]:
-    """Each site class's row start and its fields in order: names from the protocol's
-    table, types from the firmware's wire formats (tests/host checks they agree)."""
+    """Each site class's row start and its fields in order, from the protocol's table."""
     rows = []
     for s in FaultSiteClass:
-        types = [TYPE[c] for c in SITE_FIELDS[s][1:]]
-        names = [f.name for f in PROTOCOL_SITE_FIELDS[s]]
-        fields = [f"{n} {t}" for n, t in zip(names, types, strict=True)] or ["none"]
+        fields = [f"{f.name} {TYPE[f.fmt]}" for f in SITE_FIELDS[s]] or ["none"]
         rows.append((f"| {int(s)} | `{s.name}` | ", fields))
     return rows
 
@@ -122,6 +122,8 @@ def test_icd_site_class_table_matches_the_code(start: str, fields: list[str]) ->
         JobStatus,
         AccelState,
         ParamId,
+        NotInjectedReason,
+        FailureCode,
     ],
     ids=lambda e: e.__name__,
 )

@@ -57,8 +57,8 @@ def test_gemm_from_firmware_ram_equals_the_reference(fsw: Harness):
     c = np.frombuffer(raw, dtype=">i4").reshape(m, n)
     np.testing.assert_array_equal(c, gemm_reference(a, b, out_int32=True))
     (done,) = reply.events(EventId.JOB_COMPLETED)
-    job_id, cycles, macs, crc = struct.unpack("!HIII", done)
-    assert (job_id, macs, crc) == (42, m * k * n, zlib.crc32(raw))
+    job_id, cycles, macs, crc, faults, missed = struct.unpack("!HIIIHH", done)
+    assert (job_id, macs, crc, faults, missed) == (42, m * k * n, zlib.crc32(raw), 0, 0)
     accel = hk(fsw, HkStructure.ACCELERATOR)
     assert (accel["last_job_id"], accel["last_job_status"], accel["last_job_cycles"]) == (
         42,
@@ -104,7 +104,7 @@ def test_double_bit_error_in_an_operand_ends_the_job_detected_and_delivers_nothi
     c_addr = 1800 * N
     reply = fsw.tc(8, 1, gemm_tc(9, FROM_SPM, m, k, n, 0, BANK1, c_addr))
     assert reply.failure == (8, FailureCode.JOB_FAILED, b"\x01")  # ERR_CODE ECC
-    assert struct.unpack("!HHB", reply.events(EventId.JOB_FAILED)[0]) == (9, 0x200, 1)
+    assert struct.unpack("!HHBHH", reply.events(EventId.JOB_FAILED)[0]) == (9, 0x200, 1, 0, 0)
     assert reply.events(EventId.EDAC_UNCORRECTABLE)
     refused = dump(fsw, SPM, c_addr, 4 * N)
     assert refused.failure == (4, FailureCode.JOB_FAILED, b"\x01")
@@ -170,8 +170,9 @@ def test_a_flush_point_is_accepted_and_a_cycle_no_flush_has_refused(fsw: Harness
     longest = JobPoint(0, Phase.FLUSH, 5 * N + 1)
     assert fsw.tc(148, 1, out_bit_sbu(longest, OutBit(3, 3, 7))).failure == (
         2,
-        FailureCode.VALUE_OUT_OF_RANGE,
-        b"\x00\x08",  # the cycle (after count, kind, site, width, timing, tile, phase)
+        FailureCode.FAULT_POINT_UNREACHABLE,
+        # The cycle's offset (after count, kind, site, width, timing, tile, phase), record 0.
+        b"\x00\x08\x00",
     )
     assert fsw.tc(148, 3).of(148, 4)[0].source_data == struct.pack("!HB", 0, 0)
     # One 4x5x4 tile: FLUSH cycle 5N = 20 writes word 15, C[3, 3], from PE (3, 3)'s

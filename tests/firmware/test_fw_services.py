@@ -275,9 +275,9 @@ def test_stuck_cells_are_listed_and_cleared(fsw: Harness):
         (struct.pack("!BBBBBHB", 1, FaultKind.MBU, 2, 1, 0, 0, 0),
          (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x03")),
         (struct.pack("!BBBBBHB", 1, FaultKind.SBU, 2, 1, 0, 5000, 0),
-         (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x05")),
+         (FailureCode.FAULT_SITE_ABSENT, b"\x00\x05\x00")),
         (struct.pack("!BBBBBBBB", 1, FaultKind.SBU, 4, 1, 0, 0x40, 0, 0),
-         (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x05")),
+         (FailureCode.FAULT_SITE_ABSENT, b"\x00\x05\x00")),
         (struct.pack("!BBBBBIB", 1, FaultKind.SBU, 5, 1, 0, 70000, 0),
          (FailureCode.ADDRESS_OUT_OF_RANGE, struct.pack("!II", 70000, 1))),
         (struct.pack("!BBBBB", 1, FaultKind.SEL, 6, 0, 1) + bytes(5),
@@ -285,9 +285,9 @@ def test_stuck_cells_are_listed_and_cleared(fsw: Harness):
         (struct.pack("!BBBBBHBHBBB", 1, FaultKind.SBU, 8, 1, 1, 0, 5, 0, 0, 0, 0),
          (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x07")),
         (struct.pack("!BBBBBHBHBBB", 1, FaultKind.SBU, 8, 1, 1, 0, 1, 5, 0, 0, 0),
-         (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x08")),
+         (FailureCode.FAULT_POINT_UNREACHABLE, b"\x00\x08\x00")),
         (struct.pack("!BBBBBHBHBBB", 1, FaultKind.SBU, 8, 1, 1, 0, 4, 0, 4, 0, 0),
-         (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x0a")),
+         (FailureCode.FAULT_SITE_ABSENT, b"\x00\x0a\x00")),
     ],
 )  # fmt: skip
 def test_bad_fault_records_fail_acceptance_and_inject_nothing(fsw: Harness, record, failure):

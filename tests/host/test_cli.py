@@ -186,6 +186,27 @@ def test_inject_a_result_register_upset_at_a_flush_point(sim: Sim) -> None:
     assert bad.returncode == 2 and "not a JobPhase" in one_line_error(bad)
 
 
+def test_a_bias_fault_before_a_plain_gemm_is_reported_not_injected(sim: Sim) -> None:
+    armed = hil("inject", "--port", sim.port, "sbu", "spm_word", "0", "0", "--next-job", "0:bias:0")
+    assert armed.returncode == 0, armed.stderr
+    assert armed.stdout.startswith("armed SBU at SPM_WORD word=0 bit=0") and "not injected" \
+        in armed.stdout  # fmt: skip
+    ran = hil("run", "--port", sim.port, "--random", "4x8x4", "--verify")
+    assert ran.returncode == 0 and "C equals A . B" in ran.stdout, ran.stderr
+    hk = hil("hk", "--port", sim.port, "accelerator").stdout
+    fields = dict(line.split()[:2] for line in hk.splitlines() if len(line.split()) >= 2)
+    assert (fields["last_job_faults"], fields["last_job_not_injected"]) == ("1", "1"), hk
+    assert fields["faults_not_injected"] == "1"
+    assert "0 active faults" in hil("inject", "--port", sim.port, "--list").stdout
+
+
+def test_a_fault_the_build_cannot_have_is_refused_in_one_line(sim: Sim) -> None:
+    refused = hil("inject", "--port", sim.port, "sbu", "spm_word", "word=65535", "bit=0")
+    line = one_line_error(refused)
+    assert "FAULT_SITE_ABSENT" in line and "record 0 (SBU at SPM_WORD)" in line, line
+    assert "no such site" in line
+
+
 def test_param_mode_and_reset(sim: Sim) -> None:
     result = hil("param", "--port", sim.port, "scrub_period=1234", "job_timeout")
     assert "SCRUB_PERIOD  1234 cycles" in result.stdout and "JOB_TIMEOUT" in result.stdout

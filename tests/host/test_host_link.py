@@ -3,9 +3,15 @@ directly or through the channel emulator, and against ptys nobody answers on."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import resource
+import select
 import struct
+import threading
+import time
 from collections import Counter
 from concurrent.futures import CancelledError
 from dataclasses import replace
@@ -198,6 +204,56 @@ def test_unanswered_command_times_out_after_every_retransmission(raw_pty, read_u
     frames = [f for f in sent.split(b"\x00") if f]
     assert len(frames) >= 4 and len(set(frames[:4])) == 1, "the same octets, sent 4 times"
     assert parse_tc(cobs.decode(frames[0])).service == 17
+
+
+def _discard(master: int, stop: threading.Event) -> None:
+    """Read and drop what the host writes, as a dead board's USB-UART adapter does."""
+    while not stop.is_set():
+        if select.select([master], [], [], 0.05)[0]:
+            with contextlib.suppress(BlockingIOError):
+                os.read(master, 65536)
+
+
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_dead_target_behind_a_live_port_is_down_within_two_timeouts_and_idle(
+    raw_pty, caplog
+) -> None:
+    """The port opens and takes every write; nothing ever answers. The link says so once,
+    within two acceptance timeouts, then retries without a line per attempt or a busy CPU."""
+    master, path = raw_pty
+    stop = threading.Event()
+    sink = threading.Thread(target=_discard, args=(master, stop), daemon=True)
+    sink.start()
+    acc = 0.2
+    caplog.set_level(logging.INFO, logger="host.link")
+    try:
+        with Link(path, acceptance_timeout_s=acc).open(start=False) as link:
+            begun = time.monotonic()
+            pending = [link.submit(17, 1) for _ in range(3)]
+            down = link.await_link_event("down", timeout=20 * acc)
+            assert down is not None and down.time - begun <= 2 * acc + 0.2, down
+            assert "no octet from the target" in down.detail
+            assert link.await_link_event("retrying", timeout=20 * acc) is not None
+            for future in pending:
+                err = future.exception(timeout=20 * acc)
+                assert isinstance(err, CommandTimeout) and err.transmissions == 4
+            cpu, wall = _cpu_s(), time.monotonic()
+            assert link.await_link_event("up", timeout=2.0) is None, "nobody answers"
+            used = (_cpu_s() - cpu) / (time.monotonic() - wall)
+            kinds = [e.kind for e in link.link_events]
+            lines = [r.getMessage() for r in caplog.records if r.name == "host.link"]
+            retries = link.stats.start_pings
+    finally:
+        stop.set()
+        sink.join(timeout=2.0)
+    assert kinds == ["opened", "down", "retrying"], kinds
+    assert len(lines) == len(kinds), lines
+    assert used < 0.05, f"{used:.3f} s of CPU per second while retrying"
+    assert 1 <= retries <= 4, "about one ping per four acceptance timeouts"
 
 
 def test_link_start_without_target_names_port_and_command(raw_pty) -> None:

@@ -48,3 +48,20 @@ def test_report_files_are_written_and_consistent(tmp_path) -> None:
     md = paths["md"].read_text()
     assert "| SBU | 9 |" in md and "demo.png" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_runs_not_injected_are_counted_apart_and_in_no_rate(tmp_path) -> None:
+    runs = [
+        Run("SBU reg", "r1", Outcome.NOT_INJECTED, "refused"),
+        Run("SBU reg", "r2", Outcome.CORRECTED),
+        Run("SBU reg", "r3", Outcome.NOT_INJECTED, "point not reached"),
+        Run("SEU none", "r4", Outcome.NOT_INJECTED, "refused"),
+    ]
+    reg, none = summarize(runs)
+    assert (reg.runs, reg.not_injected, reg.counts["corrected"], reg.counts["masked"]) == (
+        1, 2, 1, 0)
+    assert reg.rates["corrected"] == wilson(1, 1) and "not_injected" not in reg.counts
+    assert (none.runs, none.not_injected, none.rates) == (0, 1, {})
+    md = write(tmp_path, "r", "R", runs, {}, [])["md"].read_text()
+    assert "| SBU reg | 1 | 0 (0%" in md and md.count("| SEU none | 0 | - |") == 1
+    assert "| not injected |" in md

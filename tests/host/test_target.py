@@ -9,10 +9,6 @@ import numpy as np
 import pytest
 
 from firmware_sim.accel import gemm_reference
-from firmware_sim.services.events import EVENT_AUX
-from firmware_sim.services.fault_injection import SITE_FIELDS as FW_SITE_FIELDS
-from firmware_sim.services.housekeeping import HK_STRUCTURES
-from firmware_sim.services.parameters import PARAMETERS
 from host.commands import Authenticator
 from host.errors import CommandFailed
 from host.history import NOW, tm
@@ -22,9 +18,7 @@ from host.sim import SIM_KEY, SIM_KEY_ID, SimError, SimulatedTarget
 from host.target import Target
 from protocol.codes import EventId, FailureCode, FaultKind, MemoryId, Mode
 from protocol.payloads import (
-    EVENT_FIELDS,
     HK_FIELDS,
-    PARAM_SPECS,
     SITE_FIELDS,
     FaultRecord,
     FaultSiteClass,
@@ -40,24 +34,6 @@ RAM = MemoryId.FIRMWARE_RAM
 
 
 # --- the tables the host decodes with are the firmware's -----------------------------------
-
-
-@pytest.mark.parametrize("sid", list(HkStructure), ids=lambda s: s.name)
-def test_housekeeping_layout_is_the_firmwares(sid: HkStructure) -> None:
-    ours = [(f.name, f.fmt, f.unit) for f in HK_FIELDS[sid]]
-    assert ours == [(f.name, f.fmt, f.unit) for f in HK_STRUCTURES[sid]]
-
-
-def test_parameter_types_and_ranges_are_the_firmwares() -> None:
-    assert {p: (s.type, s.unit, s.lo, s.hi) for p, s in PARAM_SPECS.items()} == {
-        p: (d.type, d.unit, d.lo, d.hi) for p, d in PARAMETERS.items()
-    }
-
-
-def test_event_and_fault_site_layouts_are_the_firmwares() -> None:
-    assert {e: tuple((f.name, f.fmt) for f in fs) for e, fs in EVENT_FIELDS.items()} == EVENT_AUX
-    for site, fields in SITE_FIELDS.items():
-        assert "!" + "".join(f.fmt for f in fields) == FW_SITE_FIELDS[site]
 
 
 @pytest.mark.parametrize("phase", list(JobPhase), ids=lambda p: p.name)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -372,6 +375,29 @@ def test_flop_list_names_each_flop_once_and_every_bit_flips():
                 state.flip(flop.path, bit, c)
                 assert state.value(flop.path, c) == before ^ (1 << bit), flop.path
     assert sum(f.width * f.copies for f in flops) > 4 * 4 * 82
+
+
+MAPS = sorted((Path(__file__).resolve().parents[2] / "testbed" / "sitemaps").glob("*.json"))
+#: Site-map classes outside the job path: the memory cells (SpmCell) and the bus side.
+NOT_JOB_PATH = {"operand_memory", "bus_staging", "bus_state", "reset"}
+
+
+@pytest.mark.parametrize("path", MAPS, ids=lambda p: p.stem)
+def test_flop_list_is_the_site_maps_job_path(path):
+    """Every job-path flop of a generated site map is a twin flop of its width, and every
+    twin flop is in the map, as a site or as unobservable storage."""
+    data = json.loads(path.read_text())
+    o = data["build"]
+    build = Build(o["n"], o["bank_words"], o["interleave"], o["ecc"], o["scrub"], o["tmr"])
+    ours = {}
+    for flop in flop_list(build):
+        names = [f"{flop.path}[{k}]" for k in range(flop.copies)]
+        names = names if flop.path.endswith(".q_q") else [flop.path]
+        ours.update(dict.fromkeys(names, flop.width))
+    mapped = {e["name"]: e["width"] for e in data["entries"] if e["class"] not in NOT_JOB_PATH}
+    hidden = {e["name"]: e["width"] for e in data["unobservable"]}
+    assert {k: v for k, v in mapped.items() if ours.get(k) != v} == {}
+    assert {k: v for k, v in ours.items() if k not in mapped and hidden.get(k) != v} == {}
 
 
 def test_a_flop_the_build_lacks_is_refused_with_the_paths_named():

@@ -1,0 +1,146 @@
+"""Builds of the SCC: their options, their names and the builds whose site maps are kept.
+
+A build name spells every option, so a config file (or a person) can name a build and
+the name alone says which RTL it is: ``n4-bw1024-il1-ecc-scrub-tmr`` is N = 4,
+BANK_WORDS = 1024, INTERLEAVE = 1 with ECC, scrubber and TMR; ``noecc``, ``noscrub``
+and ``notmr`` leave a protection out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: Allowed values of the options (docs/REGISTERS.md, "Build parameters").
+ARRAY_SIZES = (2, 4, 8, 16)
+INTERLEAVES = (1, 2, 4, 8)
+MAX_BANK_WORDS = 32768
+
+_NAME = re.compile(
+    r"n(?P<n>\d+)-bw(?P<bw>\d+)-il(?P<il>\d+)-(?P<ecc>ecc|noecc)-(?P<scrub>scrub|noscrub)"
+    r"-(?P<tmr>tmr|notmr)"
+)
+NAME_FORM = "n<N>-bw<BANK_WORDS>-il<INTERLEAVE>-{ecc|noecc}-{scrub|noscrub}-{tmr|notmr}"
+
+
+class BuildError(ValueError):
+    """A build name or option that no SCC build has."""
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    """One parameter set of ``scc_top``, in the model's terms (``Accelerator`` keywords).
+
+    The defaults are the RTL's parameter defaults.
+    """
+
+    n: int = 4
+    bank_words: int = 1024
+    interleave: int = 1
+    ecc: bool = True
+    scrub: bool = True
+    tmr: bool = True
+
+    def __post_init__(self) -> None:
+        if self.n not in ARRAY_SIZES:
+            raise BuildError(f"n must be one of {ARRAY_SIZES}, got {self.n}")
+        bw = self.bank_words
+        if bw < 1 or bw & (bw - 1) or bw > MAX_BANK_WORDS:
+            raise BuildError(f"bank_words must be a power of two up to {MAX_BANK_WORDS}, got {bw}")
+        if self.interleave not in INTERLEAVES:
+            raise BuildError(f"interleave must be one of {INTERLEAVES}, got {self.interleave}")
+        if self.interleave > bw:
+            raise BuildError(f"interleave {self.interleave} exceeds bank_words {bw}")
+        if self.scrub and not self.ecc:
+            raise BuildError("scrub needs ecc (SCRUB_EN needs ECC_EN)")
+
+    @property
+    def name(self) -> str:
+        """The build's name, e.g. ``n4-bw1024-il1-ecc-scrub-tmr``."""
+        return build_name(**self.options())
+
+    def options(self) -> dict[str, int | bool]:
+        """The options as keywords of ``Build``, ``SiteMap.for_build`` and ``Accelerator``."""
+        return {
+            "n": self.n,
+            "bank_words": self.bank_words,
+            "interleave": self.interleave,
+            "ecc": self.ecc,
+            "scrub": self.scrub,
+            "tmr": self.tmr,
+        }
+
+    def hdl_parameters(self) -> dict[str, int]:
+        """The ``scc_top`` parameters of this build."""
+        return {
+            "N": self.n,
+            "BANK_WORDS": self.bank_words,
+            "INTERLEAVE": self.interleave,
+            "ECC_EN": int(self.ecc),
+            "SCRUB_EN": int(self.scrub),
+            "TMR_EN": int(self.tmr),
+        }
+
+    @classmethod
+    def from_hdl_parameters(cls, params: dict[str, int]) -> Build:
+        """The build of ``scc_top`` parameters; a parameter left out takes its RTL default."""
+        unknown = set(params) - {"N", "BANK_WORDS", "INTERLEAVE", "ECC_EN", "SCRUB_EN", "TMR_EN"}
+        if unknown:
+            raise BuildError(f"not scc_top parameters: {', '.join(sorted(unknown))}")
+        full = {**cls().hdl_parameters(), **params}
+        return cls(
+            n=full["N"],
+            bank_words=full["BANK_WORDS"],
+            interleave=full["INTERLEAVE"],
+            ecc=bool(full["ECC_EN"]),
+            scrub=bool(full["SCRUB_EN"]),
+            tmr=bool(full["TMR_EN"]),
+        )
+
+    @classmethod
+    def from_name(cls, name: str) -> Build:
+        """The build a name spells; a malformed name raises ``BuildError`` naming the form."""
+        match = _NAME.fullmatch(name)
+        if match is None:
+            raise BuildError(f"build name {name!r} is not of the form {NAME_FORM}")
+        return cls(
+            n=int(match["n"]),
+            bank_words=int(match["bw"]),
+            interleave=int(match["il"]),
+            ecc=match["ecc"] == "ecc",
+            scrub=match["scrub"] == "scrub",
+            tmr=match["tmr"] == "tmr",
+        )
+
+
+def build_name(
+    *,
+    n: int = 4,
+    bank_words: int = 1024,
+    interleave: int = 1,
+    ecc: bool = True,
+    scrub: bool = True,
+    tmr: bool = True,
+) -> str:
+    """The name of the build with these options (checked), e.g. ``n4-bw1024-il1-ecc-scrub-tmr``."""
+    Build(n, bank_words, interleave, ecc, scrub, tmr)
+    return (
+        f"n{n}-bw{bank_words}-il{interleave}-{'ecc' if ecc else 'noecc'}-"
+        f"{'scrub' if scrub else 'noscrub'}-{'tmr' if tmr else 'notmr'}"
+    )
+
+
+#: The builds whose site maps are kept in ``testbed/sitemaps/``: the default build, every
+#: parameter set the cocotb top-level tests run (array sizes 2, 4, 8; without any
+#: protection, without TMR, without the scrubber; interleaved by 4), and a small build
+#: interleaved by 2 in which a simulation resolves every site by name.
+STANDARD_BUILDS: tuple[Build, ...] = (
+    Build(n=2, bank_words=2048),
+    Build(n=4, bank_words=1024),
+    Build(n=8, bank_words=1024),
+    Build(n=4, bank_words=1024, ecc=False, scrub=False, tmr=False),
+    Build(n=8, bank_words=1024, tmr=False),
+    Build(n=2, bank_words=2048, scrub=False),
+    Build(n=8, bank_words=512, interleave=4),
+    Build(n=4, bank_words=256, interleave=2),
+)

@@ -1,0 +1,74 @@
+"""The fault record of service 148 (ICD 15.8): one layout, packed and parsed by the protocol."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from protocol.codes import FailureCode, FaultKind
+from protocol.errors import PacketError
+from protocol.payloads import (
+    FAULT_SITES,
+    FAULT_WIDTHS,
+    NEXT_JOB_KINDS,
+    NEXT_JOB_SITES,
+    POINT_OFFSETS,
+    SITE_FIELDS,
+    FaultRecord,
+    FaultSiteClass,
+    FaultTiming,
+    JobPhase,
+    Reader,
+    fault_refusal,
+    read_fault_refusal,
+)
+
+
+def test_header_point_and_site_fields_sit_where_the_icd_says() -> None:
+    rec = FaultRecord(FaultKind.SBU, FaultSiteClass.SPM_CELL, 1, (1, 0x0203, 0x0405),
+                      FaultTiming.NEXT_JOB, (0x0A0B, JobPhase.WRITE, 0x0C0D))  # fmt: skip
+    raw = rec.pack()
+    assert raw[:4] == bytes([FaultKind.SBU, FaultSiteClass.SPM_CELL, 1, FaultTiming.NEXT_JOB])
+    assert struct.unpack_from("!H", raw, POINT_OFFSETS["tile"])[0] == 0x0A0B
+    assert raw[POINT_OFFSETS["phase"]] == JobPhase.WRITE
+    assert struct.unpack_from("!H", raw, POINT_OFFSETS["cycle"])[0] == 0x0C0D
+    assert raw[rec.site_offset() :] == struct.pack("!BHH", 1, 0x0203, 0x0405)
+    now = FaultRecord(FaultKind.SBU, FaultSiteClass.SPM_WORD, 1, (7, 3))
+    assert now.pack()[now.site_offset() :] == struct.pack("!HB", 7, 3)
+
+
+@pytest.mark.parametrize("kind", list(FaultKind), ids=lambda k: k.name)
+def test_every_allowed_record_parses_back_to_itself(kind: FaultKind) -> None:
+    lo, hi = FAULT_WIDTHS[kind]
+    for site in FAULT_SITES[kind]:
+        fields = tuple(range(len(SITE_FIELDS[site])))
+        timings = [FaultTiming.NOW]
+        if kind in NEXT_JOB_KINDS and site in NEXT_JOB_SITES:
+            timings.append(FaultTiming.NEXT_JOB)
+        for width in (lo, hi):
+            for timing in timings:
+                rec = FaultRecord(kind, site, width, fields, timing,
+                                  (2, JobPhase.STREAM, 9) if timing else (0, 0, 0))  # fmt: skip
+                r = Reader(rec.pack())
+                assert FaultRecord.parse(r) == rec
+                r.end()
+
+
+@given(st.binary(max_size=16))
+def test_any_octets_parse_to_a_record_that_packs_back_or_are_refused(data: bytes) -> None:
+    r = Reader(data)
+    try:
+        rec = FaultRecord.parse(r)
+    except PacketError as exc:
+        assert exc.code in (FailureCode.BAD_APP_DATA, FailureCode.VALUE_OUT_OF_RANGE)
+    else:
+        assert rec.pack() == data[: r.pos]
+
+
+def test_refusal_data_round_trips() -> None:
+    assert read_fault_refusal(fault_refusal(10, 3)) == (10, 3)
+    with pytest.raises(PacketError):
+        read_fault_refusal(b"\x00\x01")

@@ -1,0 +1,75 @@
+"""Every site-map entry is covered by the bit-exact model bit for bit, or listed as RTL-only."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from firmware_sim.accel import Accelerator
+from firmware_sim.accel.sitemap_sites import (
+    RTL_ONLY,
+    entry_bit,
+    model_entry,
+    model_site,
+    rtl_only_reason,
+)
+from testbed.sitemap import MAPS_DIR, SiteMap
+from testbed.sitemap_builds import Build
+
+BUILDS = [Build.from_name(p.stem) for p in sorted(MAPS_DIR.glob("*.json"))]
+
+
+def _model_bits(build: Build, sitemap: SiteMap) -> Counter[str]:
+    """How many of the model's fault sites fall in each site-map entry."""
+    counts: Counter[str] = Counter()
+    for site in Accelerator(**build.options()).fault_sites():
+        entry, _ = entry_bit(site, sitemap)
+        counts[entry.name] += 1
+    return counts
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=[b.name for b in BUILDS])
+def test_each_entry_is_covered_by_the_model_or_listed_rtl_only(build: Build) -> None:
+    sitemap = SiteMap.load(build)
+    counts = _model_bits(build, sitemap)
+    for entry in sitemap:
+        reason = rtl_only_reason(entry, build)
+        modelled = counts[entry.name]
+        if modelled:
+            assert reason is None, (
+                f"{entry.name} is covered by the model ({modelled} bits) but listed in "
+                "RTL_ONLY of firmware_sim/accel/sitemap_sites.py: remove that row"
+            )
+            assert modelled == entry.bits, (
+                f"{entry.name}: the model has {modelled} sites, the RTL {entry.bits} bits"
+            )
+        else:
+            assert reason is not None, (
+                f"{entry.name} ({entry.cls}, {entry.bits} bits) has no model site and no row "
+                "in RTL_ONLY of firmware_sim/accel/sitemap_sites.py"
+            )
+
+
+@pytest.mark.parametrize("build", BUILDS, ids=[b.name for b in BUILDS])
+def test_covered_entries_map_to_model_sites_and_back(build: Build) -> None:
+    sitemap = SiteMap.load(build)
+    model = Accelerator(**build.options())
+    covered = _model_bits(build, sitemap)
+    for entry in sitemap:
+        if not covered[entry.name]:
+            continue
+        assert model_entry(entry) is not None
+        for bit in range(entry.bits):
+            site = model_site(entry, bit)
+            model.check_site(site)
+            assert entry_bit(site, sitemap) == (entry, bit)
+
+
+def test_every_rtl_only_row_lists_some_entry() -> None:
+    sitemaps = [SiteMap.load(b) for b in BUILDS]
+    for row in RTL_ONLY:
+        assert any(row.applies(e, m.build) for m in sitemaps for e in m), (
+            f"RTL_ONLY row {row.pattern!r} lists no entry of any kept map: remove it"
+        )
+
