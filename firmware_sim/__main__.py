@@ -10,62 +10,107 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import select
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from firmware_sim.backend import Build, ModelBackend
 from firmware_sim.core import FlightSoftware, FswConfig, Log, Output, Rebooted
 from firmware_sim.environment import EnvironmentConfig
 from firmware_sim.health import NonVolatile
+from firmware_sim.radiation import ArrivalProcess, exposed_bits
+from firmware_sim.ram import FirmwareRam
 from firmware_sim.serial_port import DevicePort, Port, PtyPort
 from protocol.codes import Mode
 from protocol.link import DEFAULT_BAUD
+from testbed.config import (
+    ARRAY_SIZES,
+    BACKENDS,
+    BOOT_MODES,
+    INTERLEAVES,
+    MAX_BANK_WORDS,
+    ConfigError,
+    SimTarget,
+    load_environment,
+    load_target,
+    parse_key,
+)
 
 MAX_WAIT_S = 0.5
+DEFAULT_BUILD = Build()
 log = logging.getLogger("firmware_sim")
 
 
 def _key(text: str) -> tuple[int, bytes]:
-    kid, _, hexkey = text.partition(":")
     try:
-        key_id, key = int(kid, 0), bytes.fromhex(hexkey)
+        return parse_key(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--key {text!r}: {exc}") from None
+
+
+def _bank_words(text: str) -> int:
+    try:
+        value = int(text, 0)
     except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_BANK_WORDS or value & (value - 1):
         raise argparse.ArgumentTypeError(
-            f"--key {text!r}: expected ID:HEX, e.g. 1:00112233445566778899aabbccddeeff"
-        ) from None
-    if not 1 <= key_id <= 0xFFFF or len(key) < 16:
-        raise argparse.ArgumentTypeError(
-            f"--key {text!r}: key id must be 1..65535 and the key at least 16 octets, "
-            f"got id {key_id} and {len(key)} octets"
+            f"--bank-words must be a power of two 1..{MAX_BANK_WORDS}, got {text!r}"
         )
-    return key_id, key
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="firmware-sim", description="orbit-hil flight software on a pty or serial device"
-    )
+        prog="firmware-sim", description="orbit-hil flight software on a pty or serial device",
+        epilog="--config FILE gives the build, the boot mode and the key from a target file "
+        "(configs/targets, kind: sim); a flag given as well wins over the file. "
+        "--environment FILE flies the chip through a radiation environment "
+        "(configs/environments). A file that cannot be used is one line on stderr, exit 2.",
+    )  # fmt: skip
+    p.add_argument("--config", type=Path, metavar="FILE", help="a target file (kind: sim)")
     p.add_argument("--device", help="serve this serial device instead of a new pty")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate with --device")
-    p.add_argument("--backend", choices=["model"], default="model", help="accelerator backend")
-    p.add_argument("--array-n", type=int, default=4, choices=[2, 4, 8, 16], help="array size N")
-    p.add_argument("--interleave", type=int, default=1, choices=[1, 2, 4, 8],
-                   help="scratchpad words bit-interleaved per physical row")  # fmt: skip
+    p.add_argument("--backend", choices=BACKENDS, help="accelerator backend (default model)")
+    p.add_argument("--array-n", type=int, choices=ARRAY_SIZES,
+                   help=f"array size N (default {DEFAULT_BUILD.n})")  # fmt: skip
+    p.add_argument("--bank-words", type=_bank_words, metavar="WORDS",
+                   help=f"words in each scratchpad bank, a power of two 1..{MAX_BANK_WORDS} "
+                   f"(default {DEFAULT_BUILD.bank_words})")  # fmt: skip
+    p.add_argument("--interleave", type=int, choices=INTERLEAVES,
+                   help="scratchpad words bit-interleaved per physical row "
+                   f"(default {DEFAULT_BUILD.interleave})")  # fmt: skip
     p.add_argument("--no-ecc", action="store_true",
                    help="build the chip without SECDED (and so without the scrubber)")  # fmt: skip
     p.add_argument("--no-scrub", action="store_true", help="build the chip without the scrubber")
     p.add_argument("--no-tmr", action="store_true",
                    help="build the chip without TMR on its control state")  # fmt: skip
-    p.add_argument("--mode", choices=["nominal", "test"], default="nominal", help="boot mode")
-    p.add_argument("--seed", type=int, default=1, help="initial orbit phase and battery charge")
+    p.add_argument("--mode", choices=BOOT_MODES, help="boot mode (default nominal)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="orbit phase and battery charge at start; the radiation draws")  # fmt: skip
     p.add_argument(
         "--time-scale", type=float, default=1.0,
         help="simulated environment seconds per wall second",
     )  # fmt: skip
+    p.add_argument("--environment", type=Path, metavar="FILE",
+                   help="fly this radiation environment: upsets land as time passes")  # fmt: skip
+    p.add_argument("--acceleration", type=_positive, default=1.0, metavar="X",
+                   help="multiply every radiation rate by X (default 1)")  # fmt: skip
     p.add_argument("--key", type=_key, action="append", default=[], metavar="ID:HEX",
                    help="an authentication key (ICD section 13); repeatable")  # fmt: skip
     p.add_argument("--nv-file", type=Path, help="keep the non-volatile store in this JSON file")
@@ -74,6 +119,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.time_scale <= 0:
         p.error(f"--time-scale must be positive, got {args.time_scale}")
     return args
+
+
+def sim_target(path: Path | None) -> SimTarget | None:
+    """The target file ``path`` if given; raises ConfigError unless it is a simulated chip."""
+    if path is None:
+        return None
+    target = load_target(path)
+    if not isinstance(target, SimTarget):
+        raise ConfigError(
+            str(path), "'kind' is board: a board file is for hil; firmware-sim takes kind: sim"
+        )
+    return target
+
+
+def build_of(args: argparse.Namespace, target: SimTarget | None) -> Build:
+    """The chip's build: a flag wins over the target file, the file over the defaults."""
+    base = DEFAULT_BUILD
+    if target is not None:
+        base = Build(target.n, target.bank_words, target.interleave, target.ecc, target.scrub,
+                     target.tmr)  # fmt: skip
+    ecc = base.ecc and not args.no_ecc
+    return replace(
+        base,
+        n=args.array_n or base.n,
+        bank_words=args.bank_words or base.bank_words,
+        interleave=args.interleave or base.interleave,
+        ecc=ecc,
+        scrub=base.scrub and ecc and not args.no_scrub,
+        tmr=base.tmr and not args.no_tmr,
+    )
+
+
+def _radiation(args: argparse.Namespace, backend: ModelBackend, ram_bytes: int):
+    if args.environment is None:
+        return None, None
+    env = load_environment(args.environment)
+    bits = exposed_bits(backend, FirmwareRam(ram_bytes))
+    return env, ArrivalProcess(env, bits, args.acceleration, args.seed)
 
 
 def serve(fsw: FlightSoftware, port: Port, stop_fd: int, nv_file: Path | None) -> None:
@@ -112,28 +195,45 @@ def emit(fsw: FlightSoftware, out: Output, port: Port, nv_file: Path | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"firmware-sim: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the flight software from the arguments and serve until stopped."""
+    target = sim_target(args.config)
+    try:
+        backend = ModelBackend(build_of(args, target))
+    except ValueError as exc:  # flags that contradict each other or the file
+        print(f"firmware-sim: cannot build the chip: {exc}", file=sys.stderr)
+        return 2
+    mode = args.mode or (target.mode if target else None) or "nominal"
+    keys = dict(args.key)
+    if not keys and target is not None and target.key_pair() is not None:
+        keys = dict([target.key_pair()])
+    env_config = EnvironmentConfig.from_seed(args.seed)
+    config = FswConfig(
+        mode=Mode.TEST if mode == "test" else Mode.NOMINAL,
+        keys=keys,
+        time_scale=args.time_scale,
+        epoch_unix=time.time(),
+        env=env_config,
+    )
+    environment, radiation = _radiation(args, backend, config.ram_bytes)
+    if environment is not None and environment.saa is not None:
+        # One orbit: the eclipse follows the period the environment file gives.
+        config = replace(
+            config, env=replace(env_config, orbit_period_s=environment.saa.orbit_period_s)
+        )
     if args.log:
         logging.basicConfig(
             filename=args.log, level=logging.INFO,
             format="%(asctime)s %(levelname)s %(message)s",
         )  # fmt: skip
     nv = NonVolatile.load(args.nv_file) if args.nv_file else NonVolatile()
-    config = FswConfig(
-        mode=Mode.TEST if args.mode == "test" else Mode.NOMINAL,
-        keys=dict(args.key),
-        time_scale=args.time_scale,
-        epoch_unix=time.time(),
-        env=EnvironmentConfig.from_seed(args.seed),
-    )
-    backend = ModelBackend(
-        Build(
-            n=args.array_n,
-            interleave=args.interleave,
-            ecc=not args.no_ecc,
-            scrub=not (args.no_ecc or args.no_scrub),
-            tmr=not args.no_tmr,
-        )
-    )
     port: Port = DevicePort(args.device, args.baud) if args.device else PtyPort()
     stop_r, stop_w = os.pipe()
     os.set_blocking(stop_w, False)
@@ -147,13 +247,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        fsw = FlightSoftware(backend, config, nv, now=time.monotonic())
+        fsw = FlightSoftware(backend, config, nv, now=time.monotonic(), radiation=radiation)
         emit(fsw, fsw.step(time.monotonic()), port, args.nv_file)
         if args.device:
             print(f"SERIAL {args.device} {args.baud}", flush=True)
         else:
             print(f"PTY {port.path}", flush=True)
         log.info("serving on %s", port.path)
+        if environment is not None:
+            log.info("flying %s at acceleration %g", environment.name, args.acceleration)
         serve(fsw, port, stop_r, args.nv_file)
     finally:
         port.close()

@@ -25,6 +25,7 @@ from firmware_sim.driver import AccelDriver, DriverError
 from firmware_sim.environment import EnvEvent, Environment, EnvironmentConfig
 from firmware_sim.health import AnomalyWindow, CounterTotal, NonVolatile, Watchdog
 from firmware_sim.jobs import NO_ADDRESS, JobScheduler
+from firmware_sim.radiation import ArrivalProcess, UpsetLander
 from firmware_sim.ram import DEFAULT_RAM_BYTES, FirmwareRam, ResultStore, crc32
 from firmware_sim.services.events import NO_JOB, EventService
 from firmware_sim.services.fault_injection import FaultInjectionService
@@ -123,6 +124,7 @@ class FlightSoftware:
         config: FswConfig | None = None,
         nv: NonVolatile | None = None,
         now: float = 0.0,
+        radiation: ArrivalProcess | None = None,
     ) -> None:
         self.config = config or FswConfig()
         self.backend = backend
@@ -131,6 +133,10 @@ class FlightSoftware:
         self.env = Environment(self.config.env)
         self.driver = AccelDriver(backend)
         self.ram = FirmwareRam(self.config.ram_bytes)
+        # Upsets from the orbit, if one is flown; like the chip, it carries over reboots.
+        self.radiation = (
+            None if radiation is None else UpsetLander(radiation, backend, self.ram, self.env)
+        )
         self.t0 = now
         self.now = now
         self._world_time = now
@@ -380,13 +386,17 @@ class FlightSoftware:
     def _advance_world(self) -> None:
         dt = self.now - self._world_time
         self._world_time = self.now
-        for what in self.env.advance((self.now - self.t0) * self.config.time_scale):
+        mission_t = (self.now - self.t0) * self.config.time_scale
+        for what in self.env.advance(mission_t):
             s = self.env.sensors()
             soc = round(1000 * s.soc)
             if what is EnvEvent.ECLIPSE_ENTRY:
                 self.events.raise_event(EventId.ECLIPSE_ENTRY, s.orbit, soc)
             else:
                 self.events.raise_event(EventId.ECLIPSE_EXIT, s.orbit, soc)
+        if self.radiation is not None:
+            for line in self.radiation.advance(mission_t):
+                self.log(line)
         self.backend.advance(dt)
 
     def monitor(self) -> None:

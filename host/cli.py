@@ -1,6 +1,6 @@
 """``hil``: talk to a target from a shell.
 
-    hil sim                                   simulated chip on a new pty (until Ctrl-C)
+    hil sim [--config T.yaml] [--environment E.yaml]  simulated chip on a new pty (until Ctrl-C)
     hil ping  --port URL                      are you alive, and the round trip
     hil hk    --port URL [SID...] [--watch]   housekeeping with units (live with --watch)
     hil events --port URL [--follow]          event reports as they come
@@ -12,8 +12,10 @@
     hil mode  --port URL [MODE]
     hil param --port URL [NAME[=VALUE]...]
 
-``--port`` defaults to ``$HIL_PORT`` and ``--key`` to ``$HIL_KEY``. Errors are one line on
-stderr and a non-zero exit code: 1 when the target or the link failed, 2 for bad usage.
+``hil --config board.yaml COMMAND`` takes the port, baud rate and key of a board from a
+target file (configs/targets, kind: board). A flag given as well wins over the file, and
+the file over ``$HIL_PORT`` and ``$HIL_KEY``. Errors are one line on stderr and a non-zero
+exit code: 1 when the target or the link failed, 2 for bad usage or a bad file.
 """
 
 from __future__ import annotations
@@ -49,6 +51,15 @@ from protocol.payloads import (
     HkStructure,
     JobPhase,
     ParamId,
+)
+from testbed.config import (
+    ARRAY_SIZES,
+    BOOT_MODES,
+    BoardTarget,
+    ConfigError,
+    SimTarget,
+    load_environment,
+    load_target,
 )
 
 EXIT_FAILED = 1
@@ -95,14 +106,16 @@ def _int(text: str) -> int:
 def _link_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("link")
-    g.add_argument("--port", default=os.environ.get("HIL_PORT"),
+    g.add_argument("--port",
                    help="pyserial URL of the target: /dev/ttyUSB0, /dev/pts/N, socket://host:port "
-                   "(default $HIL_PORT)")  # fmt: skip
-    g.add_argument("--baud", type=int, default=DEFAULT_BAUD,
-                   help=f"baud rate (default {DEFAULT_BAUD})")  # fmt: skip
-    g.add_argument("--key", default=os.environ.get("HIL_KEY"), metavar="ID:HEX",
-                   help="key that signs hazardous commands (default $HIL_KEY; without one the "
-                   "null key, which a target accepts in TEST mode only)")  # fmt: skip
+                   "(default: the --config board's, else $HIL_PORT)")  # fmt: skip
+    g.add_argument("--baud", type=int,
+                   help=f"baud rate (default: the --config board's, else "
+                   f"{DEFAULT_BAUD})")  # fmt: skip
+    g.add_argument("--key", metavar="ID:HEX",
+                   help="key that signs hazardous commands (default: the --config board's "
+                   "key_file, else $HIL_KEY; without one the null key, which a target accepts "
+                   "in TEST mode only)")  # fmt: skip
     g.add_argument(
         "--ack-timeout",
         type=float,
@@ -114,18 +127,39 @@ def _link_options() -> argparse.ArgumentParser:
     return p
 
 
+def _board(args: argparse.Namespace) -> BoardTarget | None:
+    """The board file of the global ``--config``, if one was given."""
+    if args.config is None:
+        return None
+    target = load_target(args.config)
+    if isinstance(target, SimTarget):
+        raise ConfigError(
+            str(args.config),
+            f"'kind' is sim: a simulated chip has no port until it runs; start it with "
+            f"`hil sim --config {args.config}` and give its --port",
+        )
+    return target
+
+
 def _open(args: argparse.Namespace) -> Link:
-    if not args.port:
+    # A flag wins over the board file, the file over the environment variables.
+    board = _board(args)
+    port = args.port or (board.port if board else None) or os.environ.get("HIL_PORT")
+    if not port:
         raise UsageError("no target: give --port URL (or set HIL_PORT); `hil sim` starts one")
+    baud = args.baud if args.baud is not None else (board.baud if board else DEFAULT_BAUD)
     auth = Authenticator()
-    if args.key:
+    board_key = board.key_pair() if board and not args.key else None
+    if board_key is not None:
+        auth = Authenticator(*board_key)
+    elif args.key or os.environ.get("HIL_KEY"):
         try:
-            auth = Authenticator(*parse_key(args.key))
+            auth = Authenticator(*parse_key(args.key or os.environ["HIL_KEY"]))
         except ValueError as exc:
             raise UsageError(f"--key: {exc}") from None
     if args.ack_timeout is not None and args.ack_timeout <= 0:
         raise UsageError(f"--ack-timeout must be positive, got {args.ack_timeout}")
-    link = Link(args.port, args.baud, auth=auth, acceptance_timeout_s=args.ack_timeout,
+    link = Link(port, baud, auth=auth, acceptance_timeout_s=args.ack_timeout,
                 session_log=args.log)  # fmt: skip
     return link.open()
 
@@ -144,20 +178,47 @@ def _with_target(run: Callable[[Target, argparse.Namespace], int]):
 # --- commands -----------------------------------------------------------------------------
 
 
+def _sim_target(args: argparse.Namespace) -> tuple[Path | None, SimTarget | None]:
+    """The target file of ``hil sim --config`` (or of the global ``--config``)."""
+    path = args.sim_config or args.config
+    if path is None:
+        return None, None
+    target = load_target(path)
+    if isinstance(target, BoardTarget):
+        raise ConfigError(
+            str(path), "'kind' is board: `hil sim` starts a simulated chip and takes kind: sim"
+        )
+    return path, target
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
+    # Check every file here, so that a bad one is a usage error before anything starts;
+    # the flags then go to the firmware, where they win over the file as they do here.
+    path, target = _sim_target(args)
     try:
         keys = dict(parse_key(k) for k in args.key) if args.key else {SIM_KEY_ID: SIM_KEY}
     except ValueError as exc:
         raise UsageError(f"--key: {exc}") from None
-    extra = ("--seed", str(args.seed), "--time-scale", str(args.time_scale))
+    if not args.key and target is not None and target.key_pair() is not None:
+        keys = dict([target.key_pair()])
+    mode = args.mode or (target.mode if target else None) or "test"
+    extra = ["--seed", str(args.seed), "--time-scale", str(args.time_scale)]
+    if args.environment is not None:
+        load_environment(args.environment)
+        extra += ["--environment", str(args.environment.resolve())]
+        extra += ["--acceleration", repr(args.acceleration)]
+    elif args.acceleration != 1.0:
+        raise UsageError("--acceleration needs --environment FILE")
+    if args.acceleration <= 0:
+        raise UsageError(f"--acceleration must be positive, got {args.acceleration}")
     # Ctrl-C stops it even when started in the background, where SIGINT starts ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with SimulatedTarget(mode=args.mode, keys=keys, array_n=args.array_n, args=extra,
-                         log=args.log) as sim:  # fmt: skip
+    with SimulatedTarget(mode=mode, keys=keys, array_n=args.array_n, config=path,
+                         args=tuple(extra), log=args.log) as sim:  # fmt: skip
         print(f"PTY {sim.port}", flush=True)
         key_id, key = next(iter(keys.items()))
         print(
-            f"hil: simulated chip in {args.mode.upper()} mode on {sim.port}, key {key_id}:"
+            f"hil: simulated chip in {mode.upper()} mode on {sim.port}, key {key_id}:"
             f"{key.hex()}\nhil: try `hil ping --port {sim.port}`; Ctrl-C stops it",
             file=sys.stderr, flush=True,
         )  # fmt: skip
@@ -474,17 +535,30 @@ def build_parser() -> argparse.ArgumentParser:
     link = _link_options()
     p = argparse.ArgumentParser(
         prog="hil", description="Talk to an orbit-hil target (simulated chip or board).",
-        epilog="Errors: one line on stderr; exit 1 when the target or link failed, 2 for usage.",
+        epilog="Errors: one line on stderr; exit 1 when the target or link failed, 2 for usage "
+        "or a bad file. A flag wins over the --config file, the file over $HIL_PORT/$HIL_KEY.",
     )  # fmt: skip
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="a target file: a board (kind: board) gives --port, --baud and --key; "
+                   "for `hil sim`, a simulated chip (kind: sim)")  # fmt: skip
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("sim", help="start a simulated chip on a new pty and print its port")
-    s.add_argument("--mode", choices=["test", "nominal"], default="test", help="boot mode")
+    s = sub.add_parser("sim", help="start a simulated chip on a new pty and print its port",
+                       epilog="A flag given with --config wins over the file.")  # fmt: skip
+    s.add_argument("--config", type=Path, metavar="FILE", dest="sim_config",
+                   help="target file of the chip (kind: sim): build, boot mode, key")  # fmt: skip
+    s.add_argument("--mode", choices=BOOT_MODES, help="boot mode (default: the file's, else test)")
     s.add_argument("--key", action="append", default=[], metavar="ID:HEX",
-                   help=f"provision a key (default {SIM_KEY_ID}:<the test key>)")  # fmt: skip
-    s.add_argument("--array-n", type=int, choices=[2, 4, 8, 16], default=4, help="array size N")
+                   help=f"provision a key (default: the file's, else {SIM_KEY_ID}:<the test "
+                   "key>)")  # fmt: skip
+    s.add_argument("--array-n", type=int, choices=ARRAY_SIZES,
+                   help="array size N (default: the file's, else 4)")  # fmt: skip
     s.add_argument("--seed", type=int, default=1, help="orbit phase and battery at start")
     s.add_argument("--time-scale", type=float, default=1.0, help="environment speed-up")
+    s.add_argument("--environment", type=Path, metavar="FILE",
+                   help="fly this radiation environment (configs/environments)")  # fmt: skip
+    s.add_argument("--acceleration", type=float, default=1.0, metavar="X",
+                   help="multiply every radiation rate by X (default 1)")  # fmt: skip
     s.add_argument("--log", type=Path, default=None, help="the simulated chip's log file")
     s.set_defaults(run=cmd_sim)
 
@@ -576,7 +650,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_INTERRUPTED))
     try:
         return args.run(args)
-    except UsageError as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"hil {args.command}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except HostError as exc:

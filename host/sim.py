@@ -35,7 +35,9 @@ class SimulatedTarget:
     """``python -m firmware_sim`` on a new pty; ``port`` is the path to open.
 
     ``mode`` is the boot mode (``"test"`` or ``"nominal"``); ``keys`` maps key id to key;
-    ``args`` are more options of ``firmware_sim`` (``--seed``, ``--time-scale``...).
+    ``config`` is a target file (kind: sim) that gives the build, ``array_n`` overrides
+    its N (default: the file's, else the firmware's); ``args`` are more options of
+    ``firmware_sim`` (``--seed``, ``--time-scale``, ``--environment``...).
     """
 
     def __init__(
@@ -43,13 +45,15 @@ class SimulatedTarget:
         *,
         mode: str = "test",
         keys: dict[int, bytes] | None = None,
-        array_n: int = 4,
+        array_n: int | None = None,
+        config: str | Path | None = None,
         args: tuple[str, ...] = (),
         log: str | Path | None = None,
     ) -> None:
         self.mode = mode
         self.keys = {SIM_KEY_ID: SIM_KEY} if keys is None else dict(keys)
         self.array_n = array_n
+        self.config = Path(config) if config is not None else None
         self.args = tuple(args)
         self.log = Path(log) if log is not None else None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,7 +64,10 @@ class SimulatedTarget:
     def command(self) -> list[str]:
         """The command line that starts the target."""
         cmd = [sys.executable, "-m", "firmware_sim", "--mode", self.mode]
-        cmd += ["--array-n", str(self.array_n)]
+        if self.config is not None:
+            cmd += ["--config", str(self.config.resolve())]
+        if self.array_n is not None:
+            cmd += ["--array-n", str(self.array_n)]
         for key_id, key in self.keys.items():
             cmd += ["--key", f"{key_id}:{key.hex()}"]
         if self.log is not None:
