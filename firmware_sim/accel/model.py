@@ -520,7 +520,7 @@ class Accelerator:
             return need("a fault in CHECK or DONE")
         for x, sites in copies_at.items():
             try:
-                self._plan_copy_flips(sites, during_job=True)
+                self._vote_copy_flips(sites, during_job=True)
             except NotModelled as exc:
                 return need(f"job cycle {x}: {exc}")
         return False
@@ -788,7 +788,7 @@ class Accelerator:
         """
         sites = [self._canonical(s) for s in sites]
         copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
-        plan = self._plan_copy_flips(copies, during_job=False)
+        plan = self._vote_copy_flips(copies, during_job=False)
         flops = [s for s in sites if isinstance(s, FlopBit)]
         pe_bits = [flop_of(s) for s in sites if isinstance(s, AccBit | OutBit)]
         for site in sites:
@@ -834,10 +834,27 @@ class Accelerator:
     def _plan_copy_flips(
         self, sites: list[RegCopy | SeqCopy], during_job: bool
     ) -> tuple[bool, dict[str, int], int]:
-        """Vote one cycle of TMR copy flips without applying it.
+        """Whether one cycle of TMR copy flips can be predicted, without applying it.
+
+        During a job every vote is predicted, by the cycle-level twin where the analytic
+        job cannot (the plan of such a vote is empty); while idle, NotModelled is raised
+        for a vote that changes the sequencer's state.
+        """
+        try:
+            return self._vote_copy_flips(sites, during_job)
+        except NotModelled:
+            if during_job:
+                return True, {}, 0
+            raise
+
+    def _vote_copy_flips(
+        self, sites: list[RegCopy | SeqCopy], during_job: bool
+    ) -> tuple[bool, dict[str, int], int]:
+        """Vote one cycle of TMR copy flips, as the analytic job applies them, without
+        applying it.
 
         Returns (a voter saw its copies disagree, new configuration values, XOR on the
-        sequencer's status bits); raises NotModelled for what the model cannot predict.
+        sequencer's status bits); raises NotModelled for what the analytic job cannot predict.
         """
         voters: dict[tuple[type, str], TmrRegister] = {}
         for s in sites:
@@ -884,7 +901,7 @@ class Accelerator:
 
     def _copy_flips(self, sites: list[RegCopy | SeqCopy], during_job: bool) -> None:
         """One cycle of TMR copy flips: vote, repair, count the mismatch."""
-        self._apply_copy_flips(*self._plan_copy_flips(sites, during_job))
+        self._apply_copy_flips(*self._vote_copy_flips(sites, during_job))
 
     # --- matrices --------------------------------------------------------------------
 
