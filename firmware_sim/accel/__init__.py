@@ -4,7 +4,9 @@ from .ecc import EccStatus
 from .faults import (
     AccBit,
     FaultSite,
+    FlopBit,
     JobPoint,
+    JobReport,
     NotModelled,
     OutBit,
     Phase,
@@ -12,6 +14,7 @@ from .faults import (
     RegCopy,
     ScheduledFault,
     SeqCopy,
+    SetBit,
     SpmCell,
 )
 from .job import Descriptor
@@ -32,7 +35,9 @@ __all__ = [
     "Epilogue",
     "ErrCode",
     "FaultSite",
+    "FlopBit",
     "JobPoint",
+    "JobReport",
     "Layout",
     "NotModelled",
     "OutBit",
@@ -44,6 +49,7 @@ __all__ = [
     "Resp",
     "ScheduledFault",
     "SeqCopy",
+    "SetBit",
     "SpmCell",
     "Status",
     "gemm_reference",

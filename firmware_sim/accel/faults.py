@@ -10,7 +10,10 @@ Sites (docs/REGISTERS.md, "Fault sites"):
   register (copy 0 only without TMR; ``regs.CONFIG_STORAGE`` maps storage to register
   bits: EPILOGUE's storage bit 3 is SHIFT bit 0);
 - ``SeqCopy(name, copy, bit)``: bit of TMR copy ``copy`` of a sequencer register
-  (``regs.SEQ_WIDTHS``), modelled with TMR only.
+  (``regs.SEQ_WIDTHS``; copy 0 only without TMR);
+- ``FlopBit(path, bit, copy)``: any flop of the job path by its RTL path below scc_top
+  (``cycle_state.flop_list``), the sites above included;
+- ``SetBit(path, bit)``: a transient on the next value shared by a TMR register's copies.
 
 Points of a job, ``JobPoint(tile, phase, cycle)``, tile ``T = c*MB + r`` in execution
 order (column blocks outer): ``bias`` cycles 0..4 of the BIAS of T's column block (T must
@@ -42,18 +45,19 @@ takes effect for the clock edge that ends the cycle:
 
 A point the job never reaches (after an ECC abort) is never flipped.
 
-PE registers between jobs: ``acc_q`` and ``out_q`` keep their values (a flip while idle
-or after FLUSH persists), but no job can show them: a job's first FIRST moves ``acc_q``
-to ``out_q`` and restarts ``acc_q``, and that ``out_q`` is overwritten by the next
-FIRST before any write of the job reads it (the first writes read tile 0's sum). Every
-word the model predicts is therefore independent of the PE registers' state before the
-job, and the model does not keep that state (``flip`` of a PE bit only checks the site).
+PE registers between jobs: ``acc_q`` and ``out_q`` keep their values, but no job the
+analytic path predicts can show them: a job's first FIRST moves ``acc_q`` to ``out_q``
+and restarts ``acc_q``, and that ``out_q`` is overwritten by the next FIRST before any
+write of the job reads it. A control-path upset can show them (a job that writes before
+its first FIRST, a bias buffer no BIAS of the job loaded), so the model keeps the job
+path's pipeline state between jobs (``cycle_state.PathState``).
 
-What the model does not predict raises ``NotModelled``: a configuration copy flipped
-during a job without TMR, two copies of a job register outvoting the good one during a
-job, a sequencer copy without TMR, and a sequencer register whose vote changes, except
-``status`` (STATUS changes) and ``rb``, ``cb``, ``t``, ``ecc`` (reloaded at CHECK) while
-idle.
+What the analytic job (``job``) does not predict, the cycle-level twin (``cycle``) does:
+a configuration copy flipped during a job without TMR, copies outvoting the good one
+during a job, sequencer copies with or without TMR, ``FlopBit`` and ``SetBit`` sites and
+faults at raw job cycles. ``NotModelled`` is left for a flipped bank read slot without
+interleaving (an undefined bit in the RTL), and for a sequencer state (or the scrubber's)
+changed while idle.
 """
 
 from __future__ import annotations
@@ -109,7 +113,29 @@ class SeqCopy:
     bit: int
 
 
-FaultSite = SpmCell | AccBit | OutBit | RegCopy | SeqCopy
+@dataclass(frozen=True, slots=True)
+class FlopBit:
+    """Bit ``bit`` of the flop at ``path`` below scc_top (cocotb's naming, as in a site map:
+    ``u_seq.u_state.q_q``, ``u_array.g_row[0].g_col[1].u_pe.a_q``); ``copy`` is the TMR copy
+    index of a ``scc_tmr_reg`` (its ``q_q[copy]``), None for a plain flop.
+    ``cycle_state.flop_list`` lists the paths of a build."""
+
+    path: str
+    bit: int
+    copy: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetBit:
+    """A single-event transient on bit ``bit`` of the next value of the TMR register at
+    ``path`` (``u_seq.u_t.q_q``): the net all copies load from, so every copy takes the
+    flipped value at the edge that ends the cycle and TMR cannot correct it."""
+
+    path: str
+    bit: int
+
+
+FaultSite = SpmCell | AccBit | OutBit | RegCopy | SeqCopy | FlopBit | SetBit
 
 
 class Phase(StrEnum):
@@ -134,10 +160,23 @@ class JobPoint:
 
 
 class ScheduledFault(NamedTuple):
-    """A fault site flipped at a point of the next job; a plain (when, site) tuple works too."""
+    """A fault site flipped at a point of the next job, or at a raw job cycle (an int,
+    CHECK = 0); a plain (when, site) tuple works too."""
 
-    when: JobPoint
+    when: JobPoint | int
     site: FaultSite
+
+
+@dataclass(frozen=True)
+class JobReport:
+    """How a job ran: ``engine`` "analytic" or "cycle" (the twin), ``hung`` (still BUSY
+    at the bound), its job cycles (CYCLES), and the scheduled faults whose cycle the job
+    never reached, so never injected."""
+
+    engine: str
+    hung: bool
+    cycles: int
+    not_injected: tuple[ScheduledFault, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

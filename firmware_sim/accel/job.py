@@ -362,11 +362,15 @@ class Job:
         self.spm = spm
         self.d = desc
         self.on_regs = on_regs
+        #: What the job's reads saw and how many tiles it wrote, once it has run.
+        self.reads: _Reads | None = None
+        self.done = 0
 
     def run(self, faults: Sequence[ScheduledFault]) -> JobOutcome:
         d, spm = self.d, self.spm
         timed = sorted(
-            ((d.job_cycle(f.when), n, f.site) for n, f in enumerate(faults)),
+            ((f.when if isinstance(f.when, int) else d.job_cycle(f.when), n, f.site)
+             for n, f in enumerate(faults)),  # fmt: skip
             key=lambda e: (e[0], e[1]),
         )
         cells = []
@@ -389,6 +393,7 @@ class Job:
             if regs:
                 self.on_regs(regs)
         done = d.tiles if reads.abort is None else reads.abort
+        self.reads, self.done = reads, done
         if done:
             pe = [(x, s) for x, _, s in timed if isinstance(s, AccBit | OutBit)]
             self._write(reads, done, pe)

@@ -2,8 +2,10 @@
 
 ``Accelerator`` implements docs/REGISTERS.md at transaction level: a bus access is
 served at once, and a START runs the whole job before ``bus_write`` returns, so BUSY
-always reads 0 between calls. Scratchpad, ECC counters, scrubber, TMR and faults match
-the RTL bit for bit; ``faults`` documents the timing of faults scheduled during a job.
+reads 0 between calls unless a job hung (``hung``). Scratchpad, ECC counters, scrubber,
+TMR and faults match the RTL bit for bit; ``faults`` documents the timing of faults
+scheduled during a job. A job runs analytically (``job``) unless a scheduled fault needs
+the cycle-level twin of the job path (``cycle``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,25 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from . import packing
+from .cycle import CycleTwin
+from .cycle_job import (
+    c_before,
+    classic_site,
+    codes_of_words,
+    flop_of,
+    hang_bound,
+    run_twin,
+    settle_after_analytic,
+    settle_after_check,
+)
+from .cycle_state import Build, PathState
 from .ecc import EccStatus
 from .faults import (
     AccBit,
     FaultSite,
+    FlopBit,
     JobPoint,
+    JobReport,
     NotModelled,
     OutBit,
     Phase,
@@ -25,6 +41,7 @@ from .faults import (
     RegCopy,
     ScheduledFault,
     SeqCopy,
+    SetBit,
     SpmCell,
 )
 from .job import Descriptor, Job
@@ -62,7 +79,9 @@ __all__ = [
     "EccStatus",
     "ErrCode",
     "FaultSite",
+    "FlopBit",
     "JobPoint",
+    "JobReport",
     "NotModelled",
     "OutBit",
     "Phase",
@@ -72,8 +91,12 @@ __all__ = [
     "Resp",
     "ScheduledFault",
     "SeqCopy",
+    "SetBit",
     "SpmCell",
 ]
+
+#: Scheduling engines of ``Accelerator.run``.
+ENGINES = ("auto", "analytic", "cycle")
 
 _REG_BY_OFFSET = {int(r): r for r in Reg}
 
@@ -106,6 +129,10 @@ class Accelerator:
         #: 32-bit bus parts per scratchpad word.
         self.parts = -(-8 * n // 32)
         self.spm = Scratchpad(n, bank_words, interleave, ecc)
+        self.build = Build(n, bank_words, interleave, ecc, scrub, tmr)
+        self._path = PathState(self.build)
+        #: How the last job ran (engine, hang, faults not injected); None before any.
+        self.last_job: JobReport | None = None
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -126,6 +153,11 @@ class Accelerator:
         self._scrub_state = 0
         self._stage = 0
         self._latch = 0
+        self._hung = False
+        # The bank read registers have no reset; every other job-path flop does.
+        old = self._path
+        self._path = PathState(self.build)
+        self._path.rrow, self._path.rslot = list(old.rrow), list(old.rslot)
         self.spm.clear_counters()
 
     def clear_counters(self) -> None:
@@ -134,6 +166,14 @@ class Accelerator:
         self._tmr_mismatch = 0
         self._scrub_ptr = 0
         self._scrub_passes = 0
+
+    @property
+    def hung(self) -> bool:
+        """The last job was still BUSY at its hang bound: STATUS reads BUSY, START,
+        configuration and scratchpad accesses are refused as while a job runs, until
+        SOFT_RESET (or a power cycle). The model's registers and memory are the chip's
+        at the bound (CYCLES stops there; the chip's would go on counting)."""
+        return self._hung
 
     @property
     def layout(self) -> Layout:
@@ -149,7 +189,10 @@ class Accelerator:
     def status(self) -> int:
         """The STATUS register."""
         return (
-            Status.DONE * self._done | Status.ERROR * self._error | self._err_code << ERR_CODE_SHIFT
+            Status.BUSY * self._hung
+            | Status.DONE * self._done
+            | Status.ERROR * self._error
+            | self._err_code << ERR_CODE_SHIFT
         )
 
     def config(self, name: str) -> int:
@@ -198,6 +241,8 @@ class Accelerator:
         if reg is None or reg in READ_ONLY:
             return Resp.SLVERR
         if reg.name in CONFIG_STORAGE:
+            if self._hung:
+                return Resp.SLVERR  # configuration writes are refused while BUSY
             self._cfg[reg.name] = value & FIELD_MASKS[reg.name]
         elif reg == Reg.STATUS:
             if value & Status.DONE:
@@ -210,7 +255,7 @@ class Accelerator:
                 return Resp.OKAY
             if value & Ctrl.CLEAR_COUNTERS:
                 self.clear_counters()
-            if value & Ctrl.START:
+            if value & Ctrl.START and not self._hung:
                 self.run()
         return Resp.OKAY
 
@@ -267,11 +312,16 @@ class Accelerator:
 
     def _spm_read(self, addr: int) -> tuple[int, Resp]:
         loc = self._spm_locate(addr)
-        if loc is None:
+        if loc is None or self._hung:
             return 0, Resp.SLVERR
         word, part = loc
         if part:
             return (self._latch >> (32 * part)) & MASK32, Resp.OKAY
+        # The bus reads through the bank's read port: its read registers take the row.
+        bank = word // self.bank_words
+        _, row = codes_of_words(self.spm, [word])[0]
+        self._path.rrow[bank] = row
+        self._path.rslot[bank] = word % self.interleave
         data, status = self.spm.read(word)
         # The latch takes the decoded word (raw when uncorrectable), part 0 included.
         self._latch = packing.words_to_int(data)
@@ -280,7 +330,7 @@ class Accelerator:
 
     def _spm_write(self, addr: int, value: int) -> Resp:
         loc = self._spm_locate(addr)
-        if loc is None:
+        if loc is None or self._hung:
             return Resp.SLVERR
         word, part = loc
         if part < self.parts - 1:
@@ -366,43 +416,143 @@ class Accelerator:
         self._check_point(d, when)
         return d.job_cycle(when)
 
-    def run(self, faults: Iterable[ScheduledFault | tuple] = ()) -> ErrCode:
-        """CTRL.START, optionally with faults at points of the job; returns ERR_CODE."""
+    def run(
+        self, faults: Iterable[ScheduledFault | tuple] = (), *, engine: str = "auto"
+    ) -> ErrCode | int:
+        """CTRL.START, optionally with faults at points of the job or at raw job cycles
+        (an int, CHECK = 0); returns ERR_CODE (an int if a fault made it no known code).
+
+        ``engine`` "auto" runs the analytic job unless a fault needs the cycle-level
+        twin (a control-path upset it cannot predict, a flop it has no site for, a raw
+        cycle); "analytic" refuses those with NotModelled, "cycle" always runs the twin.
+        ``last_job`` says how it ran; ``hung`` whether it is still BUSY.
+        """
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if self._hung:
+            return self._err_code  # the chip ignores START while BUSY
         d = self.descriptor()
-        scheduled = [
-            ScheduledFault(w if isinstance(w, JobPoint) else JobPoint(*w), s) for w, s in faults
-        ]
-        if d.valid():
-            self._check_scheduled(d, scheduled)
+        scheduled = [ScheduledFault(self._when(w), self._canonical(s)) for w, s in faults]
+        timed = self._timed(d, scheduled)
+        twin = engine == "cycle" or self._needs_twin(d, timed)
+        if twin and engine == "analytic":
+            self._needs_twin(d, timed, explain=True)
         self._finish_scrub_step()
         self._scrub_timer = 0
+        if twin:
+            return self._run_twin(d, scheduled, timed)
         self._done = self._error = False
         self._err_code = 0
         self._cycles = self._macs = 0
         if d.valid():
-            outcome = Job(self.spm, d, lambda sites: self._copy_flips(sites, True)).run(scheduled)
+            job = Job(self.spm, d, lambda sites: self._copy_flips(sites, True))
+            before = c_before(self.spm, d)
+            outcome = job.run(scheduled)
+            settle_after_analytic(self._path, self.spm, d, job, before)
         else:
             outcome = (ErrCode.DESCRIPTOR, 2, 0)
+            settle_after_check(self._path)
         err, self._cycles, self._macs = outcome
         self._err_code = int(err)
         self._done = True
         self._error = err != ErrCode.NONE
+        end = self._cycles - 1
+        skipped = tuple(
+            f for f, (x, _) in zip(scheduled, timed, strict=True) if not 0 <= x < end
+        )
+        self.last_job = JobReport("analytic", False, self._cycles, skipped)
         return ErrCode(err)
 
-    def _check_scheduled(self, d: Descriptor, faults: list[ScheduledFault]) -> None:
-        """Reject faults outside the job or outside the model, before anything happens."""
-        copies_at: dict[int, tuple[JobPoint, list[RegCopy | SeqCopy]]] = {}
-        for when, site in faults:
-            self._check_point(d, when)
+    @staticmethod
+    def _when(when: JobPoint | int | tuple) -> JobPoint | int:
+        if isinstance(when, JobPoint):
+            return when
+        if isinstance(when, int):
+            if when < 0:
+                raise ValueError(f"a raw job cycle counts from 0 (CHECK), got {when}")
+            return when
+        return JobPoint(*when)
+
+    def _canonical(self, site: FaultSite) -> FaultSite:
+        """A flop bit as the model's own site kind where it has one; checked."""
+        if isinstance(site, FlopBit):
             self.check_site(site)
+            site = classic_site(site)
+        self.check_site(site)
+        return site
+
+    def _timed(self, d: Descriptor, faults: list[ScheduledFault]) -> list[tuple[int, FaultSite]]:
+        """(job cycle, site) of each fault, checked before anything happens. Job points
+        of a job that fails CHECK name no cycle: -1, never reached."""
+        out = []
+        for when, site in faults:
+            if isinstance(when, int):
+                out.append((when, site))
+            elif d.valid():
+                self._check_point(d, when)
+                out.append((d.job_cycle(when), site))
+            else:
+                out.append((-1, site))
+        return out
+
+    def _needs_twin(
+        self, d: Descriptor, timed: list[tuple[int, FaultSite]], explain: bool = False
+    ) -> bool:
+        """Whether only the cycle-level twin predicts these faults (with ``explain``,
+        raise NotModelled saying why instead of answering True)."""
+
+        def need(why: str) -> bool:
+            if explain:
+                raise NotModelled(f"{why}: the analytic job cannot predict it (engine='cycle')")
+            return True
+
+        if not d.valid():
+            return any(x >= 0 for x, _ in timed) and need("an upset in a job that fails CHECK")
+        copies_at: dict[int, list[RegCopy | SeqCopy]] = {}
+        for x, site in timed:
+            if isinstance(site, FlopBit | SetBit):
+                return need(f"{site}")
+            if isinstance(site, SeqCopy) and not self.tmr:
+                return need(f"{site} without TMR")
             if isinstance(site, RegCopy | SeqCopy):
-                # Points naming the same cycle (a WRITE and a STREAM point) vote together.
-                copies_at.setdefault(d.job_cycle(when), (when, []))[1].append(site)
-        for when, sites in copies_at.values():
+                copies_at.setdefault(x, []).append(site)
+        if any(x == 0 or x >= d.done_cycle(None) for x, _ in timed if x >= 0):
+            return need("a fault in CHECK or DONE")
+        for x, sites in copies_at.items():
             try:
-                self._plan_copy_flips(sites, during_job=True)
+                self._vote_copy_flips(sites, during_job=True)
             except NotModelled as exc:
-                raise NotModelled(f"{when}: {exc}") from None
+                return need(f"job cycle {x}: {exc}")
+        return False
+
+    def _run_twin(
+        self, d: Descriptor, scheduled: list[ScheduledFault], timed: list[tuple[int, FaultSite]]
+    ) -> ErrCode | int:
+        """One job in the cycle-level twin; the model takes the state it ends in."""
+        twin = CycleTwin(self.build, self._path, [])
+        twin.fill_operands()
+        result, out = run_twin(
+            self.build,
+            self._path,
+            self.spm,
+            {name: self._cfg[name] for name in CONFIG_STORAGE},
+            (self._tmr_mismatch, self._scrub_ptr, self._scrub_passes),
+            timed,
+            hang_bound(d),
+        )
+        self._cfg = out.config
+        self._cycles, self._macs, self._tmr_mismatch = out.cycles, out.macs, out.mismatch
+        self._done = bool(out.status & 1)
+        self._error = bool(out.status >> 1 & 1)
+        self._err_code = out.status >> 2
+        if self.scrub:
+            self._scrub_ptr, self._scrub_passes = out.scrub_ptr, out.scrub_passes
+            self._scrub_state, self._scrub_timer = out.scrub_state, out.scrub_timer
+        self._hung = result.hung
+        skipped = tuple(scheduled[i] for i in result.skipped)
+        self.last_job = JobReport("cycle", result.hung, result.cycles, skipped)
+        code = self._err_code
+        return ErrCode(code) if code in ErrCode._value2member_map_ else code
 
     @staticmethod
     def _check_point(d: Descriptor, when: JobPoint) -> None:
@@ -469,8 +619,8 @@ class Accelerator:
         """
         if cycles < 0:
             raise ValueError(f"cycles must be >= 0, got {cycles}")
-        if not (self.scrub and self.ecc):
-            return
+        if not (self.scrub and self.ecc) or self._hung:
+            return  # no scrubber, or a hung job keeps it waiting
         period = self._cfg["SCRUB_PERIOD"]
         while cycles:
             if self._scrub_state == 0:
@@ -599,10 +749,29 @@ class Accelerator:
                 width = SEQ_WIDTHS.get(site.name, 0)
             if site.name not in names:
                 raise ValueError(f"{site}: registers are {', '.join(names)}")
-            if isinstance(site, SeqCopy) and not self.tmr:
-                raise NotModelled(f"{site}: sequencer state without TMR is for RTL campaigns")
             if not (0 <= site.copy < self._copies() and 0 <= site.bit < width):
                 raise ValueError(f"{site}: copies 0..{self._copies() - 1}, bits 0..{width - 1}")
+        elif isinstance(site, FlopBit):
+            width = self._path.width_of(site.path)
+            copies = self._copies() if site.path.endswith(".q_q") else None
+            if copies is None and site.copy not in (None, 0):
+                raise ValueError(f"{site}: {site.path} has one copy (copy None)")
+            if copies is not None and not 0 <= (site.copy or 0) < copies:
+                raise ValueError(f"{site}: copies 0..{copies - 1}")
+            if not 0 <= site.bit < width:
+                raise ValueError(f"{site}: {site.path} has bits 0..{width - 1}")
+            if site.path.endswith(".rslot_q") and self.interleave == 1:
+                raise NotModelled(
+                    f"{site}: without interleaving a flipped slot reads a bit past the row "
+                    "(undefined in the RTL)"
+                )
+        elif isinstance(site, SetBit):
+            width = self._path.width_of(site.path)
+            if not site.path.endswith(".q_q"):
+                raise ValueError(f"{site}: transients are on the next value of a TMR register "
+                                 "(u_seq.u_<name>.q_q, u_regs.u_<name>.q_q)")  # fmt: skip
+            if not 0 <= site.bit < width:
+                raise ValueError(f"{site}: {site.path} has bits 0..{width - 1}")
         else:
             raise TypeError(f"not a fault site: {site!r}")
 
@@ -614,25 +783,78 @@ class Accelerator:
         """Flip several sites in the same clock cycle, while idle.
 
         A PE's accumulator or result bit flipped while idle keeps its value into the next
-        job, where no write can show it (``faults``): the model only checks the site.
+        job, where only a control-path upset can show it (``faults``): the model keeps it
+        with the job path's other flops.
         """
-        sites = list(sites)
-        for site in sites:
-            self.check_site(site)
+        sites = [self._canonical(s) for s in sites]
         copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
-        plan = self._plan_copy_flips(copies, during_job=False)
+        plan = self._vote_copy_flips(copies, during_job=False)
+        flops = [s for s in sites if isinstance(s, FlopBit)]
+        pe_bits = [flop_of(s) for s in sites if isinstance(s, AccBit | OutBit)]
+        for site in sites:
+            if isinstance(site, SetBit):
+                raise NotModelled(f"{site}: transients are modelled during a job")
+            if isinstance(site, FlopBit) and site.path == "g_scrub.u_scrub.state_q":
+                raise NotModelled(f"{site}: the scrubber's state while idle")
         for site in sites:
             if isinstance(site, SpmCell):
                 self.spm.flip_cell(site)
         self._apply_copy_flips(*plan)
+        for site in flops:
+            self._flip_idle_flop(site)
+        for bit in pe_bits:
+            self._path.flip(bit.path, bit.bit)
+        if flops:
+            # Idle cycles follow: operands and tags flow on, beats in flight land.
+            CycleTwin(self.build, self._path, []).settle()
+
+    def _flip_idle_flop(self, site: FlopBit) -> None:
+        """A flop outside the analytic sites, flipped while idle."""
+        mask = 1 << site.bit
+        match site.path:
+            case "u_regs.cycles_q":
+                self._cycles ^= mask
+            case "u_regs.macs_q":
+                self._macs ^= mask
+            case "u_regs.corr_q":
+                self.spm.corr ^= mask
+            case "u_regs.uncorr_q":
+                self.spm.uncorr ^= mask
+            case "u_regs.mismatch_q":
+                self._tmr_mismatch ^= mask
+            case "g_scrub.u_scrub.ptr_q":
+                self._scrub_ptr ^= mask
+            case "g_scrub.u_scrub.passes_q":
+                self._scrub_passes ^= mask
+            case "g_scrub.u_scrub.timer_q":
+                self._scrub_timer ^= mask
+            case _:
+                self._path.flip(site.path, site.bit, site.copy)
 
     def _plan_copy_flips(
         self, sites: list[RegCopy | SeqCopy], during_job: bool
     ) -> tuple[bool, dict[str, int], int]:
-        """Vote one cycle of TMR copy flips without applying it.
+        """Whether one cycle of TMR copy flips can be predicted, without applying it.
+
+        During a job every vote is predicted, by the cycle-level twin where the analytic
+        job cannot (the plan of such a vote is empty); while idle, NotModelled is raised
+        for a vote that changes the sequencer's state.
+        """
+        try:
+            return self._vote_copy_flips(sites, during_job)
+        except NotModelled:
+            if during_job:
+                return True, {}, 0
+            raise
+
+    def _vote_copy_flips(
+        self, sites: list[RegCopy | SeqCopy], during_job: bool
+    ) -> tuple[bool, dict[str, int], int]:
+        """Vote one cycle of TMR copy flips, as the analytic job applies them, without
+        applying it.
 
         Returns (a voter saw its copies disagree, new configuration values, XOR on the
-        sequencer's status bits); raises NotModelled for what the model cannot predict.
+        sequencer's status bits); raises NotModelled for what the analytic job cannot predict.
         """
         voters: dict[tuple[type, str], TmrRegister] = {}
         for s in sites:
@@ -679,7 +901,7 @@ class Accelerator:
 
     def _copy_flips(self, sites: list[RegCopy | SeqCopy], during_job: bool) -> None:
         """One cycle of TMR copy flips: vote, repair, count the mismatch."""
-        self._apply_copy_flips(*self._plan_copy_flips(sites, during_job))
+        self._apply_copy_flips(*self._vote_copy_flips(sites, during_job))
 
     # --- matrices --------------------------------------------------------------------
 

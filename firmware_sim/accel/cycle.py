@@ -1,0 +1,531 @@
+"""A register-transfer-level twin of the SCC's job path, one clock edge at a time.
+
+Written from ``scc_seq.v``, ``scc_array.v``, ``scc_pe.v``, ``scc_epilogue.v``,
+``scc_spm.v``, ``scc_spm_bank.v``, ``scc_scrub.v``, ``scc_tmr_reg.v`` and the counters of
+``scc_regs.v``: each cycle computes the combinational values from the flops
+(``cycle_state.PathState``) as the RTL does, invalid state encodings and ``default``
+branches included, then loads every flop once. It starts in CHECK (job cycle 0) from the
+model's state at START and runs until the sequencer is back in IDLE, or until ``bound``
+cycles have passed with the chip still BUSY: a hang.
+
+Faults are applied at the start of their job cycle, as a deposit at the falling edge
+inside the cycle is: the cycle's combinational logic and the edge that ends it see them.
+A cycle in which the sequencer is already IDLE is not part of the job; faults scheduled
+there are not applied. ``CycleTwin.set_bits`` holds single-event transients on the next
+value of a TMR register (``scc_tmr_reg.v``'s ``next``, shared by the copies): every copy
+loads the flipped value at the edge that ends the cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cycle_state import Build, PathState
+from .regs import MASK32
+from .secded import code_for
+
+S_IDLE, S_CHECK, S_BIAS, S_STREAM, S_FLUSH, S_DONE = range(6)
+ERR_ECC = 1
+ERR_DESC = 2
+
+#: Flip actions a job cycle can carry: a flop bit (path, bit, copy), a codeword bit of a
+#: scratchpad word ("mem", word, bit) or a transient on a TMR register's next value
+#: ("set", path, bit).
+Action = tuple
+
+
+@dataclass
+class TwinResult:
+    """How the job ended: ``hung`` (still BUSY at the bound) or back in IDLE after
+    ``cycles`` job cycles; ``applied`` and ``skipped`` count the fault actions."""
+
+    hung: bool
+    cycles: int
+    applied: list[int] = field(default_factory=list)
+    skipped: list[int] = field(default_factory=list)
+
+
+def _vote(copies: list[int]) -> int:
+    if len(copies) == 1:
+        return copies[0]
+    a, b, c = copies
+    return (a & b) | (b & c) | (a & c)
+
+
+class _Geometry:
+    """What scc_seq.v derives from the voted configuration alone."""
+
+    def __init__(self, b: Build, cfg: dict[str, int]) -> None:
+        n, logn, bank = b.n, b.logn, b.bank_words
+        self.m, self.k, self.ncols = cfg["DIM_M"], cfg["DIM_K"], cfg["DIM_N"]
+        self.a_addr, self.b_addr = cfg["A_ADDR"], cfg["B_ADDR"]
+        self.bias_addr, self.c_addr = cfg["BIAS_ADDR"], cfg["C_ADDR"]
+        epi = cfg["EPILOGUE"]
+        self.bias_en, self.relu, self.out32 = epi & 1, epi >> 1 & 1, epi >> 2 & 1
+        self.shift = epi >> 3 & 0x1F
+        m, k, nc = self.m, self.k, self.ncols
+        self.mb = ((m + n - 1) >> logn) & MASK32
+        self.nb = ((nc + n - 1) >> logn) & MASK32
+        self.w = 4 if self.out32 else 1
+        p_min = (self.w + 1) * n + 1
+        self.period = max(k + 1, p_min)
+        spm = 2 * bank
+        a_lo, b_lo, bias_lo, c_lo = self.a_addr, self.b_addr, self.bias_addr, self.c_addr
+        a_hi = a_lo + self.mb * k
+        b_hi = b_lo + self.nb * k
+        bias_hi = bias_lo + 4 * self.nb
+        c_hi = c_lo + m * self.nb * self.w
+        self.desc_ok = (
+            m != 0 and k != 0 and nc != 0 and a_hi <= bank and b_lo >= bank and b_hi <= spm
+            and (not self.bias_en or bias_hi <= spm) and c_hi <= spm
+            and not (c_lo < a_hi and a_lo < c_hi) and not (c_lo < b_hi and b_lo < c_hi)
+            and not (self.bias_en and c_lo < bias_hi and bias_lo < c_hi)
+        )  # fmt: skip
+
+
+class CycleTwin:
+    """One job of one build, run cycle by cycle over a ``PathState`` and the scratchpad's
+    codewords (``codes[word] = check << DW | data``)."""
+
+    def __init__(self, build: Build, state: PathState, codes: list[int]) -> None:
+        self.b = build
+        self.st = state
+        self.codes = codes
+        self.code = code_for(build.dw) if build.ecc else None
+        self._decoded: dict[int, tuple[int, int, int]] = {}
+        self._outputs: dict[int, tuple[int, int, int, np.ndarray]] = {}
+        self._rows = np.arange(1, build.n)
+        self._masks = self.code.masks if self.code else ()
+        self._syndromes = {col: i for i, col in enumerate(self.code.columns)} if self.code else {}
+        self.written: set[int] = set()
+
+    # --- scratchpad words ------------------------------------------------------------
+
+    def decode(self, code: int) -> tuple[int, int, int]:
+        """(data, single, double) of a codeword, as scc_secded_dec.v decodes it."""
+        hit = self._decoded.get(code)
+        if hit is not None:
+            return hit
+        dmask = (1 << self.b.dw) - 1
+        data = code & dmask
+        if self.code is None:
+            out = (data, 0, 0)
+        else:
+            syndrome = self._check(data) ^ (code >> self.b.dw)
+            if syndrome == 0:
+                out = (data, 0, 0)
+            elif syndrome.bit_count() == 1:
+                out = (data, 1, 0)
+            elif syndrome in self._syndromes:
+                out = (data ^ (1 << self._syndromes[syndrome]), 1, 0)
+            else:
+                out = (data, 0, 1)
+        if len(self._decoded) < 65536:
+            self._decoded[code] = out
+        return out
+
+    def encode(self, data: int) -> int:
+        """The codeword scc_secded_enc.v stores for a data word."""
+        if self.code is None:
+            return data
+        return self._check(data) << self.b.dw | data
+
+    def _check(self, data: int) -> int:
+        """The check bits of a data word (the parities of secded's masks)."""
+        check = 0
+        for p, mask in enumerate(self._masks):
+            check |= ((data & mask).bit_count() & 1) << p
+        return check
+
+    def _bank_out(self, bank: int) -> tuple[int, int, int, np.ndarray]:
+        """(data, single, double, data as int8 lanes) of a bank's read output."""
+        code = self.st.rrow[bank][self.st.rslot[bank]]
+        hit = self._outputs.get(code)
+        if hit is None:
+            data, single, double = self.decode(code)
+            raw = np.frombuffer(data.to_bytes(self.b.n, "little"), dtype=np.int8)
+            hit = (data, single, double, raw.astype(np.int64))
+            if len(self._outputs) < 65536:
+                self._outputs[code] = hit
+        return hit
+
+    # --- the job ---------------------------------------------------------------------
+
+    def run(self, actions: dict[int, list[tuple[int, Action]]], bound: int) -> TwinResult:
+        """Run from CHECK; ``actions[x]`` = [(id, action)] applied in job cycle x."""
+        b, st = self.b, self.st
+        n, logn, aw = b.n, b.logn, b.aw
+        bank_words, il = b.bank_words, b.interleave
+        amask = bank_words - 1
+        smask = il - 1
+        spm_words = 2 * bank_words
+        result = TwinResult(False, 0)
+        cfg_v = {name: _vote(c) for name, c in st.cfg.items()}
+        geo = _Geometry(b, cfg_v)
+        seq = {name: _vote(c) for name, c in st.seq.items()}
+        state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
+        ecc, status = seq["ecc"], seq["status"]
+        cnt = st.counters
+        cycles_q, macs_q = cnt["cycles_q"], cnt["macs_q"]
+        corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
+        scr = st.scrub
+        out = [self._bank_out(0), self._bank_out(1)]
+        x = 0
+        for x in range(bound + 1):
+            if state == S_IDLE:
+                break
+            if x == bound:
+                result.hung = True
+                break
+            mismatch = 0
+            sets: dict[str, int] = {}
+            todo = actions.get(x)
+            if todo:
+                # Counters live in locals between faults (wrapped when written back).
+                cnt.update(cycles_q=cycles_q & MASK32, macs_q=macs_q & MASK32,
+                           corr_q=corr_q & MASK32, uncorr_q=uncorr_q & MASK32,
+                           mismatch_q=mismatch_q & MASK32)  # fmt: skip
+                # Copies agree between cycles: spell them out, flip, vote again.
+                for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t),
+                                ("ecc", ecc), ("status", status)):  # fmt: skip
+                    st.seq[name] = [v] * b.copies
+                for name, v in cfg_v.items():
+                    st.cfg[name] = [v] * b.copies
+                for ident, act in todo:
+                    self._apply(act, sets)
+                    result.applied.append(ident)
+                cycles_q, macs_q = cnt["cycles_q"], cnt["macs_q"]
+                corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
+                for copies in list(st.cfg.values()) + list(st.seq.values()):
+                    if len(copies) == 3 and not copies[0] == copies[1] == copies[2]:
+                        mismatch = 1
+                new_cfg = {name: _vote(c) for name, c in st.cfg.items()}
+                if new_cfg != cfg_v:
+                    cfg_v = new_cfg
+                    geo = _Geometry(b, cfg_v)
+                seq = {name: _vote(c) for name, c in st.seq.items()}
+                state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
+                ecc, status = seq["ecc"], seq["status"]
+                out = [self._bank_out(0), self._bank_out(1)]
+            g = geo
+            k32, mb, nb, w32 = g.k, g.mb, g.nb, g.w
+            # A fault in this cycle may have put the sequencer in IDLE already.
+            busy = state != S_IDLE
+
+            # ---- spm read outputs ---------------------------------------------------
+            r0 = out[st.r0_bank_q]
+            r1 = out[st.r1_bank_q]
+            r0_valid = st.rvalid[st.r0_bank_q] if busy else 0
+            r1_valid = st.rvalid[st.r1_bank_q] if busy else 0
+            read_double = (r0_valid & r0[2]) | (r1_valid & r1[2])
+
+            # ---- sequencer, combinational ---------------------------------------------
+            last_row = rb + 1 == mb
+            last_col = cb + 1 == nb
+            first_tile = rb == 0 and cb == 0
+            if state == S_FLUSH:
+                wr_rb = rb
+            else:
+                wr_rb = (mb - 1) & MASK32 if rb == 0 else rb - 1
+            wr_cb = cb if (state == S_FLUSH or rb != 0) else (cb - 1) & MASK32
+            wr_tile = state == S_FLUSH or (state == S_STREAM and not first_tile)
+            rows_v = min((g.m - (rb << logn)) & MASK32, n)
+            cols_v = min((g.ncols - (cb << logn)) & MASK32, n)
+            wr_rows = min((g.m - ((wr_rb << logn) & MASK32)) & MASK32, n)
+            u = (t - (n + 1)) & MASK32
+            writing = wr_tile and t >= n + 1 and u < (w32 * wr_rows) & MASK32
+            flush_len = n + 1 + w32 * rows_v
+
+            m0_en = m1_en = 0
+            m0_addr = m1_addr = 0
+            if state == S_BIAS:
+                if t < 4:
+                    m0_en = 1
+                    m0_addr = (g.bias_addr + (cb << 2) + t) & 0xFFFF
+            elif state == S_STREAM and t < k32:
+                m0_en = m1_en = 1
+                m0_addr = (g.a_addr + rb * k32 + t) & 0xFFFF
+                m1_addr = (g.b_addr + cb * k32 + t) & 0xFFFF
+
+            # ---- next state -------------------------------------------------------
+            state_d, rb_d, cb_d, t_d, ecc_d, status_d = state, rb, cb, t, ecc, status
+            if (state == S_BIAS or state == S_STREAM) and read_double:
+                ecc_d = 1
+            macs_en = False
+            if state == S_CHECK:
+                rb_d = cb_d = t_d = ecc_d = 0
+                if not g.desc_ok:
+                    status_d = (status_d & 3) | ERR_DESC << 2
+                    state_d = S_DONE
+                else:
+                    state_d = S_BIAS if g.bias_en else S_STREAM
+            elif state == S_BIAS:
+                t_d = (t + 1) & 0x1FFF
+                if t == 4:
+                    t_d = 0
+                    state_d = S_STREAM
+            elif state == S_STREAM:
+                t_d = (t + 1) & 0x1FFF
+                if t + 1 == g.period:
+                    t_d = 0
+                    macs_en = not ecc_d
+                    if ecc_d:
+                        status_d = (status_d & 3) | ERR_ECC << 2
+                        state_d = S_DONE
+                    else:
+                        ecc_d = 0
+                        if not last_row:
+                            rb_d = (rb + 1) & 0xFFF
+                        elif not last_col:
+                            rb_d = 0
+                            cb_d = (cb + 1) & 0xFFF
+                            state_d = S_BIAS if g.bias_en else S_STREAM
+                        else:
+                            state_d = S_FLUSH
+            elif state == S_FLUSH:
+                t_d = (t + 1) & 0x1FFF
+                if t + 1 == flush_len:
+                    t_d = 0
+                    state_d = S_DONE
+            elif state == S_DONE:
+                status_d = (status & ~3) | 1 | (int(status >> 2 != 0) << 1)
+                state_d = S_IDLE
+            elif state != S_IDLE:
+                state_d = S_IDLE
+
+            # ---- scrubber ---------------------------------------------------------
+            if b.scrub:
+                s_state = scr["state_q"]
+                s_active = s_state != 0
+                s_read = s_state == 1
+                s_ptr = scr["ptr_q"]
+                s_bank = (s_ptr >> aw) & 1
+                s_write = s_state == 2 and out[st.scrub_bank_q][1]
+                period = cfg_v["SCRUB_PERIOD"]
+            else:
+                s_active = s_read = s_write = False
+                s_ptr = s_bank = 0
+
+            # ---- scratchpad ports -------------------------------------------------
+            mw_bank = 0
+            mw_addr = 0
+            if writing:
+                wrow = u >> 2 if g.out32 else u
+                wq = u & 3 if g.out32 else 0
+                c_index = (((wr_rb << logn) + wrow) * nb + wr_cb) & MASK32
+                c_off = ((c_index << 2) + wq) & MASK32 if g.out32 else c_index
+                mw_addr = (g.c_addr + c_off) & 0xFFFF
+                mw_bank = (mw_addr >> aw) & 1
+            reads: list[tuple[int, int] | None] = [None, None]
+            writes: list[tuple[int, int] | None] = [None, None]
+            for bank in (0, 1):
+                if s_active:
+                    if s_bank == bank:
+                        if s_read:
+                            reads[bank] = (s_ptr & amask, 0)
+                        if s_write:
+                            writes[bank] = (s_ptr & amask, out[bank][0])
+                    continue
+                if not busy:
+                    continue  # the bus's turn, and it has no request
+                pick0 = m0_en and ((m0_addr >> aw) & 1) == bank
+                pick1 = m1_en and ((m1_addr >> aw) & 1) == bank
+                if pick0 or pick1:
+                    reads[bank] = ((m0_addr if pick0 else m1_addr) & amask, 0)
+                if writing and mw_bank == bank:
+                    writes[bank] = (mw_addr & amask, -1)
+
+            # ---- counters (scc_regs.v) ----------------------------------------------
+            if busy:
+                cycles_q += 1
+            if macs_en:
+                macs_q += rows_v * cols_v * k32
+            rv0, rv1 = st.rvalid
+            if rv0 or rv1:
+                corr_q += (rv0 & out[0][1]) + (rv1 & out[1][1])
+                uncorr_q += (rv0 & out[0][2]) + (rv1 & out[1][2])
+            mismatch_q += mismatch
+
+            # ---- clock edge: banks ------------------------------------------------
+            wdata = None
+            for bank in (0, 1):
+                wr = writes[bank]
+                if wr is not None and wr[1] == -1 and wdata is None:
+                    wdata = self._write_data(g, wr_cb, u, wr_cols_of(g, wr_cb, n, logn))
+            rows_read: list[tuple[int, ...] | None] = [None, None]
+            for bank in (0, 1):
+                rd = reads[bank]
+                if rd is not None:
+                    base = bank * bank_words + (rd[0] & ~smask)
+                    rows_read[bank] = tuple(self.codes[base : base + il])
+            for bank in (0, 1):
+                wr = writes[bank]
+                if wr is not None:
+                    data = wdata if wr[1] == -1 else wr[1]
+                    word = bank * bank_words + wr[0]
+                    self.codes[word] = self.encode(data)
+                    self.written.add(word)
+            lanes0, lanes1 = out[0][3], out[1][3]
+            bank_changed = False
+            for bank in (0, 1):
+                rd = reads[bank]
+                st.rvalid[bank] = int(rd is not None)
+                if rd is not None:
+                    st.rrow[bank] = rows_read[bank]
+                    st.rslot[bank] = rd[0] & smask
+                    bank_changed = True
+            st.r0_bank_q = (m0_addr >> aw) & 1
+            st.r1_bank_q = (m1_addr >> aw) & 1
+            st.scrub_bank_q = s_bank
+
+            # ---- clock edge: sequencer ----------------------------------------------
+            if state == S_BIAS and r0_valid and 1 <= t <= 4:
+                q = t - 1
+                st.bias[cb & 1, q * n : (q + 1) * n] = np.frombuffer(
+                    r0[0].to_bytes(n, "little"), dtype=np.uint8
+                )
+            valid_in, first_in = st.valid_q, st.first_q
+            st.valid_q = int(state == S_STREAM and t < k32)
+            st.first_q = int((state == S_STREAM or state == S_FLUSH) and t == 0)
+            if sets:
+                state_d ^= sets.get("u_seq.u_state.q_q", 0)
+                rb_d ^= sets.get("u_seq.u_rb.q_q", 0)
+                cb_d ^= sets.get("u_seq.u_cb.q_q", 0)
+                t_d ^= sets.get("u_seq.u_t.q_q", 0)
+                ecc_d ^= sets.get("u_seq.u_ecc.q_q", 0)
+                status_d ^= sets.get("u_seq.u_status.q_q", 0)
+                for name in cfg_v:
+                    mask = sets.get(f"u_regs.u_{name.lower()}.q_q", 0)
+                    if mask:
+                        cfg_v = dict(cfg_v)
+                        cfg_v[name] ^= mask
+                        geo = _Geometry(b, cfg_v)
+            state, rb, cb, t, ecc, status = state_d, rb_d, cb_d, t_d, ecc_d, status_d
+
+            # ---- clock edge: scrubber -----------------------------------------------
+            if b.scrub:
+                if s_state == 0:
+                    timer = scr["timer_q"]
+                    if busy or period == 0:
+                        scr["timer_q"] = 0
+                    elif (timer + 1) & 0xFFFF >= period:
+                        scr["timer_q"] = 0
+                        scr["state_q"] = 1
+                    else:
+                        scr["timer_q"] = (timer + 1) & 0xFFFF
+                elif s_state == 1:
+                    scr["state_q"] = 2
+                elif s_state == 2:
+                    scr["state_q"] = 0
+                    last = s_ptr == spm_words - 1
+                    scr["ptr_q"] = 0 if last else (s_ptr + 1) & 0xFFFF
+                    if last:
+                        scr["passes_q"] = (scr["passes_q"] + 1) & MASK32
+                else:
+                    scr["state_q"] = 0
+
+            # ---- clock edge: array --------------------------------------------------
+            self._array_edge(valid_in, first_in, lanes0, lanes1)
+            if bank_changed:
+                out = [self._bank_out(0), self._bank_out(1)]
+
+        result.cycles = x
+        cnt.update(cycles_q=cycles_q & MASK32, macs_q=macs_q & MASK32, corr_q=corr_q & MASK32,
+                   uncorr_q=uncorr_q & MASK32, mismatch_q=mismatch_q & MASK32)  # fmt: skip
+        for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t), ("ecc", ecc),
+                        ("status", status)):  # fmt: skip
+            st.seq[name] = [v] * b.copies
+        for name, v in cfg_v.items():
+            st.cfg[name] = [v] * b.copies
+        return result
+
+    def fill_operands(self) -> None:
+        """Operand pipelines as many idle cycles leave them: every a_q and skew stage of
+        row i holds byte i of bank 0's output, every b_q and stage of column j byte j of
+        bank 1's (no beat is in flight between jobs)."""
+        st = self.st
+        lanes0, lanes1 = self._bank_out(0)[3], self._bank_out(1)[3]
+        st.pipe[0] = lanes0[:, None]
+        st.pipe[3] = lanes1[:, None]
+        st.skew[0] = lanes0[:, None]
+        st.skew[3] = lanes1[:, None]
+        st.pipe[1:3] = 0
+        st.skew[1:3] = 0
+
+    def settle(self) -> None:
+        """The idle cycles after a job: beats in flight land, the operand pipelines fill
+        with the banks' last outputs; no read is issued, both channels point at bank 0."""
+        st = self.st
+        st.valid_q = st.first_q = 0
+        st.rvalid = [0, 0]
+        lanes0, lanes1 = self._bank_out(0)[3], self._bank_out(1)[3]
+        for _ in range(3 * self.b.n):
+            self._array_edge(0, 0, lanes0, lanes1)
+        st.r0_bank_q = st.r1_bank_q = 0
+        st.scrub_bank_q = (st.scrub["ptr_q"] >> self.b.aw) & 1
+
+    def _apply(self, act: Action, sets: dict[str, int]) -> None:
+        kind = act[0]
+        if kind == "mem":
+            _, word, bit = act
+            self.codes[word] ^= 1 << bit
+        elif kind == "set":
+            _, path, bit = act
+            sets[path] = sets.get(path, 0) ^ (1 << bit)
+        else:
+            path, bit, copy = act
+            self.st.flip(path, bit, copy)
+
+    def _array_edge(self, valid_i: int, first_i: int, a_lanes: np.ndarray,
+                    b_lanes: np.ndarray) -> None:  # fmt: skip
+        """scc_array.v's skew registers and every scc_pe.v at one clock edge."""
+        st = self.st
+        pipe, sk = st.pipe, st.skew
+        # Column 0 of the skew array is the array's input this cycle, column s + 1 skew
+        # stage s: row (column) i enters the PEs from column i, row 0 directly.
+        inp = sk[:, :, 0]
+        inp[0] = a_lanes
+        inp[1] = valid_i
+        inp[2] = first_i
+        inp[3] = b_lanes
+        pipe[:, :, 1:] = pipe[:, :, :-1]
+        pipe[:, :, 0] = np.diagonal(sk, axis1=1, axis2=2)
+        sk[:, :, 1:] = sk[:, :, :-1]
+        if not pipe[1:3].any():
+            return
+        term = pipe[0] * pipe[3].T * pipe[1]
+        first = pipe[2] != 0
+        acc = st.acc
+        # acc and out are kept unwrapped (int64 sums); every reader wraps them to int32.
+        summed = acc + term
+        st.out = np.where(first, acc, st.out)
+        st.acc = np.where(first, term, summed)
+
+    def _write_data(self, g: _Geometry, wr_cb: int, u: int, wr_cols: int) -> int:
+        """mw_wdata_o: the epilogue over row wrow[LOGN-1:0] of the result registers."""
+        n = self.b.n
+        wrow = u >> 2 if g.out32 else u
+        row = ((self.st.out[wrow & (n - 1)] + (1 << 31)) & MASK32) - (1 << 31)
+        live = np.arange(n) < wr_cols
+        x = row
+        if g.bias_en:
+            bias = self.st.bias[wr_cb & 1].view("<i4").astype(np.int64)
+            x = ((x + bias + (1 << 31)) & MASK32) - (1 << 31)
+        if g.relu:
+            x = np.where(x < 0, 0, x)
+        if g.out32:
+            lanes = np.where(live, x, 0).astype("<i4").view(np.uint8)
+            wq = u & 3
+            chunk = lanes[wq * n : (wq + 1) * n]
+            return int.from_bytes(chunk.tobytes(), "little")
+        half = 0 if g.shift == 0 else 1 << (g.shift - 1)
+        q = np.clip((x + half) >> g.shift, -128, 127)
+        q = np.where(live, q, 0).astype(np.int8).view(np.uint8)
+        return int.from_bytes(q.tobytes(), "little")
+
+
+def wr_cols_of(g: _Geometry, wr_cb: int, n: int, logn: int) -> int:
+    """wr_cols: valid columns of the column block being written."""
+    return min((g.ncols - ((wr_cb << logn) & MASK32)) & MASK32, n)
