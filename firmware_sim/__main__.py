@@ -40,6 +40,7 @@ from testbed.config import (
     load_target,
     parse_key,
 )
+from testbed.sitemap import SiteMapError
 
 MAX_WAIT_S = 0.5
 DEFAULT_BUILD = Build()
@@ -222,7 +223,11 @@ def run(args: argparse.Namespace) -> int:
         epoch_unix=time.time(),
         env=env_config,
     )
-    environment, radiation = _radiation(args, backend, config.ram_bytes)
+    try:
+        environment, radiation = _radiation(args, backend, config.ram_bytes)
+    except SiteMapError as exc:  # the exposed bits come from the build's site map
+        print(f"firmware-sim: cannot fly {args.environment}: {exc}", file=sys.stderr)
+        return 2
     if environment is not None and environment.saa is not None:
         # One orbit: the eclipse follows the period the environment file gives.
         config = replace(

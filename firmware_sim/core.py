@@ -171,6 +171,8 @@ class FlightSoftware:
         self.safe_entries = 0
         self.anomalies = AnomalyWindow()
         self.watchdog = Watchdog(now)
+        if self.radiation is not None:
+            self.radiation.mark_boot()  # HK counts upsets since boot
         self.power_low = False
         self.thermal_alarm = False
         self.dispatcher = Dispatcher(

@@ -10,31 +10,47 @@ holds the published average. SEFI and SEL arrive at their flat per-device rates.
 The draws do not depend on how time is cut into spans: each stream keeps its next
 arrival, so one call over a day and 86,400 calls of a second give the same events.
 
-``UpsetLander`` is the flight software's collaborator that lands them: scratchpad and
-flip-flop upsets on uniformly chosen fault sites of the accelerator model, SRAM upsets
-also in the firmware's own RAM, a SEFI as a hung sequencer, an SEL as a latch-up.
+What is exposed comes from the build's site map (``testbed.sitemap``): its operand
+memory is SRAM, every other class of storage element flip-flops, and the firmware's own
+RAM is SRAM too (``Exposure``). ``UpsetLander`` is the flight software's collaborator
+that lands the arrivals: a flip-flop upset on a bit drawn uniformly over the map's
+flip-flop bits, a scratchpad upset as a cluster of cells (``testbed.clusters``) placed
+uniformly where it fits its bank, a firmware RAM upset on consecutive bits, a SEFI as a
+hung sequencer, an SEL as a latch-up. An upset the model cannot apply is counted as not
+landed, with the reason in the log, and never as landed.
 """
 
 from __future__ import annotations
 
 import math
+import random
+import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from firmware_sim.accel import NotModelled, SpmCell
-from firmware_sim.backend import ModelBackend
+from firmware_sim.accel import FlopBit, NotModelled
+from firmware_sim.accel.faults import FaultSite
+from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason
+from firmware_sim.backend import Build, ModelBackend
 from firmware_sim.environment import Environment as Power
 from firmware_sim.ram import FirmwareRam
 from protocol.codes import FaultKind
+from testbed.clusters import draw as draw_cluster
 from testbed.config.environment import SECONDS_PER_DAY, Environment
+from testbed.sitemap import Entry, SiteClass, SiteMap
+from testbed.sitemap_builds import Build as MapBuild
 
 MEMORY_CLASSES = ("sram", "flipflop")
 """Memory classes with an upset rate in an environment file."""
 MULTI_BIT_CLASSES = frozenset({"sram"})
 """Classes whose upsets may hit several adjacent cells (memory arrays, not flip-flops)."""
+SRAM_SITES = frozenset({SiteClass.OPERAND_MEMORY})
+"""Site-map classes that are SRAM cells; every other class of the map is flip-flops."""
+UPSET_TARGETS = ("spm", "flipflop", "fw_ram")
+"""Where an upset lands: scratchpad cells, the chip's flip-flops, the firmware RAM."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,21 +243,60 @@ class ArrivalProcess:
         return out
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """What radiation can flip: the build's site map, split into its SRAM cells (operand
+    memory) and its flip-flops (every other class), and the firmware RAM's bits."""
+
+    spm: SiteMap
+    flipflops: SiteMap
+    ram_bits: int
+
+    @classmethod
+    def of(cls, build: Build, ram: FirmwareRam) -> Exposure:
+        """The exposure of ``build``'s chip (its kept site map; ``SiteMapError`` if there
+        is none) and of ``ram``."""
+        sitemap = SiteMap.load(MapBuild(**asdict(build)))
+        flops = [c for c in SiteClass if c not in SRAM_SITES]
+        return cls(sitemap.select(*SRAM_SITES), sitemap.select(*flops), 8 * ram.size)
+
+    def bits(self) -> dict[str, int]:
+        """Bits per memory class of an environment file: SRAM (scratchpad and firmware
+        RAM) and flip-flops."""
+        return {"sram": self.spm.total_bits + self.ram_bits,
+                "flipflop": self.flipflops.total_bits}  # fmt: skip
+
+
 def exposed_bits(backend: ModelBackend, ram: FirmwareRam) -> dict[str, int]:
-    """Bits per memory class: scratchpad cells and firmware RAM are SRAM, the rest flip-flops."""
-    counts = backend.chip.fault_site_counts()
-    spm = counts[SpmCell]
-    return {"sram": spm + 8 * ram.size, "flipflop": sum(counts.values()) - spm}
+    """Bits per memory class of the backend's build (from its site map) and of ``ram``."""
+    return Exposure.of(backend.build, ram).bits()
+
+
+_COPY = re.compile(r"\[\d+\]$")
+
+
+def flop_site(entry: Entry, bit: int) -> FaultSite:
+    """The model's fault site of bit ``bit`` of a site-map register: its own site type
+    where ``sitemap_sites`` has one, else the flop by its RTL path (TMR copy apart)."""
+    site = model_site(entry, bit)
+    if site is not None:
+        return site
+    path = entry.name if entry.copy is None else _COPY.sub("", entry.name)
+    return FlopBit(path, bit, entry.copy)
 
 
 class UpsetLander:
     """Lands the arrivals of ``process`` on the chip, the firmware RAM and the power model.
 
-    SRAM upsets hit a uniformly chosen bit among the scratchpad cells and the firmware
-    RAM; a multi-bit upset flips that many adjacent cells of the row (cut short at the
-    row's end), or adjacent bits of RAM. Flip-flop upsets hit a uniformly chosen
-    flip-flop fault site of the model. ``landed`` counts what landed where;
-    ``not_landed`` what the model could not apply (never counted as landed).
+    An SRAM upset hits the scratchpad or the firmware RAM in proportion to their bits. In
+    the scratchpad it is a cluster (``testbed.clusters.draw``: down the bit line with the
+    environment's ``bit_line_share``, else along the word line or a block), its first cell
+    drawn uniformly among those from which it fits its bank, mapped to cells by the
+    build's layout; in the RAM it flips consecutive bits. A flip-flop upset hits a bit
+    drawn uniformly over the site map's flip-flop bits. ``landed`` counts what landed
+    where (and SEFIs and SELs), ``landed_in_saa`` those that landed inside the anomaly,
+    ``not_landed`` where the model could not apply one, ``flipflop_classes`` the site
+    classes flip-flop upsets were drawn in (landed or not).
     """
 
     def __init__(self, process: ArrivalProcess, backend: ModelBackend, ram: FirmwareRam,
@@ -250,10 +305,36 @@ class UpsetLander:
         self.backend = backend
         self.ram = ram
         self.power = power
+        self.exposure = Exposure.of(backend.build, ram)
+        self.bit_line_share = process.environment.multi_bit.bit_line_share.value
         self.rng = np.random.default_rng((process.seed, 1))
+        # testbed.clusters draws with the standard library's generator, seeded from ours.
+        self.cluster_rng = random.Random(int(self.rng.integers(2**63)))
         self.t = 0.0
         self.landed: Counter[str] = Counter()
-        self.not_landed = 0
+        self.landed_in_saa: Counter[str] = Counter()
+        self.not_landed: Counter[str] = Counter()
+        self.flipflop_classes: Counter[SiteClass] = Counter()
+        self._boot_landed: Counter[str] = Counter()
+        self._boot_not_landed = 0
+
+    @property
+    def in_saa(self) -> bool:
+        """Is the mission time last landed up to inside the South Atlantic Anomaly?"""
+        return self.process.in_saa(self.t)
+
+    def mark_boot(self) -> None:
+        """The flight software booted: counts ``since_boot`` start again from here."""
+        self._boot_landed = Counter(self.landed)
+        self._boot_not_landed = self.not_landed.total()
+
+    def since_boot(self, where: str) -> int:
+        """Upsets landed in ``where`` (one of ``UPSET_TARGETS``) since the last boot."""
+        return self.landed[where] - self._boot_landed[where]
+
+    def not_landed_since_boot(self) -> int:
+        """Upsets the model could not apply, wherever they were to land, since the last boot."""
+        return self.not_landed.total() - self._boot_not_landed
 
     def advance(self, t: float) -> list[str]:
         """Land what arrives up to mission time ``t``; log lines of what happened."""
@@ -273,41 +354,63 @@ class UpsetLander:
                     self.power.latchup = True
                     self.landed["sel"] += 1
                     lines.append(f"radiation: SEL at {a.time:.1f} s, the accelerator latches up")
-            elif a.memory == "sram":
-                self._sram(a.size)
+                continue
+            where, why = self._sram(a.size) if a.memory == "sram" else self._flipflop()
+            if why is None:
+                self.landed[where] += 1
+                self.landed_in_saa[where] += int(self.process.in_saa(a.time))
             else:
-                self._flipflop()
-        upsets = {
-            k: n - before[k] for k, n in self.landed.items() if k in ("spm", "fw_ram", "flipflop")
-        }
+                self.not_landed[where] += 1
+                lines.append(f"radiation: {a.kind.name} at {a.time:.1f} s not landed: {why}")
+        upsets = {k: self.landed[k] - before[k] for k in UPSET_TARGETS}
         if any(upsets.values()):
             where = ", ".join(f"{k} {n}" for k, n in upsets.items() if n)
             lines.append(f"radiation: upsets landed up to {t:.1f} s: {where}")
         return lines
 
-    def _sram(self, size: int) -> None:
-        chip = self.backend.chip
-        spm = chip.fault_site_counts()[SpmCell]
-        index = int(self.rng.integers(spm + 8 * self.ram.size))
-        if index < spm:
-            cell = chip.fault_site(index)
-            assert isinstance(cell, SpmCell)
-            width = min(size, self.backend.layout.row_cells - cell.cell)
-            self.backend.flip(self.backend.layout.adjacent(cell, width))
-            self.landed["spm"] += 1
-            return
-        first = index - spm
-        for bit in range(first, min(first + size, 8 * self.ram.size)):
-            self.ram.flip(*divmod(bit, 8))
-        self.landed["fw_ram"] += 1
+    def _sram(self, size: int) -> tuple[str, str | None]:
+        """Land an SRAM upset of ``size`` cells: (where, why it did not land or None)."""
+        spm, ram_bits = self.exposure.spm, self.exposure.ram_bits
+        index = int(self.rng.integers(spm.total_bits + ram_bits))
+        if index >= spm.total_bits:
+            if size > ram_bits:
+                return "fw_ram", f"{size} bits do not fit the firmware RAM ({ram_bits} bits)"
+            first = int(self.rng.integers(ram_bits - size + 1))
+            for bit in range(first, first + size):
+                self.ram.flip(*divmod(bit, 8))
+            return "fw_ram", None
+        bank, _ = spm.site(index)
+        cluster = draw_cluster(size, self.cluster_rng, self.bit_line_share)
+        rows, cells = bank.depth, bank.width  # a bank's physical rows and cells per row
+        if cluster.rows > rows or cluster.cells > cells:
+            return "spm", (
+                f"a {cluster.orientation} cluster of {size} cells ({cluster.rows} x "
+                f"{cluster.cells}) does not fit {bank.name} ({rows} rows of {cells} cells)"
+            )
+        row = int(self.rng.integers(rows - cluster.rows + 1))
+        cell = int(self.rng.integers(cells - cluster.cells + 1))
+        origin = model_site(bank, row * cells + cell)
+        try:
+            self.backend.flip(self.backend.layout.cluster(origin, cluster.offsets))
+        except (ValueError, NotModelled) as exc:
+            return "spm", f"{bank.name} row {row} cell {cell}: {exc}"
+        return "spm", None
 
-    def _flipflop(self) -> None:
-        chip = self.backend.chip
-        spm = chip.fault_site_counts()[SpmCell]
-        site = chip.fault_site(spm + int(self.rng.integers(chip.fault_site_count() - spm)))
+    def _flipflop(self) -> tuple[str, str | None]:
+        """Land a flip-flop upset: ("flipflop", why it did not land or None)."""
+        flops = self.exposure.flipflops
+        if not flops.total_bits:
+            return "flipflop", f"build {flops.build.name} has no flip-flops in its site map"
+        entry, bit = flops.site(int(self.rng.integers(flops.total_bits)))
+        self.flipflop_classes[entry.cls] += 1
+        if entry.depth != 1:
+            return "flipflop", f"{entry.name} ({entry.cls}) is a memory, not a register"
+        site = flop_site(entry, bit)
         try:
             self.backend.flip([site])
-        except (ValueError, NotModelled):
-            self.not_landed += 1
-            return
-        self.landed["flipflop"] += 1
+        except NotModelled as exc:
+            return "flipflop", f"{entry.name} bit {bit}: {exc}"
+        except ValueError as exc:
+            why = rtl_only_reason(entry, flops.build) or str(exc)
+            return "flipflop", f"{entry.name} bit {bit} has no site in the model ({why})"
+        return "flipflop", None

@@ -279,7 +279,8 @@ HK_FIELDS: Final[dict[HkStructure, tuple[FieldSpec, ...]]] = {
         "env_time I s; orbit I; orbit_phase H 1e-4 orbit; eclipse B bool; solar_power H mW;"
         "load_power H mW; battery_soc H 0.1 %; battery_voltage H mV; board_temp h 0.01 degC;"
         "chip_temp h 0.01 degC; accel_power H mW; accel_current H mA; accel_energy I mJ;"
-        "accel_static_energy I mJ"
+        "accel_static_energy I mJ; in_saa B bool; upsets_spm I; upsets_flipflop I;"
+        "upsets_fw_ram I; upsets_not_landed I"
     ),
     HkStructure.ACCELERATOR: _fields(
         "array_n B; spm_words H words; accel_state B AccelState; ecc_corrected I words;"

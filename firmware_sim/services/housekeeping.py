@@ -51,6 +51,11 @@ def _sat(value: float, fmt: str) -> int:
     return max(lo, min(hi, round(value)))
 
 
+def _landed(fsw: FlightSoftware, where: str) -> int:
+    """Upsets of the flown environment landed in ``where`` since boot (0 if none is flown)."""
+    return 0 if fsw.radiation is None else fsw.radiation.since_boot(where)
+
+
 F = _Source
 _SOURCES: dict[HkStructure, tuple[_Source, ...]] = {
     HkStructure.SYSTEM: (
@@ -114,6 +119,19 @@ _SOURCES: dict[HkStructure, tuple[_Source, ...]] = {
           "leakage and latch-up energy since power-on "
           "(a latch-up adds its extra power while it lasts)",
           lambda f: 1e3 * f.env.accel_static_energy_j),
+        F("in_saa", "1 inside a pass through the South Atlantic Anomaly of the flown "
+          "environment; 0 outside, or with no environment flown",
+          lambda f: f.radiation is not None and f.radiation.in_saa),
+        F("upsets_spm", "upsets of the flown environment landed in scratchpad cells since "
+          "boot (a multi-bit upset counts once); 0 with no environment flown",
+          lambda f: _landed(f, "spm")),
+        F("upsets_flipflop", "upsets landed in the accelerator's flip-flops since boot",
+          lambda f: _landed(f, "flipflop")),
+        F("upsets_fw_ram", "upsets landed in the firmware RAM since boot",
+          lambda f: _landed(f, "fw_ram")),
+        F("upsets_not_landed", "upsets that arrived but could not be applied to the model "
+          "since boot (not counted above; the reason is in the firmware log)",
+          lambda f: 0 if f.radiation is None else f.radiation.not_landed_since_boot()),
     ),
     HkStructure.ACCELERATOR: (
         F("array_n", "systolic array size N (PARAMS)", lambda f: f.driver.info.n),

@@ -100,10 +100,15 @@ class Clusters(Schema):
 
 
 class MultiBit(Schema):
-    """The share of upsets that hit several adjacent cells, and the cluster sizes."""
+    """The share of upsets that hit several adjacent cells, the cluster sizes, and the share
+    of clusters that run along the bit line (the rest run along the word line, or form a
+    block from 4 cells: ``testbed.clusters.draw``)."""
 
     share: Share
     clusters: Clusters
+    bit_line_share: Share = Field(
+        description="a mapping of value (share of clusters along the bit line, 0..1), source"
+    )
 
 
 class Saa(Schema):

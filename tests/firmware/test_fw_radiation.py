@@ -15,13 +15,29 @@ from pathlib import Path
 
 import pytest
 
+from firmware_sim.accel import NotModelled
+from firmware_sim.accel.layout import Cell, Layout
 from firmware_sim.backend import Build, ModelBackend
 from firmware_sim.core import FlightSoftware, FswConfig
-from firmware_sim.radiation import ArrivalProcess, DeviceEvent, Upset, exposed_bits
+from firmware_sim.environment import Environment as Power
+from firmware_sim.environment import EnvironmentConfig
+from firmware_sim.radiation import (
+    ArrivalProcess,
+    DeviceEvent,
+    Upset,
+    UpsetLander,
+    exposed_bits,
+    flop_site,
+)
 from firmware_sim.ram import FirmwareRam
+from firmware_sim.services.housekeeping import HK_STRUCTURES
 from protocol.codes import FaultKind, Mode
+from protocol.payloads import HkStructure, ResetCause
+from testbed.clusters import Orientation, shape
 from testbed.config import Environment, load_environment
 from testbed.config.environment import ESTIMATE, SECONDS_PER_DAY, Share
+from testbed.sitemap import MAPS_DIR, SiteClass, SiteMap
+from testbed.sitemap_builds import Build as MapBuild
 
 REPO = Path(__file__).resolve().parents[2]
 SIGMAS = 5.0
@@ -39,7 +55,8 @@ def assert_binomial(hits: int, n: int, p: float) -> None:
     assert abs(hits / n - p) <= SIGMAS * math.sqrt(p * (1 - p) / n), (hits, n, p)
 
 
-def environment(sram=0.0, flipflop=0.0, mbu=0.0, sizes=(2,), sefi=0.0, sel=0.0) -> Environment:
+def environment(sram=0.0, flipflop=0.0, mbu=0.0, sizes=(2,), sefi=0.0, sel=0.0,
+                bit_line=0.5) -> Environment:  # fmt: skip
     """An environment with only the given rates (per bit-day or device-day)."""
 
     def n(value: float) -> dict:
@@ -50,7 +67,7 @@ def environment(sram=0.0, flipflop=0.0, mbu=0.0, sizes=(2,), sefi=0.0, sel=0.0) 
         "sram_upsets_per_bit_day": n(sram), "flipflop_upsets_per_bit_day": n(flipflop),
         "multi_bit": {"share": n(mbu), "clusters": {
             "sizes": list(sizes), "probabilities": [1 / len(sizes)] * len(sizes),
-            "source": "estimate"}},
+            "source": "estimate"}, "bit_line_share": n(bit_line)},
         "sefi_per_device_day": n(sefi), "sel_per_device_day": n(sel),
         "dose_krad_per_year": n(0.0),
     })  # fmt: skip
@@ -178,9 +195,191 @@ def test_a_span_that_runs_backwards_is_refused() -> None:
         ArrivalProcess(GEO, BITS).advance(10.0, 5.0)
 
 
-# --- landing them: the flight software in orbit ---------------------------------------------
+# --- what is exposed: the build's site map -------------------------------------------------
 
-BARE = Build(n=4, bank_words=32768, interleave=1, ecc=False, scrub=False, tmr=False)
+KEPT = [MapBuild.from_name(p.stem) for p in sorted(MAPS_DIR.glob("*.json"))]
+
+
+def backend_of(build: MapBuild) -> ModelBackend:
+    return ModelBackend(Build(**build.options()))
+
+
+@pytest.mark.parametrize("build", KEPT, ids=[b.name for b in KEPT])
+def test_exposed_bits_are_the_site_maps_bits(build: MapBuild) -> None:
+    by_class = SiteMap.load(build).bits_by_class()
+    ram = FirmwareRam(4096)
+    bits = exposed_bits(backend_of(build), ram)
+    spm = by_class.pop(SiteClass.OPERAND_MEMORY)
+    assert bits == {"sram": spm + 8 * 4096, "flipflop": sum(by_class.values())}
+    # The arrival rates are the preset's per-bit rates times those counts.
+    rates = ArrivalProcess(LEO, bits, acceleration=7.0).upset_rates
+    per_bit = {"sram": LEO.sram_upsets_per_bit_day, "flipflop": LEO.flipflop_upsets_per_bit_day}
+    for memory, n in bits.items():
+        assert rates[memory] == pytest.approx(per_bit[memory].value * n * 7 / DAY)
+
+
+# --- landing them -----------------------------------------------------------------------------
+
+
+def lander(build: Build, env: Environment, acceleration: float, seed: int = 21,
+           ram_bytes: int = 64 * 1024) -> UpsetLander:  # fmt: skip
+    """The chip model, a firmware RAM and the power model with ``env``'s upsets to land."""
+    backend, ram = ModelBackend(build), FirmwareRam(ram_bytes)
+    process = ArrivalProcess(env, exposed_bits(backend, ram), acceleration, seed)
+    return UpsetLander(process, backend, ram, Power(EnvironmentConfig()))
+
+
+def fly_lander(land: UpsetLander, seconds: float, step: float) -> list[str]:
+    """Land what arrives over ``seconds`` of mission time in steps; the log lines."""
+    lines, t = [], 0.0
+    while t < seconds:
+        t = min(seconds, t + step)
+        lines += land.advance(t)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def leo_day() -> UpsetLander:
+    """A day of ISS-like LEO on the default build, a million times the rates."""
+    land = lander(Build(), LEO, acceleration=1e6, seed=31)
+    fly_lander(land, DAY, step=600.0)
+    return land
+
+
+def test_a_day_of_leo_lands_upsets_where_the_bits_are(leo_day: UpsetLander) -> None:
+    ex = leo_day.exposure
+    rates = {"sram": LEO.sram_upsets_per_bit_day.value,
+             "flipflop": LEO.flipflop_upsets_per_bit_day.value}  # fmt: skip
+    weight = {"spm": rates["sram"] * ex.spm.total_bits, "fw_ram": rates["sram"] * ex.ram_bits,
+              "flipflop": rates["flipflop"] * ex.flipflops.total_bits}  # fmt: skip
+    arrived = {k: leo_day.landed[k] + leo_day.not_landed[k] for k in weight}
+    total = sum(arrived.values())
+    assert_poisson(total, sum(weight.values()) * 1e6)
+    assert total > 10_000 and arrived["flipflop"] > 30
+    for where, w in weight.items():
+        assert_binomial(arrived[where], total, w / sum(weight.values()))
+    # Every SRAM upset lands; of flip-flop upsets only those the model has no site for
+    # are not landed, and they are never counted as landed.
+    assert leo_day.not_landed["spm"] == leo_day.not_landed["fw_ram"] == 0
+    assert 0 < leo_day.not_landed["flipflop"] < arrived["flipflop"]
+
+
+def test_the_anomaly_holds_its_share_of_the_landed_upsets(leo_day: UpsetLander) -> None:
+    assert LEO.saa is not None
+    landed = sum(leo_day.landed[k] for k in ("spm", "flipflop", "fw_ram"))
+    inside = sum(leo_day.landed_in_saa.values())
+    assert_binomial(inside, landed, LEO.saa.f_u.value)
+
+
+def test_flip_flop_upsets_are_drawn_uniformly_over_the_maps_flip_flop_bits() -> None:
+    build = Build()
+    land = lander(build, environment(flipflop=2.0), acceleration=1.0, seed=32)
+    lines = fly_lander(land, 1.0 * DAY, step=DAY / 8)
+    drawn = land.flipflop_classes
+    n = sum(drawn.values())
+    assert n == land.landed["flipflop"] + land.not_landed["flipflop"] > 3000
+    bits = SiteMap.load(MapBuild()).bits_by_class()
+    bits.pop(SiteClass.OPERAND_MEMORY)
+    assert set(drawn) <= set(bits)
+    for cls, b in bits.items():
+        assert_binomial(drawn[cls], n, b / sum(bits.values()))
+    # Each upset not landed says where and why, and the model indeed cannot flip that bit.
+    missed = [line for line in lines if " not landed: " in line]
+    assert len(missed) == land.not_landed["flipflop"] > 0
+    sitemap = land.exposure.flipflops
+    for line in missed[:50]:
+        name, _, rest = line.split(" not landed: ")[1].partition(" bit ")
+        bit = int(rest.split()[0].rstrip(":"))
+        with pytest.raises((ValueError, NotModelled)):
+            ModelBackend(build).flip([flop_site(sitemap.entry(name), bit)])
+
+
+def test_flip_flop_upsets_reach_tmr_copies_which_are_voted_out() -> None:
+    fsw, events = fly(Build(), environment(flipflop=200.0), acceleration=3.0, seconds=10.0)
+    assert fsw.radiation is not None
+    assert fsw.radiation.landed["flipflop"] > 20
+    assert fsw.radiation.landed["spm"] == fsw.radiation.landed["fw_ram"] == 0
+    assert fsw.radiation.flipflop_classes[SiteClass.CONFIGURATION] > 0
+    assert fsw.edac.tmr.total > 0
+
+
+# --- multi-bit upsets in the scratchpad ------------------------------------------------------
+
+
+def changed_cells(backend: ModelBackend) -> set[Cell]:
+    """Every scratchpad cell that no longer holds 0 (the memory starts all zero)."""
+    chip, lay = backend.chip, backend.layout
+    dw = 8 * backend.build.n
+    cells = set()
+    for word in range(chip.spm_words):
+        data, check = chip.peek(word)
+        code = data | (check or 0) << dw
+        cells |= {lay.cell_of(word, b) for b in range(lay.codeword_bits) if code >> b & 1}
+    return cells
+
+
+def landings(land: UpsetLander, count: int) -> list[set[Cell]]:
+    """The cells that each of ``count`` scratchpad upsets flipped, stepping time finely so
+    that a step lands one upset (a step that lands two is not counted)."""
+    step = DAY / land.process.upset_rates["sram"] / land.process.acceleration / DAY / 20
+    before, out, t = changed_cells(land.backend), [], 0.0
+    while len(out) < count and t < 1000 * count * step:
+        n = land.landed["spm"]
+        t += step
+        land.advance(t)
+        if land.landed["spm"] > n:
+            after = changed_cells(land.backend)
+            if land.landed["spm"] == n + 1:
+                out.append(before ^ after)  # a flip toggles: the cells this upset flipped
+            before = after
+    return out
+
+
+def offsets(cells: set[Cell]) -> tuple[tuple[int, int], ...]:
+    """Cells as sorted offsets from the corner of their bounding box."""
+    r0, c0 = min(c.row for c in cells), min(c.cell for c in cells)
+    return tuple(sorted((c.row - r0, c.cell - c0) for c in cells))
+
+
+NOECC = Build(n=4, bank_words=1024, interleave=1, ecc=False, scrub=False, tmr=False)
+IL2 = Build(n=4, bank_words=256, interleave=2)
+IL4 = Build(n=4, bank_words=1024, interleave=4)
+
+
+@pytest.mark.parametrize(
+    ("build", "bit_line", "size", "orientation"),
+    [
+        (NOECC, 1.0, 3, Orientation.BIT_LINE),
+        (NOECC, 0.0, 3, Orientation.WORD_LINE),
+        (NOECC, 0.0, 6, Orientation.BLOCK),
+        (IL2, 1.0, 9, Orientation.BIT_LINE),
+        (IL4, 0.0, 4, Orientation.BLOCK),
+        (IL4, 0.0, 2, Orientation.WORD_LINE),
+    ],
+)
+def test_a_multi_bit_upset_flips_the_cells_of_its_cluster_shape(
+    build: Build, bit_line: float, size: int, orientation: Orientation
+) -> None:
+    env = environment(sram=1.0, mbu=1.0, sizes=(size,), bit_line=bit_line)
+    land = lander(build, env, acceleration=1.0, seed=33, ram_bytes=0)
+    found = landings(land, 12)
+    assert len(found) == 12 and land.not_landed.total() == 0 and land.landed["fw_ram"] == 0
+    want = tuple(sorted(shape(size, orientation).offsets))
+    for cells in found:
+        assert len({c.bank for c in cells}) == 1 and offsets(cells) == want, (cells, want)
+
+
+def test_bit_interleaving_puts_the_cells_of_a_word_line_cluster_in_different_words() -> None:
+    env = environment(sram=1.0, mbu=1.0, sizes=(3,), bit_line=0.0)
+    land = lander(IL4, env, acceleration=1.0, seed=34, ram_bytes=0)
+    lay: Layout = land.backend.layout
+    for cells in landings(land, 8):
+        words = [lay.word_bit_of(c)[0] for c in cells]
+        # Three cells side by side, one bit in each of three words: SECDED corrects each.
+        assert len(words) == 3 and len(set(words)) == 3
+
+
+# --- the flight software in orbit -------------------------------------------------------------
 
 
 def fly(build: Build, env: Environment, acceleration: float, seconds: float,
@@ -204,71 +403,40 @@ def fly(build: Build, env: Environment, acceleration: float, seconds: float,
     return fsw, events
 
 
-def spm_changes(fsw: FlightSoftware) -> dict[int, int]:
-    """Scratchpad words that are no longer zero, with the bits that changed."""
-    chip = fsw.backend.chip
-    return {w: d for w in range(chip.spm_words) if (d := chip.peek(w)[0])}
+def environment_hk(fsw: FlightSoftware) -> dict[str, float]:
+    """The ENVIRONMENT report's values as the flight software would send them now."""
+    return {f.name: f.get(fsw) for f in HK_STRUCTURES[HkStructure.ENVIRONMENT]}
 
 
-def ram_ones(fsw: FlightSoftware) -> int:
-    return sum(bin(b).count("1") for b in fsw.ram.data)
+RADIATION_HK = ("in_saa", "upsets_spm", "upsets_flipflop", "upsets_fw_ram", "upsets_not_landed")
 
 
-def test_sram_upsets_land_on_uniformly_chosen_scratchpad_and_ram_bits() -> None:
-    fsw, events = fly(BARE, environment(sram=4.0), acceleration=1.0, seconds=10.0)
-    assert fsw.radiation is not None
-    landed = fsw.radiation.landed
-    spm, ram = landed["spm"], landed["fw_ram"]
-    assert spm + ram > 200
-    changed = spm_changes(fsw)
-    # Each upset flips one bit; only two landing on one bit (rare) would undo each other.
-    flipped = sum(bin(d).count("1") for d in changed.values())
-    assert flipped % 2 == spm % 2 and 0 <= spm - flipped <= 2
-    assert ram_ones(fsw) % 2 == ram % 2 and 0 <= ram - ram_ones(fsw) <= 2
-    bits = exposed_bits(fsw.backend, fsw.ram)
-    assert_binomial(spm, spm + ram, (bits["sram"] - 8 * fsw.ram.size) / bits["sram"])
+def test_housekeeping_counts_upsets_since_boot() -> None:
+    fsw, _ = fly(Build(), environment(sram=20.0, flipflop=2000.0), acceleration=1.0,
+                 seconds=5.0)  # fmt: skip
+    land = fsw.radiation
+    assert land is not None
+    hk = environment_hk(fsw)
+    assert hk["upsets_spm"] == land.landed["spm"] > 0
+    assert hk["upsets_fw_ram"] == land.landed["fw_ram"] > 0
+    assert hk["upsets_flipflop"] == land.landed["flipflop"] > 0
+    assert hk["upsets_not_landed"] == land.not_landed.total() > 0
+    fsw.request_reboot(ResetCause.COMMAND)
+    fsw.step(5.0)
+    assert all(environment_hk(fsw)[name] == 0 for name in RADIATION_HK[1:])
+    assert land.landed["spm"] == hk["upsets_spm"]  # the chip's upsets stay where they landed
+    fsw.step(6.0)
+    assert environment_hk(fsw)["upsets_fw_ram"] == land.landed["fw_ram"] - hk["upsets_fw_ram"]
 
 
-def test_a_multi_bit_upset_flips_adjacent_bits_of_one_word_without_interleaving() -> None:
-    fsw, events = fly(
-        BARE, environment(sram=0.1, mbu=1.0, sizes=(3,)), acceleration=1.0, seconds=10.0
-    )
-    assert fsw.radiation is not None
-    changed = spm_changes(fsw)
-    assert len(changed) == fsw.radiation.landed["spm"] > 5
-    for word, bits in changed.items():
-        low = (bits & -bits).bit_length() - 1
-        run = bits >> low
-        # Three adjacent cells, or fewer where the row (here: the 32-bit word) ends.
-        assert run & (run + 1) == 0, f"word {word}: {bits:#x} is not one run of bits"
-        assert run == 0b111 or low + run.bit_length() == 32, f"word {word}: {bits:#x}"
-
-
-def test_bit_interleaving_spreads_a_multi_bit_upset_over_words() -> None:
-    build = Build(n=4, bank_words=32768, interleave=4, ecc=False, scrub=False, tmr=False)
-    fsw, events = fly(
-        build, environment(sram=0.1, mbu=1.0, sizes=(3,)), acceleration=1.0, seconds=10.0
-    )
-    assert fsw.radiation is not None
-    landed = fsw.radiation.landed["spm"]
-    changed = spm_changes(fsw)
-    assert landed > 5 and landed <= len(changed) <= 3 * landed
-    assert all(bin(bits).count("1") == 1 for bits in changed.values())
-
-
-def test_flip_flop_upsets_land_on_the_models_flip_flop_sites() -> None:
-    build = Build(n=4, bank_words=1024, interleave=1, ecc=True, scrub=True, tmr=True)
-    fsw, events = fly(build, environment(flipflop=200.0), acceleration=3.0, seconds=10.0)
-    assert fsw.radiation is not None
-    landed, missed = fsw.radiation.landed["flipflop"], fsw.radiation.not_landed
-    assert landed + missed > 50 and landed > 0
-    assert fsw.radiation.landed["spm"] == fsw.radiation.landed["fw_ram"] == 0
-    # Flips of configuration-register copies are voted out by TMR and counted.
-    assert fsw.edac.tmr.total > 0
+def test_housekeeping_shows_no_upsets_and_no_anomaly_without_an_environment() -> None:
+    fsw = FlightSoftware(ModelBackend(), FswConfig(mode=Mode.TEST), now=0.0)
+    fsw.step(10.0)
+    assert all(not environment_hk(fsw)[name] for name in RADIATION_HK)
 
 
 def test_a_functional_interrupt_hangs_the_chip_until_the_flight_software_resets_it() -> None:
-    fsw, events = fly(BARE, environment(sefi=4320.0), acceleration=1.0, seconds=60.0, step=0.1)
+    fsw, events = fly(NOECC, environment(sefi=4320.0), acceleration=1.0, seconds=60.0, step=0.1)
     assert fsw.radiation is not None
     sefis = fsw.radiation.landed["sefi"]
     assert sefis >= 1 and 1 <= fsw.accel_resets <= sefis
@@ -276,7 +444,7 @@ def test_a_functional_interrupt_hangs_the_chip_until_the_flight_software_resets_
 
 
 def test_a_latch_up_is_power_cycled_by_the_flight_software() -> None:
-    fsw, events = fly(BARE, environment(sel=4320.0), acceleration=1.0, seconds=60.0, step=0.1)
+    fsw, events = fly(NOECC, environment(sel=4320.0), acceleration=1.0, seconds=60.0, step=0.1)
     assert fsw.radiation is not None
     sels = fsw.radiation.landed["sel"]
     assert sels >= 1 and 1 <= fsw.latchups <= sels
