@@ -5,7 +5,9 @@ served at once, and a START runs the whole job before ``bus_write`` returns, so 
 reads 0 between calls unless a job hung (``hung``). Scratchpad, ECC counters, scrubber,
 TMR and faults match the RTL bit for bit; ``faults`` documents the timing of faults
 scheduled during a job. A job runs analytically (``job``) unless a scheduled fault needs
-the cycle-level twin of the job path (``cycle``).
+the cycle-level twin of the job path (``cycle``). Register bits stuck at 0 or 1
+(``stick``) are held in every idle register and by the twin in every job cycle; the model
+counts the idle cycles it is told of (``idle``), as for the scrubber.
 """
 
 from __future__ import annotations
