@@ -883,10 +883,11 @@ class Accelerator:
         if self._disagree:
             self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
 
-    def unstick_all(self) -> None:
-        """Release every stuck bit in this cycle: each keeps its value until its flop
-        next loads; a TMR copy is outvoted (TMR_MISMATCH + 1 for this cycle if one
-        disagreed) and repaired at the edge that ends the cycle."""
+    def unstick_all(self) -> int:
+        """Release every stuck bit in this cycle (returns how many): each keeps its value
+        until its flop next loads; a TMR copy is outvoted (TMR_MISMATCH + 1 for this
+        cycle if one disagreed) and repaired at the edge that ends the cycle."""
+        released = len(self._stuck)
         if self._disagree:
             self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
         self._stuck.clear()
@@ -896,6 +897,7 @@ class Accelerator:
             for name, copies in regs.items():
                 regs[name] = [vote(copies)] * len(copies)
         self._hold()
+        return released
 
     @staticmethod
     def _held_of(site: StuckSite, value: int) -> Held:

@@ -51,7 +51,7 @@ def test_a_stuck_tmr_copy_is_outvoted_every_cycle_idle_and_in_jobs() -> None:
     assert chip.config("DIM_K") == k
     chip.idle(5)
     assert chip.read_reg(Reg.TMR_MISMATCH) == 16 + cycles
-    chip.unstick_all()
+    assert chip.unstick_all() == 1
     assert chip.read_reg(Reg.TMR_MISMATCH) == 17 + cycles  # outvoted once more, repaired
     chip.idle(100)
     assert chip.read_reg(Reg.TMR_MISMATCH) == 17 + cycles and chip.stuck == {}
