@@ -11,7 +11,8 @@ cycles have passed with the chip still BUSY: a hang.
 Faults are applied at the start of their job cycle, as a deposit at the falling edge
 inside the cycle is: the cycle's combinational logic and the edge that ends it see them.
 A cycle in which the sequencer is already IDLE is not part of the job; faults scheduled
-there are not applied. ``CycleTwin.set_bits`` holds single-event transients on the next
+there are not applied. Stuck bits (``stuck``) are forced at the start of every job cycle,
+after its faults. ``CycleTwin.set_bits`` holds single-event transients on the next
 value of a TMR register (``scc_tmr_reg.v``'s ``next``, shared by the copies): every copy
 loads the flipped value at the edge that ends the cycle.
 """
@@ -25,6 +26,7 @@ import numpy as np
 from .cycle_state import Build, PathState
 from .regs import MASK32
 from .secded import code_for
+from .stuck import Held, hold
 
 S_IDLE, S_CHECK, S_BIAS, S_STREAM, S_FLUSH, S_DONE = range(6)
 ERR_ECC = 1
@@ -89,10 +91,14 @@ class CycleTwin:
     """One job of one build, run cycle by cycle over a ``PathState`` and the scratchpad's
     codewords (``codes[word] = check << DW | data``)."""
 
-    def __init__(self, build: Build, state: PathState, codes: list[int]) -> None:
+    def __init__(
+        self, build: Build, state: PathState, codes: list[int], stuck: tuple[Held, ...] = ()
+    ) -> None:
         self.b = build
         self.st = state
         self.codes = codes
+        #: Bits held at a value every cycle (``stuck``), after the cycle's flips.
+        self.stuck = stuck
         self.code = code_for(build.dw) if build.ecc else None
         self._decoded: dict[int, tuple[int, int, int]] = {}
         self._outputs: dict[int, tuple[int, int, int, np.ndarray]] = {}
@@ -182,7 +188,7 @@ class CycleTwin:
             mismatch = 0
             sets: dict[str, int] = {}
             todo = actions.get(x)
-            if todo:
+            if todo or self.stuck:
                 # Counters live in locals between faults (wrapped when written back).
                 cnt.update(cycles_q=cycles_q & MASK32, macs_q=macs_q & MASK32,
                            corr_q=corr_q & MASK32, uncorr_q=uncorr_q & MASK32,
@@ -193,9 +199,10 @@ class CycleTwin:
                     st.seq[name] = [v] * b.copies
                 for name, v in cfg_v.items():
                     st.cfg[name] = [v] * b.copies
-                for ident, act in todo:
+                for ident, act in todo or ():
                     self._apply(act, sets)
                     result.applied.append(ident)
+                hold(st, self.stuck)
                 cycles_q, macs_q = cnt["cycles_q"], cnt["macs_q"]
                 corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
                 for copies in list(st.cfg.values()) + list(st.seq.values()):
@@ -439,6 +446,7 @@ class CycleTwin:
             st.seq[name] = [v] * b.copies
         for name, v in cfg_v.items():
             st.cfg[name] = [v] * b.copies
+        hold(st, self.stuck)
         return result
 
     def fill_operands(self) -> None:

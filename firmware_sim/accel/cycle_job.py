@@ -21,6 +21,7 @@ from .job import Descriptor, Job, wrap32
 from .layout import Layout
 from .regs import CONFIG_STORAGE, SEQ_WIDTHS, from_storage, to_storage
 from .scratchpad import Scratchpad
+from .stuck import Held, hold, vote
 
 #: Extra cycles past twice a job's clean length after which a job still BUSY is a hang.
 HANG_MARGIN = 8192
@@ -115,16 +116,18 @@ def run_twin(
     counters: tuple[int, int, int],
     timed: Sequence[tuple[int, FaultSite]],
     bound: int,
+    stuck: tuple[Held, ...] = (),
 ) -> tuple[TwinResult, Counters]:
     """Run one job in the twin from START: ``config`` the voted configuration values,
-    ``counters`` (mismatch, scrub_ptr, scrub_passes), ``timed`` (job cycle, site) faults.
+    ``counters`` (mismatch, scrub_ptr, scrub_passes), ``timed`` (job cycle, site) faults,
+    ``stuck`` bits held every cycle.
 
     Updates ``path`` and the scratchpad (words and ECC counters) in place."""
     for name, value in config.items():
         path.cfg[name] = [to_storage(name, value)] * build.copies
     seq = {"state": 1, "status": 0}
     for name in SEQ_WIDTHS:
-        value = seq.get(name, path.seq[name][0])
+        value = seq.get(name, vote(path.seq[name]))
         path.seq[name] = [value] * build.copies
     mismatch, ptr, passes = counters
     path.counters.update(cycles_q=0, macs_q=0, corr_q=spm.corr, uncorr_q=spm.uncorr,
@@ -135,12 +138,13 @@ def run_twin(
     actions: dict[int, list[tuple[int, Action]]] = {}
     for ident, (x, site) in enumerate(timed):
         actions.setdefault(x, []).append((ident, action_of(site, spm.layout)))
-    twin = CycleTwin(build, path, codes)
+    twin = CycleTwin(build, path, codes, stuck)
     result = twin.run(actions, bound)
     applied = set(result.applied)
     result.skipped = [i for i in range(len(timed)) if i not in applied]
     if not result.hung:
         twin.settle()
+        hold(path, stuck)
     dmask = (1 << spm.dw) - 1
     for word in range(spm.words):
         if codes[word] != before[word]:
@@ -152,13 +156,13 @@ def run_twin(
         cycles=cnt["cycles_q"],
         macs=cnt["macs_q"],
         mismatch=cnt["mismatch_q"],
-        status=path.seq["status"][0],
+        status=vote(path.seq["status"]),
         scrub_ptr=path.scrub["ptr_q"],
         scrub_passes=path.scrub["passes_q"],
         # A stray encoding 3 returns to WAIT at the next edge without a step.
         scrub_state=scrub_state if scrub_state < 3 else 0,
         scrub_timer=path.scrub["timer_q"],
-        config={name: from_storage(name, c[0]) for name, c in path.cfg.items()},
+        config={name: from_storage(name, vote(c)) for name, c in path.cfg.items()},
     )
     return result, out
 

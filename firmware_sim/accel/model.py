@@ -5,7 +5,9 @@ served at once, and a START runs the whole job before ``bus_write`` returns, so 
 reads 0 between calls unless a job hung (``hung``). Scratchpad, ECC counters, scrubber,
 TMR and faults match the RTL bit for bit; ``faults`` documents the timing of faults
 scheduled during a job. A job runs analytically (``job``) unless a scheduled fault needs
-the cycle-level twin of the job path (``cycle``).
+the cycle-level twin of the job path (``cycle``). Register bits stuck at 0 or 1
+(``stick``) are held in every idle register and by the twin in every job cycle; the model
+counts the idle cycles it is told of (``idle``), as for the scrubber.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ from .regs import (
     to_storage,
 )
 from .scratchpad import Scratchpad
+from .stuck import UNHELD_PREFIXES, Held, disagree, hold, vote
 from .tmr import TmrRegister
 
 # The model module is a one-stop import for testbenches: its public names.
@@ -95,10 +98,14 @@ __all__ = [
     "SpmCell",
 ]
 
+#: Sites ``Accelerator.stick`` holds: register bits of the job path.
+StuckSite = AccBit | OutBit | RegCopy | SeqCopy | FlopBit
+
 #: Scheduling engines of ``Accelerator.run``.
 ENGINES = ("auto", "analytic", "cycle")
 
 _REG_BY_OFFSET = {int(r): r for r in Reg}
+_CFG_NAMES = {f"u_regs.u_{name.lower()}.q_q": name for name in CONFIG_STORAGE}
 
 
 class Accelerator:
@@ -133,6 +140,9 @@ class Accelerator:
         self._path = PathState(self.build)
         #: How the last job ran (engine, hang, faults not injected); None before any.
         self.last_job: JobReport | None = None
+        self._stuck: dict[StuckSite, int] = {}
+        self._held: tuple[Held, ...] = ()
+        self._disagree = False
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -159,6 +169,8 @@ class Accelerator:
         self._path = PathState(self.build)
         self._path.rrow, self._path.rslot = list(old.rrow), list(old.rslot)
         self.spm.clear_counters()
+        # A reset loads every flop, but a stuck bit keeps its value.
+        self._hold()
 
     def clear_counters(self) -> None:
         """CTRL.CLEAR_COUNTERS."""
@@ -233,6 +245,11 @@ class Accelerator:
 
     def bus_write(self, addr: int, value: int) -> Resp:
         """One AXI4-Lite write (all strobes); a refused write changes nothing."""
+        resp = self._bus_write(addr, value)
+        self._hold()  # the write loads the register, but not its stuck bits
+        return resp
+
+    def _bus_write(self, addr: int, value: int) -> Resp:
         self._check_bus(addr, value)
         addr &= ~3  # the two low address bits are ignored
         if addr >= SPM_BASE:
@@ -322,6 +339,7 @@ class Accelerator:
         _, row = codes_of_words(self.spm, [word])[0]
         self._path.rrow[bank] = row
         self._path.rslot[bank] = word % self.interleave
+        self._hold()
         data, status = self.spm.read(word)
         # The latch takes the decoded word (raw when uncorrectable), part 0 included.
         self._latch = packing.words_to_int(data)
@@ -434,8 +452,11 @@ class Accelerator:
         d = self.descriptor()
         scheduled = [ScheduledFault(self._when(w), self._canonical(s)) for w, s in faults]
         timed = self._timed(d, scheduled)
-        twin = engine == "cycle" or self._needs_twin(d, timed)
+        twin = engine == "cycle" or bool(self._stuck) or self._needs_twin(d, timed)
         if twin and engine == "analytic":
+            if self._stuck:
+                raise NotModelled("stuck register bits: the analytic job cannot predict "
+                                  "them (engine='cycle')")  # fmt: skip
             self._needs_twin(d, timed, explain=True)
         self._finish_scrub_step()
         self._scrub_timer = 0
@@ -539,6 +560,7 @@ class Accelerator:
             (self._tmr_mismatch, self._scrub_ptr, self._scrub_passes),
             timed,
             hang_bound(d),
+            self._held,
         )
         self._cfg = out.config
         self._cycles, self._macs, self._tmr_mismatch = out.cycles, out.macs, out.mismatch
@@ -549,6 +571,7 @@ class Accelerator:
             self._scrub_ptr, self._scrub_passes = out.scrub_ptr, out.scrub_passes
             self._scrub_state, self._scrub_timer = out.scrub_state, out.scrub_timer
         self._hung = result.hung
+        self._hold()
         skipped = tuple(scheduled[i] for i in result.skipped)
         self.last_job = JobReport("cycle", result.hung, result.cycles, skipped)
         code = self._err_code
@@ -619,6 +642,9 @@ class Accelerator:
         """
         if cycles < 0:
             raise ValueError(f"cycles must be >= 0, got {cycles}")
+        if self._disagree:
+            # A stuck TMR copy is outvoted in every one of these cycles.
+            self._tmr_mismatch = (self._tmr_mismatch + cycles) & MASK32
         if not (self.scrub and self.ecc) or self._hung:
             return  # no scrubber, or a hung job keeps it waiting
         period = self._cfg["SCRUB_PERIOD"]
@@ -807,6 +833,94 @@ class Accelerator:
         if flops:
             # Idle cycles follow: operands and tags flow on, beats in flight land.
             CycleTwin(self.build, self._path, []).settle()
+        self._hold()
+
+    # --- stuck-at bits -----------------------------------------------------------------
+
+    @property
+    def stuck(self) -> dict[StuckSite, int]:
+        """The register bits held stuck, each with its value (0 or 1), as ``stick`` took
+        them (flop bits of the model's own site kinds as those kinds)."""
+        return dict(self._stuck)
+
+    def stick(self, site: StuckSite, value: int) -> None:
+        """Hold a register bit at ``value`` (0 or 1) from this cycle on, whatever the logic
+        drives, until ``unstick_all`` (or a new Accelerator: a power cycle); soft resets
+        and writes do not change it.
+
+        Any ``AccBit``, ``OutBit``, ``RegCopy``, ``SeqCopy`` or job-path ``FlopBit`` of the
+        build (ValueError naming the range otherwise). A stuck TMR copy that disagrees
+        with the other two is outvoted in every cycle: TMR_MISMATCH counts this cycle,
+        every job cycle and every cycle ``idle`` is told of. NotModelled for a counter
+        or scrubber bit (kept outside the job path while idle) and for a bit that makes
+        the idle sequencer leave IDLE.
+        """
+        if value not in (0, 1):
+            raise ValueError(f"a stuck bit's value is 0 or 1, got {value!r}")
+        if isinstance(site, SetBit):
+            raise ValueError(f"{site}: a transient cannot be stuck; name the flop (FlopBit)")
+        if isinstance(site, SpmCell):
+            raise ValueError(
+                f"{site}: scratchpad cells are held stuck by the flight software's backend "
+                "(Backend.stick); Accelerator.stick takes register bits"
+            )
+        site = self._canonical(site)
+        flop = flop_of(site)
+        assert flop is not None
+        if flop.path.startswith(UNHELD_PREFIXES):
+            raise NotModelled(f"{site}: a stuck counter or scrubber bit is not predicted")
+        if flop.path == "u_seq.u_state.q_q":
+            copies = list(self._path.seq["state"])
+            c = flop.copy or 0
+            copies[c] = copies[c] & ~(1 << flop.bit) | value << flop.bit
+            if vote(copies) != vote(self._path.seq["state"]):
+                raise NotModelled(
+                    f"{site} at {value}: the idle sequencer would leave IDLE unstarted"
+                )
+        self._stuck[site] = value
+        self._held = tuple(self._held_of(s, v) for s, v in self._stuck.items())
+        self._hold()
+        if self._disagree:
+            self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
+
+    def unstick_all(self) -> int:
+        """Release every stuck bit in this cycle (returns how many): each keeps its value
+        until its flop next loads; a TMR copy is outvoted (TMR_MISMATCH + 1 for this
+        cycle if one disagreed) and repaired at the edge that ends the cycle."""
+        released = len(self._stuck)
+        if self._disagree:
+            self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
+        self._stuck.clear()
+        self._held = ()
+        p = self._path
+        for regs in (p.cfg, p.seq):
+            for name, copies in regs.items():
+                regs[name] = [vote(copies)] * len(copies)
+        self._hold()
+        return released
+
+    @staticmethod
+    def _held_of(site: StuckSite, value: int) -> Held:
+        flop = flop_of(site)
+        assert flop is not None
+        return (flop.path, flop.bit, flop.copy, value)
+
+    def _hold(self) -> None:
+        """Force the stuck bits into the registers the model holds while idle."""
+        if not self._held:
+            self._disagree = False
+            return
+        p, copies = self._path, self._copies()
+        for name in CONFIG_STORAGE:
+            p.cfg[name] = [to_storage(name, self._cfg[name])] * copies
+        status = int(self._done) | int(self._error) << 1 | self._err_code << 2
+        p.seq["status"] = [status] * copies
+        hold(p, self._held)
+        for name in CONFIG_STORAGE:
+            self._cfg[name] = from_storage(name, vote(p.cfg[name]))
+        status = vote(p.seq["status"])
+        self._done, self._error, self._err_code = bool(status & 1), bool(status & 2), status >> 2
+        self._disagree = disagree(p)
 
     def _flip_idle_flop(self, site: FlopBit) -> None:
         """A flop outside the analytic sites, flipped while idle."""
@@ -865,9 +979,16 @@ class Accelerator:
                     voters[key] = TmrRegister(
                         width, to_storage(s.name, self._cfg[s.name]), self.tmr
                     )
+                    if self._stuck:
+                        voters[key].copies = list(self._path.cfg[s.name])
                 else:
                     voters[key] = TmrRegister(SEQ_WIDTHS[s.name], 0, self.tmr)
             voters[key].flip(s.copy, s.bit)
+        for path, bit, copy, value in self._held:
+            held = voters.get((RegCopy, _CFG_NAMES.get(path, "")))
+            if held is not None:
+                c = copy or 0
+                held.copies[c] = held.copies[c] & ~(1 << bit) | value << bit
         mismatch = any(v.mismatch for v in voters.values())
         config: dict[str, int] = {}
         status = 0
