@@ -216,10 +216,13 @@ def test_inject_a_site_by_its_map_name_and_list_it(sim: HilSim) -> None:
     assert "SBU at SITE u_seq.u_state.q_q[1] bit=2 width 1, next job at tile:phase:cycle 0:2:3" \
         in listed  # fmt: skip
     assert hil("inject", "--port", sim.port, "--clear").returncode == 0
-    for fields, what in ((["u_seq.nothing_q", "bit=0"], "has no storage element"),
-                         (["u_seq.u_state.q_q[1]", "bit=3"], "bit 3 outside 0..2")):  # fmt: skip
+    name = "u_seq.u_state.q_q[1]"
+    # The refusal names the field: the name (octet 1 + 4), or the bit after it.
+    for fields, octet in ((["u_seq.nothing_q", "bit=0"], 5),
+                          ([name, "bit=3"], 5 + 1 + len(name))):  # fmt: skip
         line = one_line_error(hil("inject", "--port", sim.port, "sbu", "site", *fields))
         assert "FAULT_SITE_ABSENT" in line and "record 0 (SBU at SITE)" in line, line
+        assert f"(field at octet {octet})" in line, line
 
 
 def test_inject_sites_lists_the_build_map_without_a_target() -> None:
