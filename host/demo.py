@@ -5,8 +5,9 @@ Two chips are started, one built with every protection (SECDED, scrubbing, TMR) 
 without, so the report shows what the protections buy. For each chip the demo runs the
 layer once clean (its result is the golden one, checked against the model's reference
 arithmetic), then once per fault, each fault timed to land inside the next job
-(service 148, timing NEXT_JOB), and classifies how the run ended. Each row names what
-protects its site on that build. A fault the target refuses, or whose point the job
+(service 148, timing NEXT_JOB), and classifies how the run ended. Sequencer, pipeline
+and SET faults name their sites from the build's site map (site class SITE). Each row
+names what protects its site on that build. A fault the target refuses, or whose point the job
 never reaches, is counted as not injected and kept out of the rates (docs/FAULTS.md).
 """
 

@@ -1,7 +1,10 @@
 """Service 148 (private): fault injection, in TEST mode only (ICD section 15.8).
 
 A TC[148,1] carries fault records (``protocol.payloads.FaultRecord``): a fault kind, a
-site class, a width, a timing (now, or at a point of the next job) and the site.
+site class, a width, a timing (now, or at a point of the next job) and the site. Site
+class ``SITE`` names any entry of the build's site map (``testbed.sitemap``), turned into
+the model's site by ``firmware_sim.accel.sitemap_sites``; a ``SET`` on a TMR register is
+the transient all copies latch (``SetBit``), on a plain flop a flip in that cycle.
 Transient faults act once; stuck-at cells, a hung sequencer (SEFI), a hang armed for the
 next job and a latch-up persist until something clears them: they are the "active
 faults" TC[148,3] lists and TC[148,2] clears.
@@ -233,10 +236,13 @@ class FaultInjectionService:
                 f"register offset {offset:#04x} is not a configuration register "
                 f"({', '.join(f'{int(r):#04x} {r.name}' for r in CONFIG_REGS)})"
             )
+        copy_site = RegCopy(Reg(offset).name, copy, bit)
         if FaultKind(rec.kind) == K.SET and backend.build.tmr:
-            # A transient on the next value all three copies load (FAULTS.md, SET).
+            # A transient on the next value all three copies load (FAULTS.md, SET); the
+            # copy named must still exist.
+            backend.check_site(copy_site)
             return [SetBit(f"u_regs.u_{Reg(offset).name.lower()}.q_q", bit)]
-        return [RegCopy(Reg(offset).name, copy, bit)]
+        return [copy_site]
 
     def start(self, subtype: int, request: list) -> None:
         mode = self.fsw.mode
