@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from firmware_sim.accel import Accelerator, Descriptor, JobPoint, NotModelled, ScheduledFault
-from firmware_sim.accel.faults import FaultSite, RegCopy, SeqCopy, SpmCell
+from firmware_sim.accel import Accelerator, JobPoint, NotModelled, ScheduledFault
+from firmware_sim.accel.faults import FaultSite, SpmCell
 from firmware_sim.accel.layout import Layout
 from firmware_sim.accel.regs import SPM_BASE, Ctrl, Reg, Resp, Status
 from protocol.codes import NotInjectedReason
@@ -129,7 +129,6 @@ class ModelBackend:
             if faults:
                 tally.not_injected[NotInjectedReason.JOB_ENDED_BEFORE] += len(faults)
             return
-        d = self.chip.descriptor()
         fit = []
         for f in faults:
             try:
@@ -141,23 +140,19 @@ class ModelBackend:
         try:
             self.chip.run(fit)
         except NotModelled:
-            # Flips that are predictable one by one can still meet at one cycle in a way
-            # the model does not predict: the job runs clean and says so.
+            # Accepted flips are checked against the model (check_scheduled); should the
+            # model still refuse them together, the job runs clean and says so.
             tally.not_injected[NotInjectedReason.NOT_PREDICTABLE] += len(fit)
             self.chip.run()
-        else:
-            self._settle_early_end(d, fit, tally)
+        report = self.chip.last_job
+        if report is not None and report.not_injected:
+            # Their cycle lies past the job's end (an ECC abort, a control upset that
+            # ended or hung the job earlier): never placed.
+            tally.not_injected[NotInjectedReason.JOB_ENDED_BEFORE] += len(report.not_injected)
+        # A job the model leaves BUSY is a hang, as a SEFI is: only SOFT_RESET ends it.
+        self.hung = self.chip.hung
         if self.stuck:
             self._reassert_stuck()
-
-    def _settle_early_end(
-        self, d: Descriptor, fit: list[ScheduledFault], tally: JobInjection
-    ) -> None:
-        """Faults whose point lies past the job's end (an ECC abort) were never placed."""
-        done_at = self.chip.read_reg(Reg.CYCLES) - 1  # the job's last cycle, DONE
-        late = sum(d.job_cycle(f.when) >= done_at for f in fit)
-        if late:
-            tally.not_injected[NotInjectedReason.JOB_ENDED_BEFORE] += late
 
     def take_injection(self) -> JobInjection | None:
         """What became of the faults of the last START (None if none since the last
@@ -221,18 +216,13 @@ class ModelBackend:
         predict these sites flipped together at ``when`` of a job (with the flips already
         waiting for that point). Whether the next job has ``when`` is known only at START.
         """
-        sites = list(sites)
-        for site in sites:
-            self.chip.check_site(site)
-        copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
-        copies += [
-            f.site for f in self.job_faults
-            if f.when == when and isinstance(f.site, RegCopy | SeqCopy)
-        ]  # fmt: skip
-        if copies:
-            # The model's own vote of one cycle of copy flips during a job, which raises
-            # NotModelled for what it does not predict; nothing is applied.
-            self.chip._plan_copy_flips(copies, during_job=True)
+        waiting = [f.site for f in self.job_faults if f.when == when]
+        self.chip.check_scheduled(when, waiting + list(sites))
+
+    def check_now(self, sites: Iterable[FaultSite]) -> None:
+        """Raise ValueError if a site is not in this build, NotModelled if the model cannot
+        predict these sites flipped together now, between jobs."""
+        self.chip.check_scheduled(None, sites)
 
     def schedule(self, when: JobPoint, sites: Iterable[FaultSite]) -> None:
         """Flip sites at a point of the next job; its START settles them (``take_injection``)."""

@@ -284,7 +284,7 @@ class JobScheduler:
             fsw.log(f"job {job.spec.job_id}: STATUS unreadable: {exc}")
             self._timeout(job)
             return
-        if status.busy or not status.done:
+        if status.busy:
             if fsw.now >= job.deadline:
                 self._timeout(job)
             return
@@ -292,7 +292,9 @@ class JobScheduler:
         fsw.driver.acknowledge()
         cycles, macs = fsw.driver.job_stats()
         self._book_energy(job, cycles, macs)
-        if status.error:
+        if status.error or not status.done:
+            # Idle without DONE: an upset sent the sequencer back to IDLE mid-job; what
+            # the scratchpad holds is no result.
             self._fail(job, FailureCode.JOB_FAILED, status.err_code, cycles, macs)
             return
         job.request.progress(fsw.now)

@@ -61,6 +61,9 @@ from testbed.config import (
     load_environment,
     load_target,
 )
+from testbed.sitemap import SiteMap, SiteMapError
+from testbed.sitemap_builds import Build as SiteMapBuild
+from testbed.sitemap_builds import BuildError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -417,13 +420,17 @@ def _record(args: argparse.Namespace) -> FaultRecord:
     kind = _enum_arg(FaultKind, args.kind)
     site = _enum_arg(FaultSiteClass, args.site)
     specs = SITE_FIELDS[site]
-    given: dict[str, int] = {}
+    given: dict[str, int | str] = {}
+    formats = {f.name: f.fmt for f in specs}
     for pos, item in enumerate(args.fields):
         name, eq, value = item.partition("=")
         if not eq:
             if pos >= len(specs):
                 raise UsageError(f"{site.name} has {len(specs)} site fields, got more")
             name, value = specs[pos].name, item
+        if formats.get(name) == "p":
+            given[name] = value
+            continue
         try:
             given[name] = int(value, 0)
         except ValueError:
@@ -452,8 +459,10 @@ def _record(args: argparse.Namespace) -> FaultRecord:
 
 
 def _show_record(rec: FaultRecord) -> str:
-    names = [f.name for f in SITE_FIELDS[rec.site_class]]
-    fields = " ".join(f"{n}={v}" for n, v in zip(names, rec.site, strict=True))
+    specs = SITE_FIELDS[rec.site_class]
+    fields = " ".join(
+        str(v) if f.fmt == "p" else f"{f.name}={v}" for f, v in zip(specs, rec.site, strict=True)
+    )
     kind = FaultKind(rec.kind).name if rec.kind in FaultKind._value2member_map_ else rec.kind
     when = (
         "now"
@@ -461,6 +470,40 @@ def _show_record(rec: FaultRecord) -> str:
         else "next job at tile:phase:cycle " + ":".join(str(p) for p in rec.point)
     )
     return f"{kind} at {rec.site_class.name} {fields} width {rec.width}, {when}".replace("  ", " ")
+
+
+def _site_build(args: argparse.Namespace) -> SiteMapBuild:
+    """The build whose site map ``hil inject --sites`` lists: --build, or the global
+    --config of a simulated chip, or the default build."""
+    if args.build:
+        try:
+            return SiteMapBuild.from_name(args.build)
+        except BuildError as exc:
+            raise UsageError(f"--build {args.build!r}: {exc}") from None
+    if args.config is not None:
+        target = load_target(args.config)
+        if isinstance(target, SimTarget):
+            return SiteMapBuild(target.n, target.bank_words, target.interleave, target.ecc,
+                                target.scrub, target.tmr)  # fmt: skip
+    return SiteMapBuild()
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    """``hil inject --sites [CLASS]``: the build's site-map entries, for SITE records."""
+    build = _site_build(args)
+    try:
+        sitemap = SiteMap.load(build)
+        if args.sites != "all":
+            sitemap = sitemap.select(args.sites)
+    except SiteMapError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"build {build.name}: {len(sitemap)} entries, {sitemap.total_bits} bits "
+          "(inject with: hil inject sbu site NAME bit=N)")  # fmt: skip
+    width = max((len(e.name) for e in sitemap), default=4)
+    for e in sitemap:
+        shape = f"{e.width}" if e.depth == 1 else f"{e.depth} x {e.width} (bit = row*{e.width}+bit)"
+        print(f"  {e.name:<{width}}  {e.cls.value:<22}  {shape}")
+    return 0
 
 
 def cmd_inject(target: Target, args: argparse.Namespace) -> int:
@@ -485,6 +528,13 @@ def cmd_inject(target: Target, args: argparse.Namespace) -> int:
     else:
         print(f"injected {_show_record(record)}")
     return 0
+
+
+def _inject_or_sites(args: argparse.Namespace) -> int:
+    # Listing the site map needs no target.
+    if args.sites:
+        return cmd_sites(args)
+    return _with_target(cmd_inject)(args)
 
 
 def cmd_reset(target: Target, args: argparse.Namespace) -> int:
@@ -612,16 +662,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inject", parents=[link], help="inject a fault (TEST mode)")
     s.add_argument("kind", nargs="?", help="sbu, mbu, set, stuck_at_0, stuck_at_1, sefi, sel")
     s.add_argument("site", nargs="?", help="spm_cell, spm_word, acc_bit, out_bit, reg_copy, "
-                   "fw_ram, accel, fsw")  # fmt: skip
+                   "fw_ram, accel, fsw, site (a site-map entry by name)")  # fmt: skip
     s.add_argument("fields", nargs="*", metavar="FIELD=VALUE",
-                   help="site fields, e.g. word=100 bit=3 (or the values in order)")  # fmt: skip
+                   help="site fields, e.g. word=100 bit=3 (or the values in order); for "
+                   "site: NAME bit=N, e.g. u_seq.u_state.q_q[1] bit=2")  # fmt: skip
+    s.add_argument("--sites", nargs="?", const="all", metavar="CLASS",
+                   help="list the build's site-map entries (of one class), then exit")
+    s.add_argument("--build", metavar="NAME", help="the build --sites lists, e.g. "
+                   "n4-bw1024-il1-ecc-scrub-tmr (default: --config's, or that one)")
     s.add_argument("--width", type=int, default=None, help="cells or bits hit")
     s.add_argument("--next-job", metavar="TILE:PHASE:CYCLE", help="act at this point of the "
                    "next job (phase 1 bias, 2 stream, 3 write, 4 flush; a number or "
                    "a name)")  # fmt: skip
     s.add_argument("--list", action="store_true", help="list the active faults")
     s.add_argument("--clear", action="store_true", help="clear every active fault")
-    s.set_defaults(run=_with_target(cmd_inject))
+    s.set_defaults(run=_inject_or_sites)
 
     s = sub.add_parser("reset", parents=[link], help="reboot the target (or --accel: the chip)")
     s.add_argument("--accel", action="store_true", help="soft-reset the accelerator only")

@@ -5,8 +5,9 @@ Two chips are started, one built with every protection (SECDED, scrubbing, TMR) 
 without, so the report shows what the protections buy. For each chip the demo runs the
 layer once clean (its result is the golden one, checked against the model's reference
 arithmetic), then once per fault, each fault timed to land inside the next job
-(service 148, timing NEXT_JOB), and classifies how the run ended. Each row names what
-protects its site on that build. A fault the target refuses, or whose point the job
+(service 148, timing NEXT_JOB), and classifies how the run ended. Sequencer, pipeline
+and SET faults name their sites from the build's site map (site class SITE). Each row
+names what protects its site on that build. A fault the target refuses, or whose point the job
 never reaches, is counted as not injected and kept out of the rates (docs/FAULTS.md).
 """
 
@@ -36,6 +37,7 @@ from protocol.payloads import (
     JobPhase,
     ParamId,
 )
+from testbed.sitemap import SiteClass, SiteMap
 
 ARRAY_N = 4
 #: The layer: 16 inputs of 40 features through 24 units (fits one TC inline).
@@ -63,19 +65,30 @@ class Chip:
     def check_bits(self) -> int:
         return 7 if self.ecc else 0  # SECDED check bits of a 32-bit word (N = 4)
 
-    def protection(self, site: FaultSiteClass) -> str:
-        """What protects ``site`` on this build (docs/FAULTS.md, "Sites and what protects
-        them"); a SEFI hangs the sequencer itself, which nothing on the chip protects."""
+    @property
+    def sitemap(self) -> SiteMap:
+        """The build's site map (``SITE`` records name its entries)."""
+        return SiteMap.for_build(n=ARRAY_N, ecc=self.ecc, scrub=self.ecc, tmr=self.tmr)
+
+    def protection(self, record: FaultRecord) -> str:
+        """What protects the record's site on this build (docs/FAULTS.md, "Sites and what
+        protects them"); a SEFI hangs the sequencer itself, which nothing on the chip
+        protects, and a SET before the copies of a TMR register reaches all three."""
+        site = record.site_class
         if site in (FaultSiteClass.SPM_WORD, FaultSiteClass.SPM_CELL) and self.ecc:
             return "SECDED"
-        if site == FaultSiteClass.REG_COPY and self.tmr:
-            return "TMR"
+        tmr_site = site == FaultSiteClass.REG_COPY or (
+            site == FaultSiteClass.SITE and self.sitemap.entry(str(record.site[0])).cls
+            in (SiteClass.CONFIGURATION, SiteClass.SEQUENCER)
+        )  # fmt: skip
+        if tmr_site and self.tmr:
+            return "TMR (not against SET)" if record.kind == FaultKind.SET else "TMR"
         return "none"
 
 
 CHIPS = (
     Chip("protected", (), ecc=True, tmr=True),
-    Chip("unprotected", ("--no-ecc", "--no-tmr"), ecc=False, tmr=False),
+    Chip("unprotected", ("--no-ecc", "--no-scrub", "--no-tmr"), ecc=False, tmr=False),
 )
 
 
@@ -122,6 +135,28 @@ def fault_plan(rng: np.random.Generator, chip: Chip, runs: int) -> list[tuple[st
         plan.append(("SBU in a result register", FaultRecord(
             FaultKind.SBU, FaultSiteClass.OUT_BIT, 1, site,
             FaultTiming.NEXT_JOB, point(JobPhase.WRITE, ARRAY_N))))
+    sitemap = chip.sitemap
+
+    def named(*classes: SiteClass) -> tuple[str, int]:
+        """A random bit of a random entry of these classes of the build's map."""
+        entries = list(sitemap.select(*classes))
+        entry = entries[int(rng.integers(len(entries)))]
+        return entry.name, int(rng.integers(entry.bits))
+
+    for _ in range(runs):
+        plan.append(("SBU in the sequencer state", FaultRecord(
+            FaultKind.SBU, FaultSiteClass.SITE, 1, named(SiteClass.SEQUENCER),
+            FaultTiming.NEXT_JOB, point(JobPhase.STREAM, K))))
+    for _ in range(runs):
+        # On the next value the copies of a register share: TMR votes three equal copies.
+        plan.append(("SET in a control or sequencer register", FaultRecord(
+            FaultKind.SET, FaultSiteClass.SITE, 1,
+            named(SiteClass.CONFIGURATION, SiteClass.SEQUENCER),
+            FaultTiming.NEXT_JOB, point(JobPhase.STREAM, K))))
+    for _ in range(runs):
+        plan.append(("SBU in a pipeline register", FaultRecord(
+            FaultKind.SBU, FaultSiteClass.SITE, 1, named(SiteClass.PIPELINE),
+            FaultTiming.NEXT_JOB, point(JobPhase.STREAM, K))))
     # Each hang costs the job watchdog's timeout: a few are enough to show the class.
     for _ in range(min(runs, SEFI_RUNS)):
         plan.append(("SEFI of the accelerator", FaultRecord(
@@ -178,13 +213,37 @@ def show_progress(label: str, done: int, total: int, started: float) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-def run_chip(chip: Chip, runs: int, rng: np.random.Generator, log: Path) -> list[Run]:
+@dataclass(frozen=True)
+class ChipPlan:
+    """What the demo runs on one chip: the layer and the faults, in order."""
+
+    chip: Chip
+    layer: dict
+    faults: list[tuple[str, FaultRecord]]
+
+
+def plans(seed: int, runs: int) -> list[ChipPlan]:
+    """The layer and fault plan of each chip, drawn from ``seed`` (the same every time)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for chip in CHIPS:
+        a = rng.integers(-128, 128, (M, K), dtype=np.int8)
+        b = rng.integers(-128, 128, (K, N), dtype=np.int8)
+        bias = rng.integers(-20000, 20000, N).astype(np.int32)
+        layer = {"a": a, "b": b, "bias": bias, "relu": True, "shift": SHIFT}
+        out.append(ChipPlan(chip, layer, fault_plan(rng, chip, runs)))
+    return out
+
+
+def label(chip: Chip, fault: str, record: FaultRecord) -> str:
+    """The report row of a fault on a chip: what it is, what protects it, which build."""
+    return f"{fault} [{chip.protection(record)}, {chip.label} build]"
+
+
+def run_chip(chip_plan: ChipPlan, log: Path) -> list[Run]:
     """Start one chip, check the golden run, then run the fault plan on it."""
-    a = rng.integers(-128, 128, (M, K), dtype=np.int8)
-    b = rng.integers(-128, 128, (K, N), dtype=np.int8)
-    bias = rng.integers(-20000, 20000, N).astype(np.int32)
-    layer = {"a": a, "b": b, "bias": bias, "relu": True, "shift": SHIFT}
-    expected = gemm_reference(a, b, bias, relu=True, shift=SHIFT)
+    chip, layer, plan = chip_plan.chip, chip_plan.layer, chip_plan.faults
+    expected = gemm_reference(layer["a"], layer["b"], layer["bias"], relu=True, shift=SHIFT)
     args = ("--array-n", str(ARRAY_N), *chip.args)
     with SimulatedTarget(mode="test", args=args, log=log) as sim:
         print(f"[{chip.label}] simulated chip on {sim.port}", flush=True)
@@ -200,13 +259,12 @@ def run_chip(chip: Chip, runs: int, rng: np.random.Generator, log: Path) -> list
             if not np.array_equal(golden, expected):
                 raise SystemExit(f"[{chip.label}] the clean run differs from the reference")
             print(f"[{chip.label}] clean run matches the reference ({M}x{K}x{N} layer)")
-            plan = fault_plan(rng, chip, runs)
             results = []
             started = time.monotonic()
             for i, (fault, record) in enumerate(plan, 1):
                 outcome, detail = classify(target, golden, layer, record)
-                label = f"{fault} [{chip.protection(record.site_class)}, {chip.label} build]"
-                results.append(Run(label, f"{chip.label}: {record.site}", outcome, detail))
+                row = label(chip, fault, record)
+                results.append(Run(row, f"{chip.label}: {record.site}", outcome, detail))
                 show_progress(chip.label, i, len(plan), started)
     return results
 
@@ -232,11 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error(f"--runs must be at least 1, got {args.runs}")
-    rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
-    for chip in CHIPS:
-        runs += run_chip(chip, args.runs, rng, args.out / f"demo-{chip.label}.log")
+    for chip_plan in plans(args.seed, args.runs):
+        runs += run_chip(chip_plan, args.out / f"demo-{chip_plan.chip.label}.log")
     meta = {
         "workload": f"NN layer {M}x{K} . {K}x{N} + bias, ReLU, >>{SHIFT}, int8",
         "chip": f"{ARRAY_N}x{ARRAY_N} array, simulated (model backend) on a pty",
@@ -246,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     notes = [
         "Each fault was timed (service 148, NEXT_JOB) to land inside the job that followed,",
         "at a random tile and cycle; operand upsets land before the first read. Each row",
-        "names what protects its site on that build: SECDED, TMR, or none.",
+        "names what protects its site on that build: SECDED, TMR, or none; a SET on the",
+        "next value a TMR register's copies share reaches all three, so TMR does not help.",
         "A run is *corrected* when the result was right and an EDAC or TMR counter moved,",
         "*detected* when the flight software refused to deliver the result.",
         "A run is *not injected* when the target refused the fault (it cannot apply it as",

@@ -90,6 +90,7 @@ class FaultSiteClass(enum.IntEnum):
     ACCEL = 6
     FSW = 7
     OUT_BIT = 8
+    SITE = 9
 
 
 class FaultTiming(enum.IntEnum):
@@ -370,8 +371,12 @@ SITE_FIELDS: Final[dict[FaultSiteClass, tuple[FieldSpec, ...]]] = {
     FaultSiteClass.ACCEL: (),
     FaultSiteClass.FSW: (),
     FaultSiteClass.OUT_BIT: _fields("i B; j B; bit B"),
+    FaultSiteClass.SITE: _fields("name p; bit H"),
 }
-"""Site fields of a fault record, by site class (ICD 15.8)."""
+"""Site fields of a fault record, by site class (ICD 15.8); format ``p`` is a name: length
+u8 (1..255), then that many ASCII octets."""
+MAX_SITE_NAME: Final[int] = 255
+"""Longest site name of a ``SITE`` record, in octets."""
 
 
 # --- Builders of TC application data (ICD section 15) ---------------------------------------
@@ -485,9 +490,9 @@ def parameter_values(values: Sequence[tuple[ParamId, int]]) -> bytes:
 K, S = FaultKind, FaultSiteClass
 _SPM = frozenset({S.SPM_CELL, S.SPM_WORD})
 FAULT_SITES: Final[dict[FaultKind, frozenset[FaultSiteClass]]] = {
-    K.SBU: _SPM | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.FW_RAM},
+    K.SBU: _SPM | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.FW_RAM, S.SITE},
     K.MBU: _SPM | {S.FW_RAM},
-    K.SET: frozenset({S.ACC_BIT, S.OUT_BIT, S.REG_COPY}),
+    K.SET: frozenset({S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE}),
     K.STUCK_AT_0: _SPM | {S.FW_RAM},
     K.STUCK_AT_1: _SPM | {S.FW_RAM},
     K.SEFI: frozenset({S.ACCEL, S.FSW}),
@@ -506,7 +511,7 @@ FAULT_WIDTHS: Final[dict[FaultKind, tuple[int, int]]] = {
 """Allowed width (adjacent cells or consecutive bits hit) of each kind (ICD 15.8)."""
 NEXT_JOB_KINDS: Final[frozenset[FaultKind]] = frozenset({K.SBU, K.MBU, K.SET, K.SEFI})
 NEXT_JOB_SITES: Final[frozenset[FaultSiteClass]] = _SPM | {
-    S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL
+    S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL, S.SITE
 }
 """Kinds and site classes that may wait for a point of the next job (timing NEXT_JOB)."""
 POINT_OFFSETS: Final[dict[str, int]] = {"tile": 4, "phase": 6, "cycle": 7}
@@ -516,12 +521,13 @@ POINT_OFFSETS: Final[dict[str, int]] = {"tile": 4, "phase": 6, "cycle": 7}
 @dataclass(frozen=True, slots=True)
 class FaultRecord:
     """One fault of TC[148,1] / TM[148,4] (ICD 15.8); ``point`` is (tile, JobPhase, cycle),
-    sent with timing NEXT_JOB only; ``site`` holds the site fields in the ICD's order."""
+    sent with timing NEXT_JOB only; ``site`` holds the site fields in the ICD's order (a
+    ``SITE`` record's name as a str)."""
 
     kind: int
     site_class: FaultSiteClass
     width: int
-    site: tuple[int, ...] = ()
+    site: tuple[int | str, ...] = ()
     timing: FaultTiming = FaultTiming.NOW
     point: tuple[int, int, int] = (0, 0, 0)
 
@@ -529,8 +535,16 @@ class FaultRecord:
         out = struct.pack("!BBBB", self.kind, self.site_class, self.width, self.timing)
         if self.timing == FaultTiming.NEXT_JOB:
             out += struct.pack("!HBH", *self.point)
-        fmt = "!" + "".join(f.fmt for f in SITE_FIELDS[FaultSiteClass(self.site_class)])
-        return out + struct.pack(fmt, *self.site)
+        for spec, value in zip(SITE_FIELDS[FaultSiteClass(self.site_class)], self.site,
+                               strict=True):  # fmt: skip
+            if spec.fmt == "p":
+                name = str(value).encode("ascii")
+                if not 1 <= len(name) <= MAX_SITE_NAME:
+                    raise ValueError(f"site name of {len(name)} octets: 1..{MAX_SITE_NAME}")
+                out += bytes([len(name)]) + name
+            else:
+                out += struct.pack("!" + spec.fmt, value)
+        return out
 
     @classmethod
     def read(cls, r: Reader) -> FaultRecord:
@@ -579,12 +593,33 @@ class FaultRecord:
             if strict and not sefi and point[1] not in JobPhase._value2member_map_:
                 at = start + POINT_OFFSETS["phase"]
                 raise out_of_range(at, f"job phase {point[1]} is not 1..4")
-        site = tuple(r.value(ParamType(f.fmt), f.name) for f in SITE_FIELDS[site_class])
+        site = tuple(_site_field(r, f) for f in SITE_FIELDS[site_class])
         return cls(raw_kind, site_class, width, site, timing, point)
 
     def site_offset(self) -> int:
         """Offset of the site fields from the start of this record."""
         return 4 + 5 * (self.timing == FaultTiming.NEXT_JOB)
+
+    def field_offset(self, name: str) -> int:
+        """Offset of site field ``name`` from the start of this record."""
+        at = self.site_offset()
+        for spec, value in zip(SITE_FIELDS[self.site_class], self.site, strict=True):
+            if spec.name == name:
+                return at
+            at += 1 + len(str(value)) if spec.fmt == "p" else struct.calcsize("!" + spec.fmt)
+        raise KeyError(f"{self.site_class.name} has no site field {name!r}")
+
+
+def _site_field(r: Reader, spec: FieldSpec) -> int | str:
+    """One site field; a name (format ``p``) must be 1..255 printable ASCII octets."""
+    if spec.fmt != "p":
+        return r.value(ParamType(spec.fmt), spec.name)
+    at = r.pos
+    raw = r.raw(r.u8(f"{spec.name} length"), spec.name)
+    if not raw or not all(0x21 <= c <= 0x7E for c in raw):
+        raise out_of_range(at, f"site {spec.name} must be 1..{MAX_SITE_NAME} printable ASCII "
+                           f"octets, got {raw!r}")  # fmt: skip
+    return raw.decode("ascii")
 
 
 def fault_refusal(offset: int, record: int) -> bytes:

@@ -945,6 +945,24 @@ class Accelerator:
             case _:
                 self._path.flip(site.path, site.bit, site.copy)
 
+    def check_scheduled(self, when: JobPoint | int | None, sites: Iterable[FaultSite]) -> None:
+        """Raise ValueError if a site is not in this build, NotModelled if the model cannot
+        predict these sites flipped together at ``when`` of a job (None: now, while idle).
+
+        During a job the cycle-level twin predicts every site but a read slot without
+        interleaving (``check_site``); while idle, a transient, the scrubber's state and a
+        vote that changes the sequencer's state are not predicted. Nothing is applied.
+        """
+        sites = [self._canonical(s) for s in sites]
+        if when is not None:
+            return
+        for site in sites:
+            if isinstance(site, SetBit):
+                raise NotModelled(f"{site}: transients are modelled during a job")
+            if isinstance(site, FlopBit) and site.path == "g_scrub.u_scrub.state_q":
+                raise NotModelled(f"{site}: the scrubber's state while idle")
+        self._vote_copy_flips([s for s in sites if isinstance(s, RegCopy | SeqCopy)], False)
+
     def _plan_copy_flips(
         self, sites: list[RegCopy | SeqCopy], during_job: bool
     ) -> tuple[bool, dict[str, int], int]:

@@ -8,7 +8,12 @@ ways for every kept map). ``MODEL_ENTRIES`` is the one table between the two nam
 - ``u_spm.u_bank<b>.mem_q`` bit ``row * row_cells + cell``: ``SpmCell(b, row, cell)``;
 - ``u_array.g_row[i].g_col[j].u_pe.acc_q`` / ``out_q`` bit ``k``: ``AccBit`` / ``OutBit``;
 - ``u_regs.u_<register>.q_q[c]`` bit ``k``: ``RegCopy(<REGISTER>, c, k)``;
-- ``u_seq.u_<state>.q_q[c]`` bit ``k``: ``SeqCopy(<state>, c, k)``.
+- ``u_seq.u_<state>.q_q[c]`` bit ``k``: ``SeqCopy(<state>, c, k)`` (with or without TMR);
+- any other flop of the job path (``cycle_state.flop_list``: operands and tags in the PEs
+  and the skew, the bias buffers, the banks' read registers and routing, the counters, the
+  scrubber) bit ``k``: ``FlopBit(<name>, k)``, predicted by the cycle-level twin.
+
+``transient_site`` is the site of a single-event transient (SET) latched by an entry.
 
 When the model gains a site type, add its row to ``MODEL_ENTRIES`` and delete the rows of
 ``RTL_ONLY`` it covers; the coverage test says which.
@@ -23,7 +28,8 @@ from dataclasses import dataclass
 from testbed.sitemap import Entry, SiteMap, SiteMapError
 from testbed.sitemap_builds import Build
 
-from .faults import AccBit, FaultSite, OutBit, RegCopy, SeqCopy, SpmCell
+from .cycle_state import flop_list
+from .faults import AccBit, FaultSite, FlopBit, OutBit, RegCopy, SeqCopy, SetBit, SpmCell
 
 _PE = r"u_array\.g_row\[(?P<i>\d+)\]\.g_col\[(?P<j>\d+)\]\.u_pe"
 
@@ -76,6 +82,19 @@ MODEL_ENTRIES: tuple[ModelEntry, ...] = (
         lambda g, bit, e: SeqCopy(g["name"], int(g["copy"]), bit),
         lambda s: (f"u_seq.u_{s.name}.q_q[{s.copy}]", 0, s.bit),
     ),
+    ModelEntry(
+        FlopBit,
+        # The job path's flops without a site kind of their own (cycle_state.flop_list).
+        _PE + r"\.(a_q|b_q|valid_q|first_q)"
+        r"|u_array\.g_skew\[\d+\]\.g_delay\.(a_sr_q|b_sr_q)"
+        r"|u_seq\.(valid_q|first_q|bias[01]_q)"
+        r"|u_spm\.u_bank[01]\.(rrow_q|rslot_q|rvalid_q)"
+        r"|u_spm\.(r0_bank_q|r1_bank_q|scrub_bank_q)"
+        r"|u_regs\.(cycles_q|macs_q|corr_q|uncorr_q|mismatch_q)"
+        r"|g_scrub\.u_scrub\.\w+_q",
+        lambda g, bit, e: FlopBit(e.name, bit),
+        lambda s: (s.path if s.copy is None else f"{s.path}[{s.copy}]", 0, s.bit),
+    ),
 )
 
 
@@ -94,34 +113,40 @@ class RtlOnly:
         return tmr_ok and re.fullmatch(self.pattern, entry.name) is not None
 
 
-#: Storage only the RTL has: the model predicts outcomes without these registers.
+#: Storage only the RTL has: the model answers whole bus transactions and resets.
 RTL_ONLY: tuple[RtlOnly, ...] = (
-    RtlOnly(_PE + r"\.(a_q|b_q)", "operands passing through a PE: the model multiplies "
-            "operand words, it does not move them through the array"),
-    RtlOnly(_PE + r"\.(valid_q|first_q)", "valid and FIRST tags of a beat in a PE: the model "
-            "has no beats in flight"),
-    RtlOnly(r"u_array\.g_skew\[\d+\]\.g_delay\.(a_sr_q|b_sr_q)", "skew stages of operands and "
-            "tags before the array edge: no beats in flight in the model"),
-    RtlOnly(r"u_seq\.(valid_q|first_q)", "the sequencer's beat tags at the array edge: no "
-            "beats in flight in the model"),
-    RtlOnly(r"u_seq\.bias[01]_q", "the bias buffers: the model adds the bias words read "
-            "from the scratchpad, it holds no buffer to flip"),
-    RtlOnly(r"u_spm\.u_bank[01]\.(rrow_q|rslot_q|rvalid_q)", "a bank's read register (the row "
-            "on its way to the decoder): the model decodes the cells directly"),
-    RtlOnly(r"u_spm\.(r0_bank_q|r1_bank_q|scrub_bank_q)", "read routing of the last cycle: "
-            "the model has no memory ports"),
     RtlOnly(r"u_spm\.(stage_q|latch_q|rd_bank_q|rd_pend_q)", "the scratchpad window's "
-            "staging, read latch and pending read: values in the model, not fault sites"),
+            "staging, read latch and pending read: the model serves a bus access whole"),
     RtlOnly(r"u_axil\.\w+_q", "the AXI4-Lite slave: the model answers whole transactions"),
-    RtlOnly(r"u_regs\.(cycles_q|macs_q|corr_q|uncorr_q|mismatch_q)", "counters: values in "
-            "the model, not fault sites"),
-    RtlOnly(r"g_scrub\.u_scrub\.\w+_q", "the scrubber's state, timer, pointer and pass "
-            "count: the model steps the scrubber by count, without fault sites"),
     RtlOnly(r"soft_rst_q", "the SOFT_RESET pulse: the model resets on the write itself"),
-    RtlOnly(r"u_seq\.u_\w+\.q_q\[\d\]", "sequencer state without TMR: a flip changes the "
-            "job's control flow in ways the model does not predict (NotModelled); RTL "
-            "campaigns observe it", tmr=False),
 )
+
+
+def job_path_sites(build: Build) -> list[FaultSite]:
+    """Every bit of the job path's flops that the cycle-level twin holds for ``build``
+    (``cycle_state.flop_list``), as the model's sites (``FlopBit`` where no other kind)."""
+    from .cycle_job import classic_site
+    from .cycle_state import Build as TwinBuild
+
+    twin = TwinBuild(build.n, build.bank_words, build.interleave, build.ecc, build.scrub,
+                     build.tmr)  # fmt: skip
+    out: list[FaultSite] = []
+    for flop in flop_list(twin):
+        copies = range(flop.copies) if flop.path.endswith(".q_q") else [None]
+        for copy in copies:
+            out += [classic_site(FlopBit(flop.path, bit, copy)) for bit in range(flop.width)]
+    return out
+
+
+def transient_site(entry: Entry, bit: int, tmr: bool) -> FaultSite | None:
+    """The site of a SET latched by bit ``bit`` of ``entry``: on a TMR register the next
+    value all three copies load (``SetBit``), on a plain flop a flip of that flop in that
+    cycle; None for a memory (its cells latch no net)."""
+    if entry.kind != "flop":
+        return None
+    if tmr and entry.copy is not None:
+        return SetBit(entry.name.rsplit("[", 1)[0], bit)
+    return model_site(entry, bit)
 
 
 def model_entry(entry: Entry) -> tuple[ModelEntry, dict[str, str]] | None:

@@ -1,7 +1,10 @@
 """Service 148 (private): fault injection, in TEST mode only (ICD section 15.8).
 
 A TC[148,1] carries fault records (``protocol.payloads.FaultRecord``): a fault kind, a
-site class, a width, a timing (now, or at a point of the next job) and the site.
+site class, a width, a timing (now, or at a point of the next job) and the site. Site
+class ``SITE`` names any entry of the build's site map (``testbed.sitemap``), turned into
+the model's site by ``firmware_sim.accel.sitemap_sites``; a ``SET`` on a TMR register is
+the transient all copies latch (``SetBit``), on a plain flop a flip in that cycle.
 Transient faults act once; stuck-at cells, a hung sequencer (SEFI), a hang armed for the
 next job and a latch-up persist until something clears them: they are the "active
 faults" TC[148,3] lists and TC[148,2] clears.
@@ -18,7 +21,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from firmware_sim.accel import AccBit, JobPoint, NotModelled, OutBit, Phase, RegCopy, SpmCell
+from firmware_sim.accel.faults import FaultSite, FlopBit, SeqCopy, SetBit
 from firmware_sim.accel.regs import FIELD_MASKS, Reg
+from firmware_sim.accel.sitemap_sites import (
+    entry_bit,
+    model_site,
+    rtl_only_reason,
+    transient_site,
+)
 from firmware_sim.backend import CONFIG_REGS
 from protocol.codes import EventId, FailureCode, FaultInjectionSubtype, FaultKind, Mode, Service
 from protocol.errors import PacketError
@@ -34,6 +44,7 @@ from protocol.payloads import (
     fault_refusal,
     refuse,
 )
+from testbed.sitemap import SiteMap, SiteMapError
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
@@ -61,6 +72,15 @@ class FaultInjectionService:
 
     def __init__(self, fsw: FlightSoftware) -> None:
         self.fsw = fsw
+        self._sitemap: SiteMap | None = None
+
+    @property
+    def sitemap(self) -> SiteMap:
+        """The site map of the chip's build (``SITE`` records name its entries)."""
+        b = self.fsw.backend.build
+        if self._sitemap is None or self._sitemap.build.options() != _options(b):
+            self._sitemap = SiteMap.for_build(**_options(b))
+        return self._sitemap
 
     def accept(self, subtype: int, data: bytes) -> list[tuple[FaultRecord, Callable[[], None]]]:
         r = Reader(data)
@@ -112,18 +132,29 @@ class FaultInjectionService:
             return lambda: backend.hang(at_next_start=later)
         if rec.site_class == S.FSW:
             return fsw.hang
-        try:
-            sites = self._sites(rec)
-            for site in sites:
-                backend.check_site(site)
-        except ValueError as exc:
-            raise _refused(FailureCode.FAULT_SITE_ABSENT, sites_at, index, rec, exc) from None
-        except NotModelled as exc:
-            raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc) from None
+        if rec.site_class == S.SITE:
+            sites = self._named_site(rec, at, index)
+        else:
+            try:
+                sites = self._sites(rec)
+                for site in sites:
+                    backend.check_site(site)
+            except ValueError as exc:
+                raise _refused(FailureCode.FAULT_SITE_ABSENT, sites_at, index, rec, exc) from None
+            except NotModelled as exc:
+                raise _refused(
+                    FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc
+                ) from None
         if kind in (K.STUCK_AT_0, K.STUCK_AT_1):
             value = int(kind == K.STUCK_AT_1)
             return lambda: backend.stick(sites, value)
         if rec.timing == FaultTiming.NOW:
+            try:
+                backend.check_now(sites)
+            except NotModelled as exc:
+                raise _refused(
+                    FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc
+                ) from None
             return lambda: backend.flip(sites)
         tile, phase, cycle = rec.point
         when = JobPoint(tile, Phase[JobPhase(phase).name], cycle)
@@ -140,6 +171,51 @@ class FaultInjectionService:
             raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc) from None
         earlier += sites
         return lambda: backend.schedule(when, sites)
+
+    def _named_site(self, rec: FaultRecord, at: int, index: int) -> list[FaultSite]:
+        """The model's site of a ``SITE`` record, checked against this build's map."""
+        name, bit = str(rec.site[0]), int(rec.site[1])
+        name_at, bit_at = at + rec.field_offset("name"), at + rec.field_offset("bit")
+        absent = FailureCode.FAULT_SITE_ABSENT
+        try:
+            sitemap, build = self.sitemap, self.fsw.backend.build
+        except SiteMapError as exc:
+            raise _refused(absent, name_at, index, rec, exc) from None
+        if name not in sitemap:
+            hidden = {e.name for e in sitemap.unobservable}
+            why = (
+                f"{name} is unobservable in build {sitemap.build.name}: no output depends "
+                "on it, so it holds no fault site"
+                if name in hidden
+                else f"build {sitemap.build.name} has no storage element {name} (list them "
+                "with hil inject --sites)"
+            )
+            raise _refused(absent, name_at, index, rec, why)
+        entry = sitemap.entry(name)
+        if not 0 <= bit < entry.bits:
+            what = "row * width + bit" if entry.kind == "memory" else "bit"
+            raise _refused(absent, bit_at, index, rec,
+                           f"{name}: {what} {bit} outside 0..{entry.bits - 1}")  # fmt: skip
+        reason = rtl_only_reason(entry, sitemap.build)
+        if reason is not None:
+            raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, name_at, index, rec,
+                           f"{name}: {reason}")  # fmt: skip
+        if FaultKind(rec.kind) == K.SET:
+            site = transient_site(entry, bit, build.tmr)
+            if site is None:
+                raise _refused(absent, name_at, index, rec,
+                               f"{name} is a memory: a transient is latched by flops")  # fmt: skip
+        else:
+            site = model_site(entry, bit)
+        if site is None:
+            raise _refused(absent, name_at, index, rec, f"{name}: the model has no such site")
+        try:
+            self.fsw.backend.check_site(site)
+        except ValueError as exc:
+            raise _refused(absent, name_at, index, rec, exc) from None
+        except NotModelled as exc:
+            raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, name_at, index, rec, exc) from None
+        return [site]
 
     def _sites(self, rec: FaultRecord) -> list:
         backend, f = self.fsw.backend, rec.site
@@ -160,7 +236,13 @@ class FaultInjectionService:
                 f"register offset {offset:#04x} is not a configuration register "
                 f"({', '.join(f'{int(r):#04x} {r.name}' for r in CONFIG_REGS)})"
             )
-        return [RegCopy(Reg(offset).name, copy, bit)]
+        copy_site = RegCopy(Reg(offset).name, copy, bit)
+        if FaultKind(rec.kind) == K.SET and backend.build.tmr:
+            # A transient on the next value all three copies load (FAULTS.md, SET); the
+            # copy named must still exist.
+            backend.check_site(copy_site)
+            return [SetBit(f"u_regs.u_{Reg(offset).name.lower()}.q_q", bit)]
+        return [copy_site]
 
     def start(self, subtype: int, request: list) -> None:
         mode = self.fsw.mode
@@ -229,11 +311,31 @@ class FaultInjectionService:
             elif isinstance(site, AccBit | OutBit):
                 pe = S.ACC_BIT if isinstance(site, AccBit) else S.OUT_BIT
                 rec = FaultRecord(K.SBU, pe, 1, (site.i, site.j, site.bit), nxt, point)
-            else:
+            elif isinstance(site, RegCopy):
                 reg = int(Reg[site.name])
                 rec = FaultRecord(K.SBU, S.REG_COPY, 1, (reg, site.copy, site.bit), nxt, point)
+            else:
+                rec = self._site_record(site, nxt, point)
             out.append(rec)
         return out
+
+    def _site_record(
+        self, site: FaultSite, timing: FaultTiming, point: tuple[int, int, int]
+    ) -> FaultRecord:
+        """A flop, sequencer copy or transient waiting for a job, as a ``SITE`` record."""
+        if isinstance(site, SetBit):
+            name = f"{site.path}[0]"
+            return FaultRecord(K.SET, S.SITE, 1, (name, site.bit), timing, point)
+        if isinstance(site, SeqCopy | FlopBit):
+            entry, bit = entry_bit(site, self.sitemap)
+            return FaultRecord(K.SBU, S.SITE, 1, (entry.name, bit), timing, point)
+        raise TypeError(f"no fault record for {site!r}")
+
+
+def _options(build: object) -> dict[str, object]:
+    """The site-map options of a backend build."""
+    names = ("n", "bank_words", "interleave", "ecc", "scrub", "tmr")
+    return {k: getattr(build, k) for k in names}
 
 
 def _refused(

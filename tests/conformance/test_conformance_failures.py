@@ -89,6 +89,19 @@ ACCEPTANCE_FAILURES = [
     ("fault at a cycle no job has", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU,
      FaultSiteClass.OUT_BIT, 1, (0, 0, 0), FaultTiming.NEXT_JOB, (0, JobPhase.WRITE, 0xFFFF))
      .pack(), F.FAULT_POINT_UNREACHABLE, b"\x00\x08\x00"),
+    ("site name the build lacks", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU,
+     FaultSiteClass.SITE, 1, ("u_seq.no_such_q", 0)).pack(), F.FAULT_SITE_ABSENT, b"\x00\x05\x00"),
+    ("site bit past the entry", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU, FaultSiteClass.SITE,
+     1, ("u_seq.u_state.q_q[0]", 3)).pack(), F.FAULT_SITE_ABSENT, b"\x00\x1a\x00"),
+    ("site name with a space", 148, 1, bytes([1, FaultKind.SBU, FaultSiteClass.SITE, 1, 0, 3])
+     + b"a b\x00\x00", F.VALUE_OUT_OF_RANGE, u16(5)),
+    ("site name of no octets", 148, 1, bytes([1, FaultKind.SBU, FaultSiteClass.SITE, 1, 0, 0])
+     + b"\x00\x00", F.VALUE_OUT_OF_RANGE, u16(5)),
+    ("set on a scratchpad cell by name", 148, 1, b"\x01" + FaultRecord(FaultKind.SET,
+     FaultSiteClass.SITE, 1, ("u_spm.u_bank0.mem_q", 0)).pack(), F.FAULT_SITE_ABSENT,
+     b"\x00\x05\x00"),
+    ("mbu on a named site", 148, 1, b"\x01" + FaultRecord(FaultKind.MBU, FaultSiteClass.SITE, 2,
+     ("u_seq.u_t.q_q[0]", 0)).pack(), F.VALUE_OUT_OF_RANGE, u16(2)),
     ("list with data", 148, 3, b"\x00", F.BAD_APP_DATA, u16(0)),
 ]  # fmt: skip
 

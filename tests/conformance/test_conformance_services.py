@@ -242,6 +242,21 @@ def test_stuck_bit_is_listed_and_cleared(hil: IntegrationApi, clean_faults: Targ
     assert target.list_faults() == (0, [])
 
 
+def test_a_named_site_waiting_for_a_job_is_listed_as_itself_and_cleared(
+    hil: IntegrationApi, clean_faults: Target
+) -> None:
+    target = clean_faults
+    # The sequencer's step counter exists in every build (docs/REGISTERS.md, "Fault sites").
+    record = FaultRecord(FaultKind.SBU, FaultSiteClass.SITE, 1, ("u_seq.u_t.q_q[0]", 1),
+                         FaultTiming.NEXT_JOB, (0, JobPhase.STREAM, 1))  # fmt: skip
+    target.inject([record])
+    hil.assert_event(EventId.FAULT_INJECTED, {"kind": FaultKind.SBU, "site": FaultSiteClass.SITE})
+    assert target.list_faults() == (1, [record])
+    target.clear_faults()
+    hil.assert_event(EventId.FAULTS_CLEARED, {"cleared": 1})
+    assert target.list_faults() == (0, [])
+
+
 def test_a_fault_whose_point_the_job_lacks_is_reported_not_injected(
     hil: IntegrationApi, clean_faults: Target
 ) -> None:

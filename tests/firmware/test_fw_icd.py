@@ -30,7 +30,7 @@ from protocol.payloads import (
 )
 
 ICD = Path(__file__).resolve().parents[2] / "docs" / "ICD.md"
-TYPE = {"B": "u8", "H": "u16", "I": "u32", "h": "i16", "": "(see 15.7)"}
+TYPE = {"B": "u8", "H": "u16", "I": "u32", "h": "i16", "p": "name8", "": "(see 15.7)"}
 
 
 def hk_rows(sid: HkStructure) -> list[str]:

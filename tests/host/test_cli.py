@@ -205,3 +205,30 @@ def test_silent_target_times_out_naming_the_port(silent_pty: str) -> None:
 def test_missing_port_is_a_usage_error() -> None:
     result = hil("ping")
     assert result.returncode == 2 and "--port" in one_line_error(result)
+
+
+def test_inject_a_site_by_its_map_name_and_list_it(sim: HilSim) -> None:
+    armed = hil("inject", "--port", sim.port, "sbu", "site", "u_seq.u_state.q_q[1]", "bit=2",
+                "--next-job", "0:stream:3")  # fmt: skip
+    assert armed.returncode == 0, armed.stderr
+    assert armed.stdout.startswith("armed SBU at SITE u_seq.u_state.q_q[1] bit=2")
+    listed = hil("inject", "--port", sim.port, "--list").stdout
+    assert "SBU at SITE u_seq.u_state.q_q[1] bit=2 width 1, next job at tile:phase:cycle 0:2:3" \
+        in listed  # fmt: skip
+    assert hil("inject", "--port", sim.port, "--clear").returncode == 0
+    name = "u_seq.u_state.q_q[1]"
+    # The refusal names the field: the name (octet 1 + 4), or the bit after it.
+    for fields, octet in ((["u_seq.nothing_q", "bit=0"], 5),
+                          ([name, "bit=3"], 5 + 1 + len(name))):  # fmt: skip
+        line = one_line_error(hil("inject", "--port", sim.port, "sbu", "site", *fields))
+        assert "FAULT_SITE_ABSENT" in line and "record 0 (SBU at SITE)" in line, line
+        assert f"(field at octet {octet})" in line, line
+
+
+def test_inject_sites_lists_the_build_map_without_a_target() -> None:
+    listed = hil("inject", "--sites", "pipeline_register", "--build", "n2-bw2048-il1-ecc-scrub-tmr")
+    assert listed.returncode == 0, listed.stderr
+    assert "u_array.g_row[0].g_col[0].u_pe.a_q" in listed.stdout
+    assert "pipeline_register" in listed.stdout and "sequencer_state" not in listed.stdout
+    bad = hil("inject", "--sites", "nonsense")
+    assert bad.returncode == 2 and "classes are" in one_line_error(bad)

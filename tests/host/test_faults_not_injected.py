@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from firmware_sim.accel import JobPoint, NotModelled, Phase, RegCopy, gemm_reference
+from firmware_sim.accel import Accelerator, JobPoint, NotModelled, Phase, RegCopy, gemm_reference
+from firmware_sim.accel.faults import FlopBit, SeqCopy, SetBit
 from firmware_sim.backend import Build, ModelBackend
 from host.commands import Authenticator
 from host.errors import CommandFailed
@@ -182,28 +183,34 @@ def test_a_job_whose_faults_all_landed_reports_none_missing(start) -> None:
     assert target.housekeeping(HkStructure.ACCELERATOR)["faults_not_injected"] == 0
 
 
-def test_flips_that_meet_at_one_cycle_unpredictably_are_reported_not_injected(start) -> None:
-    # Two copies of DIM_K flipped in the same cycle outvote the good one. Named by two
-    # points (tile 0's first result write is cycle N + 1 of tile 1's STREAM), each is
-    # accepted alone; only the job can see that they meet.
-    together = [RegCopy("DIM_K", 0, 0), RegCopy("DIM_K", 1, 0)]
+@pytest.mark.parametrize(
+    ("build", "record", "sites", "when"),
+    [
+        (("--no-ecc", "--no-scrub", "--no-tmr"),
+         FaultRecord(FaultKind.SBU, S.SITE, 1, ("u_spm.u_bank0.rslot_q", 0), NEXT,
+                     (0, JobPhase.STREAM, 1)),
+         [FlopBit("u_spm.u_bank0.rslot_q", 0)], JobPoint(0, Phase.STREAM, 1)),
+        (("--no-ecc", "--no-scrub", "--no-tmr"),
+         FaultRecord(FaultKind.SBU, S.SITE, 1, ("u_seq.u_state.q_q[0]", 0)),
+         [SeqCopy("state", 0, 0)], None),
+        ((), FaultRecord(FaultKind.SBU, S.SITE, 1, ("g_scrub.u_scrub.state_q", 0)),
+         [FlopBit("g_scrub.u_scrub.state_q", 0)], None),
+        ((), FaultRecord(FaultKind.SET, S.SITE, 1, ("u_seq.u_t.q_q[1]", 4)),
+         [SetBit("u_seq.u_t.q_q", 4)], None),
+    ],
+    ids=["read-slot-without-interleaving", "sequencer-state-idle", "scrubber-state-idle",
+         "set-while-idle"],
+)  # fmt: skip
+def test_what_the_model_cannot_predict_is_refused_at_acceptance(
+    start, build: tuple[str, ...], record: FaultRecord, sites: list, when: JobPoint | None
+) -> None:
+    options = {"ecc": not build, "scrub": not build, "tmr": not build}
     try:
-        ModelBackend(Build(n=N)).check_scheduled(JobPoint(1, Phase.STREAM, N + 1), together)
-        pytest.skip("the chip model predicts two TMR copies flipped in one cycle")
+        Accelerator(N, **options).check_scheduled(when, sites)
+        pytest.skip(f"the chip model now predicts {sites} at {when or 'idle'}")
     except NotModelled:
         pass
-    target = start()
-    a, b = operands(7, 8, 4, 4)  # two tiles
-    target.inject([
-        FaultRecord(FaultKind.SBU, S.REG_COPY, 1, (0x1C, 0, 0), NEXT, (1, JobPhase.STREAM, N + 1)),
-        FaultRecord(FaultKind.SBU, S.REG_COPY, 1, (0x1C, 1, 0), NEXT, (0, JobPhase.WRITE, 0)),
-    ])  # fmt: skip
-    mark = target.link.history.mark()
-    c = target.run_gemm(a, b, job_id=79)
-    np.testing.assert_array_equal(c, gemm_reference(a, b, out_int32=True))  # ran clean
-    missed = target.await_event(EventId.FAULT_NOT_INJECTED, timeout=2.0, start=mark)
-    assert missed is not None
-    assert (missed.args["reason"], missed.args["count"], missed.args["scheduled"]) == (
-        NotInjectedReason.NOT_PREDICTABLE, 2, 2,
-    )  # fmt: skip
-    assert (target.job_faults().scheduled, target.job_faults().not_injected) == (2, 2)
+    target = start(*build)
+    exc = refused(target, record)
+    assert exc.code == FailureCode.FAULT_NOT_PREDICTABLE
+    assert read_fault_refusal(exc.data) == (1 + record.field_offset("name"), 0)

@@ -39,7 +39,9 @@ RAM = MemoryId.FIRMWARE_RAM
 @pytest.mark.parametrize("phase", list(JobPhase), ids=lambda p: p.name)
 @pytest.mark.parametrize("site", list(FaultSiteClass), ids=lambda s: s.name)
 def test_fault_records_round_trip(site: FaultSiteClass, phase: JobPhase) -> None:
-    fields = tuple(range(1, len(SITE_FIELDS[site]) + 1))
+    fields = tuple(
+        "u_seq.u_t.q_q[1]" if f.fmt == "p" else i for i, f in enumerate(SITE_FIELDS[site], 1)
+    )
     for timing, point in ((FaultTiming.NOW, (0, 0, 0)), (FaultTiming.NEXT_JOB, (3, phase, 20))):
         rec = FaultRecord(FaultKind.SBU, site, 1, fields, timing, point)
         count, records = read_fault_list(struct.pack("!HB", 1, 1) + rec.pack())

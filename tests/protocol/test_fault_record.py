@@ -44,7 +44,9 @@ def test_header_point_and_site_fields_sit_where_the_icd_says() -> None:
 def test_every_allowed_record_parses_back_to_itself(kind: FaultKind) -> None:
     lo, hi = FAULT_WIDTHS[kind]
     for site in FAULT_SITES[kind]:
-        fields = tuple(range(len(SITE_FIELDS[site])))
+        fields = tuple(
+            "u_seq.u_t.q_q[2]" if f.fmt == "p" else i for i, f in enumerate(SITE_FIELDS[site])
+        )
         timings = [FaultTiming.NOW]
         if kind in NEXT_JOB_KINDS and site in NEXT_JOB_SITES:
             timings.append(FaultTiming.NEXT_JOB)
@@ -66,6 +68,27 @@ def test_any_octets_parse_to_a_record_that_packs_back_or_are_refused(data: bytes
         assert exc.code in (FailureCode.BAD_APP_DATA, FailureCode.VALUE_OUT_OF_RANGE)
     else:
         assert rec.pack() == data[: r.pos]
+
+
+def test_site_record_carries_a_length_prefixed_name_then_the_bit() -> None:
+    name = "u_array.g_row[0].g_col[1].u_pe.a_q"
+    rec = FaultRecord(FaultKind.SET, FaultSiteClass.SITE, 1, (name, 0x0102),
+                      FaultTiming.NEXT_JOB, (1, JobPhase.STREAM, 3))  # fmt: skip
+    raw = rec.pack()
+    at = rec.site_offset()
+    assert raw[at] == len(name) and raw[at + 1 : at + 1 + len(name)] == name.encode()
+    assert rec.field_offset("name") == at and rec.field_offset("bit") == at + 1 + len(name)
+    assert struct.unpack_from("!H", raw, rec.field_offset("bit"))[0] == 0x0102
+    assert FaultRecord.parse(Reader(raw)) == rec
+
+
+@pytest.mark.parametrize("name", [b"", b"u_seq q", b"\xffq_q"], ids=["empty", "space", "8-bit"])
+def test_site_name_that_is_not_printable_ascii_is_out_of_range(name: bytes) -> None:
+    head = bytes([FaultKind.SBU, FaultSiteClass.SITE, 1, FaultTiming.NOW])
+    with pytest.raises(PacketError) as err:
+        FaultRecord.parse(Reader(head + bytes([len(name)]) + name + b"\x00\x00"))
+    assert err.value.code == FailureCode.VALUE_OUT_OF_RANGE
+    assert struct.unpack("!H", err.value.data)[0] == 4  # the name's length octet
 
 
 def test_refusal_data_round_trips() -> None:

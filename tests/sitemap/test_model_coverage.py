@@ -7,9 +7,11 @@ from collections import Counter
 import pytest
 
 from firmware_sim.accel import Accelerator
+from firmware_sim.accel.faults import FlopBit, NotModelled
 from firmware_sim.accel.sitemap_sites import (
     RTL_ONLY,
     entry_bit,
+    job_path_sites,
     model_entry,
     model_site,
     rtl_only_reason,
@@ -21,9 +23,14 @@ BUILDS = [Build.from_name(p.stem) for p in sorted(MAPS_DIR.glob("*.json"))]
 
 
 def _model_bits(build: Build, sitemap: SiteMap) -> Counter[str]:
-    """How many of the model's fault sites fall in each site-map entry."""
+    """How many of the model's fault sites (the analytic sites and the twin's job path)
+    fall in each site-map entry."""
     counts: Counter[str] = Counter()
-    for site in Accelerator(**build.options()).fault_sites():
+    sites = set(Accelerator(**build.options()).fault_sites()) | set(job_path_sites(build))
+    unobservable = {e.name for e in sitemap.unobservable}
+    for site in sites:
+        if isinstance(site, FlopBit) and site.path in unobservable:
+            continue  # the twin holds it; no output depends on it
         entry, _ = entry_bit(site, sitemap)
         counts[entry.name] += 1
     return counts
@@ -62,7 +69,12 @@ def test_covered_entries_map_to_model_sites_and_back(build: Build) -> None:
         assert model_entry(entry) is not None
         for bit in range(entry.bits):
             site = model_site(entry, bit)
-            model.check_site(site)
+            try:
+                model.check_site(site)
+            except NotModelled:
+                # A site of the model whose flip it refuses to predict (a read slot
+                # without interleaving): it still names this bit.
+                assert isinstance(site, FlopBit) and site.path.endswith(".rslot_q")
             assert entry_bit(site, sitemap) == (entry, bit)
 
 
