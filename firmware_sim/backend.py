@@ -13,6 +13,7 @@ layer reports that with the job.
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -243,6 +244,24 @@ class ModelBackend:
             self.stuck[self.layout.word_bit_of(cell)] = value
         self._reassert_stuck()
 
+    def check_stick_registers(self, sites: Iterable[FaultSite], value: int) -> None:
+        """Raise ValueError (a site the build lacks) or NotModelled (a bit the model
+        cannot hold) for register bits stuck at ``value``; nothing is applied."""
+        trial = copy.deepcopy(self.chip)
+        for site in sites:
+            trial.stick(site, value)
+
+    def stick_registers(self, sites: Iterable[FaultSite], value: int) -> None:
+        """Stuck-at in registers: each bit holds ``value`` every cycle, idle or in a job,
+        until cleared or the chip is power-cycled (the model holds them)."""
+        for site in sites:
+            self.chip.stick(site, value)
+
+    @property
+    def stuck_registers(self) -> dict[FaultSite, int]:
+        """Register bits held stuck now, with their values."""
+        return self.chip.stuck
+
     def clear_faults(self) -> int:
         """Remove every persistent fault; returns how many there were.
 
@@ -250,6 +269,7 @@ class ModelBackend:
         resets the chip.
         """
         count = len(self.stuck) + len(self.job_faults) + int(self.hung) + int(self.hang_at_start)
+        count += self.chip.unstick_all()
         self.stuck.clear()
         self.job_faults.clear()
         self.hung = self.hang_at_start = False

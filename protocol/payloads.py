@@ -493,8 +493,8 @@ FAULT_SITES: Final[dict[FaultKind, frozenset[FaultSiteClass]]] = {
     K.SBU: _SPM | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.FW_RAM, S.SITE},
     K.MBU: _SPM | {S.FW_RAM},
     K.SET: frozenset({S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE}),
-    K.STUCK_AT_0: _SPM | {S.FW_RAM},
-    K.STUCK_AT_1: _SPM | {S.FW_RAM},
+    K.STUCK_AT_0: _SPM | {S.FW_RAM, S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE},
+    K.STUCK_AT_1: _SPM | {S.FW_RAM, S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE},
     K.SEFI: frozenset({S.ACCEL, S.FSW}),
     K.SEL: frozenset({S.ACCEL}),
 }
@@ -509,6 +509,10 @@ FAULT_WIDTHS: Final[dict[FaultKind, tuple[int, int]]] = {
     K.SEL: (0, 0),
 }
 """Allowed width (adjacent cells or consecutive bits hit) of each kind (ICD 15.8)."""
+ONE_BIT_SITES: Final[frozenset[FaultSiteClass]] = frozenset(
+    {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE}
+)
+"""Site classes that name one bit: any fault of them has width 1 at most (ICD 15.8)."""
 NEXT_JOB_KINDS: Final[frozenset[FaultKind]] = frozenset({K.SBU, K.MBU, K.SET, K.SEFI})
 NEXT_JOB_SITES: Final[frozenset[FaultSiteClass]] = _SPM | {
     S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL, S.SITE
@@ -579,6 +583,10 @@ class FaultRecord:
             lo, hi = FAULT_WIDTHS[kind]
             if not lo <= width <= hi:
                 raise out_of_range(start + 2, f"{kind.name} width {width} is outside {lo}..{hi}")
+            if site_class in ONE_BIT_SITES and width > 1:
+                raise out_of_range(
+                    start + 2, f"{kind.name} width {width} at {site_class.name}: one bit, width 1"
+                )
             if timing == FaultTiming.NEXT_JOB and (
                 kind not in NEXT_JOB_KINDS or site_class not in NEXT_JOB_SITES
             ):

@@ -147,7 +147,17 @@ class FaultInjectionService:
                 ) from None
         if kind in (K.STUCK_AT_0, K.STUCK_AT_1):
             value = int(kind == K.STUCK_AT_1)
-            return lambda: backend.stick(sites, value)
+            if all(isinstance(site, SpmCell) for site in sites):
+                return lambda: backend.stick(sites, value)
+            try:
+                backend.check_stick_registers(sites, value)
+            except ValueError as exc:
+                raise _refused(FailureCode.FAULT_SITE_ABSENT, sites_at, index, rec, exc) from None
+            except NotModelled as exc:
+                raise _refused(
+                    FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc
+                ) from None
+            return lambda: backend.stick_registers(sites, value)
         if rec.timing == FaultTiming.NOW:
             try:
                 backend.check_now(sites)
@@ -296,6 +306,8 @@ class FaultInjectionService:
         for (address, bit), value in sorted(fsw.ram.stuck.items()):
             kind = K.STUCK_AT_1 if value else K.STUCK_AT_0
             out.append(FaultRecord(kind, S.FW_RAM, 1, (address, bit), now))
+        for site, value in backend.stuck_registers.items():
+            out.append(self._stuck_record(site, value))
         if backend.hung:
             out.append(FaultRecord(K.SEFI, S.ACCEL, 0, (), now))
         if backend.hang_at_start:
@@ -318,6 +330,17 @@ class FaultInjectionService:
                 rec = self._site_record(site, nxt, point)
             out.append(rec)
         return out
+
+    def _stuck_record(self, site: FaultSite, value: int) -> FaultRecord:
+        """A register bit held stuck, as the record that names it."""
+        kind, now = (K.STUCK_AT_1 if value else K.STUCK_AT_0), FaultTiming.NOW
+        if isinstance(site, AccBit | OutBit):
+            pe = S.ACC_BIT if isinstance(site, AccBit) else S.OUT_BIT
+            return FaultRecord(kind, pe, 1, (site.i, site.j, site.bit), now)
+        if isinstance(site, RegCopy):
+            return FaultRecord(kind, S.REG_COPY, 1, (int(Reg[site.name]), site.copy, site.bit), now)
+        entry, bit = entry_bit(site, self.sitemap)
+        return FaultRecord(kind, S.SITE, 1, (entry.name, bit), now)
 
     def _site_record(
         self, site: FaultSite, timing: FaultTiming, point: tuple[int, int, int]

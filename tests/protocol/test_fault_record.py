@@ -15,6 +15,7 @@ from protocol.payloads import (
     FAULT_WIDTHS,
     NEXT_JOB_KINDS,
     NEXT_JOB_SITES,
+    ONE_BIT_SITES,
     POINT_OFFSETS,
     SITE_FIELDS,
     FaultRecord,
@@ -50,13 +51,20 @@ def test_every_allowed_record_parses_back_to_itself(kind: FaultKind) -> None:
         timings = [FaultTiming.NOW]
         if kind in NEXT_JOB_KINDS and site in NEXT_JOB_SITES:
             timings.append(FaultTiming.NEXT_JOB)
-        for width in (lo, hi):
+        widths = {lo, min(hi, 1)} if site in ONE_BIT_SITES else {lo, hi}
+        for width in widths:
             for timing in timings:
                 rec = FaultRecord(kind, site, width, fields, timing,
                                   (2, JobPhase.STREAM, 9) if timing else (0, 0, 0))  # fmt: skip
                 r = Reader(rec.pack())
                 assert FaultRecord.parse(r) == rec
                 r.end()
+
+
+def test_a_one_bit_site_refuses_a_width_over_one() -> None:
+    rec = FaultRecord(FaultKind.STUCK_AT_1, FaultSiteClass.ACC_BIT, 3, (0, 1, 5))
+    with pytest.raises(PacketError, match="STUCK_AT_1 width 3 at ACC_BIT: one bit, width 1"):
+        FaultRecord.parse(Reader(rec.pack()))
 
 
 @given(st.binary(max_size=16))
