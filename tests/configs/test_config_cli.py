@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from hil_process import ENV, HIL, REPO, HilSim
 
 BAD_SIM = "kind: sim\ndescription: bad\nn: four\nbank_words: 1024\ninterleave: 1\n"
@@ -92,11 +93,18 @@ def test_hil_refuses_a_simulated_chip_as_a_board() -> None:
 
 
 @pytest.fixture
-def n8_in_orbit() -> Iterator[HilSim]:
-    """An N = 8 chip from its target file, NOMINAL, flying GEO a billion times faster."""
+def n8_in_orbit(tmp_path: Path) -> Iterator[HilSim]:
+    """An N = 8 chip from its target file, NOMINAL, flying GEO a billion times faster.
+
+    Without GEO's functional interrupts and latch-ups: at that acceleration a SEFI would
+    come every second and its anomalies would put the target in SAFE mode."""
+    geo = yaml.safe_load((REPO / "configs/environments/geo.yaml").read_text())
+    geo["sefi_per_device_day"]["value"] = geo["sel_per_device_day"]["value"] = 0.0
+    quiet = tmp_path / "geo-upsets-only.yaml"
+    quiet.write_text(yaml.safe_dump(geo))
     sim = HilSim(
         "--config", "configs/targets/sim-n8.yaml", "--mode", "nominal",
-        "--environment", "configs/environments/geo.yaml", "--acceleration", "1e9",
+        "--environment", str(quiet), "--acceleration", "1e9",
     )  # fmt: skip
     try:
         yield sim

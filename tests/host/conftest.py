@@ -15,8 +15,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hil_process import read_line
 
 from host import Link
+from host.commands import Authenticator
+from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
+from host.target import Target as HostTarget
 from protocol.codes import Service
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,23 +68,6 @@ class Target:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
-
-
-def read_line(fd: int, timeout: float) -> str:
-    """One line from ``fd`` within ``timeout`` seconds (a process's stdout)."""
-    deadline = time.monotonic() + timeout
-    line = b""
-    while not line.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"no complete line within {timeout} s, got {line!r}")
-        ready, _, _ = select.select([fd], [], [], left)
-        if ready:
-            chunk = os.read(fd, 1)
-            if not chunk:
-                raise EOFError(f"stream closed after {line!r}")
-            line += chunk
-    return line.decode().strip()
 
 
 def read_until(fd: int, done: Callable[[bytes], bool], timeout: float) -> bytes:
@@ -169,3 +156,21 @@ def hk_counters() -> Callable[[Link], dict[str, int]]:
     """``hk_counters(link)``: the target's TC counters (received, accepted, refused,
     duplicates, authentication failures) from a one-shot housekeeping report."""
     return _hk_system_counters
+
+
+@pytest.fixture
+def start_chip() -> Iterator[Callable[..., HostTarget]]:
+    """Start simulated chips with an N = 4 array (more ``hil sim`` options for the build),
+    each behind a link signing with the simulator's key; all are stopped at the end."""
+    opened: list = []
+
+    def start(*args: str) -> HostTarget:
+        sim = SimulatedTarget(mode="test", args=("--array-n", "4", *args))
+        opened.append(sim.__enter__())
+        link = Link(sim.port, auth=Authenticator(SIM_KEY_ID, SIM_KEY)).__enter__()
+        opened.append(link)
+        return HostTarget(link)
+
+    yield start
+    for thing in reversed(opened):
+        thing.__exit__(None, None, None)

@@ -4,18 +4,13 @@ point the job never reaches is reported by that job (event, job events, housekee
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import numpy as np
 import pytest
 
 from firmware_sim.accel import Accelerator, JobPoint, NotModelled, Phase, RegCopy, gemm_reference
 from firmware_sim.accel.faults import FlopBit, SeqCopy, SetBit
 from firmware_sim.backend import Build, ModelBackend
-from host.commands import Authenticator
 from host.errors import CommandFailed
-from host.link import Link
-from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import Target
 from protocol.codes import EventId, FailureCode, FaultKind, NotInjectedReason
 from protocol.payloads import (
@@ -33,23 +28,6 @@ S = FaultSiteClass
 NEXT = FaultTiming.NEXT_JOB
 
 
-@pytest.fixture
-def start() -> Iterator[Callable[..., Target]]:
-    """Start simulated chips of a given build (``hil sim`` options); all are stopped."""
-    opened: list = []
-
-    def start(*args: str) -> Target:
-        sim = SimulatedTarget(mode="test", args=("--array-n", str(N), *args))
-        opened.append(sim.__enter__())
-        link = Link(sim.port, auth=Authenticator(SIM_KEY_ID, SIM_KEY)).__enter__()
-        opened.append(link)
-        return Target(link)
-
-    yield start
-    for thing in reversed(opened):
-        thing.__exit__(None, None, None)
-
-
 def operands(seed: int, m: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     return (rng.integers(-128, 128, (m, k), dtype=np.int8),
@@ -64,8 +42,8 @@ def refused(target: Target, record: FaultRecord) -> CommandFailed:
     return info.value
 
 
-def test_check_bits_of_a_build_without_ecc_are_refused_as_absent(start) -> None:
-    target = start("--no-ecc")
+def test_check_bits_of_a_build_without_ecc_are_refused_as_absent(start_chip) -> None:
+    target = start_chip("--no-ecc")
     check_bit = 8 * N  # the first check bit of a codeword with ECC
     exc = refused(target, FaultRecord(FaultKind.SBU, S.SPM_WORD, 1, (3, check_bit)))
     assert exc.code == FailureCode.FAULT_SITE_ABSENT
@@ -73,8 +51,8 @@ def test_check_bits_of_a_build_without_ecc_are_refused_as_absent(start) -> None:
     assert "record 0 (SBU at SPM_WORD) cannot be injected" in str(exc)
 
 
-def test_a_cycle_no_job_has_is_refused_as_unreachable(start) -> None:
-    target = start()
+def test_a_cycle_no_job_has_is_refused_as_unreachable(start_chip) -> None:
+    target = start_chip()
     far = (0, JobPhase.WRITE, 4 * N)  # WRITE has at most 4N words
     records = [
         FaultRecord(FaultKind.SBU, S.ACC_BIT, 1, (0, 0, 0), NEXT, (0, JobPhase.STREAM, 3)),
@@ -89,7 +67,7 @@ def test_a_cycle_no_job_has_is_refused_as_unreachable(start) -> None:
 
 
 def test_a_register_flip_inside_a_job_is_refused_exactly_when_the_model_cannot_predict_it(
-    start,
+    start_chip,
 ) -> None:
     point, site = JobPoint(0, Phase.STREAM, 2), RegCopy("DIM_K", 0, 1)
     try:
@@ -97,7 +75,7 @@ def test_a_register_flip_inside_a_job_is_refused_exactly_when_the_model_cannot_p
         predictable = True
     except NotModelled:
         predictable = False
-    target = start("--no-tmr")
+    target = start_chip("--no-tmr")
     record = FaultRecord(FaultKind.SBU, S.REG_COPY, 1, (0x1C, 0, 1), NEXT, (0, JobPhase.STREAM, 2))
     if not predictable:
         exc = refused(target, record)
@@ -127,9 +105,9 @@ def test_a_register_flip_inside_a_job_is_refused_exactly_when_the_model_cannot_p
     ids=["bias", "tile", "cycle"],
 )  # fmt: skip
 def test_a_point_the_job_does_not_have_is_reported_not_injected(
-    start, why: str, record: FaultRecord
+    start_chip, why: str, record: FaultRecord
 ) -> None:
-    target = start()
+    target = start_chip()
     a, b = operands(4, 4, 8, 4)  # one tile, STREAM period 9
     target.inject([record])
     mark = target.link.history.mark()
@@ -150,8 +128,10 @@ def test_a_point_the_job_does_not_have_is_reported_not_injected(
     assert target.list_faults() == (0, []), "the job settled the fault: it no longer waits"
 
 
-def test_a_point_after_an_ecc_abort_is_reported_not_injected_and_the_rest_injected(start) -> None:
-    target = start()
+def test_a_point_after_an_ecc_abort_is_reported_not_injected_and_the_rest_injected(
+    start_chip,
+) -> None:
+    target = start_chip()
     a, b = operands(5, 8, 4, 4)  # two tiles (rows 0-3, 4-7); FLUSH belongs to tile 1
     two_bits = FaultRecord(FaultKind.MBU, S.SPM_WORD, 2, (0, 0), NEXT, (0, JobPhase.STREAM, 0))
     late = FaultRecord(FaultKind.SBU, S.OUT_BIT, 1, (0, 0, 4), NEXT, (1, JobPhase.FLUSH, 0))
@@ -170,8 +150,8 @@ def test_a_point_after_an_ecc_abort_is_reported_not_injected_and_the_rest_inject
     assert (target.job_faults().scheduled, target.job_faults().not_injected) == (3, 1)
 
 
-def test_a_job_whose_faults_all_landed_reports_none_missing(start) -> None:
-    target = start()
+def test_a_job_whose_faults_all_landed_reports_none_missing(start_chip) -> None:
+    target = start_chip()
     a, b = operands(6, 4, 8, 4)
     one = FaultRecord(FaultKind.SBU, S.SPM_WORD, 1, (1, 5), NEXT, (0, JobPhase.STREAM, 0))
     target.inject([one])
@@ -202,7 +182,7 @@ def test_a_job_whose_faults_all_landed_reports_none_missing(start) -> None:
          "set-while-idle"],
 )  # fmt: skip
 def test_what_the_model_cannot_predict_is_refused_at_acceptance(
-    start, build: tuple[str, ...], record: FaultRecord, sites: list, when: JobPoint | None
+    start_chip, build: tuple[str, ...], record: FaultRecord, sites: list, when: JobPoint | None
 ) -> None:
     options = {"ecc": not build, "scrub": not build, "tmr": not build}
     try:
@@ -210,7 +190,7 @@ def test_what_the_model_cannot_predict_is_refused_at_acceptance(
         pytest.skip(f"the chip model now predicts {sites} at {when or 'idle'}")
     except NotModelled:
         pass
-    target = start(*build)
+    target = start_chip(*build)
     exc = refused(target, record)
     assert exc.code == FailureCode.FAULT_NOT_PREDICTABLE
     assert read_fault_refusal(exc.data) == (1 + record.field_offset("name"), 0)

@@ -5,7 +5,6 @@ a sequencer upset is seen as a hang and recovered."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,10 +13,7 @@ import pytest
 from firmware_sim.accel import Accelerator, JobPoint, Phase
 from firmware_sim.accel.regs import Reg, Status
 from firmware_sim.accel.sitemap_sites import model_site, transient_site
-from host.commands import Authenticator
 from host.errors import CommandFailed
-from host.link import Link
-from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import Target
 from protocol.codes import EventId, FailureCode, FaultKind
 from protocol.payloads import (
@@ -35,23 +31,6 @@ SITE = FaultSiteClass.SITE
 NEXT = FaultTiming.NEXT_JOB
 NO_MITIGATION = ("--no-ecc", "--no-scrub", "--no-tmr")
 """The build without TMR that has a site map: n4-bw1024-il1-noecc-noscrub-notmr."""
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., Target]]:
-    """Start simulated chips of a given build (``hil sim`` options); all are stopped."""
-    opened: list = []
-
-    def start(*args: str) -> Target:
-        sim = SimulatedTarget(mode="test", args=("--array-n", str(N), *args))
-        opened.append(sim.__enter__())
-        link = Link(sim.port, auth=Authenticator(SIM_KEY_ID, SIM_KEY)).__enter__()
-        opened.append(link)
-        return Target(link)
-
-    yield start
-    for thing in reversed(opened):
-        thing.__exit__(None, None, None)
 
 
 def operands(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,9 +99,9 @@ def assert_same(seen: Outcome, model: Outcome) -> None:
     ids=["pipeline", "sequencer-copy-tmr", "sequencer-notmr", "bias-buffer"],
 )
 def test_a_site_record_changes_the_job_exactly_as_the_model_says(
-    start, build: tuple[str, ...], name: str, bit: int, point: tuple[int, int, int]
+    start_chip, build: tuple[str, ...], name: str, bit: int, point: tuple[int, int, int]
 ) -> None:
-    target = start(*build)
+    target = start_chip(*build)
     a, b, bias = operands(11)
     record = FaultRecord(FaultKind.SBU, SITE, 1, (name, bit), NEXT, point)
     target.inject([record])
@@ -144,9 +123,9 @@ def test_a_site_record_changes_the_job_exactly_as_the_model_says(
     ids=["unknown-name", "bit-out-of-range", "unobservable", "set-on-memory"],
 )
 def test_a_site_the_build_lacks_is_refused_absent_naming_the_field(
-    start, record: FaultRecord, field: str
+    start_chip, record: FaultRecord, field: str
 ) -> None:
-    target = start()
+    target = start_chip()
     with pytest.raises(CommandFailed) as info:
         target.inject([record])
     assert info.value.code == FailureCode.FAULT_SITE_ABSENT
@@ -165,9 +144,9 @@ def test_a_site_the_build_lacks_is_refused_absent_naming_the_field(
     ids=["site", "reg-copy"],
 )  # fmt: skip
 def test_a_set_on_a_tmr_register_corrupts_the_job_as_the_model_says_and_no_vote_sees_it(
-    start, record: FaultRecord
+    start_chip, record: FaultRecord
 ) -> None:
-    target = start()
+    target = start_chip()
     a, b, bias = operands(12)
     site_record = record if record.site_class == SITE else FaultRecord(
         FaultKind.SET, SITE, 1, ("u_regs.u_c_addr.q_q[2]", 5), NEXT, record.point
@@ -178,8 +157,8 @@ def test_a_set_on_a_tmr_register_corrupts_the_job_as_the_model_says_and_no_vote_
     assert_same(observed(target, a, b, bias), model)
 
 
-def test_a_hang_from_a_sequencer_upset_is_seen_as_a_hang_and_recovered(start) -> None:
-    target = start(*NO_MITIGATION)
+def test_a_hang_from_a_sequencer_upset_is_seen_as_a_hang_and_recovered(start_chip) -> None:
+    target = start_chip(*NO_MITIGATION)
     a, b, bias = operands(11)
     record = FaultRecord(FaultKind.SBU, SITE, 1, ("u_seq.u_rb.q_q[0]", 0), NEXT,
                          (0, JobPhase.STREAM, 2))  # fmt: skip

@@ -4,40 +4,18 @@ directly says, a stuck TMR copy is outvoted in every cycle, and TC[148,2] releas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-
 import numpy as np
 import pytest
 
 from firmware_sim.accel import Accelerator, RegCopy
 from firmware_sim.accel.regs import Reg
-from host.commands import Authenticator
 from host.errors import CommandFailed
-from host.link import Link
-from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import Target
 from protocol.codes import FailureCode, FaultKind
 from protocol.payloads import FaultRecord, FaultSiteClass, HkStructure, read_fault_refusal
 
 N = 4
 NO_MITIGATION = ("--no-ecc", "--no-scrub", "--no-tmr")
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., Target]]:
-    """Start simulated chips of a given build (``hil sim`` options); all are stopped."""
-    opened: list = []
-
-    def start(*args: str) -> Target:
-        sim = SimulatedTarget(mode="test", args=("--array-n", str(N), *args))
-        opened.append(sim.__enter__())
-        link = Link(sim.port, auth=Authenticator(SIM_KEY_ID, SIM_KEY)).__enter__()
-        opened.append(link)
-        return Target(link)
-
-    yield start
-    for thing in reversed(opened):
-        thing.__exit__(None, None, None)
 
 
 def operands(seed: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,8 +29,8 @@ def mismatches(target: Target) -> int:
     return target.housekeeping(HkStructure.ACCELERATOR)["tmr_mismatches"]
 
 
-def test_a_stuck_dim_k_bit_without_tmr_shortens_every_job_as_the_model_says(start) -> None:
-    target = start(*NO_MITIGATION)
+def test_a_stuck_dim_k_bit_without_tmr_shortens_every_job_as_the_model_says(start_chip) -> None:
+    target = start_chip(*NO_MITIGATION)
     a, b, bias = operands(5, k=7)  # K odd: DIM_K bit 0 stuck at 0 drops the last step
     target.inject([FaultRecord(FaultKind.STUCK_AT_0, FaultSiteClass.SITE, 1,
                                ("u_regs.u_dim_k.q_q[0]", 0))])  # fmt: skip
@@ -74,8 +52,8 @@ def test_a_stuck_dim_k_bit_without_tmr_shortens_every_job_as_the_model_says(star
     np.testing.assert_array_equal(c, a.astype(np.int64) @ b.astype(np.int64) + bias)
 
 
-def test_a_stuck_tmr_copy_is_outvoted_every_cycle_until_cleared(start) -> None:
-    target = start()
+def test_a_stuck_tmr_copy_is_outvoted_every_cycle_until_cleared(start_chip) -> None:
+    target = start_chip()
     a, b, bias = operands(6, k=8)
     before = mismatches(target)
     target.inject([FaultRecord(FaultKind.STUCK_AT_1, FaultSiteClass.REG_COPY, 1,
@@ -95,8 +73,8 @@ def test_a_stuck_tmr_copy_is_outvoted_every_cycle_until_cleared(start) -> None:
     assert mismatches(target) == released
 
 
-def test_stuck_bits_the_chip_cannot_hold_as_such_are_refused_by_field(start) -> None:
-    target = start()
+def test_stuck_bits_the_chip_cannot_hold_as_such_are_refused_by_field(start_chip) -> None:
+    target = start_chip()
     counter = FaultRecord(FaultKind.STUCK_AT_1, FaultSiteClass.SITE, 1, ("u_regs.cycles_q", 3))
     with pytest.raises(CommandFailed) as refused:
         target.inject([counter])
