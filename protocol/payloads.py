@@ -91,6 +91,18 @@ class FaultSiteClass(enum.IntEnum):
     FSW = 7
     OUT_BIT = 8
     SITE = 9
+    SPM_CLUSTER = 10
+
+
+class ClusterShape(enum.IntEnum):
+    """How the cells of an SPM_CLUSTER multi-bit upset lie (u8), from its first cell."""
+
+    WORD_LINE = 0
+    """Side by side in one physical row."""
+    BIT_LINE = 1
+    """The same cell of neighbouring rows."""
+    BLOCK = 2
+    """A near-square block filled row by row (2 x 2 for 4 cells, 3 x 3 for 9)."""
 
 
 class FaultTiming(enum.IntEnum):
@@ -365,6 +377,7 @@ parameter's type."""
 SITE_FIELDS: Final[dict[FaultSiteClass, tuple[FieldSpec, ...]]] = {
     FaultSiteClass.SPM_CELL: _fields("bank B; row H; cell H"),
     FaultSiteClass.SPM_WORD: _fields("word H; bit B"),
+    FaultSiteClass.SPM_CLUSTER: _fields("bank B; row H; cell H; shape B"),
     FaultSiteClass.ACC_BIT: _fields("i B; j B; bit B"),
     FaultSiteClass.REG_COPY: _fields("register B; copy B; bit B"),
     FaultSiteClass.FW_RAM: _fields("address I; bit B"),
@@ -491,7 +504,7 @@ K, S = FaultKind, FaultSiteClass
 _SPM = frozenset({S.SPM_CELL, S.SPM_WORD})
 FAULT_SITES: Final[dict[FaultKind, frozenset[FaultSiteClass]]] = {
     K.SBU: _SPM | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.FW_RAM, S.SITE},
-    K.MBU: _SPM | {S.FW_RAM},
+    K.MBU: _SPM | {S.FW_RAM, S.SPM_CLUSTER},
     K.SET: frozenset({S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE}),
     K.STUCK_AT_0: _SPM | {S.FW_RAM, S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE},
     K.STUCK_AT_1: _SPM | {S.FW_RAM, S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE},
@@ -515,7 +528,7 @@ ONE_BIT_SITES: Final[frozenset[FaultSiteClass]] = frozenset(
 """Site classes that name one bit: any fault of them has width 1 at most (ICD 15.8)."""
 NEXT_JOB_KINDS: Final[frozenset[FaultKind]] = frozenset({K.SBU, K.MBU, K.SET, K.SEFI})
 NEXT_JOB_SITES: Final[frozenset[FaultSiteClass]] = _SPM | {
-    S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL, S.SITE
+    S.SPM_CLUSTER, S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL, S.SITE
 }
 """Kinds and site classes that may wait for a point of the next job (timing NEXT_JOB)."""
 POINT_OFFSETS: Final[dict[str, int]] = {"tile": 4, "phase": 6, "cycle": 7}

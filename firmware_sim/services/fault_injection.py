@@ -35,6 +35,7 @@ from protocol.errors import PacketError
 from protocol.payloads import (
     MAX_FAULT_RECORDS,
     POINT_OFFSETS,
+    ClusterShape,
     FaultRecord,
     FaultSiteClass,
     FaultTiming,
@@ -44,6 +45,8 @@ from protocol.payloads import (
     fault_refusal,
     refuse,
 )
+from testbed.clusters import Orientation
+from testbed.clusters import shape as cluster_shape
 from testbed.sitemap import SiteMap, SiteMapError
 
 if TYPE_CHECKING:
@@ -233,6 +236,14 @@ class FaultInjectionService:
             start = SpmCell(*f)
             backend.check_site(start)
             return backend.layout.adjacent(start, rec.width)
+        if rec.site_class == S.SPM_CLUSTER:
+            bank, row, cell, raw_shape = f
+            if raw_shape not in ClusterShape._value2member_map_:
+                raise ValueError(f"cluster shape {raw_shape} is not 0..{len(ClusterShape) - 1}")
+            start = SpmCell(bank, row, cell)
+            backend.check_site(start)
+            orientation = Orientation[ClusterShape(raw_shape).name]
+            return backend.layout.cluster(start, cluster_shape(rec.width, orientation).offsets)
         if rec.site_class == S.SPM_WORD:
             word, bit = f
             return backend.word_cells(word, bit, rec.width)
