@@ -662,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("inject", parents=[link], help="inject a fault (TEST mode)")
     s.add_argument("kind", nargs="?", help="sbu, mbu, set, stuck_at_0, stuck_at_1, sefi, sel")
     s.add_argument("site", nargs="?", help="spm_cell, spm_word, acc_bit, out_bit, reg_copy, "
-                   "fw_ram, accel, fsw, site (a site-map entry by name)")  # fmt: skip
+                   "fw_ram, accel, fsw, site (a site-map entry by name), spm_cluster (bank row "
+                   "cell shape: 0 word line, 1 bit line, 2 block; --width cells)")  # fmt: skip
     s.add_argument("fields", nargs="*", metavar="FIELD=VALUE",
                    help="site fields, e.g. word=100 bit=3 (or the values in order); for "
                    "site: NAME bit=N, e.g. u_seq.u_state.q_q[1] bit=2")  # fmt: skip
