@@ -318,7 +318,7 @@ class FaultInjectionService:
             kind = K.STUCK_AT_1 if value else K.STUCK_AT_0
             out.append(FaultRecord(kind, S.FW_RAM, 1, (address, bit), now))
         for site, value in backend.stuck_registers.items():
-            out.append(self._stuck_record(site, value))
+            out.append(self._record(K.STUCK_AT_1 if value else K.STUCK_AT_0, site, now))
         if backend.hung:
             out.append(FaultRecord(K.SEFI, S.ACCEL, 0, (), now))
         if backend.hang_at_start:
@@ -327,44 +327,33 @@ class FaultInjectionService:
             out.append(FaultRecord(K.SEL, S.ACCEL, 0, (), now))
         for when, site in backend.job_faults:
             point = (when.tile, JobPhase[when.phase.name], when.cycle)
-            if isinstance(site, SpmCell):
-                rec = FaultRecord(
-                    K.SBU, S.SPM_CELL, 1, (site.bank, site.row, site.cell), nxt, point
-                )
-            elif isinstance(site, AccBit | OutBit):
-                pe = S.ACC_BIT if isinstance(site, AccBit) else S.OUT_BIT
-                rec = FaultRecord(K.SBU, pe, 1, (site.i, site.j, site.bit), nxt, point)
-            elif isinstance(site, RegCopy):
-                reg = int(Reg[site.name])
-                rec = FaultRecord(K.SBU, S.REG_COPY, 1, (reg, site.copy, site.bit), nxt, point)
-            else:
-                rec = self._site_record(site, nxt, point)
-            out.append(rec)
+            kind = K.SET if isinstance(site, SetBit) else K.SBU
+            out.append(self._record(kind, site, nxt, point))
         return out
 
-    def _stuck_record(self, site: FaultSite, value: int) -> FaultRecord:
-        """A register bit held stuck, as the record that names it."""
-        kind, now = (K.STUCK_AT_1 if value else K.STUCK_AT_0), FaultTiming.NOW
+    def _record(
+        self,
+        kind: FaultKind,
+        site: FaultSite,
+        timing: FaultTiming,
+        point: tuple[int, int, int] = (0, 0, 0),
+    ) -> FaultRecord:
+        """A model site as the record that names it: by its own site class where it has
+        one, else by its site-map entry (``SITE``)."""
+        if isinstance(site, SpmCell):
+            return FaultRecord(kind, S.SPM_CELL, 1, (site.bank, site.row, site.cell), timing, point)
         if isinstance(site, AccBit | OutBit):
             pe = S.ACC_BIT if isinstance(site, AccBit) else S.OUT_BIT
-            return FaultRecord(kind, pe, 1, (site.i, site.j, site.bit), now)
+            return FaultRecord(kind, pe, 1, (site.i, site.j, site.bit), timing, point)
         if isinstance(site, RegCopy):
-            return FaultRecord(kind, S.REG_COPY, 1, (int(Reg[site.name]), site.copy, site.bit), now)
-        entry, bit = entry_bit(site, self.sitemap)
-        return FaultRecord(kind, S.SITE, 1, (entry.name, bit), now)
-
-    def _site_record(
-        self, site: FaultSite, timing: FaultTiming, point: tuple[int, int, int]
-    ) -> FaultRecord:
-        """A flop, sequencer copy or transient waiting for a job, as a ``SITE`` record."""
+            fields = (int(Reg[site.name]), site.copy, site.bit)
+            return FaultRecord(kind, S.REG_COPY, 1, fields, timing, point)
         if isinstance(site, SetBit):
-            name = f"{site.path}[0]"
-            return FaultRecord(K.SET, S.SITE, 1, (name, site.bit), timing, point)
+            return FaultRecord(kind, S.SITE, 1, (f"{site.path}[0]", site.bit), timing, point)
         if isinstance(site, SeqCopy | FlopBit):
             entry, bit = entry_bit(site, self.sitemap)
-            return FaultRecord(K.SBU, S.SITE, 1, (entry.name, bit), timing, point)
+            return FaultRecord(kind, S.SITE, 1, (entry.name, bit), timing, point)
         raise TypeError(f"no fault record for {site!r}")
-
 
 def _options(build: object) -> dict[str, object]:
     """The site-map options of a backend build."""
