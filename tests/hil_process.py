@@ -33,6 +33,22 @@ def read_line(fd: int, timeout: float) -> str:
     return line.decode().strip()
 
 
+def end_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 5.0) -> int:
+    """Stop ``proc`` with ``sig`` (killed if it outlives ``timeout``), close its pipes; its
+    exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+    return proc.returncode
+
+
 def hil(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
     """Run ``hil`` to its end; stdout and stderr as text."""
     return subprocess.run(
@@ -59,14 +75,4 @@ class HilSim:
 
     def stop(self) -> int:
         """Ctrl-C, as a user stops it; its exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return self.proc.returncode
+        return end_process(self.proc, signal.SIGINT, timeout=10)

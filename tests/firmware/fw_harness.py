@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import serial
+from hil_process import end_process
 
 from firmware_sim.backend import Build, ModelBackend
 from firmware_sim.core import FlightSoftware, FswConfig
@@ -289,17 +290,7 @@ class FirmwareProcess:
         port = getattr(self, "port", None)
         if port is not None and port.is_open:
             port.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-        return self.proc.returncode
+        return end_process(self.proc)
 
 
 HARNESSES: list[Harness] = []

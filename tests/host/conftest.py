@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hil_process import read_line
+from hil_process import end_process, read_line
 
 from host import Link
 from host.commands import Authenticator
@@ -58,16 +58,7 @@ class Target:
         return line.split(" ", 1)[1]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
+        end_process(self.proc)
 
 
 def read_until(fd: int, done: Callable[[bytes], bool], timeout: float) -> bytes:
