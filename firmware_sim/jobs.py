@@ -46,6 +46,27 @@ def _blocks(size: int, n: int) -> int:
     return -(-size // n)
 
 
+def gemm_spm_words(
+    array_n: int, m: int, k: int, n: int, bias: bool, out_int32: bool
+) -> tuple[int, int, int, int]:
+    """Scratchpad words of A, B, bias and C of an M x K x N GEMM at array size ``array_n``."""
+    mb, nb = _blocks(m, array_n), _blocks(n, array_n)
+    return mb * k, nb * k, 4 * nb if bias else 0, m * nb * (4 if out_int32 else 1)
+
+
+def gemm_spm_accesses(
+    array_n: int, m: int, k: int, n: int, bias: bool, out_int32: bool,
+    staged_words: int | None = None,
+) -> int:
+    """Scratchpad word accesses of one GEMM job, as the energy model books them: the
+    operand words staged in (``staged_words``, by default A, B and bias once), every
+    tile's reads of A and B (and of the bias), and C written and read back."""
+    a, b, bias_words, c = gemm_spm_words(array_n, m, k, n, bias, out_int32)
+    staged = a + b + bias_words if staged_words is None else staged_words
+    tiles = _blocks(m, array_n) * _blocks(n, array_n)
+    return staged + tiles * (2 * k + 4 * bias) + 2 * c
+
+
 @dataclass(frozen=True, slots=True)
 class JobSpec:
     """A job as TC[8,1] asked for it (ICD section 15.6); addresses are octet offsets."""
@@ -93,13 +114,7 @@ class JobSpec:
 
     def spm_words(self, array_n: int) -> tuple[int, int, int, int]:
         """Scratchpad words of A, B, bias and C at array size ``array_n``."""
-        mb, nb = _blocks(self.m, array_n), _blocks(self.n, array_n)
-        return (
-            mb * self.k,
-            nb * self.k,
-            4 * nb if self.bias else 0,
-            self.m * nb * (4 if self.out_int32 else 1),
-        )
+        return gemm_spm_words(array_n, self.m, self.k, self.n, self.bias, self.out_int32)
 
 
 class JobState(enum.Enum):
@@ -302,13 +317,13 @@ class JobScheduler:
 
     def _book_energy(self, job: Job, cycles: int, macs: int) -> None:
         d = job.descriptor
-        tiles_reads = 0
-        if d is not None:
-            n = self.fsw.driver.info.n
-            tiles = _blocks(d.m, n) * _blocks(d.ncols, n)
-            tiles_reads = tiles * (2 * d.k + 4 * d.bias)
-        _, _, _, c_words = job.spec.spm_words(self.fsw.driver.info.n)
-        accesses = job.staged_words + tiles_reads + 2 * c_words
+        n = self.fsw.driver.info.n
+        if d is None:  # no descriptor: no tile read
+            accesses = job.staged_words + 2 * job.spec.spm_words(n)[3]
+        else:
+            accesses = gemm_spm_accesses(
+                n, d.m, d.k, d.ncols, bool(d.bias), job.spec.out_int32, job.staged_words
+            )
         self.fsw.env.add_energy(self.fsw.env.config.energy.job_energy_j(cycles, macs, accesses))
 
     def _deliver(self, job: Job, cycles: int, macs: int) -> None:

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from host.campaign import cli as campaign_cli
+from host.campaign.runner import CampaignError
 from host.commands import Authenticator
 from host.errors import CommandFailed, HostError
 from host.history import Received
@@ -690,6 +692,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("param", parents=[link], help="read or set parameters")
     s.add_argument("params", nargs="*", metavar="NAME[=VALUE]", help="default: all, read")
     s.set_defaults(run=_with_target(cmd_param))
+
+    campaign_cli.add_parser(sub)
     return p
 
 
@@ -706,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(EXIT_INTERRUPTED))
     try:
         return args.run(args)
-    except (UsageError, ConfigError) as exc:
+    except (UsageError, ConfigError, CampaignError) as exc:
         print(f"hil {args.command}: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except HostError as exc:

@@ -10,11 +10,12 @@ meaningful for the small counts and zero counts a short campaign produces.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+
+from host.campaign.stats import wilson
 
 
 class Outcome(StrEnum):
@@ -52,19 +53,6 @@ class Summary:
     counts: dict[str, int] = field(default_factory=dict)
     rates: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     not_injected: int = 0
-
-
-def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float, float]:
-    """(rate, low, high) with the Wilson score interval at ``z`` (1.96: 95 %)."""
-    if trials <= 0:
-        raise ValueError(f"trials must be positive, got {trials}")
-    if not 0 <= successes <= trials:
-        raise ValueError(f"successes must be within 0..{trials}, got {successes}")
-    p = successes / trials
-    denom = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denom
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denom
-    return p, max(0.0, centre - half), min(1.0, centre + half)
 
 
 def summarize(runs: Iterable[Run]) -> list[Summary]:

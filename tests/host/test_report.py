@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from host.report import Outcome, Run, summarize, wilson, write
+from host.campaign.stats import wilson
+from host.report import Outcome, Run, summarize, write
 
 
 def test_wilson_interval_matches_published_values() -> None:

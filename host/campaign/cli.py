@@ -1,0 +1,136 @@
+"""``hil campaign run FILE`` and ``hil campaign report DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from host.campaign.runner import CAMPAIGN, CampaignError, CampaignRun, default_workers
+from host.report import CLASSES, Outcome
+from testbed.config.campaign import BACKENDS, load_campaign
+
+LOG_EVERY_S = 10.0
+"""Seconds between progress lines when stderr is no terminal (a CI log)."""
+
+
+class CampaignProgress:
+    """A rich progress bar with rate, ETA and a live count per outcome class; a plain
+    line every ``LOG_EVERY_S`` when stderr is not a terminal."""
+
+    def __init__(self, label: str) -> None:
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        self.started = time.monotonic()
+        self._logged = 0.0
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TaskProgressColumn(), TextColumn("{task.fields[rate]:.0f}/s"),
+            TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
+            console=self.console, disable=not self.live,
+        )  # fmt: skip
+        self.task = self.progress.add_task(label, total=None, rate=0.0, counts="")
+
+    def __enter__(self) -> CampaignProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, run: CampaignRun) -> None:
+        counts = run.counts()
+        done, total = run.done_total(), run.planned_total()
+        rate = sum(counts.values()) / max(time.monotonic() - self.started, 1e-6)
+        text = "  ".join(f"{o.value} {counts[o.value]}" for o in (*CLASSES, Outcome.NOT_INJECTED))
+        self.progress.update(self.task, completed=done, total=total, rate=rate, counts=text)
+        now = time.monotonic()
+        if not self.live and (now - self._logged >= LOG_EVERY_S or done >= total):
+            self._logged = now
+            print(f"campaign: {done}/{total} runs  {rate:.0f}/s  {text}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run a campaign file into its directory, then write its report."""
+    from host.campaign.analysis import analyse
+    from host.campaign.report import write_report
+    from host.campaign.runner import run_campaign
+
+    campaign = load_campaign(args.file)
+    out = args.out or Path("reports") / campaign.name
+    if args.workers is not None and args.scheduler is not None:
+        raise CampaignError("give --workers or --scheduler, not both")
+    workers = args.workers or default_workers()
+    backend = args.backend or campaign.backend
+    where = f"Dask scheduler {args.scheduler}" if args.scheduler else f"{workers} worker(s)"
+    print(f"campaign {campaign.name}: {campaign.workload.describe()} on "
+          f"{', '.join(b.name for b in campaign.build_list())}, backend {backend}, {where}; "
+          f"runs in {out / 'runs.jsonl'}", file=sys.stderr)  # fmt: skip
+    with CampaignProgress(campaign.name) as progress:
+        run = run_campaign(campaign, out, backend=backend, workers=workers,
+                           scheduler=args.scheduler, resume=args.resume,
+                           progress=progress)  # fmt: skip
+    paths = write_report(analyse(run), out)
+    print(f"report: {paths['html']}  {paths['md']}  data: {paths['json']}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the report of the runs a campaign directory holds (finished or not)."""
+    from host.campaign.analysis import analyse
+    from host.campaign.report import write_report
+    from host.campaign.runner import prepare
+
+    meta_path = args.dir / CAMPAIGN
+    if not meta_path.exists():
+        raise CampaignError(f"{args.dir} holds no campaign ({CAMPAIGN} is missing)")
+    meta = json.loads(meta_path.read_text())
+    campaign = load_campaign(meta["file"])
+    run = prepare(campaign, args.dir, meta["backend"], resume=True)
+    paths = write_report(analyse(run), args.dir)
+    print(f"report: {paths['html']}  {paths['md']}  data: {paths['json']}")
+    return 0
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of workers, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 worker, got {value}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``hil campaign`` on the ``hil`` parser's subcommands."""
+    c = sub.add_parser("campaign", help="radiation campaigns: run one, or report on one")
+    csub = c.add_subparsers(dest="campaign_command", required=True, metavar="ACTION")
+    r = csub.add_parser("run", help="run a campaign file (configs/campaigns) and report it")
+    r.add_argument("file", type=Path, help="a campaign file")
+    r.add_argument("--out", type=Path, help="its directory (default reports/NAME)")
+    r.add_argument("--workers", type=_workers, help="worker processes (default: the cores)")
+    r.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786")  # fmt: skip
+    r.add_argument("--backend", choices=BACKENDS,
+                   help="model: the model in the workers; link: the target file's chip over "
+                   "the serial link (default: the file's)")  # fmt: skip
+    r.add_argument("--resume", action="store_true",
+                   help="go on with the runs DIR holds (the same campaign only)")  # fmt: skip
+    r.set_defaults(run=cmd_run)
+    p = csub.add_parser("report", help="write report.json, report.md and report.html of DIR")
+    p.add_argument("dir", type=Path, help="a campaign's directory")
+    p.set_defaults(run=cmd_report)

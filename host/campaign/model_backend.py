@@ -1,0 +1,117 @@
+"""A campaign backend that runs each injection on the bit-exact model in this process.
+
+The chip is built, the workload's operands placed and its registers programmed once;
+that pre-job state is kept, and every injection starts from it: it is restored, the
+fault is placed at its point of the job (``Accelerator.run``), and the result and
+counters are compared with the golden run's. A fault the model has no site for, or
+refuses to predict (``NotModelled``), or whose point the job never reached, is not
+injected: the run says why and is kept out of every rate.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from firmware_sim.accel import Accelerator, EccStatus, JobPoint, NotModelled, Reg, SpmCell
+from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_site
+from host.campaign.outcome import Observation, classify
+from host.campaign.plan import Injection, Plan
+from host.report import Outcome
+from testbed.clusters import shape
+from testbed.sitemap import SiteClass
+
+#: Model counters by the names the ACCELERATOR housekeeping gives them.
+COUNTERS = {"ecc_corrected": Reg.ECC_CORR, "ecc_uncorrectable": Reg.ECC_UNCORR,
+            "tmr_mismatches": Reg.TMR_MISMATCH}  # fmt: skip
+
+
+class ModelBackend:
+    """Injections of one build's plan on the model."""
+
+    name = "model"
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.build = plan.build
+        chip = Accelerator(**self.build.options())
+        self.place = chip.load_job(**plan.workload.job_args())
+        self._pristine = copy.deepcopy(chip)
+        err = chip.run()
+        if err or chip.hung:
+            raise RuntimeError(f"the golden run of {plan.workload.spec.describe()} failed: {err}")
+        self.golden, why = self._result(chip)
+        if self.golden is None:
+            raise RuntimeError(f"the golden run's result cannot be read: {why}")
+        self.golden_counters = self._counters(chip)
+        self.cycles = chip.read_reg(Reg.CYCLES)
+        self.macs = chip.read_reg(Reg.MACS)
+
+    def _result(self, chip: Accelerator) -> tuple[np.ndarray | None, str]:
+        """C read back through the ECC decoder, as the flight software reads it (a
+        corrected word is counted); None and why if a word is uncorrectable."""
+        spec = self.plan.workload.spec
+        words = np.empty((self.place.c_words, chip.n), dtype=np.uint8)
+        for k in range(self.place.c_words):
+            data, status = chip.read_word(self.place.c_addr + k)
+            if status is EccStatus.UNCORRECTABLE:
+                return None, f"result word {k} uncorrectable on read-back (ECC)"
+            words[k] = np.frombuffer(data.to_bytes(chip.n, "little"), dtype=np.uint8)
+        return chip.unpack_c(words, spec.m, spec.n, spec.out_int32), ""
+
+    @staticmethod
+    def _counters(chip: Accelerator) -> dict[str, int]:
+        return {name: chip.read_reg(reg) for name, reg in COUNTERS.items()}
+
+    def sites(self, chip: Accelerator, inj: Injection) -> list | str:
+        """The model sites an injection flips, or why the model has none."""
+        entry = self.plan.sitemap.entry(inj.entry)
+        if inj.kind == "set":
+            site = transient_site(entry, inj.bit, self.build.tmr)
+        else:
+            site = model_site(entry, inj.bit)
+        if site is None:
+            why = rtl_only_reason(entry, self.build) or "no model site of this kind"
+            return f"the model has no site for {inj.entry}: {why}"
+        if inj.kind != "mbu":
+            return [site]
+        assert isinstance(site, SpmCell)
+        lay = chip.layout
+        cells = [SpmCell(site.bank, site.row + dr, site.cell + dc)
+                 for dr, dc in shape(inj.size, inj.orientation).offsets]  # fmt: skip
+        # A cluster reaching past the array's edge flips the cells that exist.
+        return [c for c in cells if 0 <= c.row < lay.rows and 0 <= c.cell < lay.row_cells]
+
+    def run(self, inj: Injection) -> tuple[Outcome, str]:
+        """Run one injection; its outcome class and a line saying why."""
+        chip = copy.deepcopy(self._pristine)
+        sites = self.sites(chip, inj)
+        if isinstance(sites, str):
+            return Outcome.NOT_INJECTED, sites
+        point = JobPoint(inj.tile, inj.phase, inj.cycle)
+        try:
+            if inj.kind == "stuck_at":
+                chip.stick(sites[0], inj.value)
+                err = chip.run()
+            else:
+                err = chip.run([(point, s) for s in sites])
+        except NotModelled as exc:
+            return Outcome.NOT_INJECTED, f"the model cannot predict it: {exc}"
+        report = chip.last_job
+        if report is not None and report.not_injected:
+            missed = len(report.not_injected)
+            return Outcome.NOT_INJECTED, f"the job never reached the point of {missed} flip(s)"
+        moved = {k: (v - self.golden_counters[k]) & 0xFFFFFFFF
+                 for k, v in self._counters(chip).items()}  # fmt: skip
+        if chip.hung:
+            return classify(Observation(None, hung=True), self.golden)
+        if err:
+            error = f"the job ended in error, ERR_CODE {int(err)}"
+            return classify(Observation(None, error, False, moved), self.golden)
+        result, error = self._result(chip)
+        moved = {k: (v - self.golden_counters[k]) & 0xFFFFFFFF
+                 for k, v in self._counters(chip).items()}  # fmt: skip
+        if self.plan.sitemap.entry(inj.entry).cls is SiteClass.COUNTER:
+            moved = {}  # the flipped counter reads wrong; no mitigation acted
+        return classify(Observation(result, error, False, moved), self.golden)

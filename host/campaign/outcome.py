@@ -1,0 +1,54 @@
+"""How an injected run ended, from what the chip delivered and reported (docs/FAULTS.md,
+"Outcome classes"): the same rules for every backend.
+
+- not injected: the target refused the fault, has no such site, or the job never reached
+  its point. Never a sample of any class.
+- hang: the job did not end; only a reset (or the flight software's job watchdog) got
+  the chip back.
+- detected: the job ended in an error, or its result could not be read back (an
+  uncorrectable word): no result was delivered as good.
+- SDC: the result differs from the golden run's and nothing said so.
+- corrected: the result is right and a mitigation acted (ECC corrected a word, TMR
+  outvoted a copy). A flipped counter is the fault itself, not a mitigation acting: the
+  backend leaves it out of the counters it reports.
+- masked: the result is right and nothing noticed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from host.report import Outcome
+
+#: Counters that say a mitigation acted, as the ACCELERATOR housekeeping names them.
+MITIGATION_COUNTERS = ("ecc_corrected", "tmr_mismatches")
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one run of the job showed: its result (None if it delivered none), whether
+    it ended in an error or hung, and the mitigation counters' increments."""
+
+    result: np.ndarray | None
+    error: str = ""
+    hung: bool = False
+    counters: dict[str, int] | None = None
+
+
+def classify(seen: Observation, golden: np.ndarray) -> tuple[Outcome, str]:
+    """The outcome class of an injected run and a line saying why."""
+    if seen.hung:
+        return Outcome.HANG, seen.error or "the job never ended; the chip was reset"
+    moved = {k: v for k, v in (seen.counters or {}).items() if v}
+    if seen.error:
+        return Outcome.DETECTED, seen.error
+    assert seen.result is not None, "a run that ended without error delivers a result"
+    if not np.array_equal(seen.result, golden):
+        wrong = int(np.count_nonzero(seen.result != golden))
+        return Outcome.SDC, f"{wrong} of {golden.size} outputs wrong, delivered as good"
+    acted = [k for k in MITIGATION_COUNTERS if moved.get(k)]
+    if acted:
+        return Outcome.CORRECTED, "counted: " + ", ".join(f"{k} +{moved[k]}" for k in acted)
+    return Outcome.MASKED, "result correct, nothing noticed"

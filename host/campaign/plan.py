@@ -1,0 +1,214 @@
+"""What a campaign injects: strata of the site map, and each injection drawn from its index.
+
+A stratum is one site class of a build's site map (testbed/sitemaps) under one fault
+kind. Its population is every (bit, injection point) pair: the bits of the class's
+entries that the kind can hit, times the job's cycles (BIAS, STREAM and FLUSH of every
+tile; a stuck-at instead takes each bit at 0 and at 1 for the whole job). Each stratum
+is sampled on its own and its results weighted by its bits, so that per-chip rates
+compose correctly whatever the sample sizes.
+
+Injection ``i`` of a stratum is drawn from a generator seeded by the campaign seed, the
+build, the stratum and ``i`` alone, so a campaign gives the same injections however many
+workers run it, in whatever order, and a resumed campaign continues where it stopped.
+A population of up to ``WITHOUT_REPLACEMENT`` faults is sampled without replacement
+(a fixed permutation); a larger one with replacement (a repeat is then unlikely).
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import asdict, dataclass
+from functools import cached_property
+
+import numpy as np
+
+from firmware_sim.accel import Accelerator, PhaseSpan
+from testbed.clusters import draw as draw_cluster
+from testbed.config.campaign import Campaign, Gemm
+from testbed.config.environment import Environment
+from testbed.sitemap import Entry, SiteClass, SiteMap
+from testbed.sitemap_builds import Build
+
+WITHOUT_REPLACEMENT = 1 << 20
+#: Cluster sizes of an MBU when the campaign names no environment: the smallest.
+DEFAULT_MBU = ((2,), (1.0,), 0.5)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The campaign's GEMM with its operands, drawn from the workload's seed."""
+
+    spec: Gemm
+    a: np.ndarray
+    b: np.ndarray
+    bias: np.ndarray | None
+
+    @classmethod
+    def from_spec(cls, spec: Gemm) -> Workload:
+        rng = np.random.default_rng(spec.seed)
+        a = rng.integers(-128, 128, (spec.m, spec.k), dtype=np.int8)
+        b = rng.integers(-128, 128, (spec.k, spec.n), dtype=np.int8)
+        bias = rng.integers(-20000, 20000, spec.n).astype(np.int32) if spec.bias else None
+        return cls(spec, a, b, bias)
+
+    def job_args(self) -> dict:
+        """Keywords of ``Accelerator.load_job`` and of the link's ``run_layer``."""
+        s = self.spec
+        return {"a": self.a, "b": self.b, "bias": self.bias, "relu": s.relu,
+                "shift": s.shift, "out_int32": s.out_int32}  # fmt: skip
+
+
+def eligible(entry: Entry, kind: str) -> bool:
+    """Whether fault ``kind`` can hit ``entry``: a multi-bit upset hits scratchpad cells,
+    a transient or a stuck bit a register (a SET once per register, on the net its TMR
+    copies share)."""
+    if kind == "mbu":
+        return entry.cls is SiteClass.OPERAND_MEMORY
+    if kind == "set":
+        return entry.kind == "flop" and entry.copy in (None, 0)
+    if kind == "stuck_at":
+        return entry.kind == "flop"
+    return True
+
+
+@dataclass(frozen=True)
+class Stratum:
+    """One site class under one fault kind, on one build."""
+
+    build: str
+    site_class: SiteClass
+    kind: str
+    entries: tuple[Entry, ...]
+    points: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.site_class.value}/{self.kind}"
+
+    @cached_property
+    def bits(self) -> int:
+        return sum(e.bits for e in self.entries)
+
+    @cached_property
+    def _starts(self) -> np.ndarray:
+        return np.cumsum([0] + [e.bits for e in self.entries])
+
+    @property
+    def population(self) -> int:
+        """Faults the stratum holds: bits x points (x 2 stuck values)."""
+        return self.bits * (2 if self.kind == "stuck_at" else self.points)
+
+    def locate(self, bit: int) -> tuple[Entry, int]:
+        k = int(np.searchsorted(self._starts, bit, side="right")) - 1
+        return self.entries[k], bit - int(self._starts[k])
+
+
+@dataclass(frozen=True)
+class Injection:
+    """One fault of a campaign, enough to replay it: where, what and when."""
+
+    build: str
+    stratum: str
+    index: int
+    kind: str
+    entry: str
+    bit: int
+    #: The job point (tile, phase, cycle) and its job cycle (CHECK = 0).
+    tile: int
+    phase: str
+    cycle: int
+    job_cycle: int
+    #: A multi-bit upset's cluster: cells and the direction they run in.
+    size: int = 1
+    orientation: str = ""
+    #: A stuck-at's value.
+    value: int = 0
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, row: dict) -> Injection:
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+
+
+def _stable(text: str) -> int:
+    return zlib.crc32(text.encode())
+
+
+class Plan:
+    """The strata of one build under a campaign, and the injections drawn from them."""
+
+    def __init__(self, campaign: Campaign, build: Build, sitemap: SiteMap | None = None) -> None:
+        self.campaign = campaign
+        self.build = build
+        self.sitemap = sitemap or SiteMap.load(build)
+        self.workload = Workload.from_spec(campaign.workload)
+        chip = Accelerator(**build.options())
+        chip.load_job(**self.workload.job_args())
+        self.spans: list[PhaseSpan] = chip.job_schedule()
+        self.points = sum(s.cycles for s in self.spans)
+        self._span_starts = np.cumsum([0] + [s.cycles for s in self.spans])
+        self.strata: list[Stratum] = []
+        for cls in campaign.site_classes():
+            for kind in campaign.faults:
+                entries = tuple(e for e in self.sitemap if e.cls is cls and eligible(e, kind))
+                if entries:
+                    self.strata.append(Stratum(build.name, cls, kind, entries, self.points))
+        self._perms: dict[str, np.ndarray] = {}
+        env = campaign.environment_config
+        self._mbu = _mbu_shape(env)
+
+    def stratum(self, key: str) -> Stratum:
+        for s in self.strata:
+            if s.key == key:
+                return s
+        raise KeyError(f"build {self.build.name} has no stratum {key}")
+
+    def _fault(self, stratum: Stratum, index: int) -> int:
+        """The index of fault ``index`` of the stratum within its population."""
+        n = stratum.population
+        seed = [self.campaign.seed, _stable(self.build.name), _stable(stratum.key)]
+        if n <= WITHOUT_REPLACEMENT:
+            if index >= n:
+                raise IndexError(f"{stratum.key} holds {n} faults; injection {index} repeats one")
+            perm = self._perms.get(stratum.key)
+            if perm is None:
+                perm = self._perms[stratum.key] = np.random.default_rng(seed).permutation(n)
+            return int(perm[index])
+        return int(np.random.default_rng([*seed, index]).integers(n))
+
+    def injection(self, stratum: Stratum, index: int) -> Injection:
+        """Injection ``index`` of ``stratum``: the same for the same campaign, always."""
+        fault = self._fault(stratum, index)
+        rng = random.Random(f"{self.campaign.seed}/{self.build.name}/{stratum.key}/{index}")
+        if stratum.kind == "stuck_at":
+            bit, value = divmod(fault, 2)
+            point = 0
+        else:
+            bit, point = divmod(fault, stratum.points)
+            value = 0
+        entry, entry_bit = stratum.locate(bit)
+        k = int(np.searchsorted(self._span_starts, point, side="right")) - 1
+        span = self.spans[k]
+        offset = point - int(self._span_starts[k])
+        size, orientation = 1, ""
+        if stratum.kind == "mbu":
+            sizes, weights, bit_line_share = self._mbu
+            size = rng.choices(sizes, weights)[0]
+            orientation = draw_cluster(size, rng, bit_line_share).orientation.value
+        return Injection(
+            build=self.build.name, stratum=stratum.key, index=index, kind=stratum.kind,
+            entry=entry.name, bit=entry_bit, tile=span.tile, phase=span.phase.value,
+            cycle=offset, job_cycle=span.start + offset, size=size,
+            orientation=orientation, value=value,
+        )  # fmt: skip
+
+
+def _mbu_shape(env: Environment | None) -> tuple[tuple[int, ...], tuple[float, ...], float]:
+    if env is None:
+        return DEFAULT_MBU
+    mb = env.multi_bit
+    return tuple(mb.clusters.sizes), tuple(mb.clusters.probabilities), mb.bit_line_share.value
+

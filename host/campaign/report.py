@@ -1,0 +1,289 @@
+"""A campaign's report: ``report.json`` (the analysis), ``report.md`` and a self-contained
+``report.html`` with its figures, each opening with the sentences a reader came for.
+
+Every figure and table states its conditions: the workload (shape), the builds, the
+orbit or beam, the backend, the seed and the confidence of its intervals.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from host.report import CLASSES  # noqa: E402
+from testbed.sitemap_builds import Build  # noqa: E402
+
+COLOURS = {"masked": "#9bbf85", "corrected": "#4c9be8", "detected": "#f2b134",
+           "sdc": "#d9534f", "hang": "#6f4e7c"}  # fmt: skip
+
+
+def build_label(name: str) -> str:
+    """A build as a reader names it: ``bare`` or what protects it."""
+    b = Build.from_name(name)
+    parts = [p for p, on in (("SECDED", b.ecc), ("scrub", b.scrub), ("TMR", b.tmr)) if on]
+    text = " + ".join(parts) if parts else "bare"
+    if b.interleave > 1:
+        text += f", interleave {b.interleave}"
+    return f"{text} (N={b.n})" if b.n != 4 else text
+
+
+def _num(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "-"
+    if x == 0:
+        return "0" + unit
+    if abs(x) >= 100 or abs(x) < 0.01:
+        return f"{x:.2g}" + unit
+    return f"{x:.3g}" + unit
+
+
+def _rate(r: dict, key: str = "per_year") -> str:
+    return f"{_num(r[key])} [{_num(r[key + '_low'])}, {_num(r[key + '_high'])}]"
+
+
+def _downtime(orbit: dict) -> str:
+    """Unavailability as time lost a year: hangs, retried jobs and functional interrupts."""
+    seconds = (1.0 - orbit["availability"]) * 86_400.0 * 365.25
+    return _num(seconds, " s") if seconds < 600 else _num(seconds / 3600, " h")
+
+
+def conditions(a: dict) -> str:
+    """One line: workload, builds, orbit or beam, backend, seed, confidence."""
+    where = (f"orbit {a['environment']}" if a["environment"]
+             else f"beam {a['beam']}" if a["beam"] else "no orbit")  # fmt: skip
+    return (f"{a['workload']}; {where}; backend {a['backend']}; seed {a['seed']}; "
+            f"{100 * a['confidence']:.0f} % intervals; {a['injected']} injected of "
+            f"{a['runs']} runs")  # fmt: skip
+
+
+def headline(a: dict) -> list[str]:
+    """The sentences a reader came for."""
+    out = []
+    builds = a["builds"]
+    if a["environment"] and builds and "orbit" in builds[0]:
+        first = builds[0]
+        parts = [f"{build_label(b['build'])}: {_rate(b['orbit']['sdc'])}" for b in builds[1:]]
+        text = (f"In {a['environment_description'] or a['environment']}, the "
+                f"{build_label(first['build'])} chip delivers {_rate(first['orbit']['sdc'])} "
+                f"silent data corruptions per device-year running {a['workload']}")  # fmt: skip
+        out.append(text + ("; " + "; ".join(parts) if parts else "") + ".")
+        for b in builds:
+            o = b["orbit"]
+            out.append(
+                f"{build_label(b['build'])}: {_rate(o['detected'])} detected errors and "
+                f"{_rate(o['hang'])} hangs per device-year, "
+                f"{_downtime(o)} of downtime a year"
+                + (f"; {100 * (1 - o['covered_share']):.2g} % of its upsets fall in sites "
+                   "this backend cannot inject and are in no rate" if o["covered_share"] < 1
+                   else "") + "."
+            )  # fmt: skip
+    if a["beam"] and builds and "beam" in builds[0]:
+        for b in builds:
+            sdc = b["beam"]["sdc"]
+            per = sdc["rad_per_event"]
+            out.append(
+                f"Under {a['beam']}, {build_label(b['build'])}: one silent data corruption per "
+                f"{_num(per)} rad(Si) (cross-section {_num(sdc['cross_section_cm2'])} cm2 "
+                f"[{_num(sdc['low'])}, {_num(sdc['high'])}])."
+            )
+    worst = max(a["strata"], key=lambda r: (r["shares"]["sdc"] or {}).get("share", 0),
+                default=None)  # fmt: skip
+    if worst is not None and worst["shares"]["sdc"]:
+        s = worst["shares"]["sdc"]
+        out.append(
+            f"The most exposed stratum is {worst['stratum']} on the "
+            f"{build_label(worst['build'])} build ({worst['protection']}): "
+            f"{100 * s['share']:.0f} % [{100 * s['low']:.0f}, {100 * s['high']:.0f}] of its "
+            "injected faults became silent data corruption."
+        )
+    return out
+
+
+def _figure_svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def outcome_figure(a: dict, kind: str = "sbu"):
+    """Stacked outcome shares per site class, the builds side by side, for one kind."""
+    rows = [r for r in a["strata"] if r["kind"] == kind and r["injected"]]
+    builds = list(dict.fromkeys(r["build"] for r in rows))
+    classes = list(dict.fromkeys(r["site_class"] for r in rows))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * max(4, len(classes) * len(builds)) + 1.5))
+    height = 0.8 / max(1, len(builds))
+    for bi, build in enumerate(builds):
+        for ci, cls in enumerate(classes):
+            row = next((r for r in rows if r["build"] == build and r["site_class"] == cls), None)
+            if row is None:
+                continue
+            y = ci + bi * height
+            left = 0.0
+            for o in CLASSES:
+                share = row["shares"][o.value]["share"]
+                ax.barh(y, share, height * 0.9, left=left, color=COLOURS[o.value],
+                        label=o.value if (bi, ci) == (0, 0) else None)  # fmt: skip
+                left += share
+            sdc = row["shares"]["sdc"]
+            start = left - sum(row["shares"][o]["share"] for o in ("sdc", "hang"))
+            err = [[max(0.0, sdc["share"] - sdc["low"])], [max(0.0, sdc["high"] - sdc["share"])]]
+            ax.errorbar(start + sdc["share"], y, xerr=err, fmt="none", ecolor="black",
+                        capsize=2, lw=0.8)  # fmt: skip
+            ax.text(1.01, y, f"{build_label(build)}  ({row['protection']}, n={row['injected']})",
+                    va="center", fontsize=7)  # fmt: skip
+    ax.set_yticks([c + 0.4 - height / 2 for c in range(len(classes))], classes, fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(f"share of injected {kind.upper()} runs (error bar: SDC share, Wilson)")
+    ax.set_title(f"Outcome per site class: {a['workload']}\n{conditions(a)}", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, fontsize=8)
+    ax.invert_yaxis()
+    return fig
+
+
+def tradeoff_figure(a: dict):
+    """SDC per device-year against each build's cost (area if measured, else energy)."""
+    builds = [b for b in a["builds"] if "orbit" in b]
+    if not builds:
+        return None
+    use_area = all("cells" in b["cost"] for b in builds)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for b in builds:
+        x = b["cost"]["cells"] if use_area else b["cost"]["energy_per_job_j"] * 1e9
+        r = b["orbit"]["sdc"]
+        y = max(r["per_year"], 1e-12)
+        low, high = max(r["per_year_low"], 1e-12), r["per_year_high"]
+        ax.errorbar(x, y, yerr=[[max(0.0, y - low)], [max(0.0, high - y)]], fmt="o", capsize=3)
+        ax.annotate(build_label(b["build"]), (x, y), textcoords="offset points", xytext=(6, 4),
+                    fontsize=8)  # fmt: skip
+    ax.set_yscale("log")
+    ax.set_xlabel("area, generic cells (make synth)" if use_area else "energy per job, nJ")
+    ax.set_ylabel("silent data corruptions per device-year")
+    ax.set_title(f"Mitigation trade-off in {a['environment']}: {a['workload']}", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def mitigation_table(a: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per build, its rates next to its cost."""
+    head = ["build", "SDC / device-year", "detected / device-year", "hangs / device-year",
+            "downtime / year", "cycles / job", "energy / job", "cells", "flip-flops"]  # fmt: skip
+    rows = []
+    for b in a["builds"]:
+        c = b["cost"]
+        o = b.get("orbit")
+        rows.append([
+            build_label(b["build"]),
+            _rate(o["sdc"]) if o else "-", _rate(o["detected"]) if o else "-",
+            _rate(o["hang"]) if o else "-",
+            _downtime(o) if o else "-",
+            str(c["cycles_per_job"]), _num(c["energy_per_job_j"] * 1e9, " nJ"),
+            str(c.get("cells", "-")), str(c.get("flip_flops", "-")),
+        ])  # fmt: skip
+    return head, rows
+
+
+def strata_table(a: dict) -> tuple[list[str], list[list[str]]]:
+    head = ["build", "site class", "fault", "protected by", "bits", "injected", "not injected",
+            *[o.value for o in CLASSES], "SDC share", "AVF", "ended by"]  # fmt: skip
+    rows = []
+    for r in a["strata"]:
+        sdc, avf = r["shares"]["sdc"], r["avf"]
+
+        def pct(s: dict | None) -> str:
+            if not s:
+                return "-"
+            return f"{100 * s['share']:.1f} % [{100 * s['low']:.1f}, {100 * s['high']:.1f}]"
+
+        rows.append([build_label(r["build"]), r["site_class"], r["kind"], r["protection"],
+                     str(r["bits"]), str(r["injected"]), str(r["counts"]["not_injected"]),
+                     *[str(r["counts"][o.value]) for o in CLASSES], pct(sdc), pct(avf),
+                     r["rule"]])  # fmt: skip
+    return head, rows
+
+
+NOTES = [
+    "Each run injects one fault at a uniform point of one job (BIAS, STREAM or FLUSH "
+    "cycle) and compares the result, read back through ECC as the flight software reads "
+    "it, with the golden run's. A stuck bit is held for the whole job.",
+    "Outcome classes: masked (right, nothing noticed), corrected (right, ECC or TMR "
+    "acted), detected (the job ended in error or its result could not be read), SDC "
+    "(wrong result delivered as good), hang (only a reset ended it).",
+    "A run whose fault was not injected (no such site on this backend, a prediction the "
+    "model refuses, a point the job never reached) is counted apart and is in no share "
+    "and no rate: it is never counted as masked.",
+    "Rates: each stratum's upsets per device-day (its bits x the orbit's rate per bit-day "
+    "x the share of its fault kind) times its outcome shares, summed over strata; the "
+    "interval sums the strata's interval ends (conservative). SETs and stuck bits have "
+    "no orbit rate: they appear as shares only.",
+]
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _html_table(head: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                  for r in rows)  # fmt: skip
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def write_report(a: dict, out: Path) -> dict[str, Path]:
+    """Write report.json, report.md (with PNG figures beside it) and report.html."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+    paths["json"].write_text(json.dumps(a, indent=2) + "\n")
+    figures = {"outcomes": outcome_figure(a)}
+    if (trade := tradeoff_figure(a)) is not None:
+        figures["tradeoff"] = trade
+    kinds = list(dict.fromkeys(r["kind"] for r in a["strata"] if r["kind"] != "sbu"))
+    for kind in kinds:
+        if any(r["kind"] == kind and r["injected"] for r in a["strata"]):
+            figures[f"outcomes-{kind}"] = outcome_figure(a, kind)
+    svgs, pngs = {}, {}
+    for name, fig in figures.items():
+        png = out / f"report-{name}.png"
+        fig.savefig(png, dpi=110, bbox_inches="tight")
+        pngs[name] = png
+        svgs[name] = _figure_svg(fig)
+    lead = headline(a)
+    mit, strata = mitigation_table(a), strata_table(a)
+    md = [f"# Campaign {a['campaign']}: {a['description']}", "", *lead, "",
+          f"Conditions: {conditions(a)}.", "", "## Mitigations: what they buy and cost", "",
+          _md_table(*mit), "",
+          *[f"![{n}]({p.name})" for n, p in pngs.items()], "",
+          "## Outcomes per site class and fault kind", "", _md_table(*strata), "",
+          "## How to read this", "", *[f"- {n}" for n in NOTES], ""]  # fmt: skip
+    paths["md"].write_text("\n".join(md))
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
+             "padding:0 1em;color:#222}table{border-collapse:collapse;font-size:13px;"
+             "margin:1em 0}td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}"
+             "th{background:#f3f3f3}.lead{font-size:17px;line-height:1.5}"
+             "figure{margin:1.5em 0}")  # fmt: skip
+    body = [f"<h1>Campaign {html.escape(a['campaign'])}</h1>",
+            f"<p>{html.escape(a['description'])}</p>",
+            *[f'<p class="lead">{html.escape(s)}</p>' for s in lead],
+            f"<p><b>Conditions:</b> {html.escape(conditions(a))}.</p>",
+            "<h2>Mitigations: what they buy and cost</h2>", _html_table(*mit),
+            *[f"<figure>{svg[svg.index('<svg'):]}</figure>" for svg in svgs.values()],
+            "<h2>Outcomes per site class and fault kind</h2>", _html_table(*strata),
+            "<h2>How to read this</h2><ul>",
+            *[f"<li>{html.escape(n)}</li>" for n in NOTES], "</ul>"]  # fmt: skip
+    paths["html"].write_text(
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Campaign "
+        f"{html.escape(a['campaign'])}</title><style>{style}</style></head><body>"
+        + "\n".join(body) + "</body></html>\n"
+    )
+    return paths
+
