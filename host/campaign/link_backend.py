@@ -1,0 +1,154 @@
+"""A campaign backend that runs each injection on a chip over the serial link: the
+simulated chip (the flight software and model in their own process, on a
+pseudo-terminal) or a board.
+
+Each injection is one fault record of service 148 (ICD 15.8): a site-map entry by name
+(class SITE), a scratchpad cell or cluster (SPM_CELL, SPM_CLUSTER), armed for the next
+job at its point (timing NEXT_JOB); a stuck bit is set before the job and cleared after.
+Then the workload runs as a job (service 8) and the result is compared with the golden
+run's. A fault the target refuses, or whose point the job never reached (ACCELERATOR
+housekeeping ``last_job_not_injected``), is not injected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from firmware_sim.accel.sitemap_sites import model_site
+from host.campaign.outcome import Observation, classify
+from host.campaign.plan import Injection, Plan
+from host.commands import Authenticator
+from host.errors import CommandFailed, CommandTimeout, describe_code
+from host.link import Link
+from host.report import Outcome
+from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
+from host.target import FAULT_REFUSALS, Target
+from protocol.codes import FailureCode, FaultKind
+from protocol.payloads import (
+    ClusterShape,
+    FaultRecord,
+    FaultSiteClass,
+    FaultTiming,
+    HkStructure,
+    JobPhase,
+    ParamId,
+)
+from testbed.config.target import BoardTarget, SimTarget
+from testbed.sitemap import SiteClass
+from testbed.sitemap_builds import Build
+
+#: The job watchdog while a campaign runs (ms): a hung chip is found and reset quickly.
+JOB_TIMEOUT_MS = 1000
+KINDS = {"sbu": FaultKind.SBU, "mbu": FaultKind.MBU, "set": FaultKind.SET}
+SHAPES = {"word_line": ClusterShape.WORD_LINE, "bit_line": ClusterShape.BIT_LINE,
+          "block": ClusterShape.BLOCK}  # fmt: skip
+COUNTERS = ("ecc_corrected", "tmr_mismatches")
+
+
+def sim_args(build: Build) -> tuple[str, ...]:
+    """The simulated chip's command-line options for a build."""
+    args = ["--array-n", str(build.n), "--bank-words", str(build.bank_words),
+            "--interleave", str(build.interleave)]  # fmt: skip
+    args += [flag for flag, on in (("--no-ecc", not build.ecc), ("--no-scrub", not build.scrub),
+                                   ("--no-tmr", not build.tmr)) if on]  # fmt: skip
+    return tuple(args)
+
+
+def record(inj: Injection, plan: Plan) -> FaultRecord:
+    """The service 148 record of an injection."""
+    entry = plan.sitemap.entry(inj.entry)
+    point = (inj.tile, int(JobPhase[inj.phase.upper()]), inj.cycle)
+    if inj.kind == "stuck_at":
+        kind = FaultKind.STUCK_AT_1 if inj.value else FaultKind.STUCK_AT_0
+        timing, point = FaultTiming.NOW, (0, 0, 0)
+    else:
+        kind, timing = KINDS[inj.kind], FaultTiming.NEXT_JOB
+    if entry.kind == "memory":
+        cell = model_site(entry, inj.bit)
+        if inj.kind == "mbu":
+            return FaultRecord(kind, FaultSiteClass.SPM_CLUSTER, inj.size,
+                               (cell.bank, cell.row, cell.cell, SHAPES[inj.orientation]),
+                               timing, point)  # fmt: skip
+        return FaultRecord(kind, FaultSiteClass.SPM_CELL, 1, (cell.bank, cell.row, cell.cell),
+                           timing, point)  # fmt: skip
+    return FaultRecord(kind, FaultSiteClass.SITE, 1, (inj.entry, inj.bit), timing, point)
+
+
+class LinkBackend:
+    """Injections of one build's plan on a chip over the link."""
+
+    name = "link"
+
+    def __init__(self, plan: Plan, log_dir: Path | None = None) -> None:
+        self.plan = plan
+        target = plan.campaign.target_config
+        self.sim: SimulatedTarget | None = None
+        if isinstance(target, SimTarget):
+            log = (log_dir / f"{plan.build.name}.log") if log_dir else None
+            self.sim = SimulatedTarget(mode="test", args=sim_args(plan.build), log=log)
+            self.sim.__enter__()
+            port, baud, auth = self.sim.port, None, Authenticator(SIM_KEY_ID, SIM_KEY)
+        else:
+            assert isinstance(target, BoardTarget)
+            key = target.key_pair()
+            port, baud = target.port, target.baud
+            auth = Authenticator(*key) if key else Authenticator()
+        self.link = Link(port, baud, auth=auth) if baud else Link(port, auth=auth)
+        self.link.open()
+        self.target = Target(self.link)
+        self.target.set_parameter(ParamId.JOB_TIMEOUT, JOB_TIMEOUT_MS)
+        # The detected errors a campaign provokes on purpose must not send it to SAFE.
+        self.target.set_parameter(ParamId.SAFE_MODE_THRESHOLD, 255)
+        self.layer = plan.workload.job_args()
+        self.golden = self._job()
+        self.counter_sites = {e.name for e in plan.sitemap if e.cls is SiteClass.COUNTER}
+
+    def _job(self, job_id: int | None = None) -> np.ndarray:
+        args = dict(self.layer)
+        return self.target.run_layer(args.pop("a"), args.pop("b"), args.pop("bias"),
+                                     job_id=job_id, **args)  # fmt: skip
+
+    def close(self) -> None:
+        self.link.close()
+        if self.sim is not None:
+            self.sim.__exit__(None, None, None)
+
+    def run(self, inj: Injection) -> tuple[Outcome, str]:
+        """Run one injection over the link; its outcome class and a line saying why."""
+        rec = record(inj, self.plan)
+        before = self.target.housekeeping(HkStructure.ACCELERATOR)
+        try:
+            self.target.inject([rec])
+        except CommandFailed as exc:
+            if exc.code not in FAULT_REFUSALS:
+                raise
+            return Outcome.NOT_INJECTED, f"refused, {describe_code(exc.code)}: " + (
+                FAULT_REFUSALS[exc.code])
+        job_id = self.target.next_job_id()
+        got, failed = None, None
+        try:
+            got = self._job(job_id)
+        except CommandFailed as exc:
+            failed = exc
+        except CommandTimeout as exc:
+            self.target.clear_faults()
+            return classify(Observation(None, str(exc), hung=True), self.golden)
+        finally:
+            if failed is not None or got is not None:
+                self.target.clear_faults()
+        after = self.target.housekeeping(HkStructure.ACCELERATOR)
+        if after["last_job_id"] == job_id and after["last_job_not_injected"]:
+            missed, of = after["last_job_not_injected"], after["last_job_faults"]
+            return Outcome.NOT_INJECTED, f"the job reported {missed} of its {of} flips not injected"
+        if failed is not None:
+            if failed.code == FailureCode.TIMEOUT:
+                return classify(Observation(None, "job timed out; the chip was reset",
+                                            hung=True), self.golden)  # fmt: skip
+            return classify(Observation(None, "job refused its result: "
+                                        + describe_code(failed.code)), self.golden)  # fmt: skip
+        moved = {k: (after[k] - before[k]) & 0xFFFFFFFF for k in COUNTERS}
+        if inj.entry in self.counter_sites:
+            moved = {}  # the flipped counter reads wrong; no mitigation acted
+        return classify(Observation(got, "", False, moved), self.golden)
