@@ -20,6 +20,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from host.report import CLASSES  # noqa: E402
 from testbed.sitemap_builds import Build  # noqa: E402
 
+#: A published beam test to set a chip's figures beside (RADIATION.md, "Orbital AI
+#: computing"): Agüera y Arcas et al., Project Suncatcher, arXiv:2511.19468, 2025.
+BEAM_REFERENCE = ("For comparison, a Trillium v6e TPU under 67 MeV protons showed one silent "
+                  "data corruption per 14.4-20 rad(Si), a cross-section of 6-9e-9 cm2 per chip "
+                  "(Project Suncatcher, arXiv:2511.19468).")  # fmt: skip
 COLOURS = {"masked": "#9bbf85", "corrected": "#4c9be8", "detected": "#f2b134",
            "sdc": "#d9534f", "hang": "#6f4e7c"}  # fmt: skip
 
@@ -93,6 +98,7 @@ def headline(a: dict) -> list[str]:
                 f"{_num(per)} rad(Si) (cross-section {_num(sdc['cross_section_cm2'])} cm2 "
                 f"[{_num(sdc['low'])}, {_num(sdc['high'])}])."
             )
+        out.append(BEAM_REFERENCE)
     worst = max(a["strata"], key=lambda r: (r["shares"]["sdc"] or {}).get("share", 0),
                 default=None)  # fmt: skip
     if worst is not None and worst["shares"]["sdc"]:
