@@ -105,6 +105,44 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Run one injection of a campaign directory again and say how it ended."""
+    from host.campaign.runner import backend_for, close_backends
+    from testbed.sitemap_builds import Build, BuildError
+
+    meta_path = args.dir / CAMPAIGN
+    if not meta_path.exists():
+        raise CampaignError(f"{args.dir} holds no campaign ({CAMPAIGN} is missing)")
+    meta = json.loads(meta_path.read_text())
+    campaign = load_campaign(meta["file"])
+    try:
+        build_name, cls, kind, index = args.which.rsplit("/", 3)
+        build, index = Build.from_name(build_name), int(index)
+    except (ValueError, BuildError):
+        raise CampaignError(f"RUN {args.which!r}: give BUILD/CLASS/KIND/INDEX as runs.jsonl "
+                            "names them, e.g. n4-bw1024-il1-ecc-scrub-tmr/accumulator/sbu/17"
+                            ) from None  # fmt: skip
+    if build.name not in {b.name for b in campaign.build_list()}:
+        raise CampaignError(f"RUN: the campaign has no build {build.name}")
+    backend = args.backend or meta["backend"]
+    try:
+        chip = backend_for(campaign, build, backend)
+        plan = chip.plan  # type: ignore[attr-defined]
+        try:
+            stratum = plan.stratum(f"{cls}/{kind}")
+        except KeyError as exc:
+            raise CampaignError(f"RUN: {exc.args[0]}") from None
+        if not 0 <= index < stratum.population:
+            raise CampaignError(f"RUN: index {index} outside 0..{stratum.population - 1}")
+        inj = plan.injection(stratum, index)
+        outcome, detail = chip.run(inj)  # type: ignore[attr-defined]
+    finally:
+        close_backends()
+    print(json.dumps(inj.to_json()))
+    print(f"{outcome.value}: {detail}")
+    return 0
+
+
 def _workers(text: str) -> int:
     try:
         value = int(text)
@@ -134,3 +172,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = csub.add_parser("report", help="write report.json, report.md and report.html of DIR")
     p.add_argument("dir", type=Path, help="a campaign's directory")
     p.set_defaults(run=cmd_report)
+    p = csub.add_parser("replay", help="run one injection of DIR again, from its record")
+    p.add_argument("dir", type=Path, help="a campaign's directory")
+    p.add_argument("which", metavar="RUN", help="BUILD/CLASS/KIND/INDEX, as in runs.jsonl")
+    p.add_argument("--backend", choices=BACKENDS, help="default: the campaign's")
+    p.set_defaults(run=cmd_replay)

@@ -254,3 +254,15 @@ def test_resume_refuses_another_campaigns_directory(tmp_path: Path) -> None:
     other = campaign_file(tmp_path, "b", builds=[BARE], injections=3, sites=["reset"])
     with pytest.raises(CampaignError, match="another campaign"):
         run_campaign(load_campaign(other), tmp_path / "out", resume=True)
+
+
+def test_any_run_replays_from_its_record(tmp_path: Path) -> None:
+    path = campaign_file(tmp_path, builds=[BARE], injections=4,
+                         sites=["accumulator", "sequencer_state"])  # fmt: skip
+    run_campaign(load_campaign(path), tmp_path / "out")
+    for (build, stratum, index), outcome in list(outcomes(tmp_path / "out").items())[::3]:
+        done = hil("campaign", "replay", str(tmp_path / "out"), f"{build}/{stratum}/{index}")
+        assert done.returncode == 0, done.stderr
+        record, verdict = done.stdout.splitlines()
+        assert json.loads(record)["index"] == index
+        assert verdict.split(":")[0] == outcome

@@ -1,0 +1,85 @@
+"""Campaign speed: injections per second on the model (1 and 2 workers) and over the
+serial link on the simulated chip, for a 16 x 16 x 16 GEMM at N = 4 with every site
+class under single-bit upsets. Writes bench/results/campaign.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from host.campaign.runner import run_campaign
+from testbed.config.campaign import load_campaign
+
+REPO = Path(__file__).resolve().parents[1]
+BUILD = "n4-bw1024-il1-ecc-scrub-tmr"
+#: Injections per stratum on each backend (the link is slower by its round trips).
+PER_STRATUM = {"model": 300, "link": 8}
+
+
+def _campaign(tmp: Path, backend: str) -> Path:
+    doc = {
+        "name": f"bench-{backend}",
+        "target": str(REPO / "configs" / "targets" / "sim-protected.yaml"),
+        "builds": [BUILD],
+        "backend": backend,
+        "workload": {"kind": "gemm", "m": 16, "k": 16, "n": 16, "bias": True, "relu": True,
+                     "shift": 7},
+        "faults": ["sbu"],
+        "injections": PER_STRATUM[backend],
+        "seed": 7,
+    }  # fmt: skip
+    path = tmp / f"{backend}.yaml"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _timed(path: Path, out: Path, workers: int) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    campaign = load_campaign(path)
+    started = time.perf_counter()
+    run = run_campaign(campaign, out, workers=workers)
+    seconds = time.perf_counter() - started
+    runs = sum(len(s.outcomes) for s in run.strata.values())
+    per_stratum = {}
+    for (_, key), s in run.strata.items():
+        per_stratum[key] = len(s.outcomes)
+    return {
+        "workers": workers, "runs": runs, "seconds": round(seconds, 3),
+        "injections_per_s": round(runs / seconds, 1),
+        "outcomes": dict(Counter(o for s in run.strata.values() for o, _ in s.outcomes.values())),
+    }  # fmt: skip
+
+
+def main(results: Path) -> dict:
+    """Measure and write the figures; returns them."""
+    tmp = Path(tempfile.mkdtemp(prefix="campaign-bench-"))
+    try:
+        model = _campaign(tmp, "model")
+        one = _timed(model, tmp / "m1", 1)
+        two = _timed(model, tmp / "m2", 2)
+        link = _timed(_campaign(tmp, "link"), tmp / "l1", 1)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    figures = {
+        "workload": "16x16x16 GEMM + bias, ReLU, >>7 at N = 4", "build": BUILD,
+        "faults": "sbu in every site class, the campaign's stratified mix",
+        "cores": len(os.sched_getaffinity(0)),
+        "model": {"injections_per_s": one["injections_per_s"], "one_worker": one,
+                  "two_workers": two,
+                  "speedup_1_to_2_workers": round(two["injections_per_s"]
+                                                  / one["injections_per_s"], 2)},
+        "link": {"injections_per_s": link["injections_per_s"], "one_worker": link},
+    }  # fmt: skip
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "campaign.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return figures
+
+
+if __name__ == "__main__":
+    figs = main(REPO / "bench" / "results")
+    print(json.dumps({k: v for k, v in figs.items() if k in ("model", "link")}, indent=1))
