@@ -6,8 +6,11 @@ Each injection is one fault record of service 148 (ICD 15.8): a site-map entry b
 (class SITE), a scratchpad cell or cluster (SPM_CELL, SPM_CLUSTER), armed for the next
 job at its point (timing NEXT_JOB); a stuck bit is set before the job and cleared after.
 Then the workload runs as a job (service 8) and the result is compared with the golden
-run's. A fault the target refuses, or whose point the job never reached (ACCELERATOR
-housekeeping ``last_job_not_injected``), is not injected.
+run's. As on the model, a run is one job and its read-back from a known state: the
+scrubber is stopped, C's words are cleared before the job and, with ECC, a scrub pass
+first corrects any upset an earlier run left in memory. A fault the target refuses,
+or whose point the job never reached (ACCELERATOR housekeeping
+``last_job_not_injected``), is not injected.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from firmware_sim.accel.packing import place_operands
 from firmware_sim.accel.sitemap_sites import model_site
 from host.campaign.outcome import Observation, classify
 from host.campaign.plan import Injection, Plan
@@ -25,7 +29,7 @@ from host.link import Link
 from host.report import Outcome
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import FAULT_REFUSALS, Target
-from protocol.codes import FailureCode, FaultKind
+from protocol.codes import FailureCode, FaultKind, MemoryId
 from protocol.payloads import (
     ClusterShape,
     FaultRecord,
@@ -101,7 +105,16 @@ class LinkBackend:
         self.target.set_parameter(ParamId.JOB_TIMEOUT, JOB_TIMEOUT_MS)
         # The detected errors a campaign provokes on purpose must not send it to SAFE.
         self.target.set_parameter(ParamId.SAFE_MODE_THRESHOLD, 255)
+        # A run is one job and its read-back: the scrubber, which acts between jobs
+        # (the mission soak's business), is stopped so that it neither corrects nor
+        # counts an upset left in memory before the counters are read.
+        self.target.set_parameter(ParamId.SCRUB_PERIOD, 0)
         self.layer = plan.workload.job_args()
+        spec, build = plan.workload.spec, plan.build
+        place = place_operands(build.n, build.bank_words, spec.m, spec.k, spec.n,
+                               bias=spec.bias, out_int32=spec.out_int32)  # fmt: skip
+        self._c = (place.c_addr * build.n, bytes(place.c_words * build.n))
+        self._fresh()
         self.golden = self._job()
         self.counter_sites = {e.name for e in plan.sitemap if e.cls is SiteClass.COUNTER}
 
@@ -109,6 +122,15 @@ class LinkBackend:
         args = dict(self.layer)
         return self.target.run_layer(args.pop("a"), args.pop("b"), args.pop("bias"),
                                      job_id=job_id, **args)  # fmt: skip
+
+    def _fresh(self) -> None:
+        """Start a run as the model's does: C's words cleared (a misdirected write must
+        not leave the last run's right answer there) and, with ECC, no upset of an
+        earlier run left in memory (a scrub pass corrects them before the counters are
+        read)."""
+        self.target.load(MemoryId.ACCEL_SCRATCHPAD, *self._c)
+        if self.plan.build.ecc:
+            self.target.scrub_now()
 
     def close(self) -> None:
         self.link.close()
@@ -118,6 +140,7 @@ class LinkBackend:
     def run(self, inj: Injection) -> tuple[Outcome, str]:
         """Run one injection over the link; its outcome class and a line saying why."""
         rec = record(inj, self.plan)
+        self._fresh()
         before = self.target.housekeeping(HkStructure.ACCELERATOR)
         try:
             self.target.inject([rec])

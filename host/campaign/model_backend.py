@@ -36,6 +36,8 @@ class ModelBackend:
         self.plan = plan
         self.build = plan.build
         chip = Accelerator(**self.build.options())
+        # As on the link: the scrubber is stopped, a run is its job and read-back.
+        chip.write_reg(Reg.SCRUB_PERIOD, 0)
         self.place = chip.load_job(**plan.workload.job_args())
         self._pristine = copy.deepcopy(chip)
         err = chip.run()

@@ -99,6 +99,11 @@ def headline(a: dict) -> list[str]:
                 f"[{_num(sdc['low'])}, {_num(sdc['high'])}])."
             )
         out.append(BEAM_REFERENCE)
+    check = a.get("link_check")
+    if check is not None:
+        same = check["runs"] - len(check["differ"])
+        out.append(f"The first injections of every stratum, run again on simulated chips over "
+                   f"the serial link, ended as on the model in {same} of {check['runs']} runs.")
     worst = max(a["strata"], key=lambda r: (r["shares"]["sdc"] or {}).get("share", 0),
                 default=None)  # fmt: skip
     if worst is not None and worst["shares"]["sdc"]:
