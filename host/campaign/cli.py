@@ -18,8 +18,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from host.campaign.outcome import CLASSES, Outcome
 from host.campaign.runner import CAMPAIGN, CampaignError, CampaignRun, default_workers
-from host.report import CLASSES, Outcome
 from testbed.config.campaign import BACKENDS, load_campaign
 
 LOG_EVERY_S = 10.0

@@ -21,12 +21,11 @@ import numpy as np
 
 from firmware_sim.accel.packing import place_operands
 from firmware_sim.accel.sitemap_sites import model_site
-from host.campaign.outcome import Observation, classify
+from host.campaign.outcome import Observation, Outcome, classify
 from host.campaign.plan import Injection, Plan
 from host.commands import Authenticator
 from host.errors import CommandFailed, CommandTimeout, describe_code
 from host.link import Link
-from host.report import Outcome
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import FAULT_REFUSALS, Target
 from protocol.codes import FailureCode, FaultKind, MemoryId

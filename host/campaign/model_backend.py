@@ -16,9 +16,8 @@ import numpy as np
 
 from firmware_sim.accel import Accelerator, EccStatus, JobPoint, NotModelled, Reg, SpmCell
 from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_site
-from host.campaign.outcome import Observation, classify
+from host.campaign.outcome import Observation, Outcome, classify
 from host.campaign.plan import Injection, Plan
-from host.report import Outcome
 from testbed.clusters import shape
 from testbed.sitemap import SiteClass
 

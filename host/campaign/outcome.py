@@ -17,10 +17,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 import numpy as np
 
-from host.report import Outcome
+
+class Outcome(StrEnum):
+    """How a run ended: one of the classes of an injected fault, or not injected."""
+
+    MASKED = "masked"  # result correct, nothing noticed
+    CORRECTED = "corrected"  # result correct, a mitigation acted
+    DETECTED = "detected"  # error reported, no wrong result delivered
+    SDC = "sdc"  # wrong result delivered as good
+    HANG = "hang"  # recovered only by watchdog or reset
+    NOT_INJECTED = "not_injected"  # the fault never happened: no sample of any class
+
+
+CLASSES: tuple[Outcome, ...] = tuple(o for o in Outcome if o is not Outcome.NOT_INJECTED)
+"""The outcome classes of an injected run, the ones shares and rates are given for."""
+
 
 #: Counters that say a mitigation acted, as the ACCELERATOR housekeeping names them.
 MITIGATION_COUNTERS = ("ecc_corrected", "tmr_mismatches")

@@ -20,9 +20,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from host.campaign.outcome import CLASSES, Outcome
 from host.campaign.plan import Plan, Stratum
 from host.campaign.stats import narrow_enough, quantile, sample_size
-from host.report import CLASSES, Outcome
 from testbed.config.campaign import Campaign
 from testbed.sitemap_builds import Build
 
