@@ -17,12 +17,14 @@ from .faults import (
     SetBit,
     SpmCell,
 )
+from .golden import Golden
 from .job import Descriptor
 from .layout import Cell, Layout
 from .model import Accelerator
 from .packing import Placement, pack_a, pack_b, pack_bias, place_operands, unpack_c
 from .reference import gemm_reference
 from .regs import SPM_BASE, Ctrl, Epilogue, ErrCode, Reg, Resp, Status
+from .snapshot import Snapshot
 
 __all__ = [
     "SPM_BASE",
@@ -36,6 +38,7 @@ __all__ = [
     "ErrCode",
     "FaultSite",
     "FlopBit",
+    "Golden",
     "JobPoint",
     "JobReport",
     "Layout",
@@ -50,6 +53,7 @@ __all__ = [
     "ScheduledFault",
     "SeqCopy",
     "SetBit",
+    "Snapshot",
     "SpmCell",
     "Status",
     "gemm_reference",

@@ -20,6 +20,7 @@ loads the flipped value at the edge that ends the cycle.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -41,12 +42,75 @@ Action = tuple
 @dataclass
 class TwinResult:
     """How the job ended: ``hung`` (still BUSY at the bound) or back in IDLE after
-    ``cycles`` job cycles; ``applied`` and ``skipped`` count the fault actions."""
+    ``cycles`` job cycles; ``applied`` and ``skipped`` count the fault actions.
+    ``converged``: the run stopped at the start of job cycle ``cycles`` because a
+    ``Watch`` found its state equal to a recorded run's (``golden``)."""
 
     hung: bool
     cycles: int
     applied: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
+    converged: bool = False
+
+
+class Frame(NamedTuple):
+    """The twin's flops at the start of a job cycle, before its faults.
+
+    ``main``: every flop that steers the job or reaches its results; the rest is kept
+    apart because a difference there may be harmless for the rest of a job (``golden``):
+    ``counters`` (cycles, macs, corr, uncorr, mismatch; only ever counted on),
+    ``scrub`` (the scrubber's pointer, passes and bank: read only while it steps),
+    ``bias`` (the bias buffers: read only with BIAS_EN).
+    """
+
+    main: tuple
+    counters: tuple[int, int, int, int, int]
+    scrub: tuple[int, int, int]
+    bias: bytes
+
+
+class Watch(Protocol):
+    """Sees the twin's state at the start of every job cycle from ``after`` on."""
+
+    #: First job cycle shown to ``at``.
+    after: int
+    #: Whether ``read`` and ``write`` are called for every scratchpad access.
+    records: bool
+
+    def at(self, x: int, frame: Frame, twin: CycleTwin) -> bool:
+        """Called before job cycle ``x``'s faults; True stops the run there."""
+        ...
+
+    def read(self, x: int, row: int) -> None:
+        """Row ``row`` (word address // INTERLEAVE) is read in job cycle ``x``."""
+        ...
+
+    def write(self, x: int, word: int, code: int) -> None:
+        """``word`` takes codeword ``code`` at the edge that ends job cycle ``x``."""
+        ...
+
+
+def load_frame(st: PathState, frame: Frame) -> None:
+    """Put a recorded frame into ``st`` (TMR copies in agreement), so that a run started
+    at that frame's cycle continues as the recorded one did."""
+    b = st.b
+    n = b.n
+    (state, rb, cb, t, ecc, status, cfg, st.valid_q, st.first_q, rrow, rslot, rvalid,
+     st.r0_bank_q, st.r1_bank_q, s_state, s_timer, pipe, acc, out, skew) = frame.main  # fmt: skip
+    c = b.copies
+    st.seq = {"state": [state] * c, "rb": [rb] * c, "cb": [cb] * c, "t": [t] * c,
+              "ecc": [ecc] * c, "status": [status] * c}  # fmt: skip
+    st.cfg = {name: [v] * c for name, v in cfg}
+    st.rrow, st.rslot, st.rvalid = list(rrow), list(rslot), list(rvalid)
+    st.pipe = np.frombuffer(pipe, dtype=np.int64).reshape(4, n, n).copy()
+    st.acc = np.frombuffer(acc, dtype=np.int64).reshape(n, n).copy()
+    st.out = np.frombuffer(out, dtype=np.int64).reshape(n, n).copy()
+    st.skew = np.frombuffer(skew, dtype=np.int64).reshape(4, n, n).copy()
+    st.bias = np.frombuffer(frame.bias, dtype=np.uint8).reshape(2, 4 * n).copy()
+    st.counters = dict(zip(("cycles_q", "macs_q", "corr_q", "uncorr_q", "mismatch_q"),
+                           frame.counters, strict=True))  # fmt: skip
+    ptr, passes, st.scrub_bank_q = frame.scrub
+    st.scrub = {"state_q": s_state, "timer_q": s_timer, "ptr_q": ptr, "passes_q": passes}
 
 
 def _vote(copies: list[int]) -> int:
@@ -159,9 +223,18 @@ class CycleTwin:
 
     # --- the job ---------------------------------------------------------------------
 
-    def run(self, actions: dict[int, list[tuple[int, Action]]], bound: int) -> TwinResult:
-        """Run from CHECK; ``actions[x]`` = [(id, action)] applied in job cycle x."""
+    def run(
+        self,
+        actions: dict[int, list[tuple[int, Action]]],
+        bound: int,
+        start: int = 0,
+        watch: Watch | None = None,
+    ) -> TwinResult:
+        """Run from job cycle ``start`` (CHECK = 0; the state holds that cycle's start,
+        TMR copies in agreement, as ``load_frame`` leaves it); ``actions[x]`` = [(id,
+        action)] applied in job cycle x; ``watch`` sees every cycle's frame."""
         b, st = self.b, self.st
+        rec = watch if watch is not None and watch.records else None
         n, logn, aw = b.n, b.logn, b.aw
         bank_words, il = b.bank_words, b.interleave
         amask = bank_words - 1
@@ -178,8 +251,17 @@ class CycleTwin:
         corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
         scr = st.scrub
         out = [self._bank_out(0), self._bank_out(1)]
-        x = 0
-        for x in range(bound + 1):
+        x = start
+        for x in range(start, bound + 1):
+            if watch is not None and x >= watch.after:
+                frame = self._frame(
+                    (state, rb, cb, t, ecc, status, tuple(cfg_v.items())),
+                    (cycles_q & MASK32, macs_q & MASK32, corr_q & MASK32,
+                     uncorr_q & MASK32, mismatch_q & MASK32),
+                )  # fmt: skip
+                if watch.at(x, frame, self):
+                    result.converged = True
+                    break
             if state == S_IDLE:
                 break
             if x == bound:
@@ -367,6 +449,8 @@ class CycleTwin:
                 if rd is not None:
                     base = bank * bank_words + (rd[0] & ~smask)
                     rows_read[bank] = tuple(self.codes[base : base + il])
+                    if rec is not None:
+                        rec.read(x, base // il)
             for bank in (0, 1):
                 wr = writes[bank]
                 if wr is not None:
@@ -374,6 +458,8 @@ class CycleTwin:
                     word = bank * bank_words + wr[0]
                     self.codes[word] = self.encode(data)
                     self.written.add(word)
+                    if rec is not None:
+                        rec.write(x, word, self.codes[word])
             lanes0, lanes1 = out[0][3], out[1][3]
             bank_changed = False
             for bank in (0, 1):
@@ -448,6 +534,19 @@ class CycleTwin:
             st.cfg[name] = [v] * b.copies
         hold(st, self.stuck)
         return result
+
+    def _frame(self, head: tuple, counters: tuple[int, int, int, int, int]) -> Frame:
+        """The frame of the state at the start of a cycle: ``head`` the sequencer's and
+        the voted configuration's values (the twin keeps them in locals), ``counters``."""
+        st = self.st
+        scr = st.scrub
+        main = head + (
+            st.valid_q, st.first_q, tuple(st.rrow), tuple(st.rslot), tuple(st.rvalid),
+            st.r0_bank_q, st.r1_bank_q, scr["state_q"], scr["timer_q"], st.pipe.tobytes(),
+            st.acc.tobytes(), st.out.tobytes(), st.skew.tobytes(),
+        )  # fmt: skip
+        return Frame(main, counters, (scr["ptr_q"], scr["passes_q"], st.scrub_bank_q),
+                     st.bias.tobytes())  # fmt: skip
 
     def fill_operands(self) -> None:
         """Operand pipelines as many idle cycles leave them: every a_q and skew stage of

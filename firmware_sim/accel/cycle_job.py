@@ -9,12 +9,12 @@ analytic path ran, for a later job whose faults may expose it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .cycle import Action, CycleTwin, TwinResult
+from .cycle import Action, CycleTwin, TwinResult, Watch
 from .cycle_state import Build, PathState
 from .faults import AccBit, FaultSite, FlopBit, OutBit, RegCopy, SeqCopy, SetBit, SpmCell
 from .job import Descriptor, Job, wrap32
@@ -117,12 +117,28 @@ def run_twin(
     timed: Sequence[tuple[int, FaultSite]],
     bound: int,
     stuck: tuple[Held, ...] = (),
+    watch: Watch | None = None,
 ) -> tuple[TwinResult, Counters]:
     """Run one job in the twin from START: ``config`` the voted configuration values,
     ``counters`` (mismatch, scrub_ptr, scrub_passes), ``timed`` (job cycle, site) faults,
-    ``stuck`` bits held every cycle.
+    ``stuck`` bits held every cycle, ``watch`` shown every cycle (``golden``).
 
     Updates ``path`` and the scratchpad (words and ECC counters) in place."""
+    codes = start_twin(build, path, spm, config, counters)
+    before = list(codes)
+    twin = CycleTwin(build, path, codes, stuck)
+    result = twin.run(twin_actions(timed, spm.layout), bound, watch=watch)
+    return result, finish_twin(twin, result, spm, before, len(timed))
+
+
+def start_twin(
+    build: Build,
+    path: PathState,
+    spm: Scratchpad,
+    config: dict[str, int],
+    counters: tuple[int, int, int],
+) -> list[int]:
+    """Load ``path`` as START leaves it (see ``run_twin``); the scratchpad's codewords."""
     for name, value in config.items():
         path.cfg[name] = [to_storage(name, value)] * build.copies
     seq = {"state": 1, "status": 0}
@@ -133,26 +149,43 @@ def run_twin(
     path.counters.update(cycles_q=0, macs_q=0, corr_q=spm.corr, uncorr_q=spm.uncorr,
                          mismatch_q=mismatch)  # fmt: skip
     path.scrub.update(state_q=0, timer_q=0, ptr_q=ptr, passes_q=passes)
-    codes = codes_of(spm)
-    before = list(codes)
+    return codes_of(spm)
+
+
+def twin_actions(
+    timed: Sequence[tuple[int, FaultSite]], layout: Layout
+) -> dict[int, list[tuple[int, Action]]]:
+    """The twin's actions of (job cycle, site) faults, by cycle, each with its index."""
     actions: dict[int, list[tuple[int, Action]]] = {}
     for ident, (x, site) in enumerate(timed):
-        actions.setdefault(x, []).append((ident, action_of(site, spm.layout)))
-    twin = CycleTwin(build, path, codes, stuck)
-    result = twin.run(actions, bound)
+        actions.setdefault(x, []).append((ident, action_of(site, layout)))
+    return actions
+
+
+def finish_twin(
+    twin: CycleTwin,
+    result: TwinResult,
+    spm: Scratchpad,
+    before: list[int],
+    faults: int,
+    words: Iterable[int] | None = None,
+) -> Counters:
+    """After ``twin.run``: settle, write the words that changed since ``before`` back
+    (only ``words`` are looked at, every word if None) and read the counters."""
+    path, codes, stuck = twin.st, twin.codes, twin.stuck
     applied = set(result.applied)
-    result.skipped = [i for i in range(len(timed)) if i not in applied]
+    result.skipped = [i for i in range(faults) if i not in applied]
     if not result.hung:
         twin.settle()
         hold(path, stuck)
     dmask = (1 << spm.dw) - 1
-    for word in range(spm.words):
+    for word in range(spm.words) if words is None else words:
         if codes[word] != before[word]:
             spm.poke(word, codes[word] & dmask, codes[word] >> spm.dw)
     cnt = path.counters
     spm.corr, spm.uncorr = cnt["corr_q"], cnt["uncorr_q"]
     scrub_state = path.scrub["state_q"]
-    out = Counters(
+    return Counters(
         cycles=cnt["cycles_q"],
         macs=cnt["macs_q"],
         mismatch=cnt["mismatch_q"],
@@ -164,7 +197,6 @@ def run_twin(
         scrub_timer=path.scrub["timer_q"],
         config={name: from_storage(name, vote(c)) for name, c in path.cfg.items()},
     )
-    return result, out
 
 
 def c_before(spm: Scratchpad, d: Descriptor) -> tuple[np.ndarray, np.ndarray] | None:

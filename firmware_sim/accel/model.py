@@ -16,9 +16,12 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from . import golden as golden_run
 from . import packing
-from .cycle import CycleTwin
+from . import snapshot as snapshots
+from .cycle import CycleTwin, TwinResult, Watch
 from .cycle_job import (
+    Counters,
     c_before,
     classic_site,
     codes_of_words,
@@ -46,6 +49,7 @@ from .faults import (
     SetBit,
     SpmCell,
 )
+from .golden import Golden
 from .job import Descriptor, Job
 from .layout import Layout
 from .regs import (
@@ -72,6 +76,7 @@ from .regs import (
     to_storage,
 )
 from .scratchpad import Scratchpad
+from .snapshot import Snapshot, StateToken
 from .stuck import UNHELD_PREFIXES, Held, disagree, hold, vote
 from .tmr import TmrRegister
 
@@ -83,6 +88,7 @@ __all__ = [
     "ErrCode",
     "FaultSite",
     "FlopBit",
+    "Golden",
     "JobPoint",
     "JobReport",
     "NotModelled",
@@ -95,6 +101,7 @@ __all__ = [
     "ScheduledFault",
     "SeqCopy",
     "SetBit",
+    "Snapshot",
     "SpmCell",
 ]
 
@@ -143,12 +150,15 @@ class Accelerator:
         self._stuck: dict[StuckSite, int] = {}
         self._held: tuple[Held, ...] = ()
         self._disagree = False
+        #: The state token of a snapshot of the current state (None once it changed).
+        self._token: StateToken | None = None
         self.reset()
 
     # --- state -----------------------------------------------------------------------
 
     def reset(self) -> None:
         """rst_ni / CTRL.SOFT_RESET: every register and counter to reset; memory kept."""
+        self._token = None
         self._cfg = dict.fromkeys(CONFIG_STORAGE, 0)
         self._done = False
         self._error = False
@@ -174,10 +184,25 @@ class Accelerator:
 
     def clear_counters(self) -> None:
         """CTRL.CLEAR_COUNTERS."""
+        self._token = None
         self.spm.clear_counters()
         self._tmr_mismatch = 0
         self._scrub_ptr = 0
         self._scrub_passes = 0
+
+    def snapshot(self) -> Snapshot:
+        """The whole state of the chip, to ``restore`` later (arrays copied, not shared)."""
+        return snapshots.capture(self)
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Put the chip back in the state of ``snapshot`` (of a chip of this build)."""
+        snapshots.restore(self, snapshot)
+
+    def golden_job(self) -> Golden:
+        """Run the job the registers describe once, fault-free, from the current state,
+        recording what ``run(faults, golden=...)`` needs from this state; the chip is
+        left as it was (``golden``)."""
+        return golden_run.record(self)
 
     @property
     def hung(self) -> bool:
@@ -234,6 +259,7 @@ class Accelerator:
 
     def bus_read(self, addr: int) -> tuple[int, Resp]:
         """One AXI4-Lite read: (data, response)."""
+        self._token = None  # a scratchpad read loads the read registers
         self._check_bus(addr, 0)
         addr &= ~3  # the two low address bits are ignored
         if addr >= SPM_BASE:
@@ -245,6 +271,7 @@ class Accelerator:
 
     def bus_write(self, addr: int, value: int) -> Resp:
         """One AXI4-Lite write (all strobes); a refused write changes nothing."""
+        self._token = None
         resp = self._bus_write(addr, value)
         self._hold()  # the write loads the register, but not its stuck bits
         return resp
@@ -368,12 +395,14 @@ class Accelerator:
 
     def write_word(self, word_addr: int, data: int) -> None:
         """Write one scratchpad word (ECC encoded), as a bus write commits it."""
+        self._token = None
         if not 0 <= data < 1 << (8 * self.n):
             raise ValueError(f"data {data:#x} does not fit a {8 * self.n}-bit word")
         self.spm.store(self._word(word_addr), packing.int_to_words(data, self.n))
 
     def read_word(self, word_addr: int) -> tuple[int, EccStatus]:
         """Read one word through the ECC decoder, counted like a bus read: (data, status)."""
+        self._token = None
         data, status = self.spm.read(self._word(word_addr))
         return packing.words_to_int(data), status
 
@@ -383,6 +412,7 @@ class Accelerator:
 
     def poke(self, word_addr: int, data: int, check: int | None = None) -> None:
         """Backdoor: store a codeword; ``check=None`` stores the correct check bits."""
+        self._token = None
         if not 0 <= data < 1 << (8 * self.n):
             raise ValueError(f"data {data:#x} does not fit a {8 * self.n}-bit word")
         if check is None:
@@ -397,6 +427,7 @@ class Accelerator:
 
     def load(self, word_addr: int, words: np.ndarray) -> None:
         """Backdoor: store many words (``uint8[count, n]``) from ``word_addr``, ECC encoded."""
+        self._token = None
         words = np.asarray(words, dtype=np.uint8)
         if words.ndim != 2 or words.shape[1] != self.n:
             raise ValueError(f"words must be uint8[count, {self.n}], got shape {words.shape}")
@@ -435,7 +466,11 @@ class Accelerator:
         return d.job_cycle(when)
 
     def run(
-        self, faults: Iterable[ScheduledFault | tuple] = (), *, engine: str = "auto"
+        self,
+        faults: Iterable[ScheduledFault | tuple] = (),
+        *,
+        engine: str = "auto",
+        golden: Golden | None = None,
     ) -> ErrCode | int:
         """CTRL.START, optionally with faults at points of the job or at raw job cycles
         (an int, CHECK = 0); returns ERR_CODE (an int if a fault made it no known code).
@@ -444,9 +479,19 @@ class Accelerator:
         twin (a control-path upset it cannot predict, a flop it has no site for, a raw
         cycle); "analytic" refuses those with NotModelled, "cycle" always runs the twin.
         ``last_job`` says how it ran; ``hung`` whether it is still BUSY.
+
+        ``golden`` (from ``golden_job`` in this very state, see ``golden``) gives the
+        same results faster; ValueError if the chip is not in the state it was
+        recorded from (restore that state's snapshot first).
         """
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if golden is not None and (self._token is None or golden.token is not self._token):
+            raise ValueError(
+                "golden was recorded from another state of the chip: restore the snapshot "
+                "it was recorded from (Accelerator.restore) before run(..., golden=...)"
+            )
+        self._token = None
         if self._hung:
             return self._err_code  # the chip ignores START while BUSY
         d = self.descriptor()
@@ -461,7 +506,13 @@ class Accelerator:
         self._finish_scrub_step()
         self._scrub_timer = 0
         if twin:
+            if golden is not None:
+                return golden_run.run_from(self, golden, scheduled, timed)
             return self._run_twin(d, scheduled, timed)
+        if golden is not None and golden.analytic_end is not None and d.valid():
+            cells = golden_run.untouched_cells(golden, timed, self.interleave, self.layout)
+            if cells is not None:
+                return golden_run.run_untouched(self, golden, scheduled, timed, cells)
         self._done = self._error = False
         self._err_code = 0
         self._cycles = self._macs = 0
@@ -547,7 +598,11 @@ class Accelerator:
         return False
 
     def _run_twin(
-        self, d: Descriptor, scheduled: list[ScheduledFault], timed: list[tuple[int, FaultSite]]
+        self,
+        d: Descriptor,
+        scheduled: list[ScheduledFault],
+        timed: list[tuple[int, FaultSite]],
+        watch: Watch | None = None,
     ) -> ErrCode | int:
         """One job in the cycle-level twin; the model takes the state it ends in."""
         twin = CycleTwin(self.build, self._path, [])
@@ -561,7 +616,14 @@ class Accelerator:
             timed,
             hang_bound(d),
             self._held,
+            watch,
         )
+        return self._take_twin(result, out, scheduled)
+
+    def _take_twin(
+        self, result: TwinResult, out: Counters, scheduled: list[ScheduledFault]
+    ) -> ErrCode | int:
+        """Take the state a twin run ended in (``cycle_job.finish_twin``)."""
         self._cfg = out.config
         self._cycles, self._macs, self._tmr_mismatch = out.cycles, out.macs, out.mismatch
         self._done = bool(out.status & 1)
@@ -599,6 +661,7 @@ class Accelerator:
 
     def scrub_steps(self, count: int) -> None:
         """Perform ``count`` scrubber steps from SCRUB_PTR (the testbench reports them)."""
+        self._token = None
         if not (self.scrub and self.ecc):
             raise RuntimeError("this build has no scrubber (needs scrub=True and ecc=True)")
         if count < 0:
@@ -642,6 +705,7 @@ class Accelerator:
         """
         if cycles < 0:
             raise ValueError(f"cycles must be >= 0, got {cycles}")
+        self._token = None
         if self._disagree:
             # A stuck TMR copy is outvoted in every one of these cycles.
             self._tmr_mismatch = (self._tmr_mismatch + cycles) & MASK32
@@ -812,6 +876,7 @@ class Accelerator:
         job, where only a control-path upset can show it (``faults``): the model keeps it
         with the job path's other flops.
         """
+        self._token = None
         sites = [self._canonical(s) for s in sites]
         copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
         plan = self._vote_copy_flips(copies, during_job=False)
@@ -855,6 +920,7 @@ class Accelerator:
         or scrubber bit (kept outside the job path while idle) and for a bit that makes
         the idle sequencer leave IDLE.
         """
+        self._token = None
         if value not in (0, 1):
             raise ValueError(f"a stuck bit's value is 0 or 1, got {value!r}")
         if isinstance(site, SetBit):
@@ -887,6 +953,7 @@ class Accelerator:
         """Release every stuck bit in this cycle (returns how many): each keeps its value
         until its flop next loads; a TMR copy is outvoted (TMR_MISMATCH + 1 for this
         cycle if one disagreed) and repaired at the edge that ends the cycle."""
+        self._token = None
         released = len(self._stuck)
         if self._disagree:
             self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
