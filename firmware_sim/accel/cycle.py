@@ -19,6 +19,7 @@ loads the flipped value at the edge that ends the cycle.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from .cycle_state import Build, PathState
 from .regs import MASK32
-from .secded import code_for
+from .secded import Code, code_for
 from .stuck import Held, hold
 
 S_IDLE, S_CHECK, S_BIAS, S_STREAM, S_FLUSH, S_DONE = range(6)
@@ -77,16 +78,20 @@ class Watch(Protocol):
     #: Whether ``read`` and ``write`` are called for every scratchpad access.
     records: bool
 
-    def at(self, x: int, frame: Frame, twin: CycleTwin) -> bool:
-        """Called before job cycle ``x``'s faults; True stops the run there."""
+    def at(self, x: int, head: tuple, counters: tuple, twin: CycleTwin) -> bool:
+        """Called before job cycle ``x``'s faults with the twin's sequencer and voted
+        configuration (``head``) and counters, which it keeps in locals (``frame`` makes
+        the whole frame of them); True stops the run there."""
         ...
 
     def read(self, x: int, row: int) -> None:
         """Row ``row`` (word address // INTERLEAVE) is read in job cycle ``x``."""
         ...
 
-    def write(self, x: int, word: int, code: int) -> None:
-        """``word`` takes codeword ``code`` at the edge that ends job cycle ``x``."""
+    def write(self, x: int, word: int, code: int, source: tuple[int, int, int] | None) -> None:
+        """``word`` takes codeword ``code`` at the edge that ends job cycle ``x``: a result
+        (``source`` = (wr_cb, u, wr_cols) of ``CycleTwin.result_code``) or a scrub
+        write (None)."""
         ...
 
 
@@ -151,6 +156,16 @@ class _Geometry:
         )  # fmt: skip
 
 
+@functools.cache
+def _code_tables(dw: int, ecc: bool) -> tuple[Code | None, tuple[int, ...], dict[int, int]]:
+    """The SECDED code of a data width, its check bits' masks and its syndrome of each
+    data bit, made once (a golden run starts many twins)."""
+    if not ecc:
+        return None, (), {}
+    code = code_for(dw)
+    return code, code.masks, {col: i for i, col in enumerate(code.columns)}
+
+
 class CycleTwin:
     """One job of one build, run cycle by cycle over a ``PathState`` and the scratchpad's
     codewords (``codes[word] = check << DW | data``)."""
@@ -163,12 +178,9 @@ class CycleTwin:
         self.codes = codes
         #: Bits held at a value every cycle (``stuck``), after the cycle's flips.
         self.stuck = stuck
-        self.code = code_for(build.dw) if build.ecc else None
+        self.code, self._masks, self._syndromes = _code_tables(build.dw, build.ecc)
         self._decoded: dict[int, tuple[int, int, int]] = {}
         self._outputs: dict[int, tuple[int, int, int, np.ndarray]] = {}
-        self._rows = np.arange(1, build.n)
-        self._masks = self.code.masks if self.code else ()
-        self._syndromes = {col: i for i, col in enumerate(self.code.columns)} if self.code else {}
         self.written: set[int] = set()
 
     # --- scratchpad words ------------------------------------------------------------
@@ -254,12 +266,10 @@ class CycleTwin:
         x = start
         for x in range(start, bound + 1):
             if watch is not None and x >= watch.after:
-                frame = self._frame(
-                    (state, rb, cb, t, ecc, status, tuple(cfg_v.items())),
-                    (cycles_q & MASK32, macs_q & MASK32, corr_q & MASK32,
-                     uncorr_q & MASK32, mismatch_q & MASK32),
-                )  # fmt: skip
-                if watch.at(x, frame, self):
+                head = (state, rb, cb, t, ecc, status, tuple(cfg_v.items()))
+                counters = (cycles_q & MASK32, macs_q & MASK32, corr_q & MASK32,
+                            uncorr_q & MASK32, mismatch_q & MASK32)  # fmt: skip
+                if watch.at(x, head, counters, self):
                     result.converged = True
                     break
             if state == S_IDLE:
@@ -439,10 +449,12 @@ class CycleTwin:
 
             # ---- clock edge: banks ------------------------------------------------
             wdata = None
+            source = None
             for bank in (0, 1):
                 wr = writes[bank]
                 if wr is not None and wr[1] == -1 and wdata is None:
-                    wdata = self._write_data(g, wr_cb, u, wr_cols_of(g, wr_cb, n, logn))
+                    source = (wr_cb, u, wr_cols_of(g, wr_cb, n, logn))
+                    wdata = self._write_data(g, *source)
             rows_read: list[tuple[int, ...] | None] = [None, None]
             for bank in (0, 1):
                 rd = reads[bank]
@@ -459,7 +471,7 @@ class CycleTwin:
                     self.codes[word] = self.encode(data)
                     self.written.add(word)
                     if rec is not None:
-                        rec.write(x, word, self.codes[word])
+                        rec.write(x, word, self.codes[word], source if wr[1] == -1 else None)
             lanes0, lanes1 = out[0][3], out[1][3]
             bank_changed = False
             for bank in (0, 1):
@@ -535,7 +547,21 @@ class CycleTwin:
         hold(st, self.stuck)
         return result
 
-    def _frame(self, head: tuple, counters: tuple[int, int, int, int, int]) -> Frame:
+    def result_code(
+        self, cfg: tuple, out: np.ndarray, bias: np.ndarray, source: tuple[int, int, int]
+    ) -> int:
+        """The codeword a result write stores with configuration ``cfg`` (``Frame.main``'s),
+        result registers ``out`` and bias buffers ``bias``; ``source`` = (wr_cb, u, wr_cols)
+        as ``Watch.write`` reports them. The twin's own state is left as it was."""
+        st = self.st
+        kept = st.out, st.bias
+        st.out, st.bias = out, bias
+        try:
+            return self.encode(self._write_data(_Geometry(self.b, dict(cfg)), *source))
+        finally:
+            st.out, st.bias = kept
+
+    def frame(self, head: tuple, counters: tuple[int, int, int, int, int]) -> Frame:
         """The frame of the state at the start of a cycle: ``head`` the sequencer's and
         the voted configuration's values (the twin keeps them in locals), ``counters``."""
         st = self.st

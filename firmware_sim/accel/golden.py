@@ -9,9 +9,9 @@ the state it was in.
 
 ``Accelerator.run(faults, golden=g)`` uses it:
 
-- faults the analytic job predicts run analytically, except cell flips in scratchpad rows
-  the job never reads or writes: those are the analytic end state with the cells flipped
-  (a flip scheduled at or after the job's last cycle is not injected);
+- faults the analytic job predicts run analytically, except scratchpad cell flips the
+  job never sees (``unseen_cells``): those are the analytic end state with the cells
+  flipped (a flip scheduled at or after the job's last cycle is not injected);
 - faults that need the twin start it at the first fault's cycle from the recorded frame
   (``Follow``) instead of from CHECK. From the cycle after the last fault on, the twin's
   state is compared with the recorded one at the start of every cycle; once they agree,
@@ -36,18 +36,24 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cycle import CycleTwin, Frame, TwinResult
-from .cycle_state import Build
-from .faults import JobReport, ScheduledFault, SpmCell
+from .cycle_state import Build, PathState
+from .faults import FaultSite, JobReport, ScheduledFault, SpmCell
 from .job import Descriptor
+from .layout import Layout
 from .regs import MASK32, ErrCode
 from .snapshot import Snapshot, StateToken
 
 if TYPE_CHECKING:
     from .model import Accelerator
 
-#: Index of the scrubber's state in ``Frame.main``, and of the voted configuration.
-_SCRUB_STATE = 14
-_CONFIG = 6
+#: Where ``Frame.main`` holds the voted configuration, the scrubber's state, the PE
+#: pipeline tags and operands, the accumulators, the result registers, the skew.
+_CONFIG, _SCRUB_STATE, _PIPE, _ACC, _OUT, _SKEW = 6, 14, 16, 17, 18, 19
+#: ``Frame.main[:_HEAD]``: what the twin keeps in locals (``Watch.at``'s head).
+_HEAD = 7
+
+#: A result write as ``Watch.write`` reports it: (cycle, word, codeword, source).
+Write = tuple[int, int, int, tuple[int, int, int] | None]
 
 
 @dataclass(eq=False)
@@ -58,24 +64,31 @@ class Trace:
     records: bool = True
     frames: list[Frame] = field(default_factory=list)
     codes0: list[int] = field(default_factory=list)
+    #: Every write in cycle order, the cycles alone, and by word [(cycle, codeword)].
+    log: list[Write] = field(default_factory=list)
+    log_cycles: list[int] = field(default_factory=list)
+    #: Per write of ``log``: the row of result registers it wrote out (-1: a scrub write).
+    log_rows: list[int] = field(default_factory=list)
     writes: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     last_read: dict[int, int] = field(default_factory=dict)
     caches: tuple[dict, dict] = ({}, {})
 
-    def at(self, x: int, frame: Frame, twin: CycleTwin) -> bool:
+    def at(self, x: int, head: tuple, counters: tuple, twin: CycleTwin) -> bool:
         """Keep the frame (and, before the first cycle, the codewords and caches)."""
         if not self.frames:
             self.codes0 = list(twin.codes)
             self.caches = (twin._decoded, twin._outputs)
-        self.frames.append(frame)
+        self.frames.append(twin.frame(head, counters))
         return False
 
     def read(self, x: int, row: int) -> None:
         """Keep the last cycle that reads each row."""
         self.last_read[row] = x
 
-    def write(self, x: int, word: int, code: int) -> None:
+    def write(self, x: int, word: int, code: int, source: tuple[int, int, int] | None) -> None:
         """Keep every write, by word, in cycle order."""
+        self.log.append((x, word, code, source))
+        self.log_cycles.append(x)
         self.writes.setdefault(word, []).append((x, code))
 
 
@@ -98,10 +111,13 @@ class Golden:
     trace: Trace
     #: The scratchpad's dirty words at START (after a scrub step in progress completed).
     dirty0: frozenset[int]
-    #: Scratchpad rows (word address // INTERLEAVE) the analytic job may read or write.
-    touched_rows: frozenset[int]
+    #: Scratchpad rows the job reads and writes.
+    rows: Rows
     #: The scrubber waits in every frame from this cycle on.
     quiet_from: int
+    #: Per PE [i][j], the clock edges (job cycles, the idle cycles after the job numbered
+    #: on) at which a FIRST moves its accumulator into its result register.
+    first_edges: list[list[list[int]]]
 
     def code_at(self, word: int, x: int) -> int:
         """The codeword of ``word`` at the start of job cycle ``x``."""
@@ -115,26 +131,69 @@ class Golden:
     def codes_at(self, x: int) -> list[int]:
         """Every codeword at the start of job cycle ``x``."""
         codes = list(self.trace.codes0)
-        for word, history in self.trace.writes.items():
-            for cycle, code in history:
-                if cycle >= x:
-                    break
-                codes[word] = code
+        tr = self.trace
+        for _, word, code, _ in tr.log[: bisect.bisect_left(tr.log_cycles, x)]:
+            codes[word] = code
         return codes
 
+    def written_between(self, lo: int, hi: int) -> list[Write]:
+        """The writes of job cycles ``lo .. hi-1``, in order."""
+        tr = self.trace
+        return tr.log[bisect.bisect_left(tr.log_cycles, lo) : bisect.bisect_left(tr.log_cycles, hi)]
 
-def touched_rows(d: Descriptor, interleave: int) -> frozenset[int]:
-    """Rows of the scratchpad the job of ``d`` reads (A, B, bias) or writes (C)."""
-    if not d.valid():
-        return frozenset()
-    spans = [(d.a_addr, d.mb * d.k), (d.b_addr, d.nb * d.k), (d.c_addr, d.c_words)]
-    if d.bias_en:
-        spans.append((d.bias_addr, 4 * d.nb))
-    rows: set[int] = set()
-    for lo, count in spans:
-        if count:
-            rows.update(range(lo // interleave, (lo + count - 1) // interleave + 1))
-    return frozenset(rows)
+
+def _first_edges(build: Build, frames: list[Frame], hung: bool) -> list[list[list[int]]]:
+    """``Golden.first_edges`` from the frames (the FIRST tags each edge leaves in the
+    PEs), and, after a job that ended, from the idle cycles that let the beats land."""
+    n = build.n
+    edges: list[list[list[int]]] = [[[] for _ in range(n)] for _ in range(n)]
+    masks = [np.frombuffer(f.main[_PIPE], dtype=np.int64).reshape(4, n, n)[2] != 0
+             for f in frames[1:]]  # fmt: skip
+    if not hung and frames:
+        # The idle cycles after the job (CycleTwin.settle), on the tags alone.
+        scratch = PathState(build)
+        scratch.pipe = np.frombuffer(frames[-1].main[_PIPE], dtype=np.int64).reshape(4, n, n) * 1
+        scratch.skew = np.frombuffer(frames[-1].main[_SKEW], dtype=np.int64).reshape(4, n, n) * 1
+        for arr in (scratch.pipe, scratch.skew):
+            arr[0] = arr[3] = 0
+        idle = CycleTwin(build, scratch, [])
+        zeros = np.zeros(n, dtype=np.int64)
+        for _ in range(3 * n):
+            idle._array_edge(0, 0, zeros, zeros)
+            masks.append(scratch.pipe[2] != 0)
+    for edge, mask in enumerate(masks):
+        if mask.any():
+            for i, j in zip(*np.nonzero(mask), strict=True):
+                edges[i][j].append(edge)
+    return edges
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Scratchpad rows (word address // INTERLEAVE) of a job: those its operand reads
+    touch (A, B, bias), those it writes (C), and the rows of its last A and B words (the
+    bank read registers keep them after the job)."""
+
+    read: frozenset[int]
+    written: frozenset[int]
+    kept: frozenset[int]
+
+    @classmethod
+    def of(cls, d: Descriptor, interleave: int) -> Rows:
+        """The rows of the job of ``d`` (none for a job that fails CHECK)."""
+        if not d.valid():
+            return cls(frozenset(), frozenset(), frozenset())
+
+        def span(lo: int, count: int) -> range:
+            return range(lo // interleave, (lo + count - 1) // interleave + 1 if count else 0)
+
+        read = set(span(d.a_addr, d.mb * d.k)) | set(span(d.b_addr, d.nb * d.k))
+        if d.bias_en:
+            read.update(span(d.bias_addr, 4 * d.nb))
+        r, c = d.tile_rc(d.tiles - 1)
+        last = (d.a_addr + r * d.k + d.k - 1, d.b_addr + c * d.k + d.k - 1)
+        return cls(frozenset(read), frozenset(span(d.c_addr, d.c_words)),
+                   frozenset(w // interleave for w in last))  # fmt: skip
 
 
 def record(chip: Accelerator) -> Golden:
@@ -156,10 +215,21 @@ def record(chip: Accelerator) -> Golden:
     assert report is not None
     twin_end = chip.snapshot()
     chip.restore(start)
+    n = chip.n
+    out32 = {}
+    for c, _, _, source in trace.log:
+        if source is None:
+            trace.log_rows.append(-1)
+            continue
+        cfg = trace.frames[c].main[_CONFIG]
+        if cfg not in out32:
+            out32[cfg] = dict(cfg)["EPILOGUE"] & 4
+        trace.log_rows.append((source[1] >> 2 if out32[cfg] else source[1]) & (n - 1))
     quiet = len(trace.frames)
     while quiet and trace.frames[quiet - 1].main[_SCRUB_STATE] == 0:
         quiet -= 1
     return Golden(
+        first_edges=_first_edges(chip.build, trace.frames, report.hung),
         token=start.token,
         descriptor=d,
         analytic_end=analytic_end,
@@ -170,44 +240,66 @@ def record(chip: Accelerator) -> Golden:
         cycles=report.cycles,
         trace=trace,
         dirty0=dirty0,
-        touched_rows=touched_rows(d, chip.interleave),
+        rows=Rows.of(d, chip.interleave),
         quiet_from=quiet,
     )
 
 
-def untouched_cells(golden: Golden, timed: list[tuple[int, object]], interleave: int,
-                    layout: object) -> list[tuple[int, int]] | None:  # fmt: skip
-    """(word, bit) of each fault if every one is a cell in a row the job never touches,
-    else None."""
+def unseen_cells(
+    golden: Golden, timed: list[tuple[int, FaultSite]], layout: Layout
+) -> list[tuple[int, int, bool]] | None:
+    """(word, bit, flipped at the end) of each fault if every one is a scratchpad cell
+    the analytic job never sees, else None.
+
+    A cell is unseen in a row the job neither reads nor writes; in a row of operands
+    after its last read (but the rows the bank read registers keep after the job); in a
+    row of results alone (flipped before the write of its word, the write clears it).
+    """
+    g, rows = golden, golden.rows
+    d = g.descriptor
+    il = layout.interleave
     out = []
-    for _, site in timed:
+    for x, site in timed:
         if not isinstance(site, SpmCell):
             return None
-        word, bit = layout.word_bit_of(site)  # type: ignore[attr-defined]
-        if word // interleave in golden.touched_rows:
-            return None
-        out.append((word, bit))
+        word, bit = layout.word_bit_of(site)
+        row = word // il
+        if row in rows.read:
+            if row in rows.kept or x <= g.trace.last_read.get(row, -1) or row in rows.written:
+                return None
+            out.append((word, bit, True))
+        elif row in rows.written:
+            rel = word - d.c_addr
+            if 0 <= rel < d.c_words:
+                mw, q = divmod(rel, d.per_row)
+                m, c = divmod(mw, d.nb)
+                tile = c * d.mb + m // d.n
+                out.append((word, bit, x > d.write_start(tile) + (m % d.n) * d.per_row + q))
+            else:
+                out.append((word, bit, True))
+        else:
+            out.append((word, bit, True))
     return out
 
 
-def run_untouched(
+def run_unseen(
     chip: Accelerator,
     golden: Golden,
     scheduled: list[ScheduledFault],
-    timed: list[tuple[int, object]],
-    cells: list[tuple[int, int]],
+    timed: list[tuple[int, FaultSite]],
+    cells: list[tuple[int, int, bool]],
 ) -> ErrCode | int:
-    """The analytic job with cell flips the job never sees: its end state, cells flipped."""
+    """The analytic job with cell flips it never sees: its end state, cells flipped."""
     assert golden.analytic_end is not None
     chip.restore(golden.analytic_end)
     chip._token = None
     end = chip._cycles - 1
     skipped = []
-    for fault, (x, _), (word, bit) in zip(scheduled, timed, cells, strict=True):
-        if 0 <= x < end:
-            chip.spm.flip(word, bit)
-        else:
+    for fault, (x, _), (word, bit, stays) in zip(scheduled, timed, cells, strict=True):
+        if not 0 <= x < end:
             skipped.append(fault)
+        elif stays:
+            chip.spm.flip(word, bit)
     chip.last_job = JobReport("analytic", False, chip._cycles, tuple(skipped))
     return golden.analytic_err
 
@@ -224,41 +316,110 @@ class Follow:
     start: int
     after: int
     records: bool = False
-    #: Where the run stopped: its frame, and the words whose codewords it keeps.
+    #: Where the run stopped: its frame, the words whose codewords it keeps, and the
+    #: offsets its accumulators and result registers keep to the end (or None).
     frame: Frame | None = None
     keep: dict[int, int] = field(default_factory=dict)
+    sums: tuple[np.ndarray, np.ndarray] | None = None
 
-    def at(self, x: int, frame: Frame, twin: CycleTwin) -> bool:
-        """True if the rest of the job from cycle ``x`` is the recorded one."""
+    def at(self, x: int, head: tuple, counters: tuple, twin: CycleTwin) -> bool:
+        """True if the rest of the job from cycle ``x`` is the recorded one, up to
+        differences it carries along without acting on them."""
         g = self.golden
         frames = g.trace.frames
-        if x >= len(frames):
+        if x >= len(frames) or head != frames[x].main[:_HEAD]:
             return False
         ref = frames[x]
-        if frame.main != ref.main:
+        frame = twin.frame(head, counters)
+        m, r = frame.main, ref.main
+        offsets = m != r
+        if offsets and not (m[:_ACC] == r[:_ACC] and m[_SKEW] == r[_SKEW] and not twin.stuck):
             return False
-        if frame.bias != ref.bias and dict(ref.main[_CONFIG])["EPILOGUE"] & 1:
+        if frame.bias != ref.bias and dict(r[_CONFIG])["EPILOGUE"] & 1:
             return False
         if frame.scrub != ref.scrub and not (self.build.scrub and x >= g.quiet_from):
             return False
         il = self.build.interleave
         words = self.flipped | twin.written
-        for word, history in g.trace.writes.items():
-            if any(self.start <= cycle < x for cycle, _ in history):
-                words.add(word)
+        words.update(w for _, w, _, _ in g.written_between(self.start, x))
         keep = {}
         codes = twin.codes
         for word in words:
             code = codes[word]
-            if code == g.code_at(word, x):
-                continue
-            if g.trace.last_read.get(word // il, -1) >= x:
-                return False  # the rest of the job reads it
-            history = g.trace.writes.get(word)
-            if not history or history[-1][0] < x:
-                keep[word] = code  # not written again: the job leaves it so
-        self.frame, self.keep = frame, keep
+            if code != g.code_at(word, x):
+                if g.trace.last_read.get(word // il, -1) >= x:
+                    return False  # the rest of the job reads it
+                history = g.trace.writes.get(word)
+                if not history or history[-1][0] < x:
+                    keep[word] = code  # a word the rest of the job writes ends as written
+        sums = None
+        if offsets:
+            sums = self._offset_writes(x, frame, ref, twin, keep)
+            if sums is None:
+                return False
+        self.frame, self.keep, self.sums = frame, keep, sums
         return True
+
+    def _offset_writes(
+        self, x: int, frame: Frame, ref: Frame, twin: CycleTwin, keep: dict
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where only accumulators and result registers differ from the recorded run, by
+        an offset: FIRSTs move it from accumulator to result register and clear it, the
+        result writes of the rest of the job take it through the epilogue. Adds the
+        words those writes leave differently to ``keep`` (keyed (word, True)); returns
+        the offsets left at the end, or None if a later read would see a difference."""
+        g, n = self.golden, self.build.n
+        d_acc = _sums(frame.main[_ACC], n) - _sums(ref.main[_ACC], n)
+        d_out = _sums(frame.main[_OUT], n) - _sums(ref.main[_OUT], n)
+        live = [(int(i), int(j)) for i, j in zip(*np.nonzero(d_acc | d_out), strict=True)]
+        # Per PE with an offset: the first two FIRST edges from x on.
+        firsts = {}
+        for i, j in live:
+            edges = g.first_edges[i][j]
+            k = bisect.bisect_left(edges, x)
+            firsts[i, j] = edges[k : k + 2]
+        il = self.build.interleave
+        tr = g.trace
+        frames = tr.frames
+        rows = {i for i, _ in live}
+        last: dict[int, int] = {}
+        for k in range(bisect.bisect_left(tr.log_cycles, x), len(tr.log)):
+            wrow = tr.log_rows[k]
+            if wrow not in rows:
+                continue  # a scrub write (the bank's data), or a row without an offset
+            c, word, code, source = tr.log[k]
+            assert source is not None
+            cfg = frames[c].main[_CONFIG]
+            delta = np.zeros(n, dtype=np.int64)
+            for (i, j), edges in firsts.items():
+                if i == wrow:
+                    moved = sum(e < c for e in edges)
+                    delta[j] = (d_out[i, j], d_acc[i, j], 0)[moved]
+            if not delta.any():
+                last.pop(word, None)
+                continue
+            out = _sums(frames[c].main[_OUT], n)
+            out[wrow] += delta
+            bias = np.frombuffer(frames[c].bias, dtype=np.uint8).reshape(2, 4 * n)
+            faulty = twin.result_code(cfg, out, bias, source)
+            if faulty == code:
+                last.pop(word, None)
+                continue
+            if g.trace.last_read.get(word // il, -1) > c:
+                return None
+            last[word] = faulty
+        keep.update(last)
+        end_acc, end_out = d_acc.copy(), d_out.copy()
+        for (i, j), edges in firsts.items():
+            moved = len(edges)
+            end_out[i, j] = (d_out[i, j], d_acc[i, j], 0)[moved]
+            end_acc[i, j] = d_acc[i, j] if moved == 0 else 0
+        return end_acc, end_out
+
+
+def _sums(raw: bytes, n: int) -> np.ndarray:
+    """Accumulators or result registers of a frame as a writable int64 [N, N]."""
+    return np.frombuffer(raw, dtype=np.int64).reshape(n, n).copy()
 
 
 def run_from(
@@ -326,6 +487,10 @@ def _take_recorded(
         p.scrub["ptr_q"], p.scrub["passes_q"] = ptr, passes
         p.scrub_bank_q = (ptr >> chip.build.aw) & 1
         chip._scrub_ptr, chip._scrub_passes = ptr, passes
+    if follow.sums is not None:
+        # Offsets the job carried to its end (``Follow._offset_writes``).
+        p.acc = p.acc + follow.sums[0]
+        p.out = p.out + follow.sums[1]
     if frame.bias != ref.bias:
         p.bias = np.frombuffer(frame.bias, dtype=np.uint8).reshape(p.bias.shape).copy()
     dmask = (1 << spm.dw) - 1

@@ -107,6 +107,14 @@ class Descriptor:
 
     def valid(self) -> bool:
         """The descriptor rules checked at START."""
+        # A descriptor is immutable: the answer is kept (a golden run reuses one).
+        known = self.__dict__.get("_valid")
+        if known is None:
+            known = self._valid_now()
+            object.__setattr__(self, "_valid", known)
+        return known
+
+    def _valid_now(self) -> bool:
         spm = 2 * self.bank_words
         if not (
             self.m >= 1
@@ -217,7 +225,11 @@ class Descriptor:
     def done_cycle(self, abort: int | None) -> int:
         """Job cycle of DONE, for a job ended by ECC at tile ``abort`` or not."""
         if abort is None:
-            return self.flush_start + self.flush_cycles
+            known = self.__dict__.get("_done")
+            if known is None:
+                known = self.flush_start + self.flush_cycles
+                object.__setattr__(self, "_done", known)
+            return known
         return self.stream_start(abort) + self.period
 
     def macs(self, tiles_done: int) -> int:

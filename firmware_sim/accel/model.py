@@ -494,7 +494,9 @@ class Accelerator:
         self._token = None
         if self._hung:
             return self._err_code  # the chip ignores START while BUSY
-        d = self.descriptor()
+        # The golden run's descriptor is this state's (the token says so), with its
+        # answers kept.
+        d = self.descriptor() if golden is None else golden.descriptor
         scheduled = [ScheduledFault(self._when(w), self._canonical(s)) for w, s in faults]
         timed = self._timed(d, scheduled)
         twin = engine == "cycle" or bool(self._stuck) or self._needs_twin(d, timed)
@@ -510,9 +512,9 @@ class Accelerator:
                 return golden_run.run_from(self, golden, scheduled, timed)
             return self._run_twin(d, scheduled, timed)
         if golden is not None and golden.analytic_end is not None and d.valid():
-            cells = golden_run.untouched_cells(golden, timed, self.interleave, self.layout)
+            cells = golden_run.unseen_cells(golden, timed, self.layout)
             if cells is not None:
-                return golden_run.run_untouched(self, golden, scheduled, timed, cells)
+                return golden_run.run_unseen(self, golden, scheduled, timed, cells)
         self._done = self._error = False
         self._err_code = 0
         self._cycles = self._macs = 0
