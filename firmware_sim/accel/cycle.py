@@ -71,7 +71,9 @@ class Frame(NamedTuple):
 
 
 class Watch(Protocol):
-    """Sees the twin's state at the start of every job cycle from ``after`` on."""
+    """Sees the twin's state at the start of every job cycle from ``after`` on, and in
+    cycle ``after - 1`` once more after its faults (unless they hold a transient, or
+    bits are stuck)."""
 
     #: First job cycle shown to ``at``.
     after: int
@@ -308,6 +310,16 @@ class CycleTwin:
                 state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
                 ecc, status = seq["ecc"], seq["status"]
                 out = [self._bank_out(0), self._bank_out(1)]
+                if watch is not None and x + 1 == watch.after and not sets and not self.stuck:
+                    # After the last faults, before their cycle: a fault that changed
+                    # nothing the job acts on joins the watched run at once. This
+                    # cycle's TMR_MISMATCH count is due already.
+                    head = (state, rb, cb, t, ecc, status, tuple(cfg_v.items()))
+                    counters = (cycles_q & MASK32, macs_q & MASK32, corr_q & MASK32,
+                                uncorr_q & MASK32, (mismatch_q + mismatch) & MASK32)  # fmt: skip
+                    if watch.at(x, head, counters, self):
+                        result.converged = True
+                        break
             g = geo
             k32, mb, nb, w32 = g.k, g.mb, g.nb, g.w
             # A fault in this cycle may have put the sequencer in IDLE already.
