@@ -50,9 +50,16 @@ def main() -> int:
                 f"  {job['cycles']:6d} cycles  utilization {job['mac_utilization']:.3f}"
                 f"  {job['sim_cycles_per_s']:7d} sim cycles/s"
             )
-    from bench import link_bench, link_dead_target, link_goodput, link_reliability
+    from bench import (
+        link_bench,
+        link_dead_target,
+        link_goodput,
+        link_reliability,
+        model_injection,
+    )
 
     for name, bench in (
+        ("model-injection", model_injection),
         ("link", link_bench),
         ("link-goodput", link_goodput),
         ("link-reliability", link_reliability),

@@ -158,6 +158,10 @@ class _Geometry:
         )  # fmt: skip
 
 
+#: ``_Geometry`` of (build, configuration) pairs ``CycleTwin.result_code`` has met.
+_GEOMETRIES: dict[tuple[Build, tuple], _Geometry] = {}
+
+
 @functools.cache
 def _code_tables(dw: int, ecc: bool) -> tuple[Code | None, tuple[int, ...], dict[int, int]]:
     """The SECDED code of a data width, its check bits' masks and its syndrome of each
@@ -569,7 +573,10 @@ class CycleTwin:
         kept = st.out, st.bias
         st.out, st.bias = out, bias
         try:
-            return self.encode(self._write_data(_Geometry(self.b, dict(cfg)), *source))
+            geo = _GEOMETRIES.get((self.b, cfg))
+            if geo is None:
+                geo = _GEOMETRIES[self.b, cfg] = _Geometry(self.b, dict(cfg))
+            return self.encode(self._write_data(geo, *source))
         finally:
             st.out, st.bias = kept
 

@@ -58,6 +58,14 @@ during a job, sequencer copies with or without TMR, ``FlopBit`` and ``SetBit`` s
 faults at raw job cycles. ``NotModelled`` is left for a flipped bank read slot without
 interleaving (an undefined bit in the RTL), and for a sequencer state (or the scrubber's)
 changed while idle.
+
+Without a golden run (``golden``) each job is worked out, or replayed in the twin, from
+CHECK. With one (``Accelerator.run(faults, golden=...)``, from the state it was recorded
+in), a scratchpad flip the analytic job never reads or that a result write clears takes
+the recorded end state, and the twin starts in the first fault's cycle from the recorded
+flops, stopping once they agree with the recorded run again (up to differences the rest
+of the job carries along unread: counter offsets, words it does not read again, offsets
+in the PE sums that only reach result words); the results are the same bit for bit.
 """
 
 from __future__ import annotations

@@ -366,7 +366,7 @@ class Follow:
         """Where only accumulators and result registers differ from the recorded run, by
         an offset: FIRSTs move it from accumulator to result register and clear it, the
         result writes of the rest of the job take it through the epilogue. Adds the
-        words those writes leave differently to ``keep`` (keyed (word, True)); returns
+        words those writes leave differently to ``keep``; returns
         the offsets left at the end, or None if a later read would see a difference."""
         g, n = self.golden, self.build.n
         d_acc = _sums(frame.main[_ACC], n) - _sums(ref.main[_ACC], n)
@@ -382,8 +382,12 @@ class Follow:
         tr = g.trace
         frames = tr.frames
         rows = {i for i, _ in live}
+        # A write after a PE's second FIRST sees no offset of it.
+        horizon = max((e[1] if len(e) == 2 else len(frames) for e in firsts.values()),
+                      default=x)  # fmt: skip
         last: dict[int, int] = {}
-        for k in range(bisect.bisect_left(tr.log_cycles, x), len(tr.log)):
+        lo = bisect.bisect_left(tr.log_cycles, x)
+        for k in range(lo, bisect.bisect_right(tr.log_cycles, horizon, lo)):
             wrow = tr.log_rows[k]
             if wrow not in rows:
                 continue  # a scrub write (the bank's data), or a row without an offset

@@ -8,6 +8,14 @@ scheduled during a job. A job runs analytically (``job``) unless a scheduled fau
 the cycle-level twin of the job path (``cycle``). Register bits stuck at 0 or 1
 (``stick``) are held in every idle register and by the twin in every job cycle; the model
 counts the idle cycles it is told of (``idle``), as for the scrubber.
+
+A fault-injection campaign runs one job many times from one state: ``snapshot`` takes
+the whole state and ``restore`` puts it back by copying arrays (``snapshot``);
+``golden_job`` records the job's fault-free run from that state once, and
+``run(faults, golden=...)`` reuses it (``golden``): an injection the analytic job never
+sees takes the recorded end state, and a twin run starts at the fault's cycle from the
+recorded flops and stops as soon as the rest of the job is the recorded one. Either way
+the results are those of ``run(faults)``, bit for bit.
 """
 
 from __future__ import annotations
