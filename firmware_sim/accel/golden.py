@@ -201,6 +201,13 @@ def record(chip: Accelerator) -> Golden:
     in that state (``golden_job``)."""
     start = chip.snapshot()
     d = chip.descriptor()
+    if chip._hung:
+        # START is ignored while BUSY: run() never gets as far as the recorded run.
+        return Golden(token=start.token, descriptor=d, analytic_end=start,
+                      analytic_err=chip._err_code, twin_end=start, twin_err=chip._err_code,
+                      hung=True, cycles=0, trace=Trace(), dirty0=frozenset(chip.spm.dirty),
+                      rows=Rows.of(d, chip.interleave), quiet_from=0,
+                      first_edges=[])  # fmt: skip
     analytic_end, analytic_err = None, ErrCode.NONE
     if not chip._stuck:
         analytic_err = chip.run(engine="analytic")
@@ -327,7 +334,10 @@ class Follow:
         differences it carries along without acting on them."""
         g = self.golden
         frames = g.trace.frames
-        if x >= len(frames) or head != frames[x].main[:_HEAD]:
+        if x >= len(frames):
+            self.after = 1 << 62  # past the recorded job (a longer job, a hang): stop looking
+            return False
+        if head != frames[x].main[:_HEAD]:
             return False
         ref = frames[x]
         frame = twin.frame(head, counters)
