@@ -37,7 +37,7 @@ import numpy as np
 
 from .cycle import CycleTwin, Frame, TwinResult
 from .cycle_state import Build, PathState
-from .faults import FaultSite, JobReport, ScheduledFault, SpmCell
+from .faults import AccBit, FaultSite, JobReport, OutBit, ScheduledFault, SpmCell
 from .job import Descriptor
 from .layout import Layout
 from .regs import MASK32, ErrCode
@@ -373,62 +373,108 @@ class Follow:
     def _offset_writes(
         self, x: int, frame: Frame, ref: Frame, twin: CycleTwin, keep: dict
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Where only accumulators and result registers differ from the recorded run, by
-        an offset: FIRSTs move it from accumulator to result register and clear it, the
-        result writes of the rest of the job take it through the epilogue. Adds the
-        words those writes leave differently to ``keep``; returns
-        the offsets left at the end, or None if a later read would see a difference."""
-        g, n = self.golden, self.build.n
+        """Where only accumulators and result registers differ from the recorded run."""
+        n = self.build.n
         d_acc = _sums(frame.main[_ACC], n) - _sums(ref.main[_ACC], n)
         d_out = _sums(frame.main[_OUT], n) - _sums(ref.main[_OUT], n)
-        live = [(int(i), int(j)) for i, j in zip(*np.nonzero(d_acc | d_out), strict=True)]
-        # Per PE with an offset: the first two FIRST edges from x on.
-        firsts = {}
-        for i, j in live:
-            edges = g.first_edges[i][j]
-            k = bisect.bisect_left(edges, x)
-            firsts[i, j] = edges[k : k + 2]
-        il = self.build.interleave
-        tr = g.trace
-        frames = tr.frames
-        rows = {i for i, _ in live}
-        # A write after a PE's second FIRST sees no offset of it.
-        horizon = max((e[1] if len(e) == 2 else len(frames) for e in firsts.values()),
-                      default=x)  # fmt: skip
-        last: dict[int, int] = {}
-        lo = bisect.bisect_left(tr.log_cycles, x)
-        for k in range(lo, bisect.bisect_right(tr.log_cycles, horizon, lo)):
-            wrow = tr.log_rows[k]
-            if wrow not in rows:
-                continue  # a scrub write (the bank's data), or a row without an offset
-            c, word, code, source = tr.log[k]
-            assert source is not None
-            cfg = frames[c].main[_CONFIG]
-            delta = np.zeros(n, dtype=np.int64)
-            for (i, j), edges in firsts.items():
-                if i == wrow:
-                    moved = sum(e < c for e in edges)
-                    delta[j] = (d_out[i, j], d_acc[i, j], 0)[moved]
-            if not delta.any():
-                last.pop(word, None)
-                continue
-            out = _sums(frames[c].main[_OUT], n)
-            out[wrow] += delta
-            bias = np.frombuffer(frames[c].bias, dtype=np.uint8).reshape(2, 4 * n)
-            faulty = twin.result_code(cfg, out, bias, source)
-            if faulty == code:
-                last.pop(word, None)
-                continue
-            if g.trace.last_read.get(word // il, -1) > c:
-                return None
-            last[word] = faulty
-        keep.update(last)
-        end_acc, end_out = d_acc.copy(), d_out.copy()
+        found = offset_writes(self.golden, x, d_acc, d_out, twin)
+        if found is None:
+            return None
+        keep.update(found[0])
+        return found[1]
+
+
+def offset_writes(
+    g: Golden, x: int, d_acc: np.ndarray, d_out: np.ndarray, twin: CycleTwin
+) -> tuple[dict[int, int], tuple[np.ndarray, np.ndarray]] | None:
+    """The rest of the recorded job from cycle ``x`` with offsets ``d_acc``, ``d_out`` on
+    the PEs' accumulators and result registers: FIRSTs move an offset from accumulator
+    to result register and clear it, the result writes take it through the epilogue.
+    Returns the words those writes leave otherwise than recorded (word -> codeword) and
+    the offsets left at the end, or None if a later read would see a changed word."""
+    n = twin.b.n
+    live = [(int(i), int(j)) for i, j in zip(*np.nonzero(d_acc | d_out), strict=True)]
+    # Per PE with an offset: the first two FIRST edges from x on.
+    firsts = {}
+    for i, j in live:
+        edges = g.first_edges[i][j]
+        k = bisect.bisect_left(edges, x)
+        firsts[i, j] = edges[k : k + 2]
+    il = twin.b.interleave
+    tr = g.trace
+    frames = tr.frames
+    rows = {i for i, _ in live}
+    # A write after a PE's second FIRST sees no offset of it.
+    horizon = max((e[1] if len(e) == 2 else len(frames) for e in firsts.values()), default=x)
+    last: dict[int, int] = {}
+    lo = bisect.bisect_left(tr.log_cycles, x)
+    for k in range(lo, bisect.bisect_right(tr.log_cycles, horizon, lo)):
+        wrow = tr.log_rows[k]
+        if wrow not in rows:
+            continue  # a scrub write (the bank's data), or a row without an offset
+        c, word, code, source = tr.log[k]
+        assert source is not None
+        cfg = frames[c].main[_CONFIG]
+        delta = np.zeros(n, dtype=np.int64)
         for (i, j), edges in firsts.items():
-            moved = len(edges)
-            end_out[i, j] = (d_out[i, j], d_acc[i, j], 0)[moved]
-            end_acc[i, j] = d_acc[i, j] if moved == 0 else 0
-        return end_acc, end_out
+            if i == wrow:
+                moved = sum(e < c for e in edges)
+                delta[j] = (d_out[i, j], d_acc[i, j], 0)[moved]
+        if not delta.any():
+            last.pop(word, None)
+            continue
+        out = _sums(frames[c].main[_OUT], n)
+        out[wrow] += delta
+        bias = np.frombuffer(frames[c].bias, dtype=np.uint8).reshape(2, 4 * n)
+        faulty = twin.result_code(cfg, out, bias, source)
+        if faulty == code:
+            last.pop(word, None)
+            continue
+        if tr.last_read.get(word // il, -1) > c:
+            return None
+        last[word] = faulty
+    end_acc, end_out = d_acc.copy(), d_out.copy()
+    for (i, j), edges in firsts.items():
+        moved = len(edges)
+        end_out[i, j] = (d_out[i, j], d_acc[i, j], 0)[moved]
+        end_acc[i, j] = d_acc[i, j] if moved == 0 else 0
+    return last, (end_acc, end_out)
+
+
+def run_pe_flip(
+    chip: Accelerator, golden: Golden, scheduled: list[ScheduledFault], x: int,
+    site: AccBit | OutBit,
+) -> ErrCode | int | None:  # fmt: skip
+    """One accumulator or result register flip the analytic job would work out: the
+    analytic end state with the result words it changes (through the recorded run's
+    sums and FIRSTs, ``offset_writes``); None where that cannot say (a job that ended
+    by ECC, a later read of a changed word)."""
+    g = golden
+    if g.analytic_end is None or g.analytic_err != ErrCode.NONE or not 0 <= x < len(g.trace.frames):
+        return None
+    n = chip.n
+    frame = g.trace.frames[x]
+    name = _ACC if isinstance(site, AccBit) else _OUT
+    sums = _sums(frame.main[name], n)
+    was = int(sums[site.i, site.j])
+    # As PathState.flip does it: the bit of the sum as held, then wrapped to int32.
+    now = ((was ^ (1 << site.bit)) + (1 << 31) & MASK32) - (1 << 31)
+    delta = np.zeros((n, n), dtype=np.int64)
+    delta[site.i, site.j] = now - was
+    zero = np.zeros((n, n), dtype=np.int64)
+    twin = CycleTwin(chip.build, chip._path, [])
+    found = offset_writes(g, x, delta if name == _ACC else zero,
+                          delta if name == _OUT else zero, twin)  # fmt: skip
+    if found is None:
+        return None
+    chip.restore(g.analytic_end)
+    chip._token = None
+    spm = chip.spm
+    dmask = (1 << spm.dw) - 1
+    for word, code in found[0].items():
+        spm.poke(word, code & dmask, code >> spm.dw)
+    chip.last_job = JobReport("analytic", False, chip._cycles, ())
+    return g.analytic_err
 
 
 def _sums(raw: bytes, n: int) -> np.ndarray:

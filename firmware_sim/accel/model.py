@@ -523,6 +523,10 @@ class Accelerator:
             cells = golden_run.unseen_cells(golden, timed, self.layout)
             if cells is not None:
                 return golden_run.run_unseen(self, golden, scheduled, timed, cells)
+            if len(timed) == 1 and isinstance(timed[0][1], AccBit | OutBit):
+                err = golden_run.run_pe_flip(self, golden, scheduled, *timed[0])
+                if err is not None:
+                    return err
         self._done = self._error = False
         self._err_code = 0
         self._cycles = self._macs = 0
