@@ -37,7 +37,16 @@ import numpy as np
 
 from .cycle import CycleTwin, Frame, TwinResult
 from .cycle_state import Build, PathState
-from .faults import AccBit, FaultSite, JobReport, OutBit, ScheduledFault, SpmCell
+from .faults import (
+    AccBit,
+    FaultSite,
+    JobReport,
+    OutBit,
+    RegCopy,
+    ScheduledFault,
+    SeqCopy,
+    SpmCell,
+)
 from .job import Descriptor
 from .layout import Layout
 from .regs import MASK32, ErrCode
@@ -475,6 +484,31 @@ def run_pe_flip(
         spm.poke(word, code & dmask, code >> spm.dw)
     chip.last_job = JobReport("analytic", False, chip._cycles, ())
     return g.analytic_err
+
+
+def run_outvoted(
+    chip: Accelerator, golden: Golden, timed: list[tuple[int, FaultSite]]
+) -> ErrCode | int | None:
+    """TMR copy flips that never change a vote: the analytic end state, TMR_MISMATCH
+    counted once per cycle with a flip; None if a flip changes a vote."""
+    if golden.analytic_end is None:
+        return None
+    by_cycle: dict[int, list] = {}
+    for x, site in timed:
+        if not isinstance(site, RegCopy | SeqCopy):
+            return None
+        by_cycle.setdefault(x, []).append(site)
+    counted = 0
+    for sites in by_cycle.values():
+        mismatch, config, status = chip._vote_copy_flips(sites, during_job=True)
+        if config or status:
+            return None
+        counted += mismatch
+    chip.restore(golden.analytic_end)
+    chip._token = None
+    chip._tmr_mismatch = (chip._tmr_mismatch + counted) & MASK32
+    chip.last_job = JobReport("analytic", False, chip._cycles, ())
+    return golden.analytic_err
 
 
 def _sums(raw: bytes, n: int) -> np.ndarray:

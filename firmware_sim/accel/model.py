@@ -525,8 +525,10 @@ class Accelerator:
                 return golden_run.run_unseen(self, golden, scheduled, timed, cells)
             if len(timed) == 1 and isinstance(timed[0][1], AccBit | OutBit):
                 err = golden_run.run_pe_flip(self, golden, scheduled, *timed[0])
-                if err is not None:
-                    return err
+            else:
+                err = golden_run.run_outvoted(self, golden, timed)
+            if err is not None:
+                return err
         self._done = self._error = False
         self._err_code = 0
         self._cycles = self._macs = 0
