@@ -61,11 +61,13 @@ changed while idle.
 
 Without a golden run (``golden``) each job is worked out, or replayed in the twin, from
 CHECK. With one (``Accelerator.run(faults, golden=...)``, from the state it was recorded
-in), a scratchpad flip the analytic job never reads or that a result write clears takes
-the recorded end state, and the twin starts in the first fault's cycle from the recorded
-flops, stopping once they agree with the recorded run again (up to differences the rest
-of the job carries along unread: counter offsets, words it does not read again, offsets
-in the PE sums that only reach result words); the results are the same bit for bit.
+in), a scratchpad flip the analytic job never reads or that a result write clears, one
+accumulator or result register flip, and TMR copy flips that change no vote take the
+recorded end state with what they change in it, and the twin starts in the first
+fault's cycle from the recorded flops, stopping once they agree with the recorded run
+again (up to differences the rest of the job carries along unread: counter offsets, words
+it does not read again, offsets in the PE sums that only reach result words); the results
+are the same bit for bit.
 """
 
 from __future__ import annotations

@@ -9,9 +9,13 @@ the state it was in.
 
 ``Accelerator.run(faults, golden=g)`` uses it:
 
-- faults the analytic job predicts run analytically, except scratchpad cell flips the
-  job never sees (``unseen_cells``): those are the analytic end state with the cells
-  flipped (a flip scheduled at or after the job's last cycle is not injected);
+- faults the analytic job predicts take the analytic end state where it is known what
+  they change in it: scratchpad cell flips the job never sees (``unseen_cells``) are
+  left flipped in it (a flip scheduled at or after the job's last cycle is not
+  injected); one accumulator or result register flip changes the result words the
+  recorded sums and FIRSTs say (``run_pe_flip``); TMR copy flips that change no vote
+  add their TMR_MISMATCH counts (``run_outvoted``). Other faults of the kind run
+  analytically as without ``golden``;
 - faults that need the twin start it at the first fault's cycle from the recorded frame
   (``Follow``) instead of from CHECK. From the cycle after the last fault on, the twin's
   state is compared with the recorded one at the start of every cycle; once they agree,

@@ -36,12 +36,14 @@ def chip_for(build: str) -> Accelerator:
     return Accelerator(**Build.from_name(build).options())
 
 
-def program(chip: Accelerator, rng: np.random.Generator, bias: bool) -> tuple[int, int]:
+def program(chip: Accelerator, rng: np.random.Generator, bias: bool, out_int32: bool = False
+            ) -> tuple[int, int]:  # fmt: skip
     """A GEMM with partial tiles (and bias, ReLU, a shift), or a plain one: (C addr, words)."""
     if bias:
         a = rng.integers(-128, 128, (10, 13))
         b = rng.integers(-128, 128, (13, 7))
-        place = chip.load_job(a, b, rng.integers(-(2**20), 2**20, 7), relu=True, shift=6)
+        place = chip.load_job(a, b, rng.integers(-(2**20), 2**20, 7), relu=True, shift=6,
+                              out_int32=out_int32)  # fmt: skip
     else:
         a = rng.integers(-128, 128, (16, 16))
         b = rng.integers(-128, 128, (16, 16))
@@ -161,11 +163,11 @@ def test_scratchpad_flips_around_the_reads_and_writes_of_a_job_agree(build):
             assert pair[0] == pair[1], f"seed {seed}: {faults}"
 
 
-def test_several_faults_in_one_job_agree():
+def test_several_faults_in_one_job_with_int32_results_agree():
     seed = SEED + 11
     rng, pick = np.random.default_rng(seed), random.Random(seed)
     chip = chip_for(BUILDS[0])
-    c = program(chip, rng, True)
+    c = program(chip, rng, True, out_int32=True)
     snap = chip.snapshot()
     golden = chip.golden_job()
     pool = [s for sites in class_sites(SiteMap.for_build(), pick, 6).values() for s in sites]
