@@ -1,16 +1,17 @@
 """A campaign backend that runs each injection on the bit-exact model in this process.
 
 The chip is built, the workload's operands placed and its registers programmed once;
-that pre-job state is kept, and every injection starts from it: it is restored, the
-fault is placed at its point of the job (``Accelerator.run``), and the result and
-counters are compared with the golden run's. A fault the model has no site for, or
+that pre-job state is kept (``Accelerator.snapshot``) with a record of its fault-free
+job (``golden_job``), and every injection starts from it: the state is restored, the
+fault placed at its point of the job, and the job run from the recorded golden run
+(``run(..., golden=...)``: it starts at the fault's cycle and rejoins the recording
+once the fault has died out), and the result and counters are compared with the
+golden run's. A fault the model has no site for, or
 refuses to predict (``NotModelled``), or whose point the job never reached, is not
 injected: the run says why and is kept out of every rate.
 """
 
 from __future__ import annotations
-
-import copy
 
 import numpy as np
 
@@ -38,7 +39,9 @@ class ModelBackend:
         # As on the link: the scrubber is stopped, a run is its job and read-back.
         chip.write_reg(Reg.SCRUB_PERIOD, 0)
         self.place = chip.load_job(**plan.workload.job_args())
-        self._pristine = copy.deepcopy(chip)
+        self.chip = chip
+        self._pristine = chip.snapshot()
+        self._golden = chip.golden_job()
         err = chip.run()
         if err or chip.hung:
             raise RuntimeError(f"the golden run of {plan.workload.spec.describe()} failed: {err}")
@@ -86,17 +89,18 @@ class ModelBackend:
 
     def run(self, inj: Injection) -> tuple[Outcome, str]:
         """Run one injection; its outcome class and a line saying why."""
-        chip = copy.deepcopy(self._pristine)
+        chip = self.chip
+        chip.restore(self._pristine)
         sites = self.sites(chip, inj)
         if isinstance(sites, str):
             return Outcome.NOT_INJECTED, sites
         point = JobPoint(inj.tile, inj.phase, inj.cycle)
         try:
             if inj.kind == "stuck_at":
-                chip.stick(sites[0], inj.value)
+                chip.stick(sites[0], inj.value)  # a changed state: no recording applies
                 err = chip.run()
             else:
-                err = chip.run([(point, s) for s in sites])
+                err = chip.run([(point, s) for s in sites], golden=self._golden)
         except NotModelled as exc:
             return Outcome.NOT_INJECTED, f"the model cannot predict it: {exc}"
         report = chip.last_job
