@@ -9,18 +9,19 @@ cycles it after a latch-up, and repairs the words the scrubber finds uncorrectab
 
 Time advances from event to event (an arrival, the end of a recovery), never cycle by
 cycle: an idle stretch is one ``idle(cycles)`` call, and jobs that must repeat the last
-outcome (nothing landed, no recovery and no scrub step on a damaged word since the last
-two ran and agreed) are counted without being run, their scrub steps taken in one call.
+outcome (nothing landed, no recovery, no reload and no scrub step on a damaged word of
+the operands since the last two ran and agreed) are counted without being run, their
+scrub steps taken in one call.
 
 Counts are per outcome class (``host.report.Outcome``) for jobs, and per incident for
 rates: an SDC or detected incident is a run of consecutive jobs of that class (one
 flipped weight in an unprotected memory makes every later job wrong until it is
-reloaded: one incident, many SDC jobs). Rates per simulated device-day carry exact 95 %
-Poisson intervals. FIT (failures per 1e9 device-hours) takes them back to the
-environment's own rates by dividing by the acceleration: exact for effects of single
-upsets, while effects of two upsets in one scrub period grow with the square of the rate
-and are overstated by the acceleration factor (``analytic_uncorrectable_per_day`` gives
-their expected rate at any rate).
+reloaded: one incident, many SDC jobs). Rates per simulated device-day (mission time,
+outages included) carry exact 95 % Poisson intervals. FIT (failures per 1e9
+device-hours) takes them back to the environment's own rates by dividing by the
+acceleration: exact for effects of single upsets, while effects of two upsets in one
+scrub period grow with the square of the rate and are overstated by the acceleration
+factor (``analytic_uncorrectable_per_day`` gives their expected rate at any rate).
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class SoakResult:
     def to_json(self) -> str:
         """The result as a JSON document."""
         data: dict[str, Any] = asdict(self)
+        if math.isinf(self.scrub_pass_s):
+            data["scrub_pass_s"] = None  # no scrubber: JSON has no infinity
         data["series"] = [{"day": d, **counts} for d, counts in self.series]
         return json.dumps(data, indent=2, default=_json_number)
 
@@ -412,7 +415,7 @@ class _Soak:
         for line in self.lander.advance(math.nextafter(arrival, math.inf)):
             if " not landed: " in line:
                 # Grouped by element: the bit, row and cell numbers apart.
-                why = re.sub(r"\d+", "#", line.split(" not landed: ", 1)[1])
+                why = re.sub(r"\b(bit|row|cell) \d+", r"\1 #", line.split(" not landed: ", 1)[1])
                 self.not_landed_reasons[why] += 1
         new = Counter(self.lander.landed)
         new.subtract(before)
