@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from firmware_sim.accel import EccStatus, SpmCell, gemm_reference
-from firmware_sim.accel.regs import FIELD_MASKS, Ctrl, Reg, Resp, Status
+from firmware_sim.accel.regs import ERR_CODE_SHIFT, FIELD_MASKS, Ctrl, Reg, Resp, Status
 from firmware_sim.accel.sitemap_sites import MODEL_ENTRIES
 from firmware_sim.backend import ACCEL_CLOCK_HZ, ModelBackend
 from firmware_sim.backend import Build as ChipBuild
@@ -48,15 +48,14 @@ from firmware_sim.environment import EnvironmentConfig
 from firmware_sim.radiation import ArrivalProcess, Exposure, UpsetLander
 from firmware_sim.ram import FirmwareRam
 from firmware_sim.services.parameters import PARAMETERS
+from host.campaign.outcome import MITIGATION_COUNTERS, Observation, classify
+from host.campaign.stats import per_day_to_fit, quantile
 from host.report import Outcome
 from protocol.payloads import ParamId
 from testbed.config.environment import SECONDS_PER_DAY, Environment
 from testbed.sitemap import Entry, SiteClass, SiteMap, SiteMapError
 from testbed.sitemap_builds import Build
 
-HOURS_PER_DAY = 24.0
-FIT_HOURS = 1e9
-"""FIT: failures per 1e9 device-hours."""
 CONFIDENCE = 0.95
 MASK32 = 0xFFFFFFFF
 JOB_REGS = (Reg.DIM_M, Reg.DIM_K, Reg.DIM_N, Reg.A_ADDR, Reg.B_ADDR, Reg.BIAS_ADDR,
@@ -270,7 +269,7 @@ def poisson_interval(k: int, exposure: float, confidence: float = CONFIDENCE
     tail = (1.0 - confidence) / 2.0
     if k > 1000:
         # Wilson and Hilferty's cube-root approximation: within 1e-4 of exact from here on.
-        z = math.sqrt(2.0) * _erfinv(confidence)
+        z = quantile(confidence)
         lo = k * (1 - 1 / (9 * k) - z / (3 * math.sqrt(k))) ** 3
         k1 = k + 1
         hi = k1 * (1 - 1 / (9 * k1) + z / (3 * math.sqrt(k1))) ** 3
@@ -279,17 +278,6 @@ def poisson_interval(k: int, exposure: float, confidence: float = CONFIDENCE
     lo = 0.0 if k == 0 else _solve(lambda m: _poisson_cdf(k - 1, m), 1 - tail, 0.0, top)
     hi = _solve(lambda m: _poisson_cdf(k, m), tail, 0.0, top)
     return k / exposure, lo / exposure, hi / exposure
-
-
-def _erfinv(y: float) -> float:
-    """The inverse error function, by Newton's method on math.erf."""
-    x = 0.0
-    for _ in range(60):
-        step = (math.erf(x) - y) / (2 / math.sqrt(math.pi) * math.exp(-x * x))
-        x -= step
-        if abs(step) < 1e-15:
-            break
-    return x
 
 
 # --- the flight -------------------------------------------------------------------------
@@ -356,7 +344,7 @@ class _Soak:
         rng = np.random.default_rng((spec.seed, 2))
         self.a = rng.integers(-128, 128, (m, k), dtype=np.int8)
         self.b = rng.integers(-128, 128, (k, ncols), dtype=np.int8)
-        self.golden = gemm_reference(self.a, self.b).tobytes()
+        self.golden = gemm_reference(self.a, self.b)
         try:
             self.place = self.chip.load_job(self.a, self.b)
         except ValueError as exc:
@@ -367,7 +355,7 @@ class _Soak:
         self.b_words = self.chip.pack_b(self.b)
         reference = ModelBackend(self.backend.build).chip
         c, err = reference.run_gemm(self.a, self.b)
-        if err or c.tobytes() != self.golden:
+        if err or not np.array_equal(c, self.golden):
             raise RuntimeError(f"soak: the model's clean job disagrees with the reference "
                                f"GEMM (error {err})")  # fmt: skip
         self.image = reference.dump(0, self.words)
@@ -574,21 +562,23 @@ class _Soak:
         self.cyc += self.job_cycles
         c, repaired = b"", False
         if backend.hung:
-            outcome = Outcome.HANG
+            seen = Observation(None, hung=True)
         else:
             repaired = self._found(snap, self.cyc, 0)
             status = chip.read_reg(Reg.STATUS)
-            words = chip.dump(self.place.c_addr, self.place.c_words)
             m, _, ncols = self.spec.workload
-            c = chip.unpack_c(words, m, ncols).tobytes()
-            if status & Status.ERROR or any(r != Resp.OKAY for r in resp):
-                outcome = Outcome.DETECTED
-            elif c != self.golden:
-                outcome = Outcome.SDC
-            elif (chip.read_reg(Reg.ECC_CORR), chip.read_reg(Reg.TMR_MISMATCH)) != corr:
-                outcome = Outcome.CORRECTED
-            else:
-                outcome = Outcome.MASKED
+            result = chip.unpack_c(chip.dump(self.place.c_addr, self.place.c_words), m, ncols)
+            c = result.tobytes()
+            error = ""
+            if status & Status.ERROR:
+                error = f"the job ended with ERR_CODE {status >> ERR_CODE_SHIFT}"
+            elif any(r != Resp.OKAY for r in resp):
+                error = "the chip refused a write of the job"
+            moved = (chip.read_reg(Reg.ECC_CORR) - corr[0] & MASK32,
+                     chip.read_reg(Reg.TMR_MISMATCH) - corr[1] & MASK32)  # fmt: skip
+            counters = dict(zip(MITIGATION_COUNTERS, moved, strict=True))
+            seen = Observation(result, error, False, counters)
+        outcome, _ = classify(seen, self.golden)
         self.jobs[outcome.value] += 1
         kind = {Outcome.SDC: "sdc", Outcome.DETECTED: "detected", Outcome.HANG: "hang"}
         if outcome in kind and (outcome is Outcome.HANG or self.previous_outcome != outcome):
@@ -616,8 +606,7 @@ class _Soak:
         rates = {}
         for kind in RATE_KINDS:
             per_day = poisson_interval(counts[kind], spec.days)
-            to_fit = FIT_HOURS / HOURS_PER_DAY / spec.acceleration
-            fit = (per_day[0] * to_fit, per_day[1] * to_fit, per_day[2] * to_fit)
+            fit = tuple(per_day_to_fit(x / spec.acceleration) for x in per_day)
             rates[kind] = Rate(counts[kind], per_day, fit)
         samples = np.linspace(0, self.end, spec.samples + 1)[1:]
         series = []
