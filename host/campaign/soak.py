@@ -151,12 +151,13 @@ class SoakResult:
 
     ``jobs``: jobs by outcome class (``host.report.Outcome`` values) and ``missed`` (due
     while the chip was down); ``simulated_jobs`` how many of them the model ran.
-    ``incidents``: SDC and detected incidents (runs of such jobs), hangs, SEFIs, SELs and
-    uncorrectable words found by the scrubber. ``landed`` / ``not_landed``: upsets by
-    where they were to land (``firmware_sim.radiation.UPSET_TARGETS``, ``sefi``, ``sel``);
-    one the model cannot take is counted in ``not_landed`` only, with its reasons in
-    ``not_landed_reasons``. ``availability`` is the share of time the chip could serve
-    jobs. ``series`` holds (day, cumulative counts by kind) at ``spec.samples`` points.
+    ``incidents``: SDC and detected incidents (runs of such jobs), hangs, SEFIs, SELs,
+    uncorrectable words found by the scrubber, and ``upsets`` landed. ``landed`` and
+    ``not_landed``: upsets by where they were to land (``UPSET_TARGETS`` of
+    ``firmware_sim.radiation``, ``sefi``, ``sel``); one the model cannot take is counted
+    in ``not_landed`` only, with its reasons in ``not_landed_reasons``. ``availability``
+    is the share of time the chip could serve jobs. ``series`` holds (day, cumulative
+    counts by kind) at ``spec.samples`` points.
     """
 
     build: str

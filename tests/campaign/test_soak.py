@@ -62,8 +62,9 @@ def environment(sram: float = 0.0, flipflop: float = 0.0, mbu: float = 0.0,
 
 # One upset per bit-day for 1.5 days; scrub passes of 66.3 s and 128.3 s give n L T = 0.030
 # and 0.058 per word and pass. The first-order formula overstates the exact rate by about
-# 2 n L T / 3 plus the triple upsets SECDED miscorrects (3 % and 6 %; 10 seeds of each
-# average 0.96 and 0.91 of it), inside the intervals. The formula expects 109 and 211
+# 2 n L T / 3, and SECDED miscorrects the rare triple upsets instead of flagging them
+# (together 3 % and 6 % here; 10 seeds at n L T = 0.030 and 0.075 averaged 0.96 and 0.91
+# of the formula), inside the intervals. The formula expects 109 and 211
 # uncorrectable words from pairs of single upsets; with 2 % of double upsets 105 + 150 and
 # 203 + 150. The 95 % interval of 100-350 counts spans about -18 % .. +20 % to -10 % ..
 # +11 %: a formula without the 1/2 (218, 422), without the multi-bit term (105, 203) or
