@@ -13,15 +13,16 @@ outcome (nothing landed, no recovery, no reload and no scrub step on a damaged w
 the operands since the last two ran and agreed) are counted without being run, their
 scrub steps taken in one call.
 
-Counts are per outcome class (``host.report.Outcome``) for jobs, and per incident for
-rates: an SDC or detected incident is a run of consecutive jobs of that class (one
-flipped weight in an unprotected memory makes every later job wrong until it is
-reloaded: one incident, many SDC jobs). Rates per simulated device-day (mission time,
-outages included) carry exact 95 % Poisson intervals. FIT (failures per 1e9
-device-hours) takes them back to the environment's own rates by dividing by the
-acceleration: exact for effects of single upsets, while effects of two upsets in one
-scrub period grow with the square of the rate and are overstated by the acceleration
-factor (``analytic_uncorrectable_per_day`` gives their expected rate at any rate).
+Counts are per outcome class (``host.campaign.outcome``, the rules of every campaign
+backend) for jobs, and per incident for rates: an SDC or detected incident is a run of
+consecutive jobs of that class (one flipped weight in an unprotected memory makes every
+later job wrong until it is reloaded: one incident, many SDC jobs). Rates per simulated
+device-day (mission time, outages included) carry exact 95 % Poisson intervals. FIT
+(failures per 1e9 device-hours) takes them back to the environment's own rates by
+dividing by the acceleration: exact for effects of single upsets, while effects of two
+upsets in one scrub period grow with the square of the rate and are overstated by the
+acceleration factor (``analytic_uncorrectable_per_day`` gives their expected rate at
+any rate).
 """
 
 from __future__ import annotations
@@ -48,9 +49,8 @@ from firmware_sim.environment import EnvironmentConfig
 from firmware_sim.radiation import ArrivalProcess, Exposure, UpsetLander
 from firmware_sim.ram import FirmwareRam
 from firmware_sim.services.parameters import PARAMETERS
-from host.campaign.outcome import MITIGATION_COUNTERS, Observation, classify
+from host.campaign.outcome import CLASSES, MITIGATION_COUNTERS, Observation, Outcome, classify
 from host.campaign.stats import per_day_to_fit, quantile
-from host.report import Outcome
 from protocol.payloads import ParamId
 from testbed.config.environment import SECONDS_PER_DAY, Environment
 from testbed.sitemap import Entry, SiteClass, SiteMap, SiteMapError
@@ -149,8 +149,8 @@ class Rate:
 class SoakResult:
     """What a soak counted, its rates, availability and time series.
 
-    ``jobs``: jobs by outcome class (``host.report.Outcome`` values) and ``missed`` (due
-    while the chip was down); ``simulated_jobs`` how many of them the model ran.
+    ``jobs``: jobs by outcome class (``host.campaign.outcome.Outcome`` values) and
+    ``missed`` (due while the chip was down); ``simulated_jobs`` how many of them the model ran.
     ``incidents``: SDC and detected incidents (runs of such jobs), hangs, SEFIs, SELs,
     uncorrectable words found by the scrubber, and ``upsets`` landed. ``landed`` and
     ``not_landed``: upsets by where they were to land (``UPSET_TARGETS`` of
@@ -620,7 +620,7 @@ class _Soak:
         for i, c in enumerate(samples):
             day = float(c / spec.clock_hz / SECONDS_PER_DAY)
             series.append((day, {k: int(cum[k][i]) for k in cum}))
-        jobs = {o.value: self.jobs[o.value] for o in Outcome if o is not Outcome.NOT_INJECTED}
+        jobs = {o.value: self.jobs[o.value] for o in CLASSES}
         jobs["missed"] = self.jobs["missed"]
         land = self.lander
         return SoakResult(
