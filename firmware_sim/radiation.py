@@ -221,6 +221,13 @@ class ArrivalProcess:
         ]
         return DeviceEvent(t, kind)
 
+    def next_arrival(self) -> float:
+        """Mission time of the next upset, SEFI or SEL not yet returned (inf if none), so
+        that a caller can step time from arrival to arrival."""
+        upset = math.inf if self._next_upset is None else self._next_upset[1].time
+        device = math.inf if self._next_device is None else self._next_device.time
+        return min(upset, device)
+
     def advance(self, t0: float, t1: float) -> list[Arrival]:
         """What arrives in mission time [t0, t1), in time order.
 
@@ -296,16 +303,17 @@ class UpsetLander:
     drawn uniformly over the site map's flip-flop bits. ``landed`` counts what landed
     where (and SEFIs and SELs), ``landed_in_saa`` those that landed inside the anomaly,
     ``not_landed`` where the model could not apply one, ``flipflop_classes`` the site
-    classes flip-flop upsets were drawn in (landed or not).
+    classes flip-flop upsets were drawn in (landed or not). ``exposure`` replaces the
+    build's kept site map (``Exposure.of``) where a build has none.
     """
 
     def __init__(self, process: ArrivalProcess, backend: ModelBackend, ram: FirmwareRam,
-                 power: Power) -> None:  # fmt: skip
+                 power: Power, exposure: Exposure | None = None) -> None:  # fmt: skip
         self.process = process
         self.backend = backend
         self.ram = ram
         self.power = power
-        self.exposure = Exposure.of(backend.build, ram)
+        self.exposure = exposure or Exposure.of(backend.build, ram)
         self.bit_line_share = process.environment.multi_bit.bit_line_share.value
         self.rng = np.random.default_rng((process.seed, 1))
         # testbed.clusters draws with the standard library's generator, seeded from ours.
