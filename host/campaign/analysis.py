@@ -226,8 +226,9 @@ def area(build: Build) -> dict:
     return report.summary() if report is not None else {}
 
 
-def analyse(run: CampaignRun) -> dict:
-    """The whole analysis of a campaign as plain data (``report.json``)."""
+def analyse(run: CampaignRun, soaks: list[dict] | None = None) -> dict:
+    """The whole analysis of a campaign as plain data (``report.json``), with the results
+    of its mission soaks (``mission.run_soaks``) if it flew any."""
     campaign = run.campaign
     conf = campaign.precision.confidence if campaign.precision else 0.95
     z = quantile(conf)
@@ -248,7 +249,7 @@ def analyse(run: CampaignRun) -> dict:
         "environment_description": (campaign.environment_config.description
                                     if campaign.environment_config else None),
         "beam": campaign.beam.particle if campaign.beam else None,
-        "strata": rows, "builds": builds,
+        "strata": rows, "builds": builds, "soaks": soaks or [],
         "runs": sum(r["runs"] for r in rows), "injected": sum(r["injected"] for r in rows),
     }  # fmt: skip
 

@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from host.campaign.mission import run_soaks
 from host.campaign.outcome import CLASSES, Outcome
 from host.campaign.runner import CAMPAIGN, CampaignError, CampaignRun, default_workers
 from testbed.config.campaign import BACKENDS, load_campaign
@@ -83,9 +84,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = run_campaign(campaign, out, backend=backend, workers=workers,
                            scheduler=args.scheduler, resume=args.resume,
                            progress=progress)  # fmt: skip
-    paths = write_report(analyse(run), out)
+    soaks = run_soaks(campaign, out, _soak_progress(Console(stderr=True)))
+    paths = write_report(analyse(run, soaks), out)
     print(f"report: {paths['html']}  {paths['md']}  data: {paths['json']}")
     return 0
+
+
+def _soak_progress(console: Console):
+    """One line per soak as it starts and ends; the simulated days as they pass."""
+    state: dict = {"label": None, "logged": 0.0, "ended": False}
+
+    def tick(label: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if label != state["label"]:
+            state.update(label=label, ended=False)
+            console.print(f"{label}: flying {total / 86_400:g} simulated days")
+        if state["ended"]:
+            return
+        state["ended"] = done >= total
+        if done >= total or now - state["logged"] >= LOG_EVERY_S:
+            state["logged"] = now
+            console.print(f"{label}: day {done / 86_400:.1f} of {total / 86_400:g}")
+
+    return tick
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -100,7 +121,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     meta = json.loads(meta_path.read_text())
     campaign = load_campaign(meta["file"])
     run = prepare(campaign, args.dir, meta["backend"], resume=True)
-    paths = write_report(analyse(run), args.dir)
+    soaks = run_soaks(campaign, args.dir, fly=False)
+    paths = write_report(analyse(run, soaks), args.dir)
     print(f"report: {paths['html']}  {paths['md']}  data: {paths['json']}")
     return 0
 

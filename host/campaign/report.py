@@ -99,6 +99,15 @@ def headline(a: dict) -> list[str]:
                 f"[{_num(sdc['low'])}, {_num(sdc['high'])}])."
             )
         out.append(BEAM_REFERENCE)
+    for soak in a.get("soaks", []):
+        r = soak["rates"]
+        out.append(
+            f"Flown {soak['days']:g} days in {soak['environment']} at {soak['acceleration']:g} "
+            f"times its rates, {build_label(soak['build'])} with SCRUB_PERIOD "
+            f"{soak['scrub_period']}: {_span(r['sdc'])} SDC incidents, {_span(r['detected'])} "
+            f"detected, {_span(r['uncorrectable'])} uncorrectable words per device-day, "
+            f"availability {100 * soak['availability']:.4f} %."
+        )
     check = a.get("link_check")
     if check is not None:
         same = check["runs"] - len(check["differ"])
@@ -115,6 +124,51 @@ def headline(a: dict) -> list[str]:
             "injected faults became silent data corruption."
         )
     return out
+
+
+def _span(rate: dict) -> str:
+    value, low, high = rate["per_day"]
+    return f"{_num(value)} [{_num(low)}, {_num(high)}]"
+
+
+def soak_figure(a: dict):
+    """Cumulative counts over simulated mission time, one panel per soak."""
+    soaks = a.get("soaks", [])
+    if not soaks:
+        return None
+    fig, axes = plt.subplots(len(soaks), 1, figsize=(8, 2.8 * len(soaks)), squeeze=False)
+    for ax, soak in zip(axes[:, 0], soaks, strict=True):
+        days = [p["day"] for p in soak["series"]]
+        for kind in ("sdc", "detected", "hang", "sefi", "sel", "uncorrectable", "upsets"):
+            counts = [p[kind] for p in soak["series"]]
+            if any(counts):
+                ax.step(days, counts, where="post", label=kind)
+        ax.set_yscale("symlog")
+        ax.set_ylabel("cumulative count")
+        ax.set_title(f"{build_label(soak['build'])}, SCRUB_PERIOD {soak['scrub_period']}: "
+                     f"{soak['environment']} at x{soak['acceleration']:g}, {a['workload']}, "
+                     f"seed {a['seed']}", fontsize=8)  # fmt: skip
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, ncol=4)
+    axes[-1, 0].set_xlabel("simulated days")
+    return fig
+
+
+def soak_table(a: dict) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: per soak, its rates per device-day beside the analytic rate."""
+    head = ["build", "SCRUB_PERIOD", "days x rate", "upsets landed", "not landed",
+            "SDC / day", "detected / day", "hangs / day", "uncorrectable words / day",
+            "single-upset formula", "availability"]  # fmt: skip
+    rows = []
+    for s in a.get("soaks", []):
+        r = s["rates"]
+        rows.append([build_label(s["build"]), str(s["scrub_period"]),
+                     f"{s['days']:g} x {s['acceleration']:g}", str(sum(s["landed"].values())),
+                     str(sum(s["not_landed"].values())), _span(r["sdc"]), _span(r["detected"]),
+                     _span(r["hang"]), _span(r["uncorrectable"]),
+                     _num(s["analytic_uncorrectable_per_day"]),
+                     f"{100 * s['availability']:.4f} %"])  # fmt: skip
+    return head, rows
 
 
 def _figure_svg(fig) -> str:
@@ -258,6 +312,8 @@ def write_report(a: dict, out: Path) -> dict[str, Path]:
     figures = {"outcomes": outcome_figure(a)}
     if (trade := tradeoff_figure(a)) is not None:
         figures["tradeoff"] = trade
+    if (soak := soak_figure(a)) is not None:
+        figures["soak"] = soak
     kinds = list(dict.fromkeys(r["kind"] for r in a["strata"] if r["kind"] != "sbu"))
     for kind in kinds:
         if any(r["kind"] == kind and r["injected"] for r in a["strata"]):
@@ -269,12 +325,14 @@ def write_report(a: dict, out: Path) -> dict[str, Path]:
         pngs[name] = png
         svgs[name] = _figure_svg(fig)
     lead = headline(a)
-    mit, strata = mitigation_table(a), strata_table(a)
+    mit, strata, soaks = mitigation_table(a), strata_table(a), soak_table(a)
+    soak_md = ["## Mission soak", "", _md_table(*soaks), ""] if soaks[1] else []
+    soak_html = ["<h2>Mission soak</h2>", _html_table(*soaks)] if soaks[1] else []
     md = [f"# Campaign {a['campaign']}: {a['description']}", "", *lead, "",
           f"Conditions: {conditions(a)}.", "", "## Mitigations: what they buy and cost", "",
           _md_table(*mit), "",
           *[f"![{n}]({p.name})" for n, p in pngs.items()], "",
-          "## Outcomes per site class and fault kind", "", _md_table(*strata), "",
+          *soak_md, "## Outcomes per site class and fault kind", "", _md_table(*strata), "",
           "## How to read this", "", *[f"- {n}" for n in NOTES], ""]  # fmt: skip
     paths["md"].write_text("\n".join(md))
     style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;"
@@ -288,7 +346,8 @@ def write_report(a: dict, out: Path) -> dict[str, Path]:
             f"<p><b>Conditions:</b> {html.escape(conditions(a))}.</p>",
             "<h2>Mitigations: what they buy and cost</h2>", _html_table(*mit),
             *[f"<figure>{svg[svg.index('<svg'):]}</figure>" for svg in svgs.values()],
-            "<h2>Outcomes per site class and fault kind</h2>", _html_table(*strata),
+            *soak_html, "<h2>Outcomes per site class and fault kind</h2>",
+            _html_table(*strata),
             "<h2>How to read this</h2><ul>",
             *[f"<li>{html.escape(n)}</li>" for n in NOTES], "</ul>"]  # fmt: skip
     paths["html"].write_text(

@@ -98,19 +98,20 @@ class Beam(Schema):
 
 
 class Soak(Schema):
-    """A mission soak: the orbit flown for a span of simulated time."""
+    """A mission soak: the orbit flown for a span of simulated time, once per scrub period."""
 
     days: Annotated[float, Field(gt=0, le=36_500)] = Field(description="a number of days, > 0")
     acceleration: Annotated[float, Field(ge=1)] = Field(
         1.0, description="a factor >= 1 on every rate"
     )
-    scrub_periods: list[Annotated[int, Field(ge=0, le=0xFFFFFFFF)]] = Field(
-        [0], description="a list of SCRUB_PERIOD values, cycles (0: the build's default)",
-        min_length=1,
+    scrub_periods: list[Annotated[int, Field(ge=0, le=0xFFFF)]] = Field(
+        [50_000], description="a list of SCRUB_PERIOD values, 0..65535 idle cycles between "
+        "scrub steps (0 stops the scrubber)", min_length=1,
     )  # fmt: skip
-    duty: Annotated[float, Field(gt=0, le=1)] = Field(
-        0.1, description="the share of time the chip runs jobs, 0..1"
-    )
+    duty: Annotated[float, Field(ge=0, lt=1)] = Field(
+        1e-3, description="the share of time the chip runs jobs, at least 0 and below 1 (a "
+        "START restarts the scrubber's timer: a high duty keeps it from ever stepping)",
+    )  # fmt: skip
 
 
 class Campaign(Schema):

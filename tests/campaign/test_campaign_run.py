@@ -266,3 +266,32 @@ def test_any_run_replays_from_its_record(tmp_path: Path) -> None:
         record, verdict = done.stdout.splitlines()
         assert json.loads(record)["index"] == index
         assert verdict.split(":")[0] == outcome
+
+
+def test_a_campaign_with_a_soak_reports_rates_over_mission_time(tmp_path: Path) -> None:
+    soak = {"days": 20, "acceleration": 2000, "scrub_periods": [50000, 500]}
+    path = campaign_file(tmp_path, builds=[BARE, PROTECTED], injections=3, soak=soak,
+                         sites=["operand_memory"],
+                         environment=str(ENVIRONMENTS / "leo-iss.yaml"))  # fmt: skip
+    out = tmp_path / "out"
+    done = hil("campaign", "run", str(path), "--out", str(out), "--workers", "1", timeout=300)
+    assert done.returncode == 0, done.stderr
+    files = sorted(p.name for p in out.glob("soak-*.json"))
+    assert files == sorted(f"soak-{b}-p{p}.json" for b in (BARE, PROTECTED) for p in (50000, 500))
+    report = json.loads((out / "report.json").read_text())
+    soaks = {(s["build"], s["scrub_period"]): s for s in report["soaks"]}
+    # Upsets landed on both builds; only the protected one finds uncorrectable words, and
+    # only it has a formula to set them beside.
+    assert all(sum(s["landed"].values()) > 0 for s in soaks.values())
+    assert soaks[(BARE, 500)]["analytic_uncorrectable_per_day"] is None
+    assert soaks[(PROTECTED, 500)]["analytic_uncorrectable_per_day"] > 0
+    assert soaks[(BARE, 500)]["rates"]["uncorrectable"]["count"] == 0
+    md = (out / "report.md").read_text()
+    assert "## Mission soak" in md and "Flown 20 days in leo-iss" in md
+    assert "report-soak.png" in md
+    # The report again from the directory: the soaks are read, not flown again.
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("soak-*.json")}
+    again = hil("campaign", "report", str(out))
+    assert again.returncode == 0, again.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("soak-*.json")} == before
+    assert json.loads((out / "report.json").read_text())["soaks"] == report["soaks"]
