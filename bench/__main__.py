@@ -51,6 +51,7 @@ def main() -> int:
                 f"  {job['sim_cycles_per_s']:7d} sim cycles/s"
             )
     from bench import (
+        campaign_bench,
         link_bench,
         link_dead_target,
         link_goodput,
@@ -60,6 +61,7 @@ def main() -> int:
 
     for name, bench in (
         ("model-injection", model_injection),
+        ("campaign", campaign_bench),
         ("link", link_bench),
         ("link-goodput", link_goodput),
         ("link-reliability", link_reliability),

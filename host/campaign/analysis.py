@@ -217,13 +217,14 @@ def cost(campaign: Campaign, build: Build) -> dict:
 
 
 def area(build: Build) -> dict:
-    """Cells and flip-flops of the build from ``make synth``, if it has run."""
-    try:
-        from testbed import synth
-    except ImportError:
-        return {}
+    """Cells, flip-flops and memory bits of the build, if ``make synth`` has measured it
+    from the current RTL (``testbed.synth``); empty otherwise."""
+    from testbed import synth
+
     report = synth.cached(build)
-    return report.summary() if report is not None else {}
+    if report is None:
+        return {}
+    return {"cells": report.cells, "flip_flops": report.flops, "memory_bits": report.memory_bits}
 
 
 def analyse(run: CampaignRun, soaks: list[dict] | None = None) -> dict:

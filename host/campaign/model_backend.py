@@ -56,12 +56,15 @@ class ModelBackend:
         """C read back through the ECC decoder, as the flight software reads it (a
         corrected word is counted); None and why if a word is uncorrectable."""
         spec = self.plan.workload.spec
-        words = np.empty((self.place.c_words, chip.n), dtype=np.uint8)
-        for k in range(self.place.c_words):
-            data, status = chip.read_word(self.place.c_addr + k)
+        base, count = self.place.c_addr, self.place.c_words
+        words = chip.dump(base, count)
+        # A word stored as written reads back as it is, uncounted: only the words holding
+        # an error go through the decoder (corrected and counted, or uncorrectable).
+        for addr in sorted(w for w in chip.spm.dirty if base <= w < base + count):
+            data, status = chip.read_word(addr)
             if status is EccStatus.UNCORRECTABLE:
-                return None, f"result word {k} uncorrectable on read-back (ECC)"
-            words[k] = np.frombuffer(data.to_bytes(chip.n, "little"), dtype=np.uint8)
+                return None, f"result word {addr - base} uncorrectable on read-back (ECC)"
+            words[addr - base] = np.frombuffer(data.to_bytes(chip.n, "little"), dtype=np.uint8)
         return chip.unpack_c(words, spec.m, spec.n, spec.out_int32), ""
 
     @staticmethod

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -126,7 +126,7 @@ class Injection:
     value: int = 0
 
     def to_json(self) -> dict:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, row: dict) -> Injection:

@@ -288,6 +288,9 @@ NOTES = [
     "x the share of its fault kind) times its outcome shares, summed over strata; the "
     "interval sums the strata's interval ends (conservative). SETs and stuck bits have "
     "no orbit rate: they appear as shares only.",
+    "Area is Yosys generic synthesis of each build (make synth, docs/AREA.md): generic "
+    "cells and flip-flops, not a foundry library; '-' where make synth has not measured "
+    "the build.",
 ]
 
 
