@@ -1,7 +1,7 @@
 """Campaign speed: injections per second on the model (1 and 2 workers) and over the
 serial link on the simulated chip, for a 16 x 16 x 16 GEMM (int32 results) at N = 4
 with every site class under single-bit upsets, sampled as a campaign samples them
-(the same number per stratum, so slow classes weigh as much as the memory). Writes bench/results/campaign.json."""
+(the same number per stratum, so slow classes weigh as much as the memory)."""
 
 from __future__ import annotations
 

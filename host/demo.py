@@ -2,8 +2,8 @@
 
 It runs ``configs/campaigns/demo.yaml`` on the bit-exact model in worker processes: the
 bare chip and the fully protected one, an int8 NN layer, upsets drawn from every site
-class of each build's site map, each run classified against the golden run. Then it
-starts each build as a simulated chip on a pseudo-terminal and runs the first
+class of each build's site map, each run classified against the golden run, and flies
+each build through a year of the orbit (the mission soak). Then it starts each build as a simulated chip on a pseudo-terminal and runs the first
 injections of every stratum again over the serial protocol (service 148 arms the
 fault, service 8 runs the job), and checks that every one of them ended as it did on
 the model. The report (``reports/demo/report.html``, ``report.md``) opens with the
@@ -17,8 +17,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from rich.console import Console
+
 from host.campaign.analysis import analyse
-from host.campaign.cli import CampaignProgress
+from host.campaign.cli import CampaignProgress, soak_progress
+from host.campaign.mission import run_soaks
 from host.campaign.report import headline, write_report
 from host.campaign.runner import CampaignError, default_workers, run_campaign
 from testbed.config import ConfigError
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo: {campaign.description}", file=sys.stderr)
     with CampaignProgress("model") as progress:
         model = run_campaign(campaign, args.out, workers=args.workers, progress=progress)
-    a = analyse(model)
+    soaks = run_soaks(campaign, args.out, soak_progress(Console(stderr=True)))
+    a = analyse(model, soaks)
     if args.over_link:
         link_campaign = campaign.model_copy(update={"injections": args.over_link,
                                                     "precision": None})  # fmt: skip

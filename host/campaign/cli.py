@@ -84,13 +84,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         run = run_campaign(campaign, out, backend=backend, workers=workers,
                            scheduler=args.scheduler, resume=args.resume,
                            progress=progress)  # fmt: skip
-    soaks = run_soaks(campaign, out, _soak_progress(Console(stderr=True)))
+    soaks = run_soaks(campaign, out, soak_progress(Console(stderr=True)))
     paths = write_report(analyse(run, soaks), out)
     print(f"report: {paths['html']}  {paths['md']}  data: {paths['json']}")
     return 0
 
 
-def _soak_progress(console: Console):
+def soak_progress(console: Console):
     """One line per soak as it starts and ends; the simulated days as they pass."""
     state: dict = {"label": None, "logged": 0.0, "ended": False}
 
