@@ -195,7 +195,7 @@ def synth_script(build: Build, stat_file: str, memory_file: str, root: Path = RO
     return (
         f"{sitemap_gen.read_commands(build, root)}; proc; {keep}"
         f"synth -top {sitemap_gen.TOP} -nofsm -nordff -run coarse:fine; {fine}; "
-        f"hierarchy -check; check -assert; "
+        "check -assert; "
         f"tee -q -o {stat_file} stat -json -top {sitemap_gen.TOP}; "
         # stat counts memories only in their unpacked form.
         f"memory_unpack; tee -q -o {memory_file} stat -json -top {sitemap_gen.TOP}"
@@ -328,8 +328,11 @@ def table(reports: list[AreaReport]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: synthesize (or read the kept reports of) some builds, write a summary."""
-    parser = argparse.ArgumentParser(prog="python -m testbed.synth", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m testbed.synth",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--build", action="append", metavar="NAME",
                         help="build name, e.g. n4-bw1024-il1-ecc-scrub-tmr (repeatable; "
                              "default: the ten builds of make synth)")  # fmt: skip
