@@ -15,10 +15,10 @@ in total:
   (``memory_map`` is left out: blown into flip-flops a bank of 1024 words would be tens
   of thousands of cells and minutes of Yosys), so they are counted in bits, not cells.
 
-Two steps differ from plain ``synth``, so that the netlist is the design whose faults the
-site map lists: the copies of a TMR register (``scc_tmr_reg``) are marked ``keep``
+Three choices differ from plain ``synth``, so that the netlist is the design whose faults
+the site map lists: the copies of a TMR register (``scc_tmr_reg``) are marked ``keep``
 (without it ``opt_merge`` folds three flip-flops with the same inputs into one, and TMR
-costs nothing), and ``-nofsm`` keeps state registers in their RTL encoding. ``-nordff``
+costs nothing); ``-nofsm`` keeps state registers in their RTL encoding; ``-nordff``
 keeps the banks' read registers flip-flops of their own, as the site map has them.
 
     python -m testbed.synth [--build NAME ...]   # write results/synth/<build>.json

@@ -20,6 +20,9 @@ BASE = Build(n=2, bank_words=64)
 NOTMR = dataclasses.replace(BASE, tmr=False)
 BARE = dataclasses.replace(BASE, ecc=False, scrub=False, tmr=False)
 
+# One worker runs every test of this file, so the three builds are synthesized once.
+pytestmark = pytest.mark.xdist_group("synth")
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -33,7 +36,7 @@ def site_map() -> SiteMap:
 
 
 @pytest.fixture(scope="module")
-def stale_mtime(cache: Path) -> float:
+def stale_mtime(cache: Path) -> int:
     """A report of BASE kept from other RTL (another hash): area() must not trust it."""
     stale = synth.AreaReport(BASE, "0" * 64, "Yosys", (synth.ModuleArea("scc_top", 1, 1, 1, 0),))
     path = synth.report_path(BASE, cache)
@@ -42,7 +45,7 @@ def stale_mtime(cache: Path) -> float:
 
 
 @pytest.fixture(scope="module")
-def synthesized(cache: Path, stale_mtime: float) -> tuple[dict[Build, synth.AreaReport], int]:
+def synthesized(cache: Path, stale_mtime: int) -> tuple[dict[Build, synth.AreaReport], int]:
     """The three builds' reports, and how many Yosys runs making them took."""
     before = synth.synthesis_runs()
     reports = {b: synth.area(b, cache_dir=cache) for b in (BASE, NOTMR, BARE)}
@@ -123,7 +126,7 @@ def test_ecc_memory_is_check_bits_wider_than_the_bare_memory(
 
 
 def test_a_report_from_other_rtl_is_made_again_and_an_unchanged_one_is_reused(
-    cache: Path, stale_mtime: float, synthesized: tuple[dict[Build, synth.AreaReport], int]
+    cache: Path, stale_mtime: int, synthesized: tuple[dict[Build, synth.AreaReport], int]
 ) -> None:
     reports, runs = synthesized
     assert runs == 3  # the stale report of BASE did not count
