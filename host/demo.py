@@ -2,12 +2,13 @@
 
 It runs ``configs/campaigns/demo.yaml`` on the bit-exact model in worker processes: the
 bare chip and the fully protected one, an int8 NN layer, upsets drawn from every site
-class of each build's site map, each run classified against the golden run, and flies
-each build through a year of the orbit (the mission soak). Then it starts each build as a simulated chip on a pseudo-terminal and runs the first
-injections of every stratum again over the serial protocol (service 148 arms the
-fault, service 8 runs the job), and checks that every one of them ended as it did on
-the model. The report (``reports/demo/report.html``, ``report.md``) opens with the
-silent-error rates per device-year of both chips.
+class of each build's site map, each run classified against the golden run, and each
+build flown through a year of the orbit (the mission soak). Then it starts each build
+as a simulated chip on a pseudo-terminal and runs the first injections of every
+stratum again over the serial protocol (service 148 arms the fault, service 8 runs the
+job), and checks that every one of them ended as it did on the model. The report
+(``reports/demo/report.html``, ``report.md``) opens with the silent-error rates per
+device-year of both chips.
 """
 
 from __future__ import annotations

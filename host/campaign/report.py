@@ -106,7 +106,7 @@ def headline(a: dict) -> list[str]:
             f"times its rates, {build_label(soak['build'])} with SCRUB_PERIOD "
             f"{soak['scrub_period']}: {_span(r['sdc'])} SDC incidents, {_span(r['detected'])} "
             f"detected, {_span(r['uncorrectable'])} uncorrectable words per device-day, "
-            f"availability {100 * soak['availability']:.4f} %."
+            f"{_num(soak['downtime_s'] / soak['days'] * 365.25, ' s')} of downtime a year."
         )
     check = a.get("link_check")
     if check is not None:
@@ -158,7 +158,7 @@ def soak_table(a: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows: per soak, its rates per device-day beside the analytic rate."""
     head = ["build", "SCRUB_PERIOD", "days x rate", "upsets landed", "not landed",
             "SDC / day", "detected / day", "hangs / day", "uncorrectable words / day",
-            "single-upset formula", "availability"]  # fmt: skip
+            "single-upset formula", "downtime / year"]  # fmt: skip
     rows = []
     for s in a.get("soaks", []):
         r = s["rates"]
@@ -167,7 +167,7 @@ def soak_table(a: dict) -> tuple[list[str], list[list[str]]]:
                      str(sum(s["not_landed"].values())), _span(r["sdc"]), _span(r["detected"]),
                      _span(r["hang"]), _span(r["uncorrectable"]),
                      _num(s["analytic_uncorrectable_per_day"]),
-                     f"{100 * s['availability']:.4f} %"])  # fmt: skip
+                     _num(s["downtime_s"] / s["days"] * 365.25, " s")])  # fmt: skip
     return head, rows
 
 
