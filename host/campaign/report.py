@@ -207,7 +207,7 @@ def outcome_figure(a: dict, kind: str = "sbu"):
     ax.set_yticks([c + 0.4 - height / 2 for c in range(len(classes))], classes, fontsize=8)
     ax.set_xlim(0, 1)
     ax.set_xlabel(f"share of injected {kind.upper()} runs (error bar: SDC share, Wilson)")
-    ax.set_title(f"Outcome per site class: {a['workload']}\n{conditions(a)}", fontsize=8)
+    ax.set_title(f"Outcome per site class\n{conditions(a)}", fontsize=8)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5, fontsize=8)
     ax.invert_yaxis()
     return fig
