@@ -76,6 +76,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CampaignError("give --workers or --scheduler, not both")
     workers = args.workers or default_workers()
     backend = args.backend or campaign.backend
+    if args.port is not None:
+        campaign, backend = on_port(campaign, args.port, args.baud), "link"
+        if args.scheduler is not None or (args.workers or 1) > 1:
+            raise CampaignError("--port: a board takes one worker (no --workers, --scheduler)")
+        workers = 1
     where = f"Dask scheduler {args.scheduler}" if args.scheduler else f"{workers} worker(s)"
     print(f"campaign {campaign.name}: {campaign.workload.describe()} on "
           f"{', '.join(b.name for b in campaign.build_list())}, backend {backend}, {where}; "
@@ -107,6 +112,27 @@ def soak_progress(console: Console):
             console.print(f"{label}: day {done / 86_400:.1f} of {total / 86_400:g}")
 
     return tick
+
+
+def on_port(campaign, port: str, baud: int | None):
+    """The campaign run on the board at ``port`` (over the link): the build it names must
+    be one, the board's."""
+    from testbed.config.target import PORT_FORMAT, BoardTarget
+
+    builds = campaign.build_list()
+    if len(builds) != 1:
+        raise CampaignError(f"--port: the campaign names {len(builds)} builds; a board is "
+                            "one: give a campaign whose 'builds' is the board's")  # fmt: skip
+    try:
+        board = BoardTarget.model_validate(
+            {"kind": "board", "port": port, **({"baud": baud} if baud else {})}
+        )
+    except ValueError:
+        raise CampaignError(f"--port {port!r}: must be {PORT_FORMAT}"
+                            + (f"; --baud {baud}: a positive integer" if baud else "")) from None
+    moved = campaign.model_copy(update={"builds": [builds[0].name]})
+    moved._target = board
+    return moved
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -188,6 +214,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--backend", choices=BACKENDS,
                    help="model: the model in the workers; link: the target file's chip over "
                    "the serial link (default: the file's)")  # fmt: skip
+    r.add_argument("--port", metavar="PORT",
+                   help="run over the link on the board (or `hil sim` chip) at this serial "
+                   "port, TEST mode; the campaign must name its one build")  # fmt: skip
+    r.add_argument("--baud", type=int, help="the board's baud rate (default the link's)")
     r.add_argument("--resume", action="store_true",
                    help="go on with the runs DIR holds (the same campaign only)")  # fmt: skip
     r.set_defaults(run=cmd_run)

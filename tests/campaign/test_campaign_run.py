@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from hil_process import ENV, HIL, REPO, hil
+from hil_process import ENV, HIL, REPO, HilSim, hil
 
 from host.campaign.analysis import analyse
 from host.campaign.plan import Plan
@@ -295,3 +295,23 @@ def test_a_campaign_with_a_soak_reports_rates_over_mission_time(tmp_path: Path) 
     assert again.returncode == 0, again.stderr
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("soak-*.json")} == before
     assert json.loads((out / "report.json").read_text())["soaks"] == report["soaks"]
+
+
+def test_a_campaign_runs_on_a_chip_at_a_serial_port(tmp_path: Path) -> None:
+    # `hil sim` stands for a board: a chip behind a serial port that the campaign did not
+    # start. Its outcomes equal the model's, injection by injection.
+    path = campaign_file(tmp_path, builds=[PROTECTED], injections=3,
+                         sites=["operand_memory", "configuration_register"])  # fmt: skip
+    run_campaign(load_campaign(path), tmp_path / "model")
+    sim = HilSim("--mode", "test")
+    try:
+        done = hil("campaign", "run", str(path), "--out", str(tmp_path / "board"), "--port",
+                   sim.port, timeout=120)  # fmt: skip
+    finally:
+        sim.stop()
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((tmp_path / "board" / "campaign.json").read_text())
+    assert meta["backend"] == "link"
+    assert outcomes(tmp_path / "board") == outcomes(tmp_path / "model")
+    refused = hil("campaign", "run", str(path), "--out", str(tmp_path / "x"), "--port", "nope")
+    assert refused.returncode == 2 and "--port 'nope': must be a device path" in refused.stderr
