@@ -59,6 +59,13 @@ def _downtime(orbit: dict) -> str:
     return _num(seconds, " s") if seconds < 600 else _num(seconds / 3600, " h")
 
 
+def _absorbed(orbit: dict) -> str:
+    """Upsets a year whose runs a mitigation corrected, by mitigation."""
+    parts = [f"{_num(per_day * 365.25)} by {what}"
+             for what, per_day in sorted(orbit["absorbed_per_day"].items()) if what != "none"]
+    return "; ".join(parts) or "-"
+
+
 def conditions(a: dict) -> str:
     """One line: workload, builds, orbit or beam, backend, seed, confidence."""
     where = (f"orbit {a['environment']}" if a["environment"]
@@ -239,7 +246,8 @@ def tradeoff_figure(a: dict):
 def mitigation_table(a: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows: per build, its rates next to its cost."""
     head = ["build", "SDC / device-year", "detected / device-year", "hangs / device-year",
-            "downtime / year", "cycles / job", "energy / job", "cells", "flip-flops"]  # fmt: skip
+            "downtime / year", "upsets absorbed / device-year", "cycles / job", "energy / job",
+            "cells", "flip-flops"]  # fmt: skip
     rows = []
     for b in a["builds"]:
         c = b["cost"]
@@ -248,7 +256,7 @@ def mitigation_table(a: dict) -> tuple[list[str], list[list[str]]]:
             build_label(b["build"]),
             _rate(o["sdc"]) if o else "-", _rate(o["detected"]) if o else "-",
             _rate(o["hang"]) if o else "-",
-            _downtime(o) if o else "-",
+            _downtime(o) if o else "-", _absorbed(o) if o else "-",
             str(c["cycles_per_job"]), _num(c["energy_per_job_j"] * 1e9, " nJ"),
             str(c.get("cells", "-")), str(c.get("flip_flops", "-")),
         ])  # fmt: skip
