@@ -25,7 +25,7 @@ verilator:
 	@tools/ensure-tool.sh verilator verilator
 
 test: venv iverilog
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup --junitxml=results/junit.xml
+	$(PY) -m pytest -n $(JOBS) --junitxml=results/junit.xml
 
 lint: venv verilator
 	hdl/lint.sh

@@ -20,9 +20,6 @@ BASE = Build(n=2, bank_words=64)
 NOTMR = dataclasses.replace(BASE, tmr=False)
 BARE = dataclasses.replace(BASE, ecc=False, scrub=False, tmr=False)
 
-# One worker runs every test of this file, so the three builds are synthesized once.
-pytestmark = pytest.mark.xdist_group("synth")
-
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -84,7 +81,7 @@ def _map_flop_bits(site_map: SiteMap, prefix: str = "") -> int:
     return sum(e.bits for e in entries if e.kind == "flop" and e.name.startswith(prefix))
 
 
-def test_flip_flops_are_the_site_maps_registers_less_those_yosys_removes(
+def _flip_flops_are_the_site_maps_registers_less_those_yosys_removes(
     reports: dict[Build, synth.AreaReport], site_map: SiteMap
 ) -> None:
     # Synthesis keeps the hierarchy, so a register that no output needs only across
@@ -93,7 +90,7 @@ def test_flip_flops_are_the_site_maps_registers_less_those_yosys_removes(
     assert reports[BASE].flops == expected
 
 
-def test_each_pe_is_built_with_the_flip_flops_the_map_lists_for_it(
+def _each_pe_is_built_with_the_flip_flops_the_map_lists_for_it(
     reports: dict[Build, synth.AreaReport], site_map: SiteMap
 ) -> None:
     pe = reports[BASE].module("scc_pe")
@@ -101,7 +98,7 @@ def test_each_pe_is_built_with_the_flip_flops_the_map_lists_for_it(
     assert pe.flops == _map_flop_bits(site_map, "u_array.g_row[")
 
 
-def test_tmr_adds_two_copies_of_every_tmr_register(
+def _tmr_adds_two_copies_of_every_tmr_register(
     reports: dict[Build, synth.AreaReport], site_map: SiteMap
 ) -> None:
     copies = [e for e in site_map if e.copy is not None]
@@ -113,7 +110,7 @@ def test_tmr_adds_two_copies_of_every_tmr_register(
     assert reports[BASE].module("scc_tmr_reg").flops == 3 * single
 
 
-def test_ecc_memory_is_check_bits_wider_than_the_bare_memory(
+def _ecc_memory_is_check_bits_wider_than_the_bare_memory(
     reports: dict[Build, synth.AreaReport], site_map: SiteMap
 ) -> None:
     data_bits = 8 * BASE.n
@@ -125,7 +122,7 @@ def test_ecc_memory_is_check_bits_wider_than_the_bare_memory(
     assert reports[BASE].module("scc_spm_bank").memory_bits == with_ecc
 
 
-def test_a_report_from_other_rtl_is_made_again_and_an_unchanged_one_is_reused(
+def _a_report_from_other_rtl_is_made_again_and_an_unchanged_one_is_reused(
     cache: Path, stale_mtime: int, synthesized: tuple[dict[Build, synth.AreaReport], int]
 ) -> None:
     reports, runs = synthesized
@@ -141,13 +138,31 @@ def test_a_report_from_other_rtl_is_made_again_and_an_unchanged_one_is_reused(
     assert path.stat().st_mtime_ns == made
 
 
-def test_a_report_reads_back_from_its_json(reports: dict[Build, synth.AreaReport]) -> None:
+def _a_report_reads_back_from_its_json(reports: dict[Build, synth.AreaReport]) -> None:
     report = reports[BASE]
     assert synth.AreaReport.from_json(report.to_json()) == report
     assert report.cells == sum(report.cell_types.values())
     assert report.flops == sum(
         n for kind, n in report.cell_types.items() if synth.FLOP_CELL.fullmatch(kind)
     )
+
+
+def test_three_small_builds_agree_with_the_site_map_and_with_each_other(
+    reports: dict[Build, synth.AreaReport],
+    site_map: SiteMap,
+    cache: Path,
+    stale_mtime: int,
+    synthesized: tuple[dict[Build, synth.AreaReport], int],
+) -> None:
+    # One test uses the synthesized builds, so that parallel workers never make them twice.
+    _flip_flops_are_the_site_maps_registers_less_those_yosys_removes(reports, site_map)
+    _each_pe_is_built_with_the_flip_flops_the_map_lists_for_it(reports, site_map)
+    _tmr_adds_two_copies_of_every_tmr_register(reports, site_map)
+    _ecc_memory_is_check_bits_wider_than_the_bare_memory(reports, site_map)
+    _a_report_from_other_rtl_is_made_again_and_an_unchanged_one_is_reused(
+        cache, stale_mtime, synthesized
+    )
+    _a_report_reads_back_from_its_json(reports)
 
 
 def test_a_malformed_build_name_is_one_line_naming_the_form(
