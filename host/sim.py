@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -85,6 +87,7 @@ class SimulatedTarget:
         self.proc = subprocess.Popen(
             self.command, cwd=REPO, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=self._stderr, env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )  # fmt: skip
         try:
             line = self._first_line(timeout)
@@ -159,3 +162,12 @@ class SimulatedTarget:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child, before the chip starts (Linux): kill it when the process that started
+    it ends, so that a worker process that exits without stopping its chip (a campaign's
+    worker pool ends its processes so) leaves no chip running. SIGKILL, as a chip whose
+    stdout nobody reads any more may be blocked writing to it."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
