@@ -588,8 +588,9 @@ class CycleTwin:
         self, g: _Geometry, x: int, bound: int, rb: int, cb: int, status: int,
         counts: tuple[int, int, int, int],
     ) -> tuple[int, ...] | None:  # fmt: skip
-        """Whole STREAM periods from job cycle ``x`` (t = 0, every fault applied) up to one
-        that leaves STREAM or would pass ``bound``, exactly as stepping them would end.
+        """Whole STREAM periods (and the BIAS between column blocks) from job cycle ``x``
+        (t = 0, every fault applied) up to one that ends the tiles or would pass ``bound``,
+        exactly as stepping them would end.
 
         Within a period nothing but the words read, the words written and the tile counters
         depends on anything but the geometry (scc_seq.v): reads at t < K of the A and B
@@ -618,10 +619,31 @@ class CycleTwin:
         older = prev
         state, ecc = S_STREAM, 0
         beats = (np.zeros((0, n), dtype=np.int64),) * 2
-        while state == S_STREAM and x + period <= bound:
+        while True:
+            if state == S_BIAS and x + 5 + period <= bound:
+                # BIAS: four bias words through channel 0, each loaded the cycle after.
+                for q in range(4):
+                    addr = (g.bias_addr + (cb << 2) + q) & 0xFFFF
+                    bank, a = (addr >> aw) & 1, addr & amask
+                    base = bank * bw + (a & ~smask)
+                    row = tuple(codes[base : base + il])
+                    hit = self._output_of(row[a & smask])
+                    corr_q += hit[1]
+                    uncorr_q += hit[2]
+                    ecc |= hit[2]
+                    lanes[bank] = hit[3]
+                    kept[bank] = (row, a & smask)
+                    st.bias[cb & 1, q * n : (q + 1) * n] = np.frombuffer(
+                        hit[0].to_bytes(n, "little"), dtype=np.uint8
+                    )
+                cycles_q += 5
+                x += 5
+                state = S_STREAM
+            elif state != S_STREAM or x + period > bound:
+                break
             writes = self._period_writes(g, rb, cb, prev)
             a_rows, b_rows = [], []
-            double = 0
+            double = ecc
             a_base, b_base = g.a_addr + rb * k, g.b_addr + cb * k
             for tau in range(max(k, n + 1 + len(writes))):
                 if tau < k:
