@@ -610,8 +610,9 @@ class CycleTwin:
         if b.scrub and st.scrub["state_q"] != 0:
             return None
         n, logn, aw, bw, il = b.n, b.logn, b.aw, b.bank_words, b.interleave
-        amask, smask = bw - 1, il - 1
+        amask, smask, wmask = bw - 1, il - 1, 2 * bw - 1
         codes, written = self.codes, self.written
+        output_of = self._output_of
         cycles_q, macs_q, corr_q, uncorr_q = counts
         lanes = [self._bank_out(0)[3], self._bank_out(1)[3]]
         kept: list[tuple[tuple[int, ...], int] | None] = [None, None]
@@ -643,29 +644,38 @@ class CycleTwin:
                 break
             writes = self._period_writes(g, rb, cb, prev)
             a_rows, b_rows = [], []
-            double = ecc
+            hits = []
             a_base, b_base = g.a_addr + rb * k, g.b_addr + cb * k
-            for tau in range(max(k, n + 1 + len(writes))):
-                if tau < k:
-                    m0, m1 = (a_base + tau) & 0xFFFF, (b_base + tau) & 0xFFFF
-                    k0, k1 = (m0 >> aw) & 1, (m1 >> aw) & 1
-                    for bank, addr in ((k0, m0), (k1, m1)) if k0 != k1 else ((k0, m0),):
-                        a = addr & amask
-                        base = bank * bw + (a & ~smask)
-                        row = tuple(codes[base : base + il])
-                        hit = self._output_of(row[a & smask])
-                        corr_q += hit[1]
-                        uncorr_q += hit[2]
-                        double |= hit[2]
-                        lanes[bank] = hit[3]
-                        kept[bank] = (row, a & smask)
-                    a_rows.append(lanes[0])
-                    b_rows.append(lanes[1])
-                u = tau - (n + 1)
-                if 0 <= u < len(writes):
-                    word, code = writes[u]
+            done = 0  # writes applied: a read in cycle tau sees those of cycles < tau
+            for tau in range(k):
+                while done < len(writes) and n + 1 + done < tau:
+                    word, code = writes[done]
                     codes[word] = code
                     written.add(word)
+                    done += 1
+                # A word's address below 2 * BANK_WORDS is its bank bit and its bank address.
+                w0, w1 = (a_base + tau) & wmask, (b_base + tau) & wmask
+                k0, k1 = w0 >> aw, w1 >> aw
+                for bank, word in ((k0, w0), (k1, w1)) if k0 != k1 else ((k0, w0),):
+                    row = (
+                        (codes[word],)
+                        if il == 1
+                        else tuple(codes[word & ~smask : (word & ~smask) + il])
+                    )
+                    hit = output_of(row[word & smask])
+                    hits.append(hit)
+                    lanes[bank] = hit[3]
+                    kept[bank] = (row, word & smask)
+                a_rows.append(lanes[0])
+                b_rows.append(lanes[1])
+            for word, code in writes[done:]:
+                codes[word] = code
+                written.add(word)
+            double = ecc
+            for hit in hits:
+                corr_q += hit[1]
+                uncorr_q += hit[2]
+                double |= hit[2]
             if k:
                 beats = (np.array(a_rows), np.array(b_rows))
             cycles_q += period
