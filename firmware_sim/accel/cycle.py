@@ -6,7 +6,10 @@ Written from ``scc_seq.v``, ``scc_array.v``, ``scc_pe.v``, ``scc_epilogue.v``,
 (``cycle_state.PathState``) as the RTL does, invalid state encodings and ``default``
 branches included, then loads every flop once. It starts in CHECK (job cycle 0) from the
 model's state at START and runs until the sequencer is back in IDLE, or until ``bound``
-cycles have passed with the chip still BUSY: a hang.
+cycles have passed with the chip still BUSY: a hang. Once every fault is applied, a run
+whose tile counters cannot reach FLUSH before the bound takes its STREAM periods a whole
+period at a time (``LEAP``, ``CycleTwin._leap``), ending bit for bit as stepping them
+would: counters, scratchpad words, every flop.
 
 Faults are applied at the start of their job cycle, as a deposit at the falling edge
 inside the cycle is: the cycle's combinational logic and the edge that ends it see them.
