@@ -13,6 +13,12 @@ other load on the machine weighs less (the figures still drop on a loaded machin
 load average is recorded with them). ``before`` is the same injection without the
 golden run, from a deep copy of the chip, as campaigns ran before it.
 
+``hangs`` is the same injection, with the golden run, of faults that hang the job: sites
+of the sequencer and configuration classes on the unprotected build (where no vote
+masks them), drawn as above and kept where the job is still BUSY at the hang bound;
+``per_s`` with the cycle-level twin's leaps over hung STREAM periods (``cycle.LEAP``),
+``stepped_per_s`` with every cycle stepped to the bound.
+
     python -m bench.model_injection            # writes bench/results/model-injection.json
 """
 
@@ -29,9 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_sim.accel import Accelerator, FaultSite, NotModelled, Reg
+from firmware_sim.accel import Accelerator, FaultSite, NotModelled, Reg, cycle
 from firmware_sim.accel.sitemap_sites import model_site
-from testbed.sitemap import SiteMap
+from testbed.sitemap import SiteClass, SiteMap
+from testbed.sitemap_builds import Build
+
+#: The build of the ``hangs`` figure: nothing votes a control-register upset away.
+HANG_BUILD = "n4-bw1024-il1-noecc-noscrub-notmr"
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,10 +50,11 @@ COUNTERS = (Reg.STATUS, Reg.CYCLES, Reg.MACS, Reg.ECC_CORR, Reg.ECC_UNCORR,
             Reg.TMR_MISMATCH, Reg.SCRUB_PTR, Reg.SCRUB_PASSES)  # fmt: skip
 
 
-def make_chip(seed: int = 1) -> tuple[Accelerator, int, int]:
-    """The default build with a 16 x 16 x 16 GEMM programmed: (chip, C address, C words)."""
+def make_chip(seed: int = 1, build: str | None = None) -> tuple[Accelerator, int, int]:
+    """A build (the default one if None) with a 16 x 16 x 16 GEMM programmed:
+    (chip, C address, C words)."""
     rng = np.random.default_rng(seed)
-    chip = Accelerator(n=4)
+    chip = Accelerator(n=4) if build is None else Accelerator(**Build.from_name(build).options())
     a = rng.integers(-128, 128, (16, 16), dtype=np.int8)
     b = rng.integers(-128, 128, (16, 16), dtype=np.int8)
     place = chip.load_job(a, b)
@@ -125,6 +136,7 @@ def run(per_class: int = 400, before_per_class: int = 20, seed: int = 7) -> dict
             "before_per_s": round(old_done / old_spent) if old_spent else None,
             "not_modelled": len(faults) - done,
         }
+    hangs = measure_hangs(seed)
     return {
         "build": sitemap.build.name,
         "load_average": round(os.getloadavg()[0], 2),
@@ -134,6 +146,46 @@ def run(per_class: int = 400, before_per_class: int = 20, seed: int = 7) -> dict
         "overall_before_per_s": _weighted(classes, "before_per_s"),
         "classes": classes,
         "unmodelled_bits": unmodelled,
+        "hangs": hangs,
+    }
+
+
+def measure_hangs(seed: int, count: int = 40, stepped_count: int = 6) -> dict:
+    """Hanging injections per second on ``HANG_BUILD``, leapt and stepped (module
+    docstring): ``count`` hangs found among sequencer and configuration sites."""
+    chip, c_addr, c_words = make_chip(build=HANG_BUILD)
+    snap = chip.snapshot()
+    golden = chip.golden_job()
+
+    def inject(x: int, site: FaultSite) -> None:
+        chip.restore(snap)
+        chip.run([(x, site)], golden=golden)
+        chip.dump(c_addr, c_words)
+        for reg in COUNTERS:
+            chip.read_reg(reg)
+
+    sitemap = SiteMap.for_build(**Build.from_name(HANG_BUILD).options())
+    rng = random.Random(seed)
+    tried, found = 0, []
+    while len(found) < count:
+        cls = rng.choice((SiteClass.SEQUENCER, SiteClass.CONFIGURATION))
+        fault = draw(sitemap, cls, 1, golden.cycles, rng)[0]
+        tried += 1
+        inject(*fault)
+        if chip.hung:
+            found.append(fault)
+    spent, done = measure(inject, found)
+    cycle.LEAP = False
+    try:
+        old_spent, old_done = measure(inject, found[:stepped_count], rounds=1)
+    finally:
+        cycle.LEAP = True
+    return {
+        "build": HANG_BUILD,
+        "hang_fraction": round(len(found) / tried, 3),
+        "injections": done,
+        "per_s": round(done / spent, 1),
+        "stepped_per_s": round(old_done / old_spent, 1),
     }
 
 

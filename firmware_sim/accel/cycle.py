@@ -6,7 +6,10 @@ Written from ``scc_seq.v``, ``scc_array.v``, ``scc_pe.v``, ``scc_epilogue.v``,
 (``cycle_state.PathState``) as the RTL does, invalid state encodings and ``default``
 branches included, then loads every flop once. It starts in CHECK (job cycle 0) from the
 model's state at START and runs until the sequencer is back in IDLE, or until ``bound``
-cycles have passed with the chip still BUSY: a hang.
+cycles have passed with the chip still BUSY: a hang. Once every fault is applied, a run
+whose tile counters cannot reach FLUSH before the bound takes its STREAM periods a whole
+period at a time (``LEAP``, ``CycleTwin._leap``), ending bit for bit as stepping them
+would: counters, scratchpad words, every flop.
 
 Faults are applied at the start of their job cycle, as a deposit at the falling edge
 inside the cycle is: the cycle's combinational logic and the edge that ends it see them.
@@ -33,6 +36,10 @@ from .stuck import Held, hold
 S_IDLE, S_CHECK, S_BIAS, S_STREAM, S_FLUSH, S_DONE = range(6)
 ERR_ECC = 1
 ERR_DESC = 2
+
+#: Whether a run certain to hang advances whole STREAM periods at once (``CycleTwin._leap``);
+#: off, every cycle is stepped (the reference the leaps are tested against).
+LEAP = True
 
 #: Flip actions a job cycle can carry: a flop bit (path, bit, copy), a codeword bit of a
 #: scratchpad word ("mem", word, bit) or a transient on a TMR register's next value
@@ -229,7 +236,10 @@ class CycleTwin:
 
     def _bank_out(self, bank: int) -> tuple[int, int, int, np.ndarray]:
         """(data, single, double, data as int8 lanes) of a bank's read output."""
-        code = self.st.rrow[bank][self.st.rslot[bank]]
+        return self._output_of(self.st.rrow[bank][self.st.rslot[bank]])
+
+    def _output_of(self, code: int) -> tuple[int, int, int, np.ndarray]:
+        """(data, single, double, data as int8 lanes) of a bank that read ``code``."""
         hit = self._outputs.get(code)
         if hit is None:
             data, single, double = self.decode(code)
@@ -269,8 +279,22 @@ class CycleTwin:
         corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
         scr = st.scrub
         out = [self._bank_out(0), self._bank_out(1)]
-        x = start
-        for x in range(start, bound + 1):
+        # Leaps need every fault applied, no bit held and no watch looking (LEAP).
+        leap_after = max(actions, default=-1) if LEAP and not self.stuck else bound
+        x = start - 1
+        while x < bound:
+            x += 1
+            if t == 0 and state == S_STREAM and x > leap_after and not ecc:
+                if not hangs_past(geo, x, rb, cb, bound):
+                    leap_after = bound  # regular periods reach FLUSH in time: no leap
+                elif watch is None or watch.after > bound:
+                    leapt = self._leap(geo, x, bound, rb, cb, status,
+                                       (cycles_q, macs_q, corr_q, uncorr_q))  # fmt: skip
+                    if leapt is not None:
+                        x, state, rb, cb, ecc, status, cycles_q, macs_q, corr_q, uncorr_q = leapt
+                        out = [self._bank_out(0), self._bank_out(1)]
+                        x -= 1
+                        continue
             if watch is not None and x >= watch.after:
                 head = (state, rb, cb, t, ecc, status, tuple(cfg_v.items()))
                 counters = (cycles_q & MASK32, macs_q & MASK32, corr_q & MASK32,
@@ -552,7 +576,7 @@ class CycleTwin:
             if bank_changed:
                 out = [self._bank_out(0), self._bank_out(1)]
 
-        result.cycles = x
+        result.cycles = max(x, start)
         cnt.update(cycles_q=cycles_q & MASK32, macs_q=macs_q & MASK32, corr_q=corr_q & MASK32,
                    uncorr_q=uncorr_q & MASK32, mismatch_q=mismatch_q & MASK32)  # fmt: skip
         for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t), ("ecc", ecc),
@@ -562,6 +586,209 @@ class CycleTwin:
             st.cfg[name] = [v] * b.copies
         hold(st, self.stuck)
         return result
+
+    def _leap(
+        self, g: _Geometry, x: int, bound: int, rb: int, cb: int, status: int,
+        counts: tuple[int, int, int, int],
+    ) -> tuple[int, ...] | None:  # fmt: skip
+        """Whole STREAM periods (and the BIAS between column blocks) from job cycle ``x``
+        (t = 0, every fault applied) up to one that ends the tiles or would pass ``bound``,
+        exactly as stepping them would end.
+
+        Within a period nothing but the words read, the words written and the tile counters
+        depends on anything but the geometry (scc_seq.v): reads at t < K of the A and B
+        words (both from channel 0's bank when they share one), the previous tile's result
+        rows written at t = N + 1 + u from the result registers its FIRST loaded, every
+        beat's sums landing in the accumulators before the next FIRST (P >= K + 1,
+        P >= (w + 1) N + 1). So a period reduces to its reads and writes in cycle order and
+        one product of its beats. The flops the last period leaves (operand pipelines,
+        accumulators part-summed, result registers, bank read registers) are rebuilt from
+        its beats. Returns (cycle, state, rb, cb, ecc, status, cycles, macs, corr, uncorr)
+        at the start of the cycle after the last period taken, None if none was taken.
+        """
+        b, st = self.b, self.st
+        period, k = g.period, g.k
+        if x + period > bound or st.valid_q or st.first_q or any(st.rvalid):
+            return None
+        if b.scrub and st.scrub["state_q"] != 0:
+            return None
+        n, logn, aw, bw, il = b.n, b.logn, b.aw, b.bank_words, b.interleave
+        amask, smask, wmask = bw - 1, il - 1, 2 * bw - 1
+        codes, written = self.codes, self.written
+        output_of = self._output_of
+        cycles_q, macs_q, corr_q, uncorr_q = counts
+        lanes = [self._bank_out(0)[3], self._bank_out(1)[3]]
+        kept: list[tuple[tuple[int, ...], int] | None] = [None, None]
+        prev = self._drained_acc()  # what the first period's FIRST moves to the results
+        older = prev
+        state, ecc = S_STREAM, 0
+        beats = (np.zeros((0, n), dtype=np.int64),) * 2
+        while True:
+            if state == S_BIAS and x + 5 + period <= bound:
+                # BIAS: four bias words through channel 0, each loaded the cycle after.
+                for q in range(4):
+                    addr = (g.bias_addr + (cb << 2) + q) & 0xFFFF
+                    bank, a = (addr >> aw) & 1, addr & amask
+                    base = bank * bw + (a & ~smask)
+                    row = tuple(codes[base : base + il])
+                    hit = self._output_of(row[a & smask])
+                    corr_q += hit[1]
+                    uncorr_q += hit[2]
+                    ecc |= hit[2]
+                    lanes[bank] = hit[3]
+                    kept[bank] = (row, a & smask)
+                    st.bias[cb & 1, q * n : (q + 1) * n] = np.frombuffer(
+                        hit[0].to_bytes(n, "little"), dtype=np.uint8
+                    )
+                cycles_q += 5
+                x += 5
+                state = S_STREAM
+            elif state != S_STREAM or x + period > bound:
+                break
+            writes = self._period_writes(g, rb, cb, prev)
+            a_rows, b_rows = [], []
+            hits = []
+            a_base, b_base = g.a_addr + rb * k, g.b_addr + cb * k
+            done = 0  # writes applied: a read in cycle tau sees those of cycles < tau
+            for tau in range(k):
+                while done < len(writes) and n + 1 + done < tau:
+                    word, code = writes[done]
+                    codes[word] = code
+                    written.add(word)
+                    done += 1
+                # A word's address below 2 * BANK_WORDS is its bank bit and its bank address.
+                w0, w1 = (a_base + tau) & wmask, (b_base + tau) & wmask
+                k0, k1 = w0 >> aw, w1 >> aw
+                for bank, word in ((k0, w0), (k1, w1)) if k0 != k1 else ((k0, w0),):
+                    row = (
+                        (codes[word],)
+                        if il == 1
+                        else tuple(codes[word & ~smask : (word & ~smask) + il])
+                    )
+                    hit = output_of(row[word & smask])
+                    hits.append(hit)
+                    lanes[bank] = hit[3]
+                    kept[bank] = (row, word & smask)
+                a_rows.append(lanes[0])
+                b_rows.append(lanes[1])
+            for word, code in writes[done:]:
+                codes[word] = code
+                written.add(word)
+            double = ecc
+            for hit in hits:
+                corr_q += hit[1]
+                uncorr_q += hit[2]
+                double |= hit[2]
+            if k:
+                beats = (np.array(a_rows), np.array(b_rows))
+            cycles_q += period
+            if double:
+                ecc, state = 1, S_DONE
+                status = (status & 3) | ERR_ECC << 2
+            else:
+                rows_v = min((g.m - (rb << logn)) & MASK32, n)
+                cols_v = min((g.ncols - (cb << logn)) & MASK32, n)
+                macs_q += rows_v * cols_v * k
+                if rb + 1 != g.mb:
+                    rb = (rb + 1) & 0xFFF
+                elif cb + 1 != g.nb:
+                    rb, cb = 0, (cb + 1) & 0xFFF
+                    state = S_BIAS if g.bias_en else S_STREAM
+                else:
+                    state = S_FLUSH
+            x += period
+            older, prev = prev, beats[0].T @ beats[1]
+        for bank in (0, 1):
+            if kept[bank] is not None:
+                st.rrow[bank], st.rslot[bank] = kept[bank]
+        self._land_period(g, beats, lanes, older)
+        st.rvalid = [0, 0]
+        st.valid_q = st.first_q = 0
+        st.r0_bank_q = st.r1_bank_q = 0
+        if b.scrub:
+            st.scrub["timer_q"] = 0
+        return (x, state, rb, cb, ecc, status, cycles_q, macs_q, corr_q, uncorr_q)
+
+    def _period_writes(
+        self, g: _Geometry, rb: int, cb: int, sums: np.ndarray
+    ) -> list[tuple[int, int]]:
+        """(word, codeword) of the result writes of the STREAM period of tile (rb, cb),
+        in order, with ``sums`` in the result registers (none in the first tile)."""
+        if rb == 0 and cb == 0:
+            return []
+        b, st = self.b, self.st
+        n, logn, aw = b.n, b.logn, b.aw
+        wr_rb = (g.mb - 1) & MASK32 if rb == 0 else rb - 1
+        wr_cb = cb if rb != 0 else (cb - 1) & MASK32
+        wr_rows = min((g.m - ((wr_rb << logn) & MASK32)) & MASK32, n)
+        wr_cols = wr_cols_of(g, wr_cb, n, logn)
+        count = (g.w * wr_rows) & MASK32
+        if not count:
+            return []
+        x = ((sums + (1 << 31)) & MASK32) - (1 << 31)
+        if g.bias_en:
+            bias = st.bias[wr_cb & 1].view("<i4").astype(np.int64)
+            x = ((x + bias + (1 << 31)) & MASK32) - (1 << 31)
+        if g.relu:
+            x = np.where(x < 0, 0, x)
+        live = np.arange(n) < wr_cols
+        if g.out32:
+            raw = np.where(live, x, 0).astype("<i4").tobytes()
+        else:
+            half = 0 if g.shift == 0 else 1 << (g.shift - 1)
+            q = np.clip((x + half) >> g.shift, -128, 127)
+            raw = np.where(live, q, 0).astype(np.int8).tobytes()
+        # Word u of the writes is bytes u*N .. u*N + N - 1 of the rows laid end to end.
+        out = []
+        for u in range(count):
+            wrow = u >> 2 if g.out32 else u
+            c_index = (((wr_rb << logn) + wrow) * g.nb + wr_cb) & MASK32
+            c_off = ((c_index << 2) + (u & 3)) & MASK32 if g.out32 else c_index
+            addr = (g.c_addr + c_off) & 0xFFFF
+            word = ((addr >> aw) & 1) * b.bank_words + (addr & (b.bank_words - 1))
+            data = int.from_bytes(raw[u * n : (u + 1) * n], "little")
+            out.append((word, self.encode(data)))
+        return out
+
+    def _drained_acc(self) -> np.ndarray:
+        """The accumulators once the beats in flight have landed: what the next FIRST
+        moves into the result registers (the twin's own state is left as it was)."""
+        st = self.st
+        kept = st.pipe, st.skew, st.acc, st.out
+        st.pipe, st.skew, st.acc, st.out = (a.copy() for a in kept)
+        zeros = np.zeros(self.b.n, dtype=np.int64)
+        try:
+            for _ in range(2 * self.b.n - 1):
+                self._array_edge(0, 0, zeros, zeros)
+            return st.acc
+        finally:
+            st.pipe, st.skew, st.acc, st.out = kept
+
+    def _land_period(
+        self, g: _Geometry, beats: tuple[np.ndarray, np.ndarray], lanes: list[np.ndarray],
+        older: np.ndarray,
+    ) -> None:  # fmt: skip
+        """The array at the end of a STREAM period whose beats (bank 0 and bank 1 lanes
+        after each read) were ``beats``, ``lanes`` the banks' outputs after it, ``older``
+        the sums its FIRST moved into the result registers. PE (i, j) takes the array's
+        input of edge e at edge e + i + j, so the pipelines hold the period's last 2N - 1
+        inputs and the accumulators the beats up to t = P - 2 - i - j."""
+        n, period, k = self.b.n, g.period, g.k
+        a_beats, b_beats = beats
+        for tau in range(period - 2 * n + 1, period):
+            # The input of the edge ending cycle tau: the banks' outputs after cycle tau - 1.
+            if tau - 1 < k:
+                self._array_edge(1, 0, a_beats[tau - 1], b_beats[tau - 1])
+            else:
+                self._array_edge(0, 0, lanes[0], lanes[1])
+        st = self.st
+        st.out = older.copy()
+        if k == 0:
+            st.acc = np.zeros((n, n), dtype=np.int64)
+            return
+        sums = np.cumsum(a_beats[:, :, None] * b_beats[:, None, :], axis=0)
+        i, j = np.indices((n, n))
+        st.acc = sums[np.minimum(k - 1, period - 2 - i - j), i, j]
 
     def result_code(
         self, cfg: tuple, out: np.ndarray, bias: np.ndarray, source: tuple[int, int, int]
@@ -676,6 +903,18 @@ class CycleTwin:
         q = np.clip((x + half) >> g.shift, -128, 127)
         q = np.where(live, q, 0).astype(np.int8).view(np.uint8)
         return int.from_bytes(q.tobytes(), "little")
+
+
+def hangs_past(g: _Geometry, x: int, rb: int, cb: int, bound: int) -> bool:
+    """Whether a STREAM period starting in job cycle ``x`` at tile (rb, cb) leads, tile
+    after tile, to FLUSH no sooner than ``bound`` (tile counters run on to 4095 and wrap;
+    an M or N of 0 never meets its last block), so that only an ECC abort ends the job."""
+    if g.mb == 0 or g.nb == 0:
+        return True
+    cycles = ((g.mb - 1 - rb) % 4096 + 1) * g.period
+    if cb + 1 != g.nb:
+        cycles += ((g.nb - 1 - cb) % 4096) * (g.mb * g.period + 5 * g.bias_en)
+    return x + cycles >= bound
 
 
 def wr_cols_of(g: _Geometry, wr_cb: int, n: int, logn: int) -> int:

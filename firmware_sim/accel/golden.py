@@ -25,7 +25,8 @@ the state it was in.
   offset the job carries to its end, the scrubber's pointer while it waits (it waits
   through a job), the bias buffers in a job without BIAS_EN, scratchpad words that the
   rest of the job neither reads (row by row, as the banks read) nor writes. Otherwise the
-  twin runs to the end of the job as without ``golden``.
+  twin runs to the end of the job as without ``golden``, past the recorded job by whole
+  tile periods where it is certain to hang (``cycle.LEAP``).
 
 Results are bit-identical to ``run(faults)`` without ``golden``.
 """
