@@ -125,7 +125,9 @@ _CFG_NAMES = {f"u_regs.u_{name.lower()}.q_q": name for name in CONFIG_STORAGE}
 
 
 class Accelerator:
-    """One build of the SCC: N x N array, two scratchpad banks, ECC, scrubber, TMR."""
+    """One build of the SCC: N x N array, two scratchpad banks, ECC, scrubber, TMR; the
+    keywords are those of ``testbed.sitemap_builds.Build`` (with its defaults), which
+    checks them: a bad option raises its ``BuildError`` (a ValueError)."""
 
     def __init__(
         self,
@@ -136,12 +138,8 @@ class Accelerator:
         scrub: bool = True,
         tmr: bool = True,
     ) -> None:
-        if n not in (2, 4, 8, 16):
-            raise ValueError(f"n must be a power of two from 2 to 16, got {n}")
-        if bank_words < 1 or bank_words & (bank_words - 1) or bank_words > 32768:
-            raise ValueError(f"bank_words must be a power of two up to 32768, got {bank_words}")
-        if scrub and not ecc:
-            raise ValueError("scrub=True needs ecc=True (SCRUB_EN needs ECC_EN); pass scrub=False")
+        # The one build description checks the options (BuildError names the bad one).
+        self.build = Build(n, bank_words, interleave, ecc, scrub, tmr)
         self.n = n
         self.bank_words = bank_words
         self.spm_words = 2 * bank_words
@@ -152,7 +150,6 @@ class Accelerator:
         #: 32-bit bus parts per scratchpad word.
         self.parts = -(-8 * n // 32)
         self.spm = Scratchpad(n, bank_words, interleave, ecc)
-        self.build = Build(n, bank_words, interleave, ecc, scrub, tmr)
         self._path = PathState(self.build)
         #: How the last job ran (engine, hang, faults not injected); None before any.
         self.last_job: JobReport | None = None
