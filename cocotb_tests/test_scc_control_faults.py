@@ -18,7 +18,7 @@ import pytest
 from cocotb.handle import Force, Release
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
 
-from cocotb_tests.sim import run
+from cocotb_tests.sim import hdl_parameters, run
 from cocotb_tests.tb import SccTb
 from cocotb_tests.test_scc import Job, random_shape
 from firmware_sim import accel
@@ -330,6 +330,94 @@ async def transients_on_shared_next_state_beat_tmr(dut):
         tb.log.info("transient %d at job cycle %d: %s", round_, x, sites)
         await tb.run_faulty_job([(x, s) for s in sites])
         await tb.write(int(Reg.STATUS), 0x6)
+
+
+async def idle_upset(tb: ControlTb, sites: list[accel.FaultSite]) -> int:
+    """Flip ``sites`` at a falling edge of an idle chip (a ``SetBit`` forced on its
+    register's next value through the edge), in RTL and model; count the RTL's BUSY
+    cycles until it is IDLE again, which must be the model's (``last_wake``), and
+    compare. Returns the BUSY cycles."""
+    clk, seq = tb.dut.clk_i, tb.dut.u_seq
+    await FallingEdge(clk)
+    tb.model.last_wake = None
+    tb.deposit([s for s in sites if not isinstance(s, SetBit)])
+    sets = [s for s in sites if isinstance(s, SetBit)]
+    tb.model.flip_many(sites)
+    wake = tb.model.last_wake
+    if sets:
+        await tb._transient(sets)  # returns inside the next cycle, before its falling edge
+        await FallingEdge(clk)
+    expected = 0 if wake is None else wake.cycles
+    assert wake is None or not wake.hung, "pick an upset that does not hang"
+    busy = 0
+    for _ in range(expected + 8):
+        await ReadOnly()
+        busy += int(seq.busy_o.value)
+        await FallingEdge(clk)
+    assert busy == expected, f"RTL BUSY {busy} cycles, model {expected}"
+    await tb.compare_registers()
+    tb.compare_memory()
+    return busy
+
+
+@cocotb.test()
+async def idle_sequencer_upsets_run_an_unstarted_job(dut):
+    """Between jobs, state voted to CHECK runs the programmed job again with no START
+    (DONE, the same memory, CYCLES counting on from the job before); a transient on the
+    state's shared next value to STREAM beats TMR without a mismatch and re-runs the last
+    tile; a flip TMR outvotes changes nothing but TMR_MISMATCH."""
+    tb = ControlTb(dut)
+    await tb.start()
+    await tb.write(int(Reg.SCRUB_PERIOD), 0)
+    rng = np.random.default_rng(cocotb.RANDOM_SEED + 6)
+    await new_job(tb, rng, seed=500)
+    memory, _, cycles = clean_outcome(tb)
+    await tb.run_faulty_job([])
+    await tb.write(int(Reg.STATUS), 0x6)
+    copies = [0, 1] if tb.tmr else [0]
+    mismatch = await tb.read(int(Reg.TMR_MISMATCH))
+    busy = await idle_upset(tb, [accel.SeqCopy("state", c, 0) for c in copies])
+    assert busy == cycles  # CHECK .. DONE, as CYCLES counts a started job
+    assert tb.model.status == Status.DONE
+    assert tb.model.dump(0, tb.model.spm_words).tobytes() == memory
+    assert await tb.read(int(Reg.CYCLES)) == cycles + busy
+    assert await tb.read(int(Reg.TMR_MISMATCH)) == mismatch + tb.tmr
+    await tb.write(int(Reg.STATUS), 0x6)
+    mismatch = await tb.read(int(Reg.TMR_MISMATCH))
+    await idle_upset(tb, [SetBit("u_seq.u_state.q_q", 2)])
+    assert tb.model.status == Status.DONE
+    assert await tb.read(int(Reg.TMR_MISMATCH)) == mismatch
+    if tb.tmr:
+        await tb.write(int(Reg.STATUS), 0x6)
+        assert await idle_upset(tb, [accel.SeqCopy("state", 2, 1)]) == 0
+        assert tb.model.status == 0
+        assert await tb.read(int(Reg.TMR_MISMATCH)) == mismatch + 1
+
+
+@cocotb.test(skip=not hdl_parameters().get("SCRUB_EN", 1))
+async def idle_scrubber_state_flip_takes_a_step_or_drops_one(dut):
+    """The scrubber's state bit 0 flipped while it waits starts a step (READ, FIX:
+    SCRUB_PTR + 1) with its period 0; flipped again in FIX (to the stray encoding 3) it
+    drops that step."""
+    tb = ControlTb(dut)
+    await tb.start()
+    await tb.write(int(Reg.SCRUB_PERIOD), 0)
+    clk = tb.dut.clk_i
+    site = FlopBit("g_scrub.u_scrub.state_q", 0)
+    for round_ in range(2):
+        ptr = await tb.read(int(Reg.SCRUB_PTR))
+        await FallingEdge(clk)
+        tb.upset([site])
+        if round_:
+            # READ starts, then it is flipped back to WAIT before its FIX.
+            await FallingEdge(clk)
+            tb.model.idle(1)
+            tb.upset([site])
+        await ClockCycles(clk, 3)
+        tb.model.idle(3)
+        await tb.compare_registers()
+        tb.compare_memory()
+        assert await tb.read(int(Reg.SCRUB_PTR)) == ptr + (round_ == 0)
 
 
 # ---- builds -------------------------------------------------------------------------------

@@ -29,11 +29,8 @@ from firmware_sim.serial_port import DevicePort, Port, PtyPort
 from protocol.codes import Mode
 from protocol.link import DEFAULT_BAUD
 from testbed.config import (
-    ARRAY_SIZES,
     BACKENDS,
     BOOT_MODES,
-    INTERLEAVES,
-    MAX_BANK_WORDS,
     ConfigError,
     SimTarget,
     load_environment,
@@ -41,6 +38,8 @@ from testbed.config import (
     parse_key,
 )
 from testbed.sitemap import SiteMapError
+from testbed.sitemap_builds import OPTION_RULES as RULES
+from testbed.sitemap_builds import BuildError
 
 MAX_WAIT_S = 0.5
 DEFAULT_BUILD = Build()
@@ -54,16 +53,11 @@ def _key(text: str) -> tuple[int, bytes]:
         raise argparse.ArgumentTypeError(f"--key {text!r}: {exc}") from None
 
 
-def _bank_words(text: str) -> int:
+def _integer(text: str) -> int:
     try:
-        value = int(text, 0)
+        return int(text, 0)
     except ValueError:
-        value = 0
-    if not 1 <= value <= MAX_BANK_WORDS or value & (value - 1):
-        raise argparse.ArgumentTypeError(
-            f"--bank-words must be a power of two 1..{MAX_BANK_WORDS}, got {text!r}"
-        )
-    return value
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
 def _positive(text: str) -> float:
@@ -88,14 +82,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", help="serve this serial device instead of a new pty")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate with --device")
     p.add_argument("--backend", choices=BACKENDS, help="accelerator backend (default model)")
-    p.add_argument("--array-n", type=int, choices=ARRAY_SIZES,
-                   help=f"array size N (default {DEFAULT_BUILD.n})")  # fmt: skip
-    p.add_argument("--bank-words", type=_bank_words, metavar="WORDS",
-                   help=f"words in each scratchpad bank, a power of two 1..{MAX_BANK_WORDS} "
-                   f"(default {DEFAULT_BUILD.bank_words})")  # fmt: skip
-    p.add_argument("--interleave", type=int, choices=INTERLEAVES,
-                   help="scratchpad words bit-interleaved per physical row "
-                   f"(default {DEFAULT_BUILD.interleave})")  # fmt: skip
+    # The build options are checked by the one build description (testbed.sitemap_builds),
+    # so a bad one reads as it does from the model or a target file.
+    p.add_argument("--array-n", type=_integer, metavar="N",
+                   help=f"array size N, {RULES['n']} (default {DEFAULT_BUILD.n})")  # fmt: skip
+    p.add_argument("--bank-words", type=_integer, metavar="WORDS",
+                   help=f"{RULES['bank_words']} (default {DEFAULT_BUILD.bank_words})")  # fmt: skip
+    p.add_argument("--interleave", type=_integer, metavar="WAYS",
+                   help="scratchpad words bit-interleaved per physical row, "
+                   f"{RULES['interleave']} (default {DEFAULT_BUILD.interleave})")  # fmt: skip
     p.add_argument("--no-ecc", action="store_true",
                    help="build the chip without SECDED (and so without the scrubber)")  # fmt: skip
     p.add_argument("--no-scrub", action="store_true", help="build the chip without the scrubber")
@@ -136,20 +131,21 @@ def sim_target(path: Path | None) -> SimTarget | None:
 
 def build_of(args: argparse.Namespace, target: SimTarget | None) -> Build:
     """The chip's build: a flag wins over the target file, the file over the defaults."""
-    base = DEFAULT_BUILD
-    if target is not None:
-        base = Build(target.n, target.bank_words, target.interleave, target.ecc, target.scrub,
-                     target.tmr)  # fmt: skip
+    base = DEFAULT_BUILD if target is None else target.build()
     ecc = base.ecc and not args.no_ecc
     return replace(
         base,
-        n=args.array_n or base.n,
-        bank_words=args.bank_words or base.bank_words,
-        interleave=args.interleave or base.interleave,
+        n=base.n if args.array_n is None else args.array_n,
+        bank_words=base.bank_words if args.bank_words is None else args.bank_words,
+        interleave=base.interleave if args.interleave is None else args.interleave,
         ecc=ecc,
         scrub=base.scrub and ecc and not args.no_scrub,
         tmr=base.tmr and not args.no_tmr,
     )
+
+
+#: The command-line flag of each build option.
+_FLAGS = {"n": "--array-n", "bank_words": "--bank-words", "interleave": "--interleave"}
 
 
 def _radiation(args: argparse.Namespace, backend: ModelBackend, ram_bytes: int):
@@ -208,8 +204,11 @@ def run(args: argparse.Namespace) -> int:
     target = sim_target(args.config)
     try:
         backend = ModelBackend(build_of(args, target))
-    except ValueError as exc:  # flags that contradict each other or the file
-        print(f"firmware-sim: cannot build the chip: {exc}", file=sys.stderr)
+    except BuildError as exc:  # a bad flag, or flags that contradict the file
+        flag = _FLAGS.get(exc.option or "")
+        given = flag is not None and getattr(args, flag[2:].replace("-", "_")) is not None
+        where = f" ({flag})" if given else ""
+        print(f"firmware-sim: cannot build the chip{where}: {exc}", file=sys.stderr)
         return 2
     mode = args.mode or (target.mode if target else None) or "nominal"
     keys = dict(args.key)

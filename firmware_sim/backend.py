@@ -24,6 +24,7 @@ from firmware_sim.accel.faults import FaultSite, SpmCell
 from firmware_sim.accel.layout import Layout
 from firmware_sim.accel.regs import SPM_BASE, Ctrl, Reg, Resp, Status
 from protocol.codes import NotInjectedReason
+from testbed.sitemap_builds import Build
 
 ACCEL_CLOCK_HZ = 100e6
 """Clock of the modelled chip: how many idle cycles a second of wall time is."""
@@ -39,18 +40,6 @@ class Bus(Protocol):
     def write(self, addr: int, value: int) -> Resp: ...
 
     def read(self, addr: int) -> tuple[int, Resp]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Build:
-    """Build parameters of the chip (docs/REGISTERS.md)."""
-
-    n: int = 4
-    bank_words: int = 1024
-    interleave: int = 1
-    ecc: bool = True
-    scrub: bool = True
-    tmr: bool = True
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ and ``notmr`` leave a protection out.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 
@@ -23,15 +24,47 @@ _NAME = re.compile(
 NAME_FORM = "n<N>-bw<BANK_WORDS>-il<INTERLEAVE>-{ecc|noecc}-{scrub|noscrub}-{tmr|notmr}"
 
 
+#: What each numeric option allows, as a person reads it: every bad option gives the same
+#: message, from the model, the firmware's command line or a target file.
+OPTION_RULES: dict[str, str] = {
+    "n": f"a power of two {ARRAY_SIZES[0]}..{ARRAY_SIZES[-1]}",
+    "bank_words": f"a power of two 1..{MAX_BANK_WORDS} (words in each scratchpad bank)",
+    "interleave": f"one of {', '.join(map(str, INTERLEAVES))}",
+}
+
+
 class BuildError(ValueError):
-    """A build name or option that no SCC build has."""
+    """A build name or option that no SCC build has; ``option`` names the option at fault
+    (None for a malformed name)."""
+
+    def __init__(self, message: str, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+
+
+def _integer(value: object) -> bool:
+    """Whether ``value`` is an integer (a Python or numpy int, not a bool or a float)."""
+    if isinstance(value, bool):
+        return False
+    try:
+        operator.index(value)  # type: ignore[call-overload]
+    except TypeError:
+        return False
+    return True
+
+
+def _bad(option: str, value: object) -> BuildError:
+    return BuildError(f"'{option}' must be {OPTION_RULES[option]}, got {value!r}", option)
 
 
 @dataclass(frozen=True, slots=True)
 class Build:
     """One parameter set of ``scc_top``, in the model's terms (``Accelerator`` keywords).
 
-    The defaults are the RTL's parameter defaults.
+    The one description of a build: the defaults are the RTL's parameter defaults, and
+    constructing one checks every option (``BuildError``). The model (``Accelerator``,
+    the twin's ``cycle_state.Build``), the flight software's backend and command line and
+    the target files all build through it.
     """
 
     n: int = 4
@@ -42,17 +75,22 @@ class Build:
     tmr: bool = True
 
     def __post_init__(self) -> None:
-        if self.n not in ARRAY_SIZES:
-            raise BuildError(f"n must be one of {ARRAY_SIZES}, got {self.n}")
+        if not _integer(self.n) or self.n not in ARRAY_SIZES:
+            raise _bad("n", self.n)
         bw = self.bank_words
-        if bw < 1 or bw & (bw - 1) or bw > MAX_BANK_WORDS:
-            raise BuildError(f"bank_words must be a power of two up to {MAX_BANK_WORDS}, got {bw}")
-        if self.interleave not in INTERLEAVES:
-            raise BuildError(f"interleave must be one of {INTERLEAVES}, got {self.interleave}")
-        if self.interleave > bw:
-            raise BuildError(f"interleave {self.interleave} exceeds bank_words {bw}")
+        if not _integer(bw) or bw < 1 or bw & (bw - 1) or bw > MAX_BANK_WORDS:
+            raise _bad("bank_words", bw)
+        if not _integer(self.interleave) or self.interleave not in INTERLEAVES:
+            raise _bad("interleave", self.interleave)
+        if bw % self.interleave:
+            raise BuildError(
+                f"'bank_words' ({bw}) must be a multiple of 'interleave' ({self.interleave})",
+                "bank_words",
+            )
         if self.scrub and not self.ecc:
-            raise BuildError("scrub needs ecc (SCRUB_EN needs ECC_EN)")
+            raise BuildError(
+                "'scrub' true needs 'ecc' true (the scrubber rewrites ECC words)", "scrub"
+            )
 
     @property
     def name(self) -> str:

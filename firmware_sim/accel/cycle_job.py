@@ -131,6 +131,32 @@ def run_twin(
     return result, finish_twin(twin, result, spm, before, len(timed))
 
 
+def run_from_idle(
+    build: Build,
+    path: PathState,
+    spm: Scratchpad,
+    config: dict[str, int],
+    counters: dict[str, int],
+    scrub: dict[str, int],
+    bound: int,
+    stuck: tuple[Held, ...] = (),
+) -> tuple[TwinResult, Counters]:
+    """Run the twin from an idle chip whose sequencer an upset voted out of IDLE, with no
+    START: ``path.seq`` holds the sequencer as the upset left it (copies in agreement),
+    ``config`` the voted configuration, ``counters`` and ``scrub`` the registers of
+    ``scc_regs.v`` and ``scc_scrub.v`` by flop name. Runs until the sequencer is back in
+    IDLE, or ``bound`` cycles (a hang); updates ``path`` and the scratchpad in place."""
+    for name, value in config.items():
+        path.cfg[name] = [to_storage(name, value)] * build.copies
+    path.counters.update(counters)
+    path.scrub.update(scrub)
+    codes = codes_of(spm)
+    before = list(codes)
+    twin = CycleTwin(build, path, codes, stuck)
+    result = twin.run({}, bound)
+    return result, finish_twin(twin, result, spm, before, 0)
+
+
 def start_twin(
     build: Build,
     path: PathState,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from testbed import sitemap_builds
+
 from .regs import CONFIG_STORAGE, MASK32, SEQ_WIDTHS
 
 #: PE registers of scc_pe.v and their widths.
@@ -45,16 +47,16 @@ class Flop:
     copies: int = 1
 
 
-@dataclass(frozen=True)
-class Build:
-    """The build parameters the twin's flops depend on."""
+class Build(sitemap_builds.Build):
+    """A build (``testbed.sitemap_builds.Build``: its options, defaults and checks) with
+    the widths the twin's flops take from it."""
 
-    n: int
-    bank_words: int
-    interleave: int
-    ecc: bool
-    scrub: bool
-    tmr: bool
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, build: sitemap_builds.Build) -> Build:
+        """The same build, with the twin's widths."""
+        return build if isinstance(build, cls) else cls(**build.options())  # type: ignore[arg-type]
 
     @property
     def logn(self) -> int:

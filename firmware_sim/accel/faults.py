@@ -55,9 +55,13 @@ path's pipeline state between jobs (``cycle_state.PathState``).
 What the analytic job (``job``) does not predict, the cycle-level twin (``cycle``) does:
 a configuration copy flipped during a job without TMR, copies outvoting the good one
 during a job, sequencer copies with or without TMR, ``FlopBit`` and ``SetBit`` sites and
-faults at raw job cycles. ``NotModelled`` is left for a flipped bank read slot without
-interleaving (an undefined bit in the RTL), and for a sequencer state (or the scrubber's)
-changed while idle.
+faults at raw job cycles, and a sequencer state voted out of IDLE between jobs (a copy
+flip or a ``SetBit``, which every copy loads): the twin runs the chip from that idle state,
+with no START, until it is back in IDLE or hung (``Accelerator.last_wake``), and the next
+job starts from there. ``NotModelled`` is left for a flipped bank read slot without
+interleaving (an undefined bit in the RTL), and for bit 1 of the scrubber's state flipped
+while idle (FIX without its READ writes back a bank read register the model does not keep
+across scrub steps).
 
 Without a golden run (``golden``) each job is worked out, or replayed in the twin, from
 CHECK. With one (``Accelerator.run(faults, golden=...)``, from the state it was recorded

@@ -35,6 +35,7 @@ from .cycle_job import (
     codes_of_words,
     flop_of,
     hang_bound,
+    run_from_idle,
     run_twin,
     settle_after_analytic,
     settle_after_check,
@@ -124,7 +125,9 @@ _CFG_NAMES = {f"u_regs.u_{name.lower()}.q_q": name for name in CONFIG_STORAGE}
 
 
 class Accelerator:
-    """One build of the SCC: N x N array, two scratchpad banks, ECC, scrubber, TMR."""
+    """One build of the SCC: N x N array, two scratchpad banks, ECC, scrubber, TMR; the
+    keywords are those of ``testbed.sitemap_builds.Build`` (with its defaults), which
+    checks them: a bad option raises its ``BuildError`` (a ValueError)."""
 
     def __init__(
         self,
@@ -135,12 +138,8 @@ class Accelerator:
         scrub: bool = True,
         tmr: bool = True,
     ) -> None:
-        if n not in (2, 4, 8, 16):
-            raise ValueError(f"n must be a power of two from 2 to 16, got {n}")
-        if bank_words < 1 or bank_words & (bank_words - 1) or bank_words > 32768:
-            raise ValueError(f"bank_words must be a power of two up to 32768, got {bank_words}")
-        if scrub and not ecc:
-            raise ValueError("scrub=True needs ecc=True (SCRUB_EN needs ECC_EN); pass scrub=False")
+        # The one build description checks the options (BuildError names the bad one).
+        self.build = Build(n, bank_words, interleave, ecc, scrub, tmr)
         self.n = n
         self.bank_words = bank_words
         self.spm_words = 2 * bank_words
@@ -151,10 +150,12 @@ class Accelerator:
         #: 32-bit bus parts per scratchpad word.
         self.parts = -(-8 * n // 32)
         self.spm = Scratchpad(n, bank_words, interleave, ecc)
-        self.build = Build(n, bank_words, interleave, ecc, scrub, tmr)
         self._path = PathState(self.build)
         #: How the last job ran (engine, hang, faults not injected); None before any.
         self.last_job: JobReport | None = None
+        #: How the last upset that moved the idle sequencer out of IDLE ran (its busy
+        #: cycles, whether it hung); None before any.
+        self.last_wake: JobReport | None = None
         self._stuck: dict[StuckSite, int] = {}
         self._held: tuple[Held, ...] = ()
         self._disagree = False
@@ -640,6 +641,14 @@ class Accelerator:
         self, result: TwinResult, out: Counters, scheduled: list[ScheduledFault]
     ) -> ErrCode | int:
         """Take the state a twin run ended in (``cycle_job.finish_twin``)."""
+        self._take_state(result, out)
+        skipped = tuple(scheduled[i] for i in result.skipped)
+        self.last_job = JobReport("cycle", result.hung, result.cycles, skipped)
+        code = self._err_code
+        return ErrCode(code) if code in ErrCode._value2member_map_ else code
+
+    def _take_state(self, result: TwinResult, out: Counters) -> None:
+        """The registers of the state a twin run ended in."""
         self._cfg = out.config
         self._cycles, self._macs, self._tmr_mismatch = out.cycles, out.macs, out.mismatch
         self._done = bool(out.status & 1)
@@ -650,10 +659,6 @@ class Accelerator:
             self._scrub_state, self._scrub_timer = out.scrub_state, out.scrub_timer
         self._hung = result.hung
         self._hold()
-        skipped = tuple(scheduled[i] for i in result.skipped)
-        self.last_job = JobReport("cycle", result.hung, result.cycles, skipped)
-        code = self._err_code
-        return ErrCode(code) if code in ErrCode._value2member_map_ else code
 
     @staticmethod
     def _check_point(d: Descriptor, when: JobPoint) -> None:
@@ -748,14 +753,17 @@ class Accelerator:
                 cycles -= 1
                 if self._scrub_state == 1:
                     self._scrub_state = 2
-                else:
+                elif self._scrub_state == 2:
                     self._scrub_state = 0
                     self.scrub_steps(1)
+                else:
+                    self._scrub_state = 0  # the stray encoding 3: back to WAIT, no step
 
     def _finish_scrub_step(self) -> None:
-        if self._scrub_state:
-            self._scrub_state = 0
+        # The stray encoding 3 returns to WAIT without a step.
+        if self._scrub_state in (1, 2):
             self.scrub_steps(1)
+        self._scrub_state = 0
 
     # --- faults ----------------------------------------------------------------------
 
@@ -894,15 +902,12 @@ class Accelerator:
         """
         self._token = None
         sites = [self._canonical(s) for s in sites]
-        copies = [s for s in sites if isinstance(s, RegCopy | SeqCopy)]
+        copies = self._idle_copy_flips(sites)
         plan = self._vote_copy_flips(copies, during_job=False)
         flops = [s for s in sites if isinstance(s, FlopBit)]
         pe_bits = [flop_of(s) for s in sites if isinstance(s, AccBit | OutBit)]
-        for site in sites:
-            if isinstance(site, SetBit):
-                raise NotModelled(f"{site}: transients are modelled during a job")
-            if isinstance(site, FlopBit) and site.path == "g_scrub.u_scrub.state_q":
-                raise NotModelled(f"{site}: the scrubber's state while idle")
+        for site in flops:
+            self._check_idle_scrub_state(site)
         for site in sites:
             if isinstance(site, SpmCell):
                 self.spm.flip_cell(site)
@@ -915,6 +920,8 @@ class Accelerator:
             # Idle cycles follow: operands and tags flow on, beats in flight land.
             CycleTwin(self.build, self._path, []).settle()
         self._hold()
+        if plan[2].get("state"):
+            self._wake(plan[2]["state"])
 
     # --- stuck-at bits -----------------------------------------------------------------
 
@@ -1025,6 +1032,8 @@ class Accelerator:
                 self._scrub_passes ^= mask
             case "g_scrub.u_scrub.timer_q":
                 self._scrub_timer ^= mask
+            case "g_scrub.u_scrub.state_q":
+                self._scrub_state ^= mask
             case _:
                 self._path.flip(site.path, site.bit, site.copy)
 
@@ -1033,18 +1042,16 @@ class Accelerator:
         predict these sites flipped together at ``when`` of a job (None: now, while idle).
 
         During a job the cycle-level twin predicts every site but a read slot without
-        interleaving (``check_site``); while idle, a transient, the scrubber's state and a
-        vote that changes the sequencer's state are not predicted. Nothing is applied.
+        interleaving (``check_site``); while idle, every site but a scrubber state flip
+        that enters FIX without its READ (``flip_many``). Nothing is applied.
         """
         sites = [self._canonical(s) for s in sites]
         if when is not None:
             return
         for site in sites:
-            if isinstance(site, SetBit):
-                raise NotModelled(f"{site}: transients are modelled during a job")
-            if isinstance(site, FlopBit) and site.path == "g_scrub.u_scrub.state_q":
-                raise NotModelled(f"{site}: the scrubber's state while idle")
-        self._vote_copy_flips([s for s in sites if isinstance(s, RegCopy | SeqCopy)], False)
+            if isinstance(site, FlopBit):
+                self._check_idle_scrub_state(site)
+        self._vote_copy_flips(self._idle_copy_flips(sites), False)
 
     def _plan_copy_flips(
         self, sites: list[RegCopy | SeqCopy], during_job: bool
@@ -1052,8 +1059,7 @@ class Accelerator:
         """Whether one cycle of TMR copy flips can be predicted, without applying it.
 
         During a job every vote is predicted, by the cycle-level twin where the analytic
-        job cannot (the plan of such a vote is empty); while idle, NotModelled is raised
-        for a vote that changes the sequencer's state.
+        job cannot (the plan of such a vote is empty); while idle every vote is predicted.
         """
         try:
             return self._vote_copy_flips(sites, during_job)
@@ -1069,7 +1075,8 @@ class Accelerator:
         applying it.
 
         Returns (a voter saw its copies disagree, new configuration values, XOR on the
-        sequencer's status bits); raises NotModelled for what the analytic job cannot predict.
+        voted sequencer registers by name: only while idle); raises NotModelled for what
+        the analytic job cannot predict.
         """
         voters: dict[tuple[type, str], TmrRegister] = {}
         for s in sites:
@@ -1092,7 +1099,7 @@ class Accelerator:
                 held.copies[c] = held.copies[c] & ~(1 << bit) | value << bit
         mismatch = any(v.mismatch for v in voters.values())
         config: dict[str, int] = {}
-        status = 0
+        seq: dict[str, int] = {}
         for (kind, name), voter in voters.items():
             if kind is RegCopy:
                 value = from_storage(name, voter.value)
@@ -1106,20 +1113,72 @@ class Accelerator:
                     raise NotModelled(f"copies of {name} outvote the good one during a job")
                 config[name] = value
             elif voter.value:
-                if during_job or name == "state":
+                if during_job:
                     raise NotModelled(f"copies of sequencer {name} outvote the good one")
-                if name == "status":
-                    status = voter.value
-        return mismatch, config, status
+                seq[name] = voter.value
+        return mismatch, config, seq
 
-    def _apply_copy_flips(self, mismatch: bool, config: dict[str, int], status: int) -> None:
+    def _apply_copy_flips(
+        self, mismatch: bool, config: dict[str, int], seq: dict[str, int]
+    ) -> None:
+        """Apply a voted plan (``_vote_copy_flips``); a changed state is left to ``_wake``."""
         if mismatch:
             self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
         self._cfg.update(config)
+        status = seq.get("status", 0)
         if status:
             self._done ^= bool(status & 1)
             self._error ^= bool(status & 2)
             self._err_code ^= status >> 2
+        for name in ("rb", "cb", "t", "ecc"):
+            if seq.get(name):
+                value = vote(self._path.seq[name]) ^ seq[name]
+                self._path.seq[name] = [value] * self._copies()
+
+    def _idle_copy_flips(self, sites: list[FaultSite]) -> list[RegCopy | SeqCopy]:
+        """The copy flips of idle ``sites``: a transient on a TMR register's shared next
+        value is loaded by every copy at the edge, as flipping each copy is."""
+        out: list[RegCopy | SeqCopy] = []
+        for site in sites:
+            if isinstance(site, RegCopy | SeqCopy):
+                out.append(site)
+            elif isinstance(site, SetBit):
+                flop = classic_site(FlopBit(site.path, site.bit, 0))
+                assert isinstance(flop, RegCopy | SeqCopy)
+                kind = type(flop)
+                out += [kind(flop.name, c, site.bit) for c in range(self._copies())]
+        return out
+
+    @staticmethod
+    def _check_idle_scrub_state(site: FlopBit) -> None:
+        """NotModelled for a flip of the scrubber's state into FIX (2) from WAIT (0): FIX
+        then writes back whatever the bank's read register holds from its last read,
+        which the model does not keep across scrub steps."""
+        if site.path == "g_scrub.u_scrub.state_q" and site.bit == 1:
+            raise NotModelled(
+                f"{site}: a scrubber entering FIX without its READ writes a read register "
+                "the model does not keep (bit 1 of the scrubber's state while idle)"
+            )
+
+    def _wake(self, state: int) -> None:
+        """The idle sequencer voted into ``state`` (not IDLE) by an upset: the chip runs
+        from there, unstarted, until it is back in IDLE or hangs (``last_wake``); the
+        scrubber goes on from where it is, as it does while BUSY."""
+        status = int(self._done) | int(self._error) << 1 | self._err_code << 2
+        p = self._path
+        p.seq["state"] = [state] * self._copies()
+        p.seq["status"] = [status] * self._copies()
+        counters = {"cycles_q": self._cycles, "macs_q": self._macs, "corr_q": self.spm.corr,
+                    "uncorr_q": self.spm.uncorr, "mismatch_q": self._tmr_mismatch}  # fmt: skip
+        scrub = {"state_q": self._scrub_state, "timer_q": self._scrub_timer,
+                 "ptr_q": self._scrub_ptr, "passes_q": self._scrub_passes}  # fmt: skip
+        config = {name: self._cfg[name] for name in CONFIG_STORAGE}
+        d = self.descriptor()
+        result, out = run_from_idle(
+            self.build, p, self.spm, config, counters, scrub, hang_bound(d), self._held
+        )
+        self._take_state(result, out)
+        self.last_wake = JobReport("cycle", result.hung, result.cycles)
 
     def _copy_flips(self, sites: list[RegCopy | SeqCopy], during_job: bool) -> None:
         """One cycle of TMR copy flips: vote, repair, count the mismatch."""

@@ -20,7 +20,14 @@ from testbed.config.errors import ConfigError
 from testbed.config.keys import KEY_FORMAT, parse_key
 from testbed.config.schema import Schema, cross_field, validate
 from testbed.config.yamlfile import read_yaml
-from testbed.sitemap_builds import ARRAY_SIZES, INTERLEAVES, MAX_BANK_WORDS
+from testbed.sitemap_builds import (
+    ARRAY_SIZES,
+    INTERLEAVES,
+    MAX_BANK_WORDS,
+    OPTION_RULES,
+    Build,
+    BuildError,
+)
 
 Backend = Literal["model"]
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
@@ -75,13 +82,13 @@ class SimTarget(Schema):
     kind: Literal["sim"] = Field(description="sim")
     description: str = Field("", description="a line of text")
     n: Annotated[int, AfterValidator(_one_of(ARRAY_SIZES))] = Field(
-        description=f"a power of two {ARRAY_SIZES[0]}..{ARRAY_SIZES[-1]}"
+        description=OPTION_RULES["n"]
     )
     bank_words: Annotated[int, AfterValidator(_power_of_two)] = Field(
-        description=f"a power of two 1..{MAX_BANK_WORDS} (words in each scratchpad bank)"
+        description=OPTION_RULES["bank_words"]
     )
     interleave: Annotated[int, AfterValidator(_one_of(INTERLEAVES))] = Field(
-        description=f"one of {', '.join(map(str, INTERLEAVES))}"
+        description=OPTION_RULES["interleave"]
     )
     ecc: bool = Field(description=BOOL)
     scrub: bool = Field(description=f"{BOOL}; true needs ecc: true")
@@ -92,17 +99,15 @@ class SimTarget(Schema):
 
     @model_validator(mode="after")
     def _consistent(self) -> SimTarget:
-        if self.scrub and not self.ecc:
-            raise cross_field(
-                "scrub", "'scrub' true needs 'ecc' true (the scrubber rewrites ECC words)"
-            )
-        if self.bank_words % self.interleave:
-            raise cross_field(
-                "bank_words",
-                f"'bank_words' ({self.bank_words}) must be a multiple of 'interleave' "
-                f"({self.interleave})",
-            )
+        try:
+            self.build()
+        except BuildError as exc:  # the one build description's checks and words
+            raise cross_field(exc.option or "n", str(exc)) from None
         return self
+
+    def build(self) -> Build:
+        """The chip's build these options describe."""
+        return Build(self.n, self.bank_words, self.interleave, self.ecc, self.scrub, self.tmr)
 
     def key_pair(self) -> tuple[int, bytes] | None:
         """The key to provision, as (key id, key), if the file gives one."""

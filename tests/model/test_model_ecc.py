@@ -313,7 +313,7 @@ def test_without_scrubber_scrub_steps_is_refused_and_idle_does_nothing():
     assert chip.read_reg(Reg.SCRUB_PTR) == 0
     with pytest.raises(RuntimeError, match="no scrubber"):
         chip.scrub_steps(1)
-    with pytest.raises(ValueError, match="needs ecc=True"):
+    with pytest.raises(ValueError, match="'scrub' true needs 'ecc' true"):
         Accelerator(ecc=False, scrub=True)
 
 

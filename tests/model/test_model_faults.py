@@ -20,6 +20,7 @@ from firmware_sim.accel import (
     SpmCell,
     gemm_reference,
 )
+from firmware_sim.accel.regs import Status
 
 SEED = 1717
 M32 = 0xFFFF_FFFF
@@ -173,13 +174,31 @@ def test_outvoted_sequencer_status_while_idle_changes_status():
     assert chip.read_reg(Reg.TMR_MISMATCH) == 3
 
 
-def test_sequencer_flips_the_model_cannot_predict_raise_and_change_nothing():
+def test_idle_state_voted_to_check_runs_the_programmed_job_unstarted():
     chip = Accelerator()
-    chip.write_word(5, 0x1234)
-    cell = chip.layout.cell_of(5, 0)
-    with pytest.raises(NotModelled, match="state"):
-        chip.flip_many([cell, SeqCopy("state", 0, 0), SeqCopy("state", 1, 0)])
-    assert chip.peek(5)[0] == 0x1234 and chip.read_reg(Reg.TMR_MISMATCH) == 0
+    rng = np.random.default_rng(SEED + 40)
+    a = rng.integers(-128, 128, (6, 5)).astype(np.int8)
+    b = rng.integers(-128, 128, (5, 7)).astype(np.int8)
+    place = chip.load_job(a, b, out_int32=True)
+    assert chip.run() == ErrCode.NONE
+    cycles = chip.read_reg(Reg.CYCLES)
+    chip.write_reg(Reg.STATUS, Status.DONE | Status.ERROR)
+    for word in range(place.c_addr, place.c_addr + place.c_words):
+        chip.write_word(word, 0)
+    chip.flip_many([SeqCopy("state", 0, 0), SeqCopy("state", 1, 0)])
+    # CHECK with no START: the same job again, DONE, CYCLES counting on, one mismatch.
+    assert chip.last_wake is not None and not chip.last_wake.hung
+    assert chip.last_wake.cycles == cycles
+    assert chip.read_reg(Reg.STATUS) == Status.DONE
+    assert chip.read_reg(Reg.CYCLES) == 2 * cycles
+    assert chip.read_reg(Reg.TMR_MISMATCH) == 1
+    again = chip.unpack_c(chip.dump(place.c_addr, place.c_words), 6, 7, True)
+    assert np.array_equal(again, (a.astype(np.int64) @ b.astype(np.int64)).astype(np.int32))
+    # One copy alone is outvoted: nothing runs.
+    chip.write_reg(Reg.STATUS, Status.DONE)
+    chip.last_wake = None
+    chip.flip(SeqCopy("state", 2, 0))
+    assert chip.last_wake is None and chip.read_reg(Reg.STATUS) == 0
     # Without TMR a tile counter flipped while idle is reloaded at CHECK: nothing to see.
     bare = Accelerator(tmr=False)
     bare.flip(SeqCopy("rb", 0, 0))
