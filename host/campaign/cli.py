@@ -130,9 +130,20 @@ def on_port(campaign, port: str, baud: int | None):
     except ValueError:
         raise CampaignError(f"--port {port!r}: must be {PORT_FORMAT}"
                             + (f"; --baud {baud}: a positive integer" if baud else "")) from None
-    moved = campaign.model_copy(update={"builds": [builds[0].name]})
-    moved._target = board
-    return moved
+    return campaign.on_board(board, port, baud)
+
+
+def campaign_of(directory: Path):
+    """The campaign a directory's runs belong to (on the board they ran on, if any), and
+    its ``campaign.json``."""
+    meta_path = directory / CAMPAIGN
+    if not meta_path.exists():
+        raise CampaignError(f"{directory} holds no campaign ({CAMPAIGN} is missing)")
+    meta = json.loads(meta_path.read_text())
+    campaign = load_campaign(meta["file"])
+    if meta.get("port"):
+        campaign = on_port(campaign, meta["port"], meta.get("baud"))
+    return campaign, meta
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -141,11 +152,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from host.campaign.report import write_report
     from host.campaign.runner import prepare
 
-    meta_path = args.dir / CAMPAIGN
-    if not meta_path.exists():
-        raise CampaignError(f"{args.dir} holds no campaign ({CAMPAIGN} is missing)")
-    meta = json.loads(meta_path.read_text())
-    campaign = load_campaign(meta["file"])
+    campaign, meta = campaign_of(args.dir)
     run = prepare(campaign, args.dir, meta["backend"], resume=True)
     soaks = run_soaks(campaign, args.dir, fly=False)
     paths = write_report(analyse(run, soaks), args.dir)
@@ -158,11 +165,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from host.campaign.runner import backend_for, close_backends
     from testbed.sitemap_builds import Build, BuildError
 
-    meta_path = args.dir / CAMPAIGN
-    if not meta_path.exists():
-        raise CampaignError(f"{args.dir} holds no campaign ({CAMPAIGN} is missing)")
-    meta = json.loads(meta_path.read_text())
-    campaign = load_campaign(meta["file"])
+    campaign, meta = campaign_of(args.dir)
     try:
         build_name, cls, kind, index = args.which.rsplit("/", 3)
         build, index = Build.from_name(build_name), int(index)

@@ -213,7 +213,7 @@ def prepare(campaign: Campaign, out: Path, backend: str, resume: bool) -> Campai
     out.mkdir(parents=True, exist_ok=True)
     meta_path, runs_path = out / CAMPAIGN, out / RUNS
     meta = {"name": campaign.name, "file": campaign.path, "backend": backend,
-            "fingerprint": fingerprint(campaign),
+            "port": campaign.port, "baud": campaign.baud, "fingerprint": fingerprint(campaign),
             "campaign": json.loads(campaign.model_dump_json())}  # fmt: skip
     if runs_path.exists() and runs_path.stat().st_size:
         if not resume:

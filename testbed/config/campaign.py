@@ -145,6 +145,8 @@ class Campaign(Schema):
     _path: str = PrivateAttr("")
     _target: Target | None = PrivateAttr(None)
     _environment: Environment | None = PrivateAttr(None)
+    _port: str | None = PrivateAttr(None)
+    _baud: int | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _consistent(self) -> Campaign:
@@ -172,6 +174,23 @@ class Campaign(Schema):
     @property
     def environment_config(self) -> Environment | None:
         return self._environment
+
+    @property
+    def port(self) -> str | None:
+        """The serial port of the board the campaign runs on instead of its target (the
+        command line's ``--port``), if any."""
+        return self._port
+
+    @property
+    def baud(self) -> int | None:
+        return self._baud
+
+    def on_board(self, board: Target, port: str, baud: int | None) -> Campaign:
+        """The campaign run over the link on ``board`` at ``port`` instead of its target."""
+        builds = self.build_list()
+        moved = self.model_copy(update={"builds": [b.name for b in builds]})
+        moved._target, moved._port, moved._baud = board, port, baud
+        return moved
 
     def build_list(self) -> list[Build]:
         """The builds the campaign runs on: ``builds``, or the target's own build."""

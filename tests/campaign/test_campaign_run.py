@@ -313,5 +313,8 @@ def test_a_campaign_runs_on_a_chip_at_a_serial_port(tmp_path: Path) -> None:
     meta = json.loads((tmp_path / "board" / "campaign.json").read_text())
     assert meta["backend"] == "link"
     assert outcomes(tmp_path / "board") == outcomes(tmp_path / "model")
+    assert meta["port"] == sim.port
+    again = hil("campaign", "report", str(tmp_path / "board"))
+    assert again.returncode == 0, again.stderr
     refused = hil("campaign", "run", str(path), "--out", str(tmp_path / "x"), "--port", "nope")
     assert refused.returncode == 2 and "--port 'nope': must be a device path" in refused.stderr
