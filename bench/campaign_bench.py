@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from host.campaign.runner import run_campaign
+from campaign.runner import run_campaign
 from testbed.config.campaign import load_campaign
 
 REPO = Path(__file__).resolve().parents[1]

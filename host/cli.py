@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from campaign.runner import CampaignError
 from host.campaign import cli as campaign_cli
-from host.campaign.runner import CampaignError
 from host.commands import Authenticator
 from host.errors import CommandFailed, HostError
 from host.history import Received

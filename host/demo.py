@@ -20,11 +20,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from host.campaign.analysis import analyse
+from campaign.analysis import analyse
+from campaign.mission import run_soaks
+from campaign.report import headline, write_report
+from campaign.runner import CampaignError, default_workers, run_campaign
 from host.campaign.cli import CampaignProgress, soak_progress
-from host.campaign.mission import run_soaks
-from host.campaign.report import headline, write_report
-from host.campaign.runner import CampaignError, default_workers, run_campaign
 from testbed.config import ConfigError
 from testbed.config.campaign import load_campaign
 

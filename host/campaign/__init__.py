@@ -1,2 +1,3 @@
-"""Radiation campaigns: statistical fault injection against a chip, a mission soak in an
-orbit, and the reports that say what each mitigation costs and buys (docs/CAMPAIGNS.md)."""
+"""Radiation campaigns, the ground side: ``hil campaign`` (``cli``) and the backend that
+runs each injection on a target over the serial link (``link_backend``). The campaign
+engine itself is the ``campaign`` package (docs/CAMPAIGNS.md)."""

@@ -18,9 +18,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from host.campaign.mission import run_soaks
-from host.campaign.outcome import CLASSES, Outcome
-from host.campaign.runner import CAMPAIGN, CampaignError, CampaignRun, default_workers
+from campaign.mission import run_soaks
+from campaign.outcome import CLASSES, Outcome
+from campaign.runner import CAMPAIGN, CampaignError, CampaignRun, default_workers
 from testbed.config.campaign import BACKENDS, load_campaign
 
 LOG_EVERY_S = 10.0
@@ -66,9 +66,9 @@ class CampaignProgress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a campaign file into its directory, then write its report."""
-    from host.campaign.analysis import analyse
-    from host.campaign.report import write_report
-    from host.campaign.runner import run_campaign
+    from campaign.analysis import analyse
+    from campaign.report import write_report
+    from campaign.runner import run_campaign
 
     campaign = load_campaign(args.file)
     out = args.out or Path("reports") / campaign.name
@@ -148,9 +148,9 @@ def campaign_of(directory: Path):
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the report of the runs a campaign directory holds (finished or not)."""
-    from host.campaign.analysis import analyse
-    from host.campaign.report import write_report
-    from host.campaign.runner import prepare
+    from campaign.analysis import analyse
+    from campaign.report import write_report
+    from campaign.runner import prepare
 
     campaign, meta = campaign_of(args.dir)
     run = prepare(campaign, args.dir, meta["backend"], resume=True)
@@ -162,7 +162,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run one injection of a campaign directory again and say how it ended."""
-    from host.campaign.runner import backend_for, close_backends
+    from campaign.runner import backend_for, close_backends
     from testbed.sitemap_builds import Build, BuildError
 
     campaign, meta = campaign_of(args.dir)

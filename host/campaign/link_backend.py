@@ -19,10 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from firmware_sim.accel.packing import place_operands
-from firmware_sim.accel.sitemap_sites import model_site
-from host.campaign.outcome import Observation, Outcome, classify
-from host.campaign.plan import Injection, Plan
+from campaign.outcome import Observation, Outcome, classify
+from campaign.plan import Injection, Plan
 from host.commands import Authenticator
 from host.errors import CommandFailed, CommandTimeout, describe_code
 from host.link import Link
@@ -69,13 +67,11 @@ def record(inj: Injection, plan: Plan) -> FaultRecord:
     else:
         kind, timing = KINDS[inj.kind], FaultTiming.NEXT_JOB
     if entry.kind == "memory":
-        cell = model_site(entry, inj.bit)
+        bank, row, cell = plan.memory_cell(inj.entry, inj.bit)
         if inj.kind == "mbu":
             return FaultRecord(kind, FaultSiteClass.SPM_CLUSTER, inj.size,
-                               (cell.bank, cell.row, cell.cell, SHAPES[inj.orientation]),
-                               timing, point)  # fmt: skip
-        return FaultRecord(kind, FaultSiteClass.SPM_CELL, 1, (cell.bank, cell.row, cell.cell),
-                           timing, point)  # fmt: skip
+                               (bank, row, cell, SHAPES[inj.orientation]), timing, point)
+        return FaultRecord(kind, FaultSiteClass.SPM_CELL, 1, (bank, row, cell), timing, point)
     return FaultRecord(kind, FaultSiteClass.SITE, 1, (inj.entry, inj.bit), timing, point)
 
 
@@ -109,10 +105,8 @@ class LinkBackend:
         # counts an upset left in memory before the counters are read.
         self.target.set_parameter(ParamId.SCRUB_PERIOD, 0)
         self.layer = plan.workload.job_args()
-        spec, build = plan.workload.spec, plan.build
-        place = place_operands(build.n, build.bank_words, spec.m, spec.k, spec.n,
-                               bias=spec.bias, out_int32=spec.out_int32)  # fmt: skip
-        self._c = (place.c_addr * build.n, bytes(place.c_words * build.n))
+        address, octets = plan.c_region
+        self._c = (address, bytes(octets))
         self._fresh()
         self.golden = self._job()
         self.counter_sites = {e.name for e in plan.sitemap if e.cls is SiteClass.COUNTER}

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from hil_process import ENV, HIL, REPO, HilSim, hil
 
-from host.campaign.analysis import analyse
-from host.campaign.plan import Plan
-from host.campaign.report import write_report
-from host.campaign.runner import ROUND, CampaignError, planned, run_campaign
-from host.campaign.stats import narrow_enough, quantile, sample_size, wilson
+from campaign.analysis import analyse
+from campaign.plan import Plan
+from campaign.report import write_report
+from campaign.runner import ROUND, CampaignError, planned, run_campaign
+from campaign.stats import narrow_enough, quantile, sample_size, wilson
 from testbed.config import ConfigError
 from testbed.config.campaign import load_campaign
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from host.campaign.stats import (
+from campaign.stats import (
     narrow_enough,
     per_day_to_fit,
     per_day_to_year,

@@ -17,8 +17,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from firmware_sim.radiation import ArrivalProcess, Upset
-from host.campaign.soak import (
+from campaign.soak import (
     LANDED_BY_SITEMAP,
     LANDED_ON_CELLS,
     SoakSpec,
@@ -26,6 +25,7 @@ from host.campaign.soak import (
     poisson_interval,
     run_soak,
 )
+from firmware_sim.radiation import ArrivalProcess, Upset
 from testbed.config import Environment
 from testbed.config.environment import SECONDS_PER_DAY
 from testbed.sitemap_builds import Build

@@ -20,9 +20,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host.campaign.outcome import CLASSES, Outcome
-from host.campaign.plan import Plan, Stratum
-from host.campaign.stats import narrow_enough, quantile, sample_size
+from campaign.outcome import CLASSES, Outcome
+from campaign.plan import Plan, Stratum
+from campaign.stats import narrow_enough, quantile, sample_size
 from testbed.config.campaign import Campaign
 from testbed.sitemap_builds import Build
 
@@ -131,10 +131,10 @@ def backend_for(campaign: Campaign, build: Build, backend: str) -> object:
     if found is None:
         plan = Plan(campaign, build)
         if backend == "model":
-            from host.campaign.model_backend import ModelBackend
+            from campaign.model_backend import ModelBackend
 
             found = ModelBackend(plan)
-        else:
+        else:  # the ground side's backend: a target over the link
             from host.campaign.link_backend import LinkBackend
 
             found = LinkBackend(plan)

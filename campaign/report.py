@@ -17,7 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from host.campaign.outcome import CLASSES  # noqa: E402
+from campaign.outcome import CLASSES  # noqa: E402
 from testbed.sitemap_builds import Build  # noqa: E402
 
 #: A published beam test to set a chip's figures beside (RADIATION.md, "Orbital AI

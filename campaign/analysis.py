@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from campaign.outcome import CLASSES, Outcome
+from campaign.plan import Plan
+from campaign.runner import CampaignRun
+from campaign.stats import per_day_to_fit, per_day_to_year, quantile, wilson
 from firmware_sim.accel import Accelerator, Reg
 from firmware_sim.environment import EnergyModel
 from firmware_sim.jobs import gemm_spm_accesses
-from host.campaign.outcome import CLASSES, Outcome
-from host.campaign.plan import Plan
-from host.campaign.runner import CampaignRun
-from host.campaign.stats import per_day_to_fit, per_day_to_year, quantile, wilson
 from testbed.config.campaign import Campaign
 from testbed.sitemap import SiteClass
 from testbed.sitemap_builds import Build

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from campaign.outcome import Observation, Outcome, classify
+from campaign.plan import Injection, Plan
 from firmware_sim.accel import Accelerator, EccStatus, JobPoint, NotModelled, Reg, SpmCell
 from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_site
-from host.campaign.outcome import Observation, Outcome, classify
-from host.campaign.plan import Injection, Plan
 from testbed.clusters import shape
 from testbed.sitemap import SiteClass
 

@@ -13,7 +13,7 @@ outcome (nothing landed, no recovery, no reload and no scrub step on a damaged w
 the operands since the last two ran and agreed) are counted without being run, their
 scrub steps taken in one call.
 
-Counts are per outcome class (``host.campaign.outcome``, the rules of every campaign
+Counts are per outcome class (``campaign.outcome``, the rules of every campaign
 backend) for jobs, and per incident for rates: an SDC or detected incident is a run of
 consecutive jobs of that class (one flipped weight in an unprotected memory makes every
 later job wrong until it is reloaded: one incident, many SDC jobs). Rates per simulated
@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from campaign.outcome import CLASSES, MITIGATION_COUNTERS, Observation, Outcome, classify
+from campaign.stats import per_day_to_fit, quantile
 from firmware_sim.accel import EccStatus, SpmCell, gemm_reference
 from firmware_sim.accel.regs import ERR_CODE_SHIFT, FIELD_MASKS, Ctrl, Reg, Resp, Status
 from firmware_sim.accel.sitemap_sites import MODEL_ENTRIES
@@ -49,8 +51,6 @@ from firmware_sim.environment import EnvironmentConfig
 from firmware_sim.radiation import ArrivalProcess, Exposure, UpsetLander
 from firmware_sim.ram import FirmwareRam
 from firmware_sim.services.parameters import PARAMETERS
-from host.campaign.outcome import CLASSES, MITIGATION_COUNTERS, Observation, Outcome, classify
-from host.campaign.stats import per_day_to_fit, quantile
 from protocol.payloads import ParamId
 from testbed.config.environment import SECONDS_PER_DAY, Environment
 from testbed.sitemap import Entry, SiteClass, SiteMap, SiteMapError
@@ -149,7 +149,7 @@ class Rate:
 class SoakResult:
     """What a soak counted, its rates, availability and time series.
 
-    ``jobs``: jobs by outcome class (``host.campaign.outcome.Outcome`` values) and
+    ``jobs``: jobs by outcome class (``campaign.outcome.Outcome`` values) and
     ``missed`` (due while the chip was down); ``simulated_jobs`` how many of them the model ran.
     ``incidents``: SDC and detected incidents (runs of such jobs), hangs, SEFIs, SELs,
     uncorrectable words found by the scrubber, and ``upsets`` landed. ``landed`` and

@@ -23,7 +23,8 @@ from functools import cached_property
 
 import numpy as np
 
-from firmware_sim.accel import Accelerator, PhaseSpan
+from firmware_sim.accel import Accelerator, PhaseSpan, SpmCell
+from firmware_sim.accel.sitemap_sites import model_site
 from testbed.clusters import draw as draw_cluster
 from testbed.config.campaign import Campaign, Gemm
 from testbed.config.environment import Environment
@@ -146,7 +147,9 @@ class Plan:
         self.sitemap = sitemap or SiteMap.load(build)
         self.workload = Workload.from_spec(campaign.workload)
         chip = Accelerator(**build.options())
-        chip.load_job(**self.workload.job_args())
+        place = chip.load_job(**self.workload.job_args())
+        #: Where C lies in the scratchpad: (octet address, octets), as service 6 names it.
+        self.c_region = (place.c_addr * build.n, place.c_words * build.n)
         self.spans: list[PhaseSpan] = chip.job_schedule()
         self.points = sum(s.cycles for s in self.spans)
         self._span_starts = np.cumsum([0] + [s.cycles for s in self.spans])
@@ -159,6 +162,13 @@ class Plan:
         self._perms: dict[str, np.ndarray] = {}
         env = campaign.environment_config
         self._mbu = _mbu_shape(env)
+
+    def memory_cell(self, entry_name: str, bit: int) -> tuple[int, int, int]:
+        """The scratchpad cell (bank, row, cell) of bit ``bit`` of a memory entry, through
+        the build's interleaving (docs/REGISTERS.md, "Physical layout")."""
+        site = model_site(self.sitemap.entry(entry_name), bit)
+        assert isinstance(site, SpmCell), f"{entry_name} is not a scratchpad memory"
+        return site.bank, site.row, site.cell
 
     def stratum(self, key: str) -> Stratum:
         for s in self.strata:

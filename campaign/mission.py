@@ -16,8 +16,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from campaign.soak import SoakSpec, analytic_uncorrectable_per_day, run_soak
 from firmware_sim.accel import Accelerator
-from host.campaign.soak import SoakSpec, analytic_uncorrectable_per_day, run_soak
 from testbed.config.campaign import Campaign
 from testbed.config.environment import SECONDS_PER_DAY
 from testbed.sitemap_builds import Build
