@@ -110,16 +110,13 @@ class ModelBackend:
         if report is not None and report.not_injected:
             missed = len(report.not_injected)
             return Outcome.NOT_INJECTED, f"the job never reached the point of {missed} flip(s)"
-        moved = {k: (v - self.golden_counters[k]) & 0xFFFFFFFF
-                 for k, v in self._counters(chip).items()}  # fmt: skip
         if chip.hung:
             return classify(Observation(None, hung=True), self.golden)
         if err:
-            error = f"the job ended in error, ERR_CODE {int(err)}"
-            return classify(Observation(None, error, False, moved), self.golden)
+            return classify(Observation(None, f"the job ended in error, ERR_CODE {int(err)}"),
+                            self.golden)  # fmt: skip
         result, error = self._result(chip)
         moved = {k: (v - self.golden_counters[k]) & 0xFFFFFFFF
                  for k, v in self._counters(chip).items()}  # fmt: skip
-        if self.plan.sitemap.entry(inj.entry).cls is SiteClass.COUNTER:
-            moved = {}  # the flipped counter reads wrong; no mitigation acted
-        return classify(Observation(result, error, False, moved), self.golden)
+        return classify(Observation(result, error, False, moved), self.golden,
+                        counter_site=inj.site_class is SiteClass.COUNTER)  # fmt: skip

@@ -9,8 +9,8 @@
   uncorrectable word): no result was delivered as good.
 - SDC: the result differs from the golden run's and nothing said so.
 - corrected: the result is right and a mitigation acted (ECC corrected a word, TMR
-  outvoted a copy). A flipped counter is the fault itself, not a mitigation acting: the
-  backend leaves it out of the counters it reports.
+  outvoted a copy). A flipped counter is the fault itself, not a mitigation acting
+  (``classify(..., counter_site=True)``).
 - masked: the result is right and nothing noticed.
 """
 
@@ -52,11 +52,16 @@ class Observation:
     counters: dict[str, int] | None = None
 
 
-def classify(seen: Observation, golden: np.ndarray) -> tuple[Outcome, str]:
-    """The outcome class of an injected run and a line saying why."""
+def classify(
+    seen: Observation, golden: np.ndarray, counter_site: bool = False
+) -> tuple[Outcome, str]:
+    """The outcome class of an injected run and a line saying why. With ``counter_site``
+    the fault hit a counter: the counter reads wrong, but no mitigation acted, so its
+    change makes no run "corrected"."""
     if seen.hung:
         return Outcome.HANG, seen.error or "the job never ended; the chip was reset"
-    moved = {k: v for k, v in (seen.counters or {}).items() if v}
+    counters = {} if counter_site else seen.counters or {}
+    moved = {k: v for k, v in counters.items() if v}
     if seen.error:
         return Outcome.DETECTED, seen.error
     assert seen.result is not None, "a run that ended without error delivers a result"

@@ -126,6 +126,11 @@ class Injection:
     #: A stuck-at's value.
     value: int = 0
 
+    @property
+    def site_class(self) -> SiteClass:
+        """The site class of the stratum the injection belongs to."""
+        return SiteClass(self.stratum.split("/", 1)[0])
+
     def to_json(self) -> dict:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 

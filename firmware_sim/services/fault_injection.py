@@ -17,7 +17,8 @@ a code that says why; one that waits for a job point is settled by that job's ST
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from firmware_sim.accel import AccBit, JobPoint, NotModelled, OutBit, Phase, RegCopy, SpmCell
@@ -138,28 +139,16 @@ class FaultInjectionService:
         if rec.site_class == S.SITE:
             sites = self._named_site(rec, at, index)
         else:
-            try:
+            with _refusing(sites_at, index, rec):
                 sites = self._sites(rec)
                 for site in sites:
                     backend.check_site(site)
-            except ValueError as exc:
-                raise _refused(FailureCode.FAULT_SITE_ABSENT, sites_at, index, rec, exc) from None
-            except NotModelled as exc:
-                raise _refused(
-                    FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc
-                ) from None
         if kind in (K.STUCK_AT_0, K.STUCK_AT_1):
             value = int(kind == K.STUCK_AT_1)
             if all(isinstance(site, SpmCell) for site in sites):
                 return lambda: backend.stick(sites, value)
-            try:
+            with _refusing(sites_at, index, rec):
                 backend.check_stick_registers(sites, value)
-            except ValueError as exc:
-                raise _refused(FailureCode.FAULT_SITE_ABSENT, sites_at, index, rec, exc) from None
-            except NotModelled as exc:
-                raise _refused(
-                    FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc
-                ) from None
             return lambda: backend.stick_registers(sites, value)
         if rec.timing == FaultTiming.NOW:
             try:
@@ -222,12 +211,8 @@ class FaultInjectionService:
             site = model_site(entry, bit)
         if site is None:
             raise _refused(absent, name_at, index, rec, f"{name}: the model has no such site")
-        try:
+        with _refusing(name_at, index, rec):
             self.fsw.backend.check_site(site)
-        except ValueError as exc:
-            raise _refused(absent, name_at, index, rec, exc) from None
-        except NotModelled as exc:
-            raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, name_at, index, rec, exc) from None
         return [site]
 
     def _sites(self, rec: FaultRecord) -> list:
@@ -359,6 +344,19 @@ def _options(build: object) -> dict[str, object]:
     """The site-map options of a backend build."""
     names = ("n", "bank_words", "interleave", "ecc", "scrub", "tmr")
     return {k: getattr(build, k) for k in names}
+
+
+@contextmanager
+def _refusing(offset: int, index: int, rec: FaultRecord) -> Iterator[None]:
+    """A check of the model whose refusals become the service's: ValueError (no such site
+    or value in this build) FAULT_SITE_ABSENT, NotModelled FAULT_NOT_PREDICTABLE, for
+    the field at ``offset`` of record ``index``."""
+    try:
+        yield
+    except NotModelled as exc:
+        raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, offset, index, rec, exc) from None
+    except ValueError as exc:
+        raise _refused(FailureCode.FAULT_SITE_ABSENT, offset, index, rec, exc) from None
 
 
 def _refused(

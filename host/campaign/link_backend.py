@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from campaign.outcome import Observation, Outcome, classify
+from campaign.outcome import MITIGATION_COUNTERS, Observation, Outcome, classify
 from campaign.plan import Injection, Plan
 from host.commands import Authenticator
 from host.errors import CommandFailed, CommandTimeout, describe_code
@@ -45,7 +45,6 @@ JOB_TIMEOUT_MS = 1000
 KINDS = {"sbu": FaultKind.SBU, "mbu": FaultKind.MBU, "set": FaultKind.SET}
 SHAPES = {"word_line": ClusterShape.WORD_LINE, "bit_line": ClusterShape.BIT_LINE,
           "block": ClusterShape.BLOCK}  # fmt: skip
-COUNTERS = ("ecc_corrected", "tmr_mismatches")
 
 
 def sim_args(build: Build) -> tuple[str, ...]:
@@ -109,7 +108,6 @@ class LinkBackend:
         self._c = (address, bytes(octets))
         self._fresh()
         self.golden = self._job()
-        self.counter_sites = {e.name for e in plan.sitemap if e.cls is SiteClass.COUNTER}
 
     def _job(self, job_id: int | None = None) -> np.ndarray:
         args = dict(self.layer)
@@ -164,7 +162,6 @@ class LinkBackend:
                                             hung=True), self.golden)  # fmt: skip
             return classify(Observation(None, "job refused its result: "
                                         + describe_code(failed.code)), self.golden)  # fmt: skip
-        moved = {k: (after[k] - before[k]) & 0xFFFFFFFF for k in COUNTERS}
-        if inj.entry in self.counter_sites:
-            moved = {}  # the flipped counter reads wrong; no mitigation acted
-        return classify(Observation(got, "", False, moved), self.golden)
+        moved = {k: (after[k] - before[k]) & 0xFFFFFFFF for k in MITIGATION_COUNTERS}
+        return classify(Observation(got, "", False, moved), self.golden,
+                        counter_site=inj.site_class is SiteClass.COUNTER)  # fmt: skip
