@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from firmware_sim.accel import NotModelled
 from firmware_sim.accel.layout import Cell, Layout
-from firmware_sim.backend import Build, ModelBackend
+from firmware_sim.chip import Act, FaultRefused, ModelChip, SiteFault, spm_layout
 from firmware_sim.core import FlightSoftware, FswConfig
 from firmware_sim.environment import Environment as Power
 from firmware_sim.environment import EnvironmentConfig
@@ -27,7 +26,6 @@ from firmware_sim.radiation import (
     Upset,
     UpsetLander,
     exposed_bits,
-    flop_site,
 )
 from firmware_sim.ram import FirmwareRam
 from firmware_sim.services.housekeeping import HK_STRUCTURES
@@ -37,6 +35,7 @@ from testbed.clusters import Orientation, shape
 from testbed.config import Environment, load_environment
 from testbed.config.environment import ESTIMATE, SECONDS_PER_DAY, Share
 from testbed.sitemap import MAPS_DIR, SiteClass, SiteMap
+from testbed.sitemap_builds import Build
 from testbed.sitemap_builds import Build as MapBuild
 
 REPO = Path(__file__).resolve().parents[2]
@@ -200,8 +199,8 @@ def test_a_span_that_runs_backwards_is_refused() -> None:
 KEPT = [MapBuild.from_name(p.stem) for p in sorted(MAPS_DIR.glob("*.json"))]
 
 
-def backend_of(build: MapBuild) -> ModelBackend:
-    return ModelBackend(Build(**build.options()))
+def backend_of(build: MapBuild) -> ModelChip:
+    return ModelChip(Build(**build.options()))
 
 
 @pytest.mark.parametrize("build", KEPT, ids=[b.name for b in KEPT])
@@ -224,7 +223,7 @@ def test_exposed_bits_are_the_site_maps_bits(build: MapBuild) -> None:
 def lander(build: Build, env: Environment, acceleration: float, seed: int = 21,
            ram_bytes: int = 64 * 1024) -> UpsetLander:  # fmt: skip
     """The chip model, a firmware RAM and the power model with ``env``'s upsets to land."""
-    backend, ram = ModelBackend(build), FirmwareRam(ram_bytes)
+    backend, ram = ModelChip(build), FirmwareRam(ram_bytes)
     process = ArrivalProcess(env, exposed_bits(backend, ram), acceleration, seed)
     return UpsetLander(process, backend, ram, Power(EnvironmentConfig()))
 
@@ -290,8 +289,8 @@ def test_flip_flop_upsets_are_drawn_uniformly_over_the_maps_flip_flop_bits() -> 
     for line in missed[:50]:
         name, _, rest = line.split(" not landed: ")[1].partition(" bit ")
         bit = int(rest.split()[0].rstrip(":"))
-        with pytest.raises((ValueError, NotModelled)):
-            ModelBackend(build).flip([flop_site(sitemap.entry(name), bit)])
+        with pytest.raises(FaultRefused):
+            ModelChip(build).check([SiteFault(Act.FLIP, sitemap.entry(name).name, bit)])
 
 
 def test_flip_flop_upsets_reach_tmr_copies_which_are_voted_out() -> None:
@@ -306,9 +305,9 @@ def test_flip_flop_upsets_reach_tmr_copies_which_are_voted_out() -> None:
 # --- multi-bit upsets in the scratchpad ------------------------------------------------------
 
 
-def changed_cells(backend: ModelBackend) -> set[Cell]:
+def changed_cells(backend: ModelChip) -> set[Cell]:
     """Every scratchpad cell that no longer holds 0 (the memory starts all zero)."""
-    chip, lay = backend.chip, backend.layout
+    chip, lay = backend.chip, spm_layout(backend.build)
     dw = 8 * backend.build.n
     cells = set()
     for word in range(chip.spm_words):
@@ -322,13 +321,13 @@ def landings(land: UpsetLander, count: int) -> list[set[Cell]]:
     """The cells that each of ``count`` scratchpad upsets flipped, stepping time finely so
     that a step lands one upset (a step that lands two is not counted)."""
     step = DAY / land.process.upset_rates["sram"] / land.process.acceleration / DAY / 20
-    before, out, t = changed_cells(land.backend), [], 0.0
+    before, out, t = changed_cells(land.chip), [], 0.0
     while len(out) < count and t < 1000 * count * step:
         n = land.landed["spm"]
         t += step
         land.advance(t)
         if land.landed["spm"] > n:
-            after = changed_cells(land.backend)
+            after = changed_cells(land.chip)
             if land.landed["spm"] == n + 1:
                 out.append(before ^ after)  # a flip toggles: the cells this upset flipped
             before = after
@@ -372,7 +371,7 @@ def test_a_multi_bit_upset_flips_the_cells_of_its_cluster_shape(
 def test_bit_interleaving_puts_the_cells_of_a_word_line_cluster_in_different_words() -> None:
     env = environment(sram=1.0, mbu=1.0, sizes=(3,), bit_line=0.0)
     land = lander(IL4, env, acceleration=1.0, seed=34, ram_bytes=0)
-    lay: Layout = land.backend.layout
+    lay: Layout = spm_layout(land.chip.build)
     for cells in landings(land, 8):
         words = [lay.word_bit_of(c)[0] for c in cells]
         # Three cells side by side, one bit in each of three words: SECDED corrects each.
@@ -386,7 +385,7 @@ def fly(build: Build, env: Environment, acceleration: float, seconds: float,
         step: float = 0.5) -> tuple[FlightSoftware, Counter[str]]:  # fmt: skip
     """The core in TEST mode flying ``env`` for ``seconds``, stepped every ``step``; the
     events it reported, counted by name."""
-    backend = ModelBackend(build)
+    backend = ModelChip(build)
     config = FswConfig(mode=Mode.TEST)
     process = ArrivalProcess(env, exposed_bits(backend, FirmwareRam(config.ram_bytes)),
                              acceleration, seed=21)  # fmt: skip
@@ -430,7 +429,7 @@ def test_housekeeping_counts_upsets_since_boot() -> None:
 
 
 def test_housekeeping_shows_no_upsets_and_no_anomaly_without_an_environment() -> None:
-    fsw = FlightSoftware(ModelBackend(), FswConfig(mode=Mode.TEST), now=0.0)
+    fsw = FlightSoftware(ModelChip(), FswConfig(mode=Mode.TEST), now=0.0)
     fsw.step(10.0)
     assert all(not environment_hk(fsw)[name] for name in RADIATION_HK)
 
@@ -448,5 +447,5 @@ def test_a_latch_up_is_power_cycled_by_the_flight_software() -> None:
     assert fsw.radiation is not None
     sels = fsw.radiation.landed["sel"]
     assert sels >= 1 and 1 <= fsw.latchups <= sels
-    assert fsw.backend.power_cycles == fsw.latchups
+    assert fsw.chip.power_cycles == fsw.latchups
     assert events["LATCHUP_DETECTED"] == fsw.latchups

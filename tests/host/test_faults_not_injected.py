@@ -9,7 +9,7 @@ import pytest
 
 from firmware_sim.accel import Accelerator, JobPoint, NotModelled, Phase, RegCopy, gemm_reference
 from firmware_sim.accel.faults import FlopBit
-from firmware_sim.backend import Build, ModelBackend
+from firmware_sim.chip import ModelChip
 from host.errors import CommandFailed
 from host.target import Target
 from protocol.codes import EventId, FailureCode, FaultKind, NotInjectedReason
@@ -22,6 +22,7 @@ from protocol.payloads import (
     JobPhase,
     read_fault_refusal,
 )
+from testbed.sitemap_builds import Build
 
 N = 4
 S = FaultSiteClass
@@ -71,7 +72,7 @@ def test_a_register_flip_inside_a_job_is_refused_exactly_when_the_model_cannot_p
 ) -> None:
     point, site = JobPoint(0, Phase.STREAM, 2), RegCopy("DIM_K", 0, 1)
     try:
-        ModelBackend(Build(n=N, tmr=False)).check_scheduled(point, [site])
+        ModelChip(Build(n=N, tmr=False)).chip.check_scheduled(point, [site])
         predictable = True
     except NotModelled:
         predictable = False
