@@ -99,9 +99,10 @@ def _read_out(chip: Accelerator, bank: int) -> tuple[int, EccStatus]:
 
 
 def collect(chip: Accelerator) -> None:
-    """Count the reads of the cycle before (``rvalid``) at the edge ending this one."""
+    """Count the reads of the cycle before (``rvalid``) at the edge ending this one (not
+    on a chip hung at its bound, whose registers stay as they were there)."""
     p = chip._path
-    if not (p.rvalid[0] or p.rvalid[1]):
+    if not (p.rvalid[0] or p.rvalid[1]) or chip._hung:
         return
     corr, uncorr = chip.spm.corr, chip.spm.uncorr
     for bank in (0, 1):
