@@ -229,9 +229,9 @@ def steps(chip: Accelerator, count: int) -> None:
     corr, uncorr = spm.corr, spm.uncorr
     ptr_bits = bits_of(chip, PTR)
     if not ptr_bits[0] and chip._scrub_ptr < chip.spm_words:
-        ptr, wraps, last = _run(chip, chip._scrub_ptr, count)
+        ptr, wraps, last, newest = _run(chip, chip._scrub_ptr, count)
     else:
-        ptr, wraps, last = _walk(chip, chip._scrub_ptr, count, ptr_bits)
+        ptr, wraps, last, newest = _walk(chip, chip._scrub_ptr, count, ptr_bits)
     count_ecc(chip, corr, uncorr)
     chip._scrub_ptr = ptr
     chip._scrub_passes = count_on(chip._scrub_passes, wraps, 32, bits_of(chip, PASSES))
@@ -242,7 +242,7 @@ def steps(chip: Accelerator, count: int) -> None:
         p.rrow[bank] = tuple(row)
         p.rslot[bank] = word % chip.interleave
     p.rvalid = [0, 0]
-    p.scrub_bank_q = _bank_of(chip, ptr)
+    p.scrub_bank_q = _bank_of(chip, newest)  # what the last FIX's cycle pointed at
 
 
 def _code(chip: Accelerator, word: int) -> int:
@@ -252,10 +252,10 @@ def _code(chip: Accelerator, word: int) -> int:
 
 def _run(
     chip: Accelerator, ptr: int, count: int
-) -> tuple[int, int, dict[int, tuple[int, int]]]:
+) -> tuple[int, int, dict[int, tuple[int, int]], int]:
     """Steps from ``ptr`` (below SPM_WORDS, no pointer bit stuck) through the words in
     order: (new ptr, passes ended, {bank: (last word it read, that word's codeword
-    when read)})."""
+    when read)}, the pointer of the last step)."""
     spm, words, bank_words = chip.spm, chip.spm_words, chip.bank_words
     newest = (ptr + count - 1) % words
     # The last word each bank read: the newest one, and the other bank's last word before
@@ -292,12 +292,12 @@ def _run(
             ptr = 0
             wraps += 1
     return ptr, wraps, {bank: (word, _code(chip, word) if code is None else code)
-                        for bank, (word, code) in last.items()}  # fmt: skip
+                        for bank, (word, code) in last.items()}, newest  # fmt: skip
 
 
 def _walk(
     chip: Accelerator, ptr: int, count: int, bits: Bits
-) -> tuple[int, int, dict[int, tuple[int, int]]]:
+) -> tuple[int, int, dict[int, tuple[int, int]], int]:
     """Steps from any ``ptr`` with pointer bits stuck (or a pointer past the last word,
     which reads word ``ptr mod SPM_WORDS`` and wraps only at 0xFFFF): the pointer's path,
     its stuck bits forced at every step, runs into a loop of at most 65536 values; the
@@ -332,5 +332,5 @@ def _walk(
         for q in tail:
             word = q & (words - 1)
             last[word // bank_words] = (word, _code(chip, word))
-        p = loop[part]
-    return p, wraps, last
+        return loop[part], wraps, last, tail[-1]
+    return p, wraps, last, path[-1]

@@ -374,6 +374,7 @@ def test_idle_spans_taken_whole_equal_cycle_by_cycle_with_stuck_bits(seed: int) 
     assert whole.spm.data.tobytes() == stepped.spm.data.tobytes()
     assert whole.spm.check.tobytes() == stepped.spm.check.tobytes()
     assert whole._path.rrow == stepped._path.rrow
+    assert whole._path.scrub_bank_q == stepped._path.scrub_bank_q
     assert (whole._scrub_state, whole._scrub_timer) == (stepped._scrub_state, stepped._scrub_timer)
 
 
