@@ -281,7 +281,9 @@ class Accelerator:
         """One AXI4-Lite read: (data, response)."""
         self._token = None  # a scratchpad read loads the read registers
         self._check_bus(addr, 0)
-        scrubber.collect(self)  # a read of the cycle before is counted by now
+        rvalid = self._path.rvalid
+        if rvalid[0] or rvalid[1]:
+            scrubber.collect(self)  # a read of the cycle before is counted by now
         addr &= ~3  # the two low address bits are ignored
         if addr >= SPM_BASE:
             return self._spm_read(addr)
@@ -294,7 +296,9 @@ class Accelerator:
         """One AXI4-Lite write (all strobes); a refused write changes nothing."""
         self._token = None
         self._check_bus(addr, value)
-        scrubber.collect(self)
+        rvalid = self._path.rvalid
+        if rvalid[0] or rvalid[1]:
+            scrubber.collect(self)
         resp = self._bus_write(addr, value)
         self._hold()  # the write loads the register, but not its stuck bits
         return resp
@@ -533,7 +537,7 @@ class Accelerator:
                                   "them (engine='cycle')")  # fmt: skip
             self._needs_twin(d, timed, explain=True)
         self._finish_scrub_step()
-        self._scrub_timer = forced(0, scrubber.bits_of(self, scrubber.TIMER))
+        self._scrub_timer = forced(0, scrubber.bits_of(self, scrubber.TIMER)) if self._held else 0
         if twin:
             # A recorded run carries counter offsets past its end by addition, which a
             # stuck counter bit does not follow: such a job runs from START.
@@ -735,7 +739,9 @@ class Accelerator:
             scrubber.idle(self, cycles)
 
     def _finish_scrub_step(self) -> None:
-        scrubber.finish_step(self)
+        rvalid = self._path.rvalid
+        if self._scrub_state or self._held or rvalid[0] or rvalid[1]:
+            scrubber.finish_step(self)
 
     def _count(self, path: str, value: int, cycles: int) -> int:
         """Counter ``path`` holding ``value`` after ``cycles`` cycles that each add one,
