@@ -11,7 +11,6 @@ from fw_harness import (
     PING,
     SPM,
     Harness,
-    Reply,
     dump,
     gemm_tc,
     hk,
