@@ -129,6 +129,8 @@ class FaultInjectionService:
                         fsw.ram.flip(a, b)
 
             return hit_ram
+        if rec.site_class == S.FW_RAM_CLUSTER:
+            return self._ram_cluster(rec, at, index)
         if rec.site_class == S.ACCEL:
             if kind == K.SEL:
                 return lambda: setattr(fsw.env, "latchup", True)
@@ -173,6 +175,27 @@ class FaultInjectionService:
             raise _refused(FailureCode.FAULT_NOT_PREDICTABLE, sites_at, index, rec, exc) from None
         earlier += sites
         return lambda: backend.schedule(when, sites)
+
+    def _ram_cluster(self, rec: FaultRecord, at: int, index: int) -> Callable[[], None]:
+        """The bits of a ``FW_RAM_CLUSTER`` record: ``width`` cells of its shape from the
+        first bit named, where the RAM's organisation puts them (``RamLayout``)."""
+        ram = self.fsw.ram
+        address, bit, raw_shape = (int(f) for f in rec.site)
+        if address >= ram.size:
+            raise refuse(FailureCode.ADDRESS_OUT_OF_RANGE, f"firmware RAM octet {address}",
+                         struct.pack("!II", address, 1))  # fmt: skip
+        cluster = cluster_shape(rec.width, Orientation[ClusterShape(raw_shape).name])
+        try:
+            bits = ram.layout.cluster(address, bit, cluster.offsets)
+        except ValueError as exc:
+            at_address = at + rec.field_offset("address")
+            raise _refused(FailureCode.FAULT_SITE_ABSENT, at_address, index, rec, exc) from None
+
+        def hit_cluster() -> None:
+            for a, b in bits:
+                ram.flip(a, b)
+
+        return hit_cluster
 
     def _named_site(self, rec: FaultRecord, at: int, index: int) -> list[FaultSite]:
         """The model's site of a ``SITE`` record, checked against this build's map."""
