@@ -45,6 +45,7 @@ SIGMAS = 5.0
 DAY = SECONDS_PER_DAY
 LEO = load_environment(REPO / "configs/environments/leo-iss.yaml")
 GEO = load_environment(REPO / "configs/environments/geo.yaml")
+FINFET = load_environment(REPO / "configs/environments/leo-iss-finfet.yaml")
 BITS = {"sram": 1_000_000, "flipflop": 200_000}
 
 
@@ -464,6 +465,18 @@ def test_a_day_lands_ram_clusters_in_the_shapes_and_shares_of_the_file(ram_day) 
     down = [b for b in found if len(b) > 1 and len({bit for _, bit in b}) == 1
             and len({a % layout.row_octets for a, _ in b}) == 1]  # fmt: skip
     assert len(down) == orientations[Orientation.BIT_LINE]
+
+
+def test_a_finfet_day_lands_only_bit_line_clusters_of_at_most_three_bits_in_ram() -> None:
+    land = lander(Build(), FINFET, acceleration=2e6, seed=37)
+    found = ram_landings(land, DAY)
+    clusters = [bits for bits in found if len(bits) > 1]
+    assert len(clusters) > 100
+    sizes = Counter(len(bits) for bits in clusters)
+    assert set(sizes) == {2, 3}
+    for bits in clusters:
+        want = tuple(sorted(shape(len(bits), Orientation.BIT_LINE).offsets))
+        assert ram_shape(land.ram.layout, bits) == want
 
 
 def test_a_ram_cluster_that_cannot_fit_is_not_landed_and_says_why() -> None:
