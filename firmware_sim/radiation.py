@@ -14,10 +14,11 @@ What is exposed comes from the build's site map (``testbed.sitemap``): its opera
 memory is SRAM, every other class of storage element flip-flops, and the firmware's own
 RAM is SRAM too (``Exposure``). ``UpsetLander`` is the flight software's collaborator
 that lands the arrivals: a flip-flop upset on a bit drawn uniformly over the map's
-flip-flop bits, a scratchpad upset as a cluster of cells (``testbed.clusters``) placed
-uniformly where it fits its bank, a firmware RAM upset on consecutive bits, a SEFI as a
-hung sequencer, an SEL as a latch-up. An upset the model cannot apply is counted as not
-landed, with the reason in the log, and never as landed.
+flip-flop bits, an SRAM upset as a cluster of cells (``testbed.clusters``) placed
+uniformly where it fits its scratchpad bank or the rows of the firmware RAM
+(``firmware_sim.ram.RamLayout``), a SEFI as the sequencer upset that stands for it
+(``firmware_sim.chip.sefi_faults``), an SEL as a latch-up. An upset the chip cannot
+apply is counted as not landed, with the reason in the log, and never as landed.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from firmware_sim.chip import (
 from firmware_sim.environment import Environment as Power
 from firmware_sim.ram import FirmwareRam
 from protocol.codes import FaultKind
+from testbed.clusters import Cluster
 from testbed.clusters import draw as draw_cluster
 from testbed.config.environment import SECONDS_PER_DAY, Environment
 from testbed.sitemap import SiteClass, SiteMap
@@ -287,16 +289,17 @@ def exposed_bits(chip: Chip, ram: FirmwareRam) -> dict[str, int]:
 class UpsetLander:
     """Lands the arrivals of ``process`` on the chip, the firmware RAM and the power model.
 
-    An SRAM upset hits the scratchpad or the firmware RAM in proportion to their bits. In
-    the scratchpad it is a cluster (``testbed.clusters.draw``: down the bit line with the
-    environment's ``bit_line_share``, else along the word line or a block), its first cell
-    drawn uniformly among those from which it fits its bank, mapped to cells by the
-    build's layout; in the RAM it flips consecutive bits. A flip-flop upset hits a bit
-    drawn uniformly over the site map's flip-flop bits. ``landed`` counts what landed
-    where (and SEFIs and SELs), ``landed_in_saa`` those that landed inside the anomaly,
-    ``not_landed`` where the model could not apply one, ``flipflop_classes`` the site
-    classes flip-flop upsets were drawn in (landed or not). ``exposure`` replaces the
-    build's kept site map (``Exposure.of``) where a build has none.
+    An SRAM upset hits the scratchpad or the firmware RAM in proportion to their bits, as
+    a cluster (``testbed.clusters.draw``: down the bit line with the environment's
+    ``bit_line_share``, else along the word line or a block), its first cell drawn
+    uniformly among those from which it fits its scratchpad bank (mapped to words by the
+    build's layout) or the RAM's rows (mapped to octets by ``RamLayout``). A flip-flop
+    upset hits a bit drawn uniformly over the site map's flip-flop bits. ``landed``
+    counts what landed where (and SEFIs and SELs), ``landed_in_saa`` those that landed
+    inside the anomaly, ``not_landed`` where the model could not apply one,
+    ``flipflop_classes`` the site classes flip-flop upsets were drawn in (landed or not).
+    ``exposure`` replaces the build's kept site map (``Exposure.of``) where a build has
+    none.
     """
 
     def __init__(self, process: ArrivalProcess, chip: Chip, ram: FirmwareRam,
@@ -372,15 +375,10 @@ class UpsetLander:
         """Land an SRAM upset of ``size`` cells: (where, why it did not land or None)."""
         spm, ram_bits = self.exposure.spm, self.exposure.ram_bits
         index = int(self.rng.integers(spm.total_bits + ram_bits))
-        if index >= spm.total_bits:
-            if size > ram_bits:
-                return "fw_ram", f"{size} bits do not fit the firmware RAM ({ram_bits} bits)"
-            first = int(self.rng.integers(ram_bits - size + 1))
-            for bit in range(first, first + size):
-                self.ram.flip(*divmod(bit, 8))
-            return "fw_ram", None
-        bank, _ = spm.site(index)
         cluster = draw_cluster(size, self.cluster_rng, self.bit_line_share)
+        if index >= spm.total_bits:
+            return "fw_ram", self._ram_cluster(cluster)
+        bank, _ = spm.site(index)
         rows, cells = bank.depth, bank.width  # a bank's physical rows and cells per row
         if cluster.rows > rows or cluster.cells > cells:
             return "spm", (
@@ -396,6 +394,22 @@ class UpsetLander:
         faults = [cell_fault(Act.FLIP, c, layout, kind=kind) for c in cells]
         why = self._land(faults)
         return "spm", None if why is None else f"{bank.name} row {row} cell {cell}: {why}"
+
+    def _ram_cluster(self, cluster: Cluster) -> str | None:
+        """Land ``cluster`` in the firmware RAM, its first cell drawn uniformly among those
+        from which it fits the RAM's rows (``RamLayout``); why it did not land, or None."""
+        layout = self.ram.layout
+        if cluster.rows > layout.rows or cluster.cells > layout.row_cells:
+            return (
+                f"a {cluster.orientation} cluster of {cluster.size} cells ({cluster.rows} x "
+                f"{cluster.cells}) does not fit the firmware RAM ({layout.rows} rows of "
+                f"{layout.row_cells} cells)"
+            )
+        row = int(self.rng.integers(layout.rows - cluster.rows + 1))
+        cell = int(self.rng.integers(layout.row_cells - cluster.cells + 1))
+        for address, bit in layout.cluster(*layout.bit_of(row, cell), cluster.offsets):
+            self.ram.flip(address, bit)
+        return None
 
     def _flipflop(self) -> tuple[str, str | None]:
         """Land a flip-flop upset: ("flipflop", why it did not land or None)."""

@@ -123,6 +123,8 @@ class FaultInjectionService:
         kind = FaultKind(rec.kind)
         if rec.site_class == S.FW_RAM:
             return self._ram_plan(rec, kind)
+        if rec.site_class == S.FW_RAM_CLUSTER:
+            return self._ram_cluster(rec, at, index)
         if rec.site_class == S.ACCEL and kind == K.SEL:
             return lambda: setattr(self.power, "latchup", True)
         if rec.site_class == S.FSW:
@@ -144,6 +146,27 @@ class FaultInjectionService:
             raise _refused(FailureCode.FAULT_SITE_ABSENT, sites_at, index, rec, exc) from None
         waiting += faults
         return lambda: self.chip.place(faults)
+
+    def _ram_cluster(self, rec: FaultRecord, at: int, index: int) -> Callable[[], None]:
+        """The bits of a ``FW_RAM_CLUSTER`` record: ``width`` cells of its shape from the
+        first bit named, where the RAM's organisation puts them (``RamLayout``)."""
+        ram = self.ram
+        address, bit, raw_shape = (int(f) for f in rec.site)
+        if address >= ram.size:
+            raise refuse(FailureCode.ADDRESS_OUT_OF_RANGE, f"firmware RAM octet {address}",
+                         struct.pack("!II", address, 1))  # fmt: skip
+        cluster = cluster_shape(rec.width, Orientation[ClusterShape(raw_shape).name])
+        try:
+            bits = ram.layout.cluster(address, bit, cluster.offsets)
+        except ValueError as exc:
+            at_address = at + rec.field_offset("address")
+            raise _refused(FailureCode.FAULT_SITE_ABSENT, at_address, index, rec, exc) from None
+
+        def hit_cluster() -> None:
+            for a, b in bits:
+                ram.flip(a, b)
+
+        return hit_cluster
 
     def _ram_plan(self, rec: FaultRecord, kind: FaultKind) -> Callable[[], None]:
         address, bit = rec.site
