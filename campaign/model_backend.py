@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from campaign.outcome import Observation, Outcome, classify
+from campaign.outcome import ENDED_WITHOUT_DONE, Observation, Outcome, classify
 from campaign.plan import Injection, Plan
 from firmware_sim.accel import Accelerator, EccStatus, JobPoint, NotModelled, Reg, SpmCell
+from firmware_sim.accel.regs import Status
 from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_site
 from testbed.clusters import shape
 from testbed.sitemap import SiteClass
@@ -115,6 +116,9 @@ class ModelBackend:
         if err:
             return classify(Observation(None, f"the job ended in error, ERR_CODE {int(err)}"),
                             self.golden)  # fmt: skip
+        if not chip.status & Status.DONE:
+            # The flight software fails a job whose chip went idle without DONE.
+            return classify(Observation(None, ENDED_WITHOUT_DONE), self.golden)
         result, error = self._result(chip)
         moved = {k: (v - self.golden_counters[k]) & 0xFFFFFFFF
                  for k, v in self._counters(chip).items()}  # fmt: skip

@@ -41,6 +41,10 @@ CLASSES: tuple[Outcome, ...] = tuple(o for o in Outcome if o is not Outcome.NOT_
 MITIGATION_COUNTERS = ("ecc_corrected", "tmr_mismatches")
 
 
+ENDED_WITHOUT_DONE = "the chip went idle without DONE: no result (the job fails)"
+"""Why a run whose sequencer left BUSY without setting DONE delivered nothing."""
+
+
 @dataclass(frozen=True)
 class Observation:
     """What one run of the job showed: its result (None if it delivered none), whether

@@ -134,6 +134,10 @@ def backend_for(campaign: Campaign, build: Build, backend: str) -> object:
             from campaign.model_backend import ModelBackend
 
             found = ModelBackend(plan)
+        elif backend == "rtl":
+            from campaign.rtl_backend import RtlBackend
+
+            found = RtlBackend(plan)
         else:  # the ground side's backend: a target over the link
             from host.campaign.link_backend import LinkBackend
 

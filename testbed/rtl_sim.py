@@ -10,6 +10,7 @@ through it.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,8 +59,19 @@ def build(
     waves: bool = False,
     log_file: Path | None = None,
 ):
-    """Compile ``toplevel`` with ``parameters`` into ``build_dir``; the runner, ready to test."""
+    """Compile ``toplevel`` with ``parameters`` into ``build_dir``; the runner, ready to test.
+
+    Processes that build the same directory at once (a campaign's workers) take turns:
+    the first compiles, the others find it up to date."""
     sim = runner(simulator)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build(sim, toplevel, parameters, build_dir, waves, log_file)
+    return sim
+
+
+def _build(sim, toplevel, parameters, build_dir, waves, log_file) -> None:
     sim.build(
         sources=sources(),
         hdl_toplevel=toplevel,
@@ -69,4 +81,3 @@ def build(
         waves=waves,
         log_file=log_file,
     )
-    return sim

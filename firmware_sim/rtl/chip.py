@@ -70,8 +70,9 @@ _DESCRIPTOR = (Reg.DIM_M, Reg.DIM_K, Reg.DIM_N, Reg.A_ADDR, Reg.B_ADDR, Reg.BIAS
 class RtlChip:
     """``scc_top`` of one build in a running simulation, as the flight software's chip.
 
-    Its blocking methods are called from the flight software's thread; the coroutines
-    behind them (named with a leading underscore) run in the simulator's.
+    Its blocking methods (``firmware_sim.chip.Chip``) are called from the flight
+    software's thread; the coroutines behind them (``bus_write``, ``wait_irq``,
+    ``place_faults``, ...) run in the simulator's, where a test bench may await them.
     """
 
     name = "rtl"
@@ -91,6 +92,7 @@ class RtlChip:
         self.stuck_registers: dict[tuple[str, int], SiteFault] = {}
         self.power_cycles = 0
         self._holder: Task | None = None
+        self._held_registers: handles.Held = []
         self._watcher: Task | None = None
         self._pending: list[SiteFault] = []
         self._tally: JobInjection | None = None
@@ -121,13 +123,11 @@ class RtlChip:
     def _busy(self) -> bool:
         return bool(int(self.dut.u_seq.busy_o.value))
 
-    async def _write(self, addr: int, value: int) -> Resp:
+    async def bus_write(self, addr: int, value: int) -> Resp:
         ctrl = addr == Reg.CTRL
         start = ctrl and value & Ctrl.START and not value & Ctrl.SOFT_RESET and not self._busy()
         if start:
-            d = await self._descriptor()
-            self._watcher = cocotb.start_soon(self._watch(self.armed, d))
-            self.armed = []
+            self._arm(await self.descriptor())
         reply = await self.axil.write(addr, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
         if ctrl and value & Ctrl.SOFT_RESET:
             self._end_run()
@@ -135,15 +135,27 @@ class RtlChip:
             self._hold_cells()
         return Resp(int(reply.resp))
 
-    async def _read(self, addr: int) -> tuple[int, Resp]:
+    def _arm(self, d: Descriptor) -> None:
+        """The faults armed go with the job ``d`` about to start (a watcher places them)."""
+        self._watcher = cocotb.start_soon(self._watch(self.armed, d))
+        self.armed = []
+
+    async def start(self, d: Descriptor) -> Resp:
+        """START the job the registers hold, which the caller knows to be ``d`` (a test
+        bench that programmed them), with the faults armed."""
+        self._arm(d)
+        reply = await self.axil.write(int(Reg.CTRL), int(Ctrl.START).to_bytes(4, "little"))
+        return Resp(int(reply.resp))
+
+    async def bus_read(self, addr: int) -> tuple[int, Resp]:
         reply = await self.axil.read(addr, 4)
         return int.from_bytes(reply.data, "little"), Resp(int(reply.resp))
 
-    async def _descriptor(self) -> Descriptor:
+    async def descriptor(self) -> Descriptor:
         """The job the configuration registers describe (their voted values)."""
         v = {}
         for reg in _DESCRIPTOR:
-            v[reg], _ = await self._read(int(reg))
+            v[reg], _ = await self.bus_read(int(reg))
         epi = v[Reg.EPILOGUE]
         return Descriptor(
             n=self.build.n, bank_words=self.build.bank_words, m=v[Reg.DIM_M], k=v[Reg.DIM_K],
@@ -230,7 +242,7 @@ class RtlChip:
         done = (int(get_sim_time("ns")) - start) // CLOCK_NS
         return max(bound + 1 - done, 0)
 
-    async def _wait(self, cycles: int) -> bool:
+    async def wait_irq(self, cycles: int) -> bool:
         irq = self.dut.irq_o
         if not int(irq.value):
             left = self._cycles_left()
@@ -246,11 +258,11 @@ class RtlChip:
             self._hold_cells()
         return fired
 
-    async def _idle(self, cycles: int) -> None:
+    async def run_idle(self, cycles: int) -> None:
         if self._busy():
             left = self._cycles_left()
             if left is None:  # BUSY with no START seen: an upset woke the sequencer
-                d = await self._descriptor()
+                d = await self.descriptor()
                 self._run = (int(get_sim_time("ns")), hang_bound(d))
                 left = self._cycles_left()
             cycles = min(cycles, left or 0)
@@ -260,7 +272,7 @@ class RtlChip:
         if self.stuck_cells:
             self._hold_cells()
 
-    async def _power_cycle(self) -> None:
+    async def power_off_on(self) -> None:
         self._end_run()
         self._stop_holding()
         self.stuck_registers.clear()  # register bits are state: power clears them
@@ -274,7 +286,7 @@ class RtlChip:
         if self.stuck_cells:
             self._hold_cells()
 
-    async def _place(self, faults: list[SiteFault]) -> None:
+    async def place_faults(self, faults: list[SiteFault]) -> None:
         now = [f for f in faults if f.when is None and not f.act.stuck]
         stuck = [f for f in faults if f.act.stuck]
         self.armed += [f for f in faults if f.when is not None and not f.act.stuck]
@@ -300,20 +312,21 @@ class RtlChip:
                 self.stuck_cells[key] = fault
             else:
                 self.stuck_registers[key] = fault
+        self._held_registers = self._held(self.stuck_registers)
         self._hold_cells()
         self._hold_registers()
         if self.stuck_registers and self._holder is None:
             self._holder = cocotb.start_soon(self._hold_every_cycle())
 
+    def _held(self, faults: dict[tuple[str, int], SiteFault]) -> handles.Held:
+        bits = [(self.sitemap.entry(f.entry), f.bit, f.act.level) for f in faults.values()]
+        return handles.held(self.dut, bits)
+
     def _hold_cells(self) -> None:
-        bits = [(self.sitemap.entry(f.entry), f.bit, f.act.level)
-                for f in self.stuck_cells.values()]  # fmt: skip
-        handles.hold(self.dut, bits)
+        handles.hold(self._held(self.stuck_cells))
 
     def _hold_registers(self) -> None:
-        bits = [(self.sitemap.entry(f.entry), f.bit, f.act.level)
-                for f in self.stuck_registers.values()]  # fmt: skip
-        handles.hold(self.dut, bits)
+        handles.hold(self._held_registers)
 
     async def _hold_every_cycle(self) -> None:
         while True:
@@ -321,11 +334,12 @@ class RtlChip:
             self._hold_registers()
 
     def _stop_holding(self) -> None:
+        self._held_registers = []
         if self._holder is not None:
             self._holder.cancel()
             self._holder = None
 
-    async def _clear(self) -> int:
+    async def clear_faults(self) -> int:
         count = len(self.stuck_cells) + len(self.stuck_registers) + len(self.armed)
         self.stuck_cells.clear()
         self.stuck_registers.clear()
@@ -333,7 +347,7 @@ class RtlChip:
         self._stop_holding()
         return count
 
-    async def _settle(self) -> JobInjection | None:
+    async def settle_faults(self) -> JobInjection | None:
         if self._tally is not None:
             if self._watcher is not None and not self._watcher.done():
                 self._watcher.cancel()
@@ -360,20 +374,20 @@ class RtlChip:
     # --- the flight software's side (``firmware_sim.chip.Chip``) ----------------------
 
     def write(self, addr: int, value: int) -> Resp:
-        return resume(self._write)(addr, value)
+        return resume(self.bus_write)(addr, value)
 
     def read(self, addr: int) -> tuple[int, Resp]:
-        return resume(self._read)(addr)
+        return resume(self.bus_read)(addr)
 
     def wait_for_interrupt(self, cycles: int) -> bool:
-        return resume(self._wait)(cycles)
+        return resume(self.wait_irq)(cycles)
 
     def advance(self, seconds: float) -> None:
         if seconds > 0:
-            resume(self._idle)(min(math.ceil(seconds * self.clock_hz), IDLE_CYCLES))
+            resume(self.run_idle)(min(math.ceil(seconds * self.clock_hz), IDLE_CYCLES))
 
     def power_cycle(self) -> None:
-        resume(self._power_cycle)()
+        resume(self.power_off_on)()
         self.power_cycles += 1
 
     def check(self, faults: Sequence[SiteFault], waiting: Sequence[SiteFault] = ()) -> None:
@@ -384,13 +398,13 @@ class RtlChip:
             check_reachable(fault, self.build.n, i)
 
     def place(self, faults: Sequence[SiteFault]) -> None:
-        resume(self._place)(list(faults))
+        resume(self.place_faults)(list(faults))
 
     def active(self) -> list[SiteFault]:
         return [*self.stuck_cells.values(), *self.stuck_registers.values(), *self.armed]
 
     def clear(self) -> int:
-        return resume(self._clear)()
+        return resume(self.clear_faults)()
 
     def settle(self) -> JobInjection | None:
-        return resume(self._settle)()
+        return resume(self.settle_faults)()

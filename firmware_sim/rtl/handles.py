@@ -49,16 +49,27 @@ def flip(dut, bits: Iterable[tuple[Entry, int]]) -> None:
         handle.value = int(handle.value) ^ mask
 
 
-def hold(dut, bits: Iterable[tuple[Entry, int, int]]) -> None:
-    """Set each bit to its level now (one deposit per signal), the others kept."""
+Held = list[tuple[object, int, int]]
+"""Signals with bits to hold: (handle, mask of the bits, their levels)."""
+
+
+def held(dut, bits: Iterable[tuple[Entry, int, int]]) -> Held:
+    """The signals and masks that hold each (entry, bit, level): found once, applied at
+    every cycle by ``hold``."""
     per: dict[int, tuple[object, int, int]] = {}
     for entry, bit, level in bits:
         handle, b = signal_bit(dut, entry, bit)
         _, mask, ones = per.get(id(handle), (handle, 0, 0))
         per[id(handle)] = (handle, mask | 1 << b, ones | level << b)
-    for handle, mask, ones in per.values():
-        value = int(handle.value) & ~mask | ones
-        if value != int(handle.value):
+    return list(per.values())
+
+
+def hold(signals: Held) -> None:
+    """Set the held bits to their levels now (one deposit per signal that differs)."""
+    for handle, mask, ones in signals:
+        now = int(handle.value)
+        value = now & ~mask | ones
+        if value != now:
             handle.value = value
 
 

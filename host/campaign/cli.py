@@ -199,18 +199,20 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     from host.campaign.crosscheck import crosscheck
 
     campaign = load_campaign(args.file)
+    chip = "link" if args.over_link or args.port is not None else "rtl"
     if args.port is not None:
         campaign = on_port(campaign, args.port, args.baud)
     out = args.out or Path("reports") / f"{campaign.name}-crosscheck"
     workers = args.workers or default_workers()
+    where = "over the link" if chip == "link" else "on the RTL"
     print(f"crosscheck {campaign.name}: {campaign.workload.describe()} on "
-          f"{', '.join(b.name for b in campaign.build_list())}, on the model, then over the "
-          f"link; runs in {out}", file=sys.stderr)  # fmt: skip
+          f"{', '.join(b.name for b in campaign.build_list())}, on the model, then {where}; "
+          f"runs in {out}", file=sys.stderr)  # fmt: skip
 
     def progress(label: str) -> CampaignProgress:
         return CampaignProgress(f"{campaign.name} ({label})")
 
-    check = crosscheck(campaign, out, injections=args.injections, workers=workers,
+    check = crosscheck(campaign, out, chip=chip, injections=args.injections, workers=workers,
                        progress=progress)  # fmt: skip
     for line in check.summary():
         print(line)
@@ -239,8 +241,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786")  # fmt: skip
     r.add_argument("--backend", choices=BACKENDS,
-                   help="model: the model in the workers; link: the target file's chip over "
-                   "the serial link (default: the file's)")  # fmt: skip
+                   help="model: the model in the workers; rtl: the chip's RTL in a simulation "
+                   "per worker; link: the target file's chip over the serial link (default: "
+                   "the file's)")  # fmt: skip
     r.add_argument("--port", metavar="PORT",
                    help="run over the link on the board (or `hil sim` chip) at this serial "
                    "port, TEST mode; the campaign must name its one build")  # fmt: skip
@@ -251,13 +254,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = csub.add_parser("report", help="write report.json, report.md and report.html of DIR")
     p.add_argument("dir", type=Path, help="a campaign's directory")
     p.set_defaults(run=cmd_report)
-    x = csub.add_parser("crosscheck", help="the same injections on the model and over the "
-                        "link, compared one by one (exit 1 if any differs)")  # fmt: skip
+    x = csub.add_parser(
+        "crosscheck", help="the same injections on the model and on the RTL (or over the "
+        "link), compared one by one (exit 1 if any differs)",
+    )  # fmt: skip
     x.add_argument("file", type=Path, help="a campaign file (its target is the chip checked)")
     x.add_argument("--injections", type=_workers, metavar="N",
                    help="injections per stratum (default: the file's)")  # fmt: skip
     x.add_argument("--out", type=Path, help="its directory (default reports/NAME-crosscheck)")
     x.add_argument("--workers", type=_workers, help="worker processes (default: the cores)")
+    x.add_argument("--over-link", action="store_true",
+                   help="run the second time over the serial link on the target file's chip "
+                   "(the flight software too) instead of on the RTL directly")  # fmt: skip
     x.add_argument("--port", metavar="PORT", help="check the board at this serial port instead")
     x.add_argument("--baud", type=int, help="the board's baud rate (default the link's)")
     x.set_defaults(run=cmd_crosscheck)

@@ -1,10 +1,11 @@
-"""``hil campaign crosscheck FILE``: the same injections on the model and on a chip over
-the link, injection by injection.
+"""``hil campaign crosscheck FILE``: the same injections on the model and on the chip's
+RTL (or a chip over the link), injection by injection.
 
 The campaign runs twice with its seed, so with the same injections: on the bit-exact model
-in worker processes, and on its target over the serial link (the chip's RTL in a
-simulator for a target with ``backend: rtl``, a board with ``--port``). Every injection
-that both injected must end in the same outcome class; one that does not is a
+in worker processes, and on the RTL (``rtl``: the RTL in a simulation per worker, many
+injections each) or over the serial link (``link``: the target file's chip, the flight
+software and the RTL with ``backend: rtl``, or a board with ``--port``). Every injection
+that both placed must end in the same outcome class; one that does not is a
 disagreement, reported with its site, its point in the job and both outcomes. Injections
 the model cannot place (sites only the RTL has: the bus interface, the reset pulse) are
 reported apart with what they did on the chip; an injection the model placed and the chip
@@ -17,7 +18,7 @@ import json
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from campaign.runner import RUNS, run_campaign
@@ -49,9 +50,12 @@ class CrossCheck:
                                 (d["model"], d["chip"]))  # fmt: skip
 
     def to_json(self) -> dict:
-        out = asdict(self)
-        out["compared"] = self.compared
-        return out
+        return {
+            "runs": self.runs, "compared": self.compared, "agree": self.agree,
+            "differ": self.differ, "chip_only": dict(self.chip_only), "neither": self.neither,
+            "by_class": {k: dict(v) for k, v in self.by_class.items()},
+            "seconds": self.seconds,
+        }  # fmt: skip
 
     def summary(self) -> list[str]:
         """What a reader came for, in a few lines."""
@@ -109,22 +113,23 @@ def compare(model_runs: Path, chip_runs: Path) -> CrossCheck:
 
 
 def crosscheck(
-    campaign: Campaign, out: Path, *, injections: int | None = None, workers: int = 1,
-    progress=None,
+    campaign: Campaign, out: Path, *, chip: str = "rtl", injections: int | None = None,
+    workers: int = 1, progress=None,
 ) -> CrossCheck:  # fmt: skip
     """Run ``campaign`` (``injections`` per stratum instead of its own, if given) on the
-    model and over the link into ``out/model`` and ``out/link``; write ``crosscheck.json``.
-    ``progress(label)``, if given, is a context manager that shows a run's progress."""
+    model and on ``chip`` (``rtl`` or ``link``) into ``out/model`` and ``out/CHIP``; write
+    ``crosscheck.json``. ``progress(label)``, if given, is a context manager that shows a
+    run's progress."""
     if injections is not None:
         campaign = campaign.model_copy(update={"injections": injections, "precision": None})
     seconds = {}
-    for backend in ("model", "link"):
+    for backend in ("model", chip):
         started = time.perf_counter()
         with progress(backend) if progress else nullcontext() as shown:
             run_campaign(campaign, out / backend, backend=backend, workers=workers,
                          progress=shown)  # fmt: skip
         seconds[backend] = round(time.perf_counter() - started, 2)
-    check = compare(out / "model" / RUNS, out / "link" / RUNS)
+    check = compare(out / "model" / RUNS, out / chip / RUNS)
     check.seconds = seconds
     (out / "crosscheck.json").write_text(json.dumps(check.to_json(), indent=2) + "\n")
     return check

@@ -28,7 +28,7 @@ FaultKindName = Literal["sbu", "mbu", "set", "stuck_at"]
 FAULT_KINDS: tuple[str, ...] = typing.get_args(FaultKindName)
 """Fault kinds a campaign samples over site-map bits (SEFI and latch-up are device events:
 they come from the environment's rates in a soak)."""
-BackendName = Literal["model", "link"]
+BackendName = Literal["model", "rtl", "link"]
 BACKENDS: tuple[str, ...] = typing.get_args(BackendName)
 """``model``: the bit-exact model in the campaign's own processes; ``link``: the chip the
 target file names (the simulated chip on a pseudo-terminal, or a board) over the serial link."""
