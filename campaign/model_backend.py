@@ -27,6 +27,10 @@ COUNTERS = {"ecc_corrected": Reg.ECC_CORR, "ecc_uncorrectable": Reg.ECC_UNCORR,
             "tmr_mismatches": Reg.TMR_MISMATCH}  # fmt: skip
 
 
+#: Injections whose model sites a backend keeps (the scratchpad alone has more bits).
+SITES_KEPT = 1 << 16
+
+
 class ModelBackend:
     """Injections of one build's plan on the model."""
 
@@ -40,6 +44,7 @@ class ModelBackend:
         chip.write_reg(Reg.SCRUB_PERIOD, 0)
         self.place = chip.load_job(**plan.workload.job_args())
         self.chip = chip
+        self._sites: dict[tuple, tuple | str] = {}
         self._pristine = chip.snapshot()
         self._golden = chip.golden_job()
         err = chip.run()
@@ -73,6 +78,16 @@ class ModelBackend:
 
     def sites(self, chip: Accelerator, inj: Injection) -> list | str:
         """The model sites an injection flips, or why the model has none."""
+        # Sites are frozen values: an injection's depend on its entry, bit, kind and cluster.
+        key = (inj.entry, inj.bit, inj.kind, inj.size, inj.orientation)
+        found = self._sites.get(key)
+        if found is None:
+            found = self._find_sites(chip, inj)
+            if len(self._sites) < SITES_KEPT:
+                self._sites[key] = found
+        return list(found) if isinstance(found, tuple) else found
+
+    def _find_sites(self, chip: Accelerator, inj: Injection) -> tuple | str:
         entry = self.plan.sitemap.entry(inj.entry)
         if inj.kind == "set":
             site = transient_site(entry, inj.bit, self.build.tmr)
@@ -82,13 +97,13 @@ class ModelBackend:
             why = rtl_only_reason(entry, self.build) or "no model site of this kind"
             return f"the model has no site for {inj.entry}: {why}"
         if inj.kind != "mbu":
-            return [site]
+            return (site,)
         assert isinstance(site, SpmCell)
         lay = chip.layout
         cells = [SpmCell(site.bank, site.row + dr, site.cell + dc)
                  for dr, dc in shape(inj.size, inj.orientation).offsets]  # fmt: skip
         # A cluster reaching past the array's edge flips the cells that exist.
-        return [c for c in cells if 0 <= c.row < lay.rows and 0 <= c.cell < lay.row_cells]
+        return tuple(c for c in cells if 0 <= c.row < lay.rows and 0 <= c.cell < lay.row_cells)
 
     def run(self, inj: Injection) -> tuple[Outcome, str]:
         """Run one injection; its outcome class and a line saying why."""

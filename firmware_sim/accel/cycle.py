@@ -127,11 +127,11 @@ def load_frame(st: PathState, frame: Frame) -> None:
     st.scrub = {"state_q": s_state, "timer_q": s_timer, "ptr_q": ptr, "passes_q": passes}
 
 
-def _vote(copies: list[int]) -> int:
-    if len(copies) == 1:
-        return copies[0]
-    a, b, c = copies
-    return (a & b) | (b & c) | (a & c)
+def _votes(regs: dict[str, list[int]]) -> dict[str, int]:
+    """The voted value of every register: the majority of three copies, or the one copy
+    without TMR (inline: the twin votes them at every fault)."""
+    return {name: c[0] if len(c) == 1 else (c[0] & c[1]) | (c[1] & c[2]) | (c[0] & c[2])
+            for name, c in regs.items()}  # fmt: skip
 
 
 class _Geometry:
@@ -165,8 +165,18 @@ class _Geometry:
         )  # fmt: skip
 
 
-#: ``_Geometry`` of (build, configuration) pairs ``CycleTwin.result_code`` has met.
+#: ``_Geometry`` of (build, configuration) pairs the twins have met.
 _GEOMETRIES: dict[tuple[Build, tuple], _Geometry] = {}
+
+
+def _geometry(b: Build, cfg: dict[str, int]) -> _Geometry:
+    """``_Geometry(b, cfg)``, made once per configuration (a campaign starts thousands of
+    twins on one job)."""
+    key = (b, tuple(cfg.items()))
+    geo = _GEOMETRIES.get(key)
+    if geo is None:
+        geo = _GEOMETRIES[key] = _Geometry(b, cfg)
+    return geo
 
 
 @functools.cache
@@ -269,9 +279,9 @@ class CycleTwin:
         smask = il - 1
         spm_words = 2 * bank_words
         result = TwinResult(False, 0)
-        cfg_v = {name: _vote(c) for name, c in st.cfg.items()}
-        geo = _Geometry(b, cfg_v)
-        seq = {name: _vote(c) for name, c in st.seq.items()}
+        cfg_v = _votes(st.cfg)
+        geo = _geometry(b, cfg_v)
+        seq = _votes(st.seq)
         state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
         ecc, status = seq["ecc"], seq["status"]
         cnt = st.counters
@@ -315,28 +325,35 @@ class CycleTwin:
                 cnt.update(cycles_q=cycles_q & MASK32, macs_q=macs_q & MASK32,
                            corr_q=corr_q & MASK32, uncorr_q=uncorr_q & MASK32,
                            mismatch_q=mismatch_q & MASK32)  # fmt: skip
-                # Copies agree between cycles: spell them out, flip, vote again.
-                for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t),
-                                ("ecc", ecc), ("status", status)):  # fmt: skip
-                    st.seq[name] = [v] * b.copies
-                for name, v in cfg_v.items():
-                    st.cfg[name] = [v] * b.copies
+                # Only TMR registers (``u_regs.u_*.q_q``, ``u_seq.u_*.q_q``) and stuck bits
+                # reach the registers the loop keeps voted in locals.
+                regs = bool(self.stuck) or any(
+                    a[0] not in ("mem", "set") and a[0].endswith(".q_q") for _, a in todo or ()
+                )
+                if regs:
+                    # Copies agree between cycles: spell them out, flip, vote again.
+                    for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t),
+                                    ("ecc", ecc), ("status", status)):  # fmt: skip
+                        st.seq[name] = [v] * b.copies
+                    for name, v in cfg_v.items():
+                        st.cfg[name] = [v] * b.copies
                 for ident, act in todo or ():
                     self._apply(act, sets)
                     result.applied.append(ident)
                 hold(st, self.stuck)
                 cycles_q, macs_q = cnt["cycles_q"], cnt["macs_q"]
                 corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
-                for copies in list(st.cfg.values()) + list(st.seq.values()):
-                    if len(copies) == 3 and not copies[0] == copies[1] == copies[2]:
-                        mismatch = 1
-                new_cfg = {name: _vote(c) for name, c in st.cfg.items()}
-                if new_cfg != cfg_v:
-                    cfg_v = new_cfg
-                    geo = _Geometry(b, cfg_v)
-                seq = {name: _vote(c) for name, c in st.seq.items()}
-                state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
-                ecc, status = seq["ecc"], seq["status"]
+                if regs:
+                    for copies in list(st.cfg.values()) + list(st.seq.values()):
+                        if len(copies) == 3 and not copies[0] == copies[1] == copies[2]:
+                            mismatch = 1
+                    new_cfg = _votes(st.cfg)
+                    if new_cfg != cfg_v:
+                        cfg_v = new_cfg
+                        geo = _geometry(b, cfg_v)
+                    seq = _votes(st.seq)
+                    state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
+                    ecc, status = seq["ecc"], seq["status"]
                 out = [self._bank_out(0), self._bank_out(1)]
                 if watch is not None and x + 1 == watch.after and not sets and not self.stuck:
                     # After the last faults, before their cycle: a fault that changed
@@ -546,7 +563,7 @@ class CycleTwin:
                     if mask:
                         cfg_v = dict(cfg_v)
                         cfg_v[name] ^= mask
-                        geo = _Geometry(b, cfg_v)
+                        geo = _geometry(b, cfg_v)
             state, rb, cb, t, ecc, status = state_d, rb_d, cb_d, t_d, ecc_d, status_d
 
             # ---- clock edge: scrubber -----------------------------------------------
@@ -791,21 +808,20 @@ class CycleTwin:
         st.acc = sums[np.minimum(k - 1, period - 2 - i - j), i, j]
 
     def result_code(
-        self, cfg: tuple, out: np.ndarray, bias: np.ndarray, source: tuple[int, int, int]
+        self, cfg: tuple, row: list[int], bias: bytes, source: tuple[int, int, int]
     ) -> int:
         """The codeword a result write stores with configuration ``cfg`` (``Frame.main``'s),
-        result registers ``out`` and bias buffers ``bias``; ``source`` = (wr_cb, u, wr_cols)
-        as ``Watch.write`` reports them. The twin's own state is left as it was."""
-        st = self.st
-        kept = st.out, st.bias
-        st.out, st.bias = out, bias
-        try:
-            geo = _GEOMETRIES.get((self.b, cfg))
-            if geo is None:
-                geo = _GEOMETRIES[self.b, cfg] = _Geometry(self.b, dict(cfg))
-            return self.encode(self._write_data(geo, *source))
-        finally:
-            st.out, st.bias = kept
+        ``row`` the sums in the row of result registers it writes out and ``bias`` the
+        bias buffers (``Frame.bias``); ``source`` = (wr_cb, u, wr_cols) as ``Watch.write``
+        reports them."""
+        geo = _GEOMETRIES.get((self.b, cfg)) or _geometry(self.b, dict(cfg))
+        wr_cb, u, wr_cols = source
+        n = self.b.n
+        lanes = None
+        if geo.bias_en:
+            at = (wr_cb & 1) * 4 * n
+            lanes = np.frombuffer(bias, dtype="<i4", count=n, offset=at).tolist()
+        return self.encode(epilogue_word(geo, n, row, lanes, u, wr_cols))
 
     def frame(self, head: tuple, counters: tuple[int, int, int, int, int]) -> Frame:
         """The frame of the state at the start of a cycle: ``head`` the sequencer's and
@@ -886,23 +902,33 @@ class CycleTwin:
         """mw_wdata_o: the epilogue over row wrow[LOGN-1:0] of the result registers."""
         n = self.b.n
         wrow = u >> 2 if g.out32 else u
-        row = ((self.st.out[wrow & (n - 1)] + (1 << 31)) & MASK32) - (1 << 31)
-        live = np.arange(n) < wr_cols
-        x = row
-        if g.bias_en:
-            bias = self.st.bias[wr_cb & 1].view("<i4").astype(np.int64)
-            x = ((x + bias + (1 << 31)) & MASK32) - (1 << 31)
-        if g.relu:
-            x = np.where(x < 0, 0, x)
+        bias = self.st.bias[wr_cb & 1].view("<i4").tolist() if g.bias_en else None
+        return epilogue_word(g, n, self.st.out[wrow & (n - 1)].tolist(), bias, u, wr_cols)
+
+
+def epilogue_word(
+    g: _Geometry, n: int, row: list[int], bias: list[int] | None, u: int, wr_cols: int
+) -> int:
+    """scc_epilogue.v: result word ``u`` of a row of result registers (``row``, sums as
+    the PEs hold them), through the bias lanes ``bias`` (None without BIAS_EN), ReLU and
+    the requantizing shift; columns from ``wr_cols`` on are written as 0. In Python ints,
+    lane by lane: an N-lane row is too short for numpy to pay."""
+    half = 0 if g.shift == 0 else 1 << (g.shift - 1)
+    word = 0
+    for j in range(min(wr_cols, n)):
+        x = ((row[j] + (1 << 31)) & MASK32) - (1 << 31)
+        if bias is not None:
+            x = ((x + bias[j] + (1 << 31)) & MASK32) - (1 << 31)
+        if g.relu and x < 0:
+            x = 0
         if g.out32:
-            lanes = np.where(live, x, 0).astype("<i4").view(np.uint8)
-            wq = u & 3
-            chunk = lanes[wq * n : (wq + 1) * n]
-            return int.from_bytes(chunk.tobytes(), "little")
-        half = 0 if g.shift == 0 else 1 << (g.shift - 1)
-        q = np.clip((x + half) >> g.shift, -128, 127)
-        q = np.where(live, q, 0).astype(np.int8).view(np.uint8)
-        return int.from_bytes(q.tobytes(), "little")
+            word |= (x & MASK32) << (32 * j)
+        else:
+            word |= min(max((x + half) >> g.shift, -128), 127) % 256 << (8 * j)
+    if g.out32:
+        # Word u & 3 of the row's 4N bytes.
+        return word >> (8 * n * (u & 3)) & ((1 << 8 * n) - 1)
+    return word
 
 
 def hangs_past(g: _Geometry, x: int, rb: int, cb: int, bound: int) -> bool:

@@ -66,6 +66,9 @@ _CONFIG, _SCRUB_STATE, _PIPE, _ACC, _OUT, _SKEW = 6, 14, 16, 17, 18, 19
 #: ``Frame.main[:_HEAD]``: what the twin keeps in locals (``Watch.at``'s head).
 _HEAD = 7
 
+#: Codeword lists ``Golden.codes_at`` keeps (a list per write of the job before them).
+CODES_KEPT = 512
+
 #: A result write as ``Watch.write`` reports it: (cycle, word, codeword, source).
 Write = tuple[int, int, int, tuple[int, int, int] | None]
 
@@ -132,6 +135,8 @@ class Golden:
     #: Per PE [i][j], the clock edges (job cycles, the idle cycles after the job numbered
     #: on) at which a FIRST moves its accumulator into its result register.
     first_edges: list[list[list[int]]]
+    #: ``codes_at`` by the number of writes before the cycle.
+    _codes: dict[int, list[int]] = field(default_factory=dict, repr=False)
 
     def code_at(self, word: int, x: int) -> int:
         """The codeword of ``word`` at the start of job cycle ``x``."""
@@ -143,12 +148,18 @@ class Golden:
         return self.trace.codes0[word]
 
     def codes_at(self, x: int) -> list[int]:
-        """Every codeword at the start of job cycle ``x``."""
-        codes = list(self.trace.codes0)
+        """Every codeword at the start of job cycle ``x`` (a new list)."""
         tr = self.trace
-        for _, word, code, _ in tr.log[: bisect.bisect_left(tr.log_cycles, x)]:
-            codes[word] = code
-        return codes
+        done = bisect.bisect_left(tr.log_cycles, x)
+        # Keyed by the writes before x: every cycle between two writes shares one list.
+        codes = self._codes.get(done)
+        if codes is None:
+            codes = list(tr.codes0)
+            for _, word, code, _ in tr.log[:done]:
+                codes[word] = code
+            if len(self._codes) < CODES_KEPT:
+                self._codes[done] = codes
+        return list(codes)
 
     def written_between(self, lo: int, hi: int) -> list[Write]:
         """The writes of job cycles ``lo .. hi-1``, in order."""
@@ -417,30 +428,33 @@ def offset_writes(
     il = twin.b.interleave
     tr = g.trace
     frames = tr.frames
-    rows = {i for i, _ in live}
+    # Per row with an offset: (column, offset in the result register, in the
+    # accumulator, the FIRST edges) of each PE, in Python ints (a few per write).
+    by_row: dict[int, list[tuple[int, int, int, list[int]]]] = {}
+    for (i, j), edges in firsts.items():
+        by_row.setdefault(i, []).append((j, int(d_out[i, j]), int(d_acc[i, j]), edges))
     # A write after a PE's second FIRST sees no offset of it.
     horizon = max((e[1] if len(e) == 2 else len(frames) for e in firsts.values()), default=x)
     last: dict[int, int] = {}
     lo = bisect.bisect_left(tr.log_cycles, x)
     for k in range(lo, bisect.bisect_right(tr.log_cycles, horizon, lo)):
         wrow = tr.log_rows[k]
-        if wrow not in rows:
+        pes = by_row.get(wrow)
+        if pes is None:
             continue  # a scrub write (the bank's data), or a row without an offset
         c, word, code, source = tr.log[k]
         assert source is not None
-        cfg = frames[c].main[_CONFIG]
-        delta = np.zeros(n, dtype=np.int64)
-        for (i, j), edges in firsts.items():
-            if i == wrow:
-                moved = sum(e < c for e in edges)
-                delta[j] = (d_out[i, j], d_acc[i, j], 0)[moved]
-        if not delta.any():
+        delta = [0] * n
+        for j, dout, dacc, edges in pes:
+            moved = sum(e < c for e in edges)
+            delta[j] = (dout, dacc, 0)[moved]
+        if not any(delta):
             last.pop(word, None)
             continue
-        out = _sums(frames[c].main[_OUT], n)
-        out[wrow] += delta
-        bias = np.frombuffer(frames[c].bias, dtype=np.uint8).reshape(2, 4 * n)
-        faulty = twin.result_code(cfg, out, bias, source)
+        main = frames[c].main
+        row = np.frombuffer(main[_OUT], dtype=np.int64, count=n, offset=8 * n * wrow).tolist()
+        faulty = twin.result_code(main[_CONFIG], [v + dv for v, dv in zip(row, delta, strict=True)],
+                                  frames[c].bias, source)  # fmt: skip
         if faulty == code:
             last.pop(word, None)
             continue
