@@ -886,9 +886,9 @@ class CycleTwin:
         inp[2] = first_i
         inp[3] = b_lanes
         pipe[:, :, 1:] = pipe[:, :, :-1]
-        pipe[:, :, 0] = np.diagonal(sk, axis1=1, axis2=2)
+        pipe[:, :, 0] = sk.diagonal(0, 1, 2)
         sk[:, :, 1:] = sk[:, :, :-1]
-        if not pipe[1:3].any():
+        if not np.count_nonzero(pipe[1:3]):
             return
         term = pipe[0] * pipe[3].T * pipe[1]
         first = pipe[2] != 0
