@@ -42,7 +42,8 @@ sitemap: venv
 	$(PY) -m testbed.sitemap generate
 
 # Synthesizes the protection builds with Yosys and writes their area (cells, flip-flops,
-# memory bits) to results/synth/; a build whose RTL is unchanged is not synthesized again.
+# memory bits) to testbed/area/ (committed); a build whose RTL is unchanged is not
+# synthesized again.
 synth: venv
 	$(PY) -m testbed.synth
 

@@ -296,9 +296,12 @@ NOTES = [
     "x the share of its fault kind) times its outcome shares, summed over strata; the "
     "interval sums the strata's interval ends (conservative). SETs and stuck bits have "
     "no orbit rate: they appear as shares only.",
-    "Area is Yosys generic synthesis of each build (make synth, docs/AREA.md): generic "
-    "cells and flip-flops, not a foundry library; '-' where make synth has not measured "
-    "the build.",
+    "Area is Yosys generic synthesis of each build (make synth, docs/AREA.md, kept in "
+    "testbed/area/): generic cells and flip-flops, not a foundry library; '-' where "
+    "make synth has not measured the build from this RTL.",
+    "Energy per job is the firmware's energy model (estimates): multiply-accumulates, "
+    "scratchpad accesses and cycles, the same for every protection build; what ECC, TMR "
+    "and the scrubber cost shows in their area.",
 ]
 
 
