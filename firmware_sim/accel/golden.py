@@ -86,6 +86,8 @@ class Trace:
     log_cycles: list[int] = field(default_factory=list)
     #: Per write of ``log``: the row of result registers it wrote out (-1: a scrub write).
     log_rows: list[int] = field(default_factory=list)
+    #: Per row of result registers: the indices in ``log`` of its writes, in order.
+    row_writes: dict[int, list[int]] = field(default_factory=dict)
     writes: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     last_read: dict[int, int] = field(default_factory=dict)
     caches: tuple[dict, dict] = ({}, {})
@@ -257,6 +259,7 @@ def record(chip: Accelerator) -> Golden:
         if cfg not in out32:
             out32[cfg] = dict(cfg)["EPILOGUE"] & 4
         trace.log_rows.append((source[1] >> 2 if out32[cfg] else source[1]) & (n - 1))
+        trace.row_writes.setdefault(trace.log_rows[-1], []).append(len(trace.log_rows) - 1)
     quiet = len(trace.frames)
     while quiet and trace.frames[quiet - 1].main[_SCRUB_STATE] == 0:
         quiet -= 1
@@ -441,30 +444,31 @@ def offset_writes(
     horizon = max((e[1] if len(e) == 2 else len(frames) for e in firsts.values()), default=x)
     last: dict[int, int] = {}
     lo = bisect.bisect_left(tr.log_cycles, x)
-    for k in range(lo, bisect.bisect_right(tr.log_cycles, horizon, lo)):
-        wrow = tr.log_rows[k]
-        pes = by_row.get(wrow)
-        if pes is None:
-            continue  # a scrub write (the bank's data), or a row without an offset
-        c, word, code, source = tr.log[k]
-        assert source is not None
-        delta = [0] * n
-        for j, dout, dacc, edges in pes:
-            moved = sum(e < c for e in edges)
-            delta[j] = (dout, dacc, 0)[moved]
-        if not any(delta):
-            last.pop(word, None)
-            continue
-        main = frames[c].main
-        row = np.frombuffer(main[_OUT], dtype=np.int64, count=n, offset=8 * n * wrow).tolist()
-        faulty = twin.result_code(main[_CONFIG], [v + dv for v, dv in zip(row, delta, strict=True)],
-                                  frames[c].bias, source)  # fmt: skip
-        if faulty == code:
-            last.pop(word, None)
-            continue
-        if tr.last_read.get(word // il, -1) > c:
-            return None
-        last[word] = faulty
+    hi = bisect.bisect_right(tr.log_cycles, horizon, lo)
+    # Row by row: a word is always written out of the same row, so each word's writes
+    # are still taken in order (scrub writes and rows without an offset are not looked at).
+    for wrow, pes in by_row.items():
+        ks = tr.row_writes.get(wrow, [])
+        for k in ks[bisect.bisect_left(ks, lo) : bisect.bisect_left(ks, hi)]:
+            c, word, code, source = tr.log[k]
+            assert source is not None
+            delta = [0] * n
+            for j, dout, dacc, edges in pes:
+                moved = sum(e < c for e in edges)
+                delta[j] = (dout, dacc, 0)[moved]
+            if not any(delta):
+                last.pop(word, None)
+                continue
+            main = frames[c].main
+            row = np.frombuffer(main[_OUT], dtype=np.int64, count=n, offset=8 * n * wrow).tolist()
+            row = [v + dv for v, dv in zip(row, delta, strict=True)]
+            faulty = twin.result_code(main[_CONFIG], row, frames[c].bias, source)
+            if faulty == code:
+                last.pop(word, None)
+                continue
+            if tr.last_read.get(word // il, -1) > c:
+                return None
+            last[word] = faulty
     end_acc, end_out = d_acc.copy(), d_out.copy()
     for (i, j), edges in firsts.items():
         moved = len(edges)
