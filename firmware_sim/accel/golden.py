@@ -505,10 +505,7 @@ def run_pe_flip(
         return None
     chip.restore(g.analytic_end)
     chip._token = None
-    spm = chip.spm
-    dmask = (1 << spm.dw) - 1
-    for word, code in found[0].items():
-        spm.poke(word, code & dmask, code >> spm.dw)
+    chip.spm.poke_many(list(found[0]), list(found[0].values()))
     chip.last_job = JobReport("analytic", False, chip._cycles, ())
     return g.analytic_err
 
@@ -614,17 +611,14 @@ def _take_recorded(
         p.out = p.out + follow.sums[1]
     if frame.bias != ref.bias:
         p.bias = np.frombuffer(frame.bias, dtype=np.uint8).reshape(p.bias.shape).copy()
-    dmask = (1 << spm.dw) - 1
+    spm.poke_many(list(follow.keep), list(follow.keep.values()))
     for word, code in follow.keep.items():
         if code == g.trace.codes0[word]:
             # The job left the word as it found it: not written back, dirty as it was.
-            spm.poke(word, code & dmask, code >> spm.dw)
             if word in g.dirty0:
                 spm.dirty.add(word)
             else:
                 spm.dirty.discard(word)
-        else:
-            spm.poke(word, code & dmask, code >> spm.dw)
     applied = set(result.applied)
     skipped = tuple(f for i, f in enumerate(scheduled) if i not in applied)
     chip.last_job = JobReport("cycle", g.hung, g.cycles, skipped)
