@@ -58,6 +58,8 @@ def _timed(path: Path, out: Path, workers: int) -> dict:
 def run() -> dict:
     """Measure; the figures (``make bench`` writes them to bench/results/campaign.json)."""
     tmp = Path(tempfile.mkdtemp(prefix="campaign-bench-"))
+    # Other processes on the machine slow the figures down: their load is kept beside them.
+    load_before = os.getloadavg()[0]
     try:
         model = _campaign(tmp, "model")
         one = _timed(model, tmp / "m1", 1)
@@ -69,6 +71,8 @@ def run() -> dict:
         "workload": "16x16x16 GEMM, int32 out, at N = 4", "build": BUILD,
         "faults": "sbu in every site class, the campaign's stratified mix",
         "cores": len(os.sched_getaffinity(0)),
+        "load_average_1min": {"before": round(load_before, 2),
+                              "after": round(os.getloadavg()[0], 2)},
         "model": {"injections_per_s": one["injections_per_s"], "one_worker": one,
                   "two_workers": two,
                   "speedup_1_to_2_workers": round(two["injections_per_s"]
@@ -81,4 +85,5 @@ def run() -> dict:
 if __name__ == "__main__":
     figs = run()
     (REPO / "bench" / "results" / "campaign.json").write_text(json.dumps(figs, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in figs.items() if k in ("model", "link")}, indent=1))
+    print(json.dumps({k: v for k, v in figs.items() if k in ("model", "link", "load_average_1min")},
+                     indent=1))

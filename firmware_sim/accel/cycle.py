@@ -9,7 +9,9 @@ model's state at START and runs until the sequencer is back in IDLE, or until ``
 cycles have passed with the chip still BUSY: a hang. Once every fault is applied, a run
 whose tile counters cannot reach FLUSH before the bound takes its STREAM periods a whole
 period at a time (``LEAP``, ``CycleTwin._leap``), ending bit for bit as stepping them
-would: counters, scratchpad words, every flop.
+would: counters, scratchpad words, every flop. Likewise a step counter flipped past the
+end of its phase, which counts on to its wrap while nothing else moves, takes those
+cycles at once (``CycleTwin._idle_run``).
 
 Faults are applied at the start of their job cycle, as a deposit at the falling edge
 inside the cycle is: the cycle's combinational logic and the edge that ends it see them.
@@ -317,6 +319,15 @@ class CycleTwin:
             if x == bound:
                 result.hung = True
                 break
+            if t >= geo.period and x > leap_after and (watch is None or watch.after > bound):
+                # A step counter past the end of its phase (each ends by the period) counts
+                # on to its wrap, and nothing else moves: those cycles at once, bit for bit.
+                idle = self._idle_run(geo, state, rb, t, bound - x)
+                if idle:
+                    x += idle - 1
+                    t = (t + idle) & 0x1FFF
+                    cycles_q += idle
+                    continue
             mismatch = 0
             sets: dict[str, int] = {}
             todo = actions.get(x)
@@ -726,6 +737,51 @@ class CycleTwin:
             st.scrub["timer_q"] = 0
         return (x, state, rb, cb, ecc, status, cycles_q, macs_q, corr_q, uncorr_q)
 
+    def _idle_run(self, g: _Geometry, state: int, rb: int, t: int, left: int) -> int:
+        """How many cycles from here only count ``t`` on and the cycles (0 if that is not
+        so, or not worth taking at once), at most ``left``.
+
+        In BIAS, STREAM and FLUSH the sequencer acts at its step counter's values below
+        the phase's end (reads below 4 or K, result writes, the last step); a ``t`` at or
+        past that end, as a flipped bit leaves it, counts up to its wrap at 2^13 doing
+        nothing else. The rest of the chip is idle then once no read is in flight, the
+        scrubber waits (its timer held at 0 while busy) and the array's pipelines hold
+        the banks' outputs with no tag, so that an edge leaves them as they are."""
+        if state == S_BIAS:
+            end = 5
+        elif state == S_STREAM:
+            end = g.period
+        elif state == S_FLUSH:
+            n = self.b.n
+            end = n + 1 + g.w * min((g.m - (rb << self.b.logn)) & MASK32, n)
+        else:
+            return 0
+        count = min(0x2000 - t, left)
+        st = self.st
+        if t < end or count < 2 or st.valid_q or st.first_q or any(st.rvalid):
+            return 0
+        if st.r0_bank_q or st.r1_bank_q:
+            return 0
+        if self.b.scrub:
+            scr = st.scrub
+            bank = (scr["ptr_q"] >> self.b.aw) & 1
+            if scr["state_q"] or scr["timer_q"] or st.scrub_bank_q != bank:
+                return 0
+        elif st.scrub_bank_q:
+            return 0
+        # The array is idle if an edge with the banks' outputs and no tags changes nothing.
+        kept = st.pipe, st.skew, st.acc, st.out
+        st.pipe, st.skew = st.pipe.copy(), st.skew.copy()
+        try:
+            self._array_edge(0, 0, self._bank_out(0)[3], self._bank_out(1)[3])
+            same = (
+                st.acc is kept[2] and st.out is kept[3]
+                and np.array_equal(st.pipe, kept[0]) and np.array_equal(st.skew, kept[1])
+            )  # fmt: skip
+        finally:
+            st.pipe, st.skew, st.acc, st.out = kept
+        return count if same else 0
+
     def _period_writes(
         self, g: _Geometry, rb: int, cb: int, sums: np.ndarray
     ) -> list[tuple[int, int]]:
@@ -742,19 +798,8 @@ class CycleTwin:
         count = (g.w * wr_rows) & MASK32
         if not count:
             return []
-        x = ((sums + (1 << 31)) & MASK32) - (1 << 31)
-        if g.bias_en:
-            bias = st.bias[wr_cb & 1].view("<i4").astype(np.int64)
-            x = ((x + bias + (1 << 31)) & MASK32) - (1 << 31)
-        if g.relu:
-            x = np.where(x < 0, 0, x)
-        live = np.arange(n) < wr_cols
-        if g.out32:
-            raw = np.where(live, x, 0).astype("<i4").tobytes()
-        else:
-            half = 0 if g.shift == 0 else 1 << (g.shift - 1)
-            q = np.clip((x + half) >> g.shift, -128, 127)
-            raw = np.where(live, q, 0).astype(np.int8).tobytes()
+        bias = st.bias[wr_cb & 1].view("<i4").tolist() if g.bias_en else None
+        rows = sums.tolist()
         # Word u of the writes is bytes u*N .. u*N + N - 1 of the rows laid end to end.
         out = []
         for u in range(count):
@@ -763,7 +808,7 @@ class CycleTwin:
             c_off = ((c_index << 2) + (u & 3)) & MASK32 if g.out32 else c_index
             addr = (g.c_addr + c_off) & 0xFFFF
             word = ((addr >> aw) & 1) * b.bank_words + (addr & (b.bank_words - 1))
-            data = int.from_bytes(raw[u * n : (u + 1) * n], "little")
+            data = epilogue_word(g, n, rows[wrow & (n - 1)], bias, u, wr_cols)
             out.append((word, self.encode(data)))
         return out
 
