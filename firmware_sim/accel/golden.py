@@ -454,8 +454,8 @@ def offset_writes(
             assert source is not None
             delta = [0] * n
             for j, dout, dacc, edges in pes:
-                moved = sum(e < c for e in edges)
-                delta[j] = (dout, dacc, 0)[moved]
+                # FIRST edges before c (edges are in order): 0, 1 or 2.
+                delta[j] = (dout, dacc, 0)[bisect.bisect_left(edges, c)]
             if not any(delta):
                 last.pop(word, None)
                 continue
