@@ -29,7 +29,7 @@ test: venv iverilog
 
 lint: venv verilator
 	hdl/lint.sh
-	$(PY) -m ruff check protocol testbed firmware_sim host tests cocotb_tests bench
+	$(PY) -m ruff check protocol testbed firmware_sim host tests cocotb_tests bench campaign
 
 bench: venv iverilog
 	$(PY) -m bench
