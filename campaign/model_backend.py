@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from campaign.outcome import Observation, Outcome, classify
+from campaign.outcome import MITIGATION_COUNTERS, Observation, Outcome, classify
 from campaign.plan import Injection, Plan
 from firmware_sim.accel import Accelerator, EccStatus, JobPoint, NotModelled, Reg, SpmCell
 from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_site
 from testbed.clusters import shape
 from testbed.sitemap import SiteClass
 
-#: Model counters by the names the ACCELERATOR housekeeping gives them.
-COUNTERS = {"ecc_corrected": Reg.ECC_CORR, "ecc_uncorrectable": Reg.ECC_UNCORR,
-            "tmr_mismatches": Reg.TMR_MISMATCH}  # fmt: skip
+#: The model's register of each counter the classifier reads (``MITIGATION_COUNTERS``, by
+#: the names the ACCELERATOR housekeeping gives them).
+COUNTER_REGS = {"ecc_corrected": Reg.ECC_CORR, "tmr_mismatches": Reg.TMR_MISMATCH}
 
 
 #: Injections whose model sites a backend keeps (the scratchpad alone has more bits).
@@ -84,7 +84,7 @@ class ModelBackend:
 
     @staticmethod
     def _counters(chip: Accelerator) -> dict[str, int]:
-        return {name: chip.read_reg(reg) for name, reg in COUNTERS.items()}
+        return {name: chip.read_reg(COUNTER_REGS[name]) for name in MITIGATION_COUNTERS}
 
     def sites(self, chip: Accelerator, inj: Injection) -> list | str:
         """The model sites an injection flips, or why the model has none."""
