@@ -66,8 +66,9 @@ _CONFIG, _SCRUB_STATE, _PIPE, _ACC, _OUT, _SKEW = 6, 14, 16, 17, 18, 19
 #: ``Frame.main[:_HEAD]``: what the twin keeps in locals (``Watch.at``'s head).
 _HEAD = 7
 
-#: Codeword lists ``Golden.codes_at`` keeps (a list per write of the job before them).
-CODES_KEPT = 512
+#: Codewords ``Golden.codes_at`` keeps in all (a list of every word per write of the
+#: job before it; 2^22 list slots are 32 MiB).
+CODES_KEPT = 1 << 22
 
 #: A result write as ``Watch.write`` reports it: (cycle, word, codeword, source).
 Write = tuple[int, int, int, tuple[int, int, int] | None]
@@ -159,7 +160,7 @@ class Golden:
             codes = list(tr.codes0)
             for _, word, code, _ in tr.log[:done]:
                 codes[word] = code
-            if len(self._codes) < CODES_KEPT:
+            if (len(self._codes) + 1) * len(codes) <= CODES_KEPT:
                 self._codes[done] = codes
         return list(codes)
 
