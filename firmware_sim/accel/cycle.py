@@ -129,9 +129,15 @@ def load_frame(st: PathState, frame: Frame) -> None:
     st.scrub = {"state_q": s_state, "timer_q": s_timer, "ptr_q": ptr, "passes_q": passes}
 
 
+def _vote(copies: list[int]) -> int:
+    if len(copies) == 1:
+        return copies[0]
+    a, b, c = copies
+    return (a & b) | (b & c) | (a & c)
+
+
 def _votes(regs: dict[str, list[int]]) -> dict[str, int]:
-    """The voted value of every register: the majority of three copies, or the one copy
-    without TMR (inline: the twin votes them at every fault)."""
+    """``_vote`` of every register, inline (the twin votes them at every fault)."""
     return {name: c[0] if len(c) == 1 else (c[0] & c[1]) | (c[1] & c[2]) | (c[0] & c[2])
             for name, c in regs.items()}  # fmt: skip
 
