@@ -119,8 +119,8 @@ def restore(chip: Accelerator, snap: Snapshot) -> None:
     p = chip._path
     path = p.__dict__
     path.update(snap.path_scalars)
-    path["cfg"] = dict(zip(snap.path_cfg, map(list, snap.path_cfg.values()), strict=True))
-    path["seq"] = dict(zip(snap.path_seq, map(list, snap.path_seq.values()), strict=True))
+    path["cfg"] = {name: list(c) for name, c in snap.path_cfg.items()}
+    path["seq"] = {name: list(c) for name, c in snap.path_seq.items()}
     path["counters"] = snap.path_counters.copy()
     path["scrub"] = snap.path_scrub.copy()
     p.bias, p.pipe, p.acc, p.out, p.skew = [a.copy() for a in snap.path_arrays]
