@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cycle import CycleTwin, Frame, TwinResult
+from .cycle import CycleTwin, Frame, TwinResult, load_frame
+from .cycle_job import finish_twin, hang_bound, twin_actions
 from .cycle_state import Build, PathState
 from .faults import (
     AccBit,
@@ -548,9 +549,6 @@ def run_from(
     timed: list[tuple[int, object]],
 ) -> ErrCode | int:
     """A job with faults in the twin, started at the first fault's recorded frame."""
-    from .cycle import load_frame
-    from .cycle_job import finish_twin, hang_bound, twin_actions
-
     g = golden
     reached = [x for x, _ in timed if x >= 0]
     first = min(reached, default=g.cycles + 1)
