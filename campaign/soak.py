@@ -41,10 +41,9 @@ import numpy as np
 from campaign.outcome import CLASSES, MITIGATION_COUNTERS, Observation, Outcome, classify
 from campaign.stats import per_day_to_fit, quantile
 from firmware_sim.accel import EccStatus, SpmCell, gemm_reference
-from firmware_sim.accel.regs import ERR_CODE_SHIFT, FIELD_MASKS, Ctrl, Reg, Resp, Status
+from firmware_sim.accel.regs import ERR_CODE_SHIFT, FIELD_MASKS, SEQ_WIDTHS, Ctrl, Reg, Resp, Status
 from firmware_sim.accel.sitemap_sites import MODEL_ENTRIES
-from firmware_sim.backend import ACCEL_CLOCK_HZ, ModelBackend
-from firmware_sim.backend import Build as ChipBuild
+from firmware_sim.chip import ACCEL_CLOCK_HZ, ModelChip, spm_layout
 from firmware_sim.core import MONITOR_PERIOD_S
 from firmware_sim.environment import Environment as Power
 from firmware_sim.environment import EnvironmentConfig
@@ -287,10 +286,10 @@ def poisson_interval(k: int, exposure: float, confidence: float = CONFIDENCE
 # --- the flight -------------------------------------------------------------------------
 
 
-def _cells_exposure(build: Build, backend: ModelBackend) -> Exposure:
-    """The scratchpad's cells alone, from the model's layout, for a build whose site map
+def _cells_exposure(build: Build) -> Exposure:
+    """The scratchpad's cells alone, from the build's layout, for a build whose site map
     is not kept: its flip-flops are unknown and not exposed."""
-    lay = backend.layout
+    lay = spm_layout(build)
     spm_entry = next(e for e in MODEL_ENTRIES if e.kind is SpmCell)
     banks = tuple(
         Entry(spm_entry.to_entry(SpmCell(b, 0, 0))[0], SiteClass.OPERAND_MEMORY, "memory",
@@ -300,22 +299,36 @@ def _cells_exposure(build: Build, backend: ModelBackend) -> Exposure:
     return Exposure(SiteMap(build, banks), SiteMap(build, ()), 0)
 
 
+def _cells_and_sequencer(build: Build, cells: SiteMap) -> SiteMap:
+    """The sites a soak's chip may be hit in where the build has no kept map: its cells,
+    and the sequencer registers a SEFI upsets (``firmware_sim.chip.sefi_faults``)."""
+    copies = range(3 if build.tmr else 1)
+    seq = tuple(
+        Entry(f"u_seq.u_{name}.q_q[{c}]", SiteClass.SEQUENCER, "flop", width, copy=c)
+        for name, width in SEQ_WIDTHS.items()
+        for c in copies
+    )
+    return SiteMap(build, tuple(cells) + seq)
+
+
 class _Soak:
     """One soak in flight: the chip, the upsets landing on it, and the tallies."""
 
     def __init__(self, spec: SoakSpec) -> None:
         spec.check()
         self.spec = spec
-        self.backend = ModelBackend(ChipBuild(**spec.build.options()), spec.clock_hz)
-        self.chip = self.backend.chip
         self.power = Power(EnvironmentConfig())
         ram = FirmwareRam(0)  # the chip alone: no firmware RAM exposed
+        sitemap = None
         try:
-            exposure = Exposure.of(self.backend.build, ram)
+            exposure = Exposure.of(spec.build, ram)
             self.landing = LANDED_BY_SITEMAP
         except SiteMapError:
-            exposure = _cells_exposure(spec.build, self.backend)
+            exposure = _cells_exposure(spec.build)
+            sitemap = _cells_and_sequencer(spec.build, exposure.spm)
             self.landing = LANDED_ON_CELLS
+        self.backend = ModelChip(spec.build, spec.clock_hz, sitemap)
+        self.chip = self.backend.chip
         process = ArrivalProcess(spec.environment, exposure.bits(), spec.acceleration,
                                  seed=spec.seed)  # fmt: skip
         self.lander = UpsetLander(process, self.backend, ram, self.power, exposure)
@@ -357,7 +370,7 @@ class _Soak:
         self.regs = {r: self.chip.read_reg(r) for r in JOB_REGS}
         self.a_words = self.chip.pack_a(self.a)
         self.b_words = self.chip.pack_b(self.b)
-        reference = ModelBackend(self.backend.build).chip
+        reference = ModelChip(self.backend.build).chip
         c, err = reference.run_gemm(self.a, self.b)
         if err or not np.array_equal(c, self.golden):
             raise RuntimeError(f"soak: the model's clean job disagrees with the reference "
@@ -477,7 +490,7 @@ class _Soak:
         if self.down_until is not None:
             self.downtime += cycles
         start, self.cyc = self.cyc, target
-        if not self.backend.hung:
+        if not self.chip.hung:
             snap = self._scrub_position()
             self.chip.idle(cycles)
             self._found(snap, start, self.chip.config("SCRUB_PERIOD") + 2)
@@ -565,7 +578,7 @@ class _Soak:
         self.simulated += 1
         self.cyc += self.job_cycles
         c, repaired = b"", False
-        if backend.hung:
+        if chip.hung:
             seen = Observation(None, hung=True)
         else:
             repaired = self._found(snap, self.cyc, 0)

@@ -2,7 +2,8 @@
 
 Configuration copies flipped during a job, sequencer copies (every field), two copies
 outvoting the third, PE pipeline flops, bias buffers, skew registers and transients on
-the next value a TMR register's copies share, each at a seeded random job cycle. The
+the next value a TMR register's copies share, each at a seeded random job cycle; and
+upsets between jobs (the idle sequencer voted out of IDLE, the scrubber's state). The
 model predicts the job (``Accelerator.run`` with the twin) and the RTL must agree bit
 for bit: the cycle the sequencer leaves BUSY (or that it is still BUSY at the hang
 bound), every register and the whole scratchpad.
@@ -422,6 +423,68 @@ async def idle_scrubber_state_flip_takes_a_step_or_drops_one(dut):
         await tb.compare_registers()
         tb.compare_memory()
         assert await tb.read(int(Reg.SCRUB_PTR)) == ptr + (round_ == 0)
+
+
+@cocotb.test(skip=not hdl_parameters().get("SCRUB_EN", 1))
+async def idle_scrubber_fix_without_its_read_writes_back_the_last_read(dut):
+    """The scrubber's state bit 1 flipped while it waits: FIX without its READ writes back
+    what the pointer's bank decoded in its last read (a bus read of a random word here;
+    one with a single-bit error in most rounds, a clean or uncorrectable one in the rest),
+    corrected, over word SCRUB_PTR when the decoder flagged it corrected, and SCRUB_PTR
+    moves on. A flip back in FIX after a real READ drops the write, keeps SCRUB_PTR and
+    still counts the read."""
+    tb = ControlTb(dut)
+    await tb.start()
+    await tb.write(int(Reg.SCRUB_PERIOD), 0)
+    clk = dut.clk_i
+    rng = np.random.default_rng(cocotb.RANDOM_SEED + 7)
+    words = 2 * tb.bank_words
+    tb.preload({w: int.from_bytes(rng.bytes(tb.n), "little") for w in range(words)})
+    state = FlopBit("g_scrub.u_scrub.state_q", 1)
+    for round_ in range(6):
+        ptr = await tb.read(int(Reg.SCRUB_PTR))
+        same_bank = round_ < 4
+        bank = ptr // tb.bank_words if same_bank else 1 - ptr // tb.bank_words
+        read = bank * tb.bank_words + int(rng.integers(tb.bank_words))
+        while read == ptr:
+            read = bank * tb.bank_words + int(rng.integers(tb.bank_words))
+        flips = 1 if round_ < 3 else int(rng.integers(3))  # corrected, clean or double
+        good = {w: tb.codeword(w) for w in (ptr, read)}
+        await FallingEdge(clk)
+        tb.upset([tb.layout.cell_of(read, int(b))
+                  for b in rng.choice(tb.cw, size=flips, replace=False)])  # fmt: skip
+        await tb.read_word(read)  # the bank's read register takes the word's row
+        tb.log.info("round %d: word %d (%d flipped bits) read, FIX over word %d", round_, read,
+                    flips, ptr)  # fmt: skip
+        await FallingEdge(clk)
+        tb.upset([state])
+        await ClockCycles(clk, 3)
+        tb.model.idle(3)
+        await tb.compare_registers()
+        tb.compare_memory()
+        assert await tb.read(int(Reg.SCRUB_PTR)) == (ptr + 1) % words
+        if same_bank and flips == 1:
+            assert tb.codeword(ptr) == good[read]  # the read word, corrected, over ptr
+        elif same_bank:
+            assert tb.codeword(ptr) == good[ptr]  # nothing corrected: nothing written
+    # A real READ, then bit 1 flipped in FIX (to WAIT): no write, no move, the read counted.
+    ptr = await tb.read(int(Reg.SCRUB_PTR))
+    await FallingEdge(clk)
+    tb.preload({ptr: int.from_bytes(rng.bytes(tb.n), "little")})
+    await FallingEdge(clk)  # the row's deposit lands before the flip reads it back
+    tb.upset([tb.layout.cell_of(ptr, int(rng.integers(tb.cw)))])
+    corr = await tb.read(int(Reg.ECC_CORR))
+    await FallingEdge(clk)
+    tb.upset([FlopBit("g_scrub.u_scrub.state_q", 0)])  # WAIT -> READ
+    await FallingEdge(clk)
+    tb.model.idle(1)
+    tb.upset([state])  # FIX -> WAIT
+    await ClockCycles(clk, 3)
+    tb.model.idle(3)
+    await tb.compare_registers()
+    tb.compare_memory()
+    assert await tb.read(int(Reg.SCRUB_PTR)) == ptr
+    assert await tb.read(int(Reg.ECC_CORR)) == corr + 1
 
 
 # ---- builds -------------------------------------------------------------------------------

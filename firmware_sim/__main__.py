@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from firmware_sim.backend import Build, ModelBackend
+from firmware_sim.chip import Chip, ModelChip
 from firmware_sim.core import FlightSoftware, FswConfig, Log, Output, Rebooted
 from firmware_sim.environment import EnvironmentConfig
 from firmware_sim.health import NonVolatile
@@ -39,7 +39,7 @@ from testbed.config import (
 )
 from testbed.sitemap import SiteMapError
 from testbed.sitemap_builds import OPTION_RULES as RULES
-from testbed.sitemap_builds import BuildError
+from testbed.sitemap_builds import Build, BuildError
 
 MAX_WAIT_S = 0.5
 DEFAULT_BUILD = Build()
@@ -148,11 +148,11 @@ def build_of(args: argparse.Namespace, target: SimTarget | None) -> Build:
 _FLAGS = {"n": "--array-n", "bank_words": "--bank-words", "interleave": "--interleave"}
 
 
-def _radiation(args: argparse.Namespace, backend: ModelBackend, ram_bytes: int):
+def _radiation(args: argparse.Namespace, chip: Chip, ram_bytes: int):
     if args.environment is None:
         return None, None
     env = load_environment(args.environment)
-    bits = exposed_bits(backend, FirmwareRam(ram_bytes))
+    bits = exposed_bits(chip, FirmwareRam(ram_bytes))
     return env, ArrivalProcess(env, bits, args.acceleration, args.seed)
 
 
@@ -203,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     """Build the flight software from the arguments and serve until stopped."""
     target = sim_target(args.config)
     try:
-        backend = ModelBackend(build_of(args, target))
+        chip = ModelChip(build_of(args, target))
     except BuildError as exc:  # a bad flag, or flags that contradict the file
         flag = _FLAGS.get(exc.option or "")
         given = flag is not None and getattr(args, flag[2:].replace("-", "_")) is not None
@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         env=env_config,
     )
     try:
-        environment, radiation = _radiation(args, backend, config.ram_bytes)
+        environment, radiation = _radiation(args, chip, config.ram_bytes)
     except SiteMapError as exc:  # the exposed bits come from the build's site map
         print(f"firmware-sim: cannot fly {args.environment}: {exc}", file=sys.stderr)
         return 2
@@ -251,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        fsw = FlightSoftware(backend, config, nv, now=time.monotonic(), radiation=radiation)
+        fsw = FlightSoftware(chip, config, nv, now=time.monotonic(), radiation=radiation)
         emit(fsw, fsw.step(time.monotonic()), port, args.nv_file)
         if args.device:
             print(f"SERIAL {args.device} {args.baud}", flush=True)

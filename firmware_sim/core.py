@@ -3,9 +3,10 @@
 ``FlightSoftware`` is fed the bytes the serial port received (``receive_data``) and the
 time (``step(now)``, seconds on any monotonic clock), and returns an ``Output``: the
 bytes to send and what happened that the edge may want to know (log lines, reboots).
-The accelerator is behind the ``backend`` (a ``Bus`` plus the test bench's hooks), the
-environment is simulated in-process; neither does I/O. The edge calls ``step`` again
-by ``next_deadline()`` at the latest.
+The accelerator is behind the ``chip`` (``firmware_sim.chip.Chip``: its bus, interrupt,
+clock and a test bench's hands), the environment is simulated in-process; neither does
+I/O. Each service is given the few collaborators it uses, not the flight software. The
+edge calls ``step`` again by ``next_deadline()`` at the latest.
 
 A reset (commanded or by the watchdog) is a reboot of this object: volatile state is
 built anew, while the non-volatile store, the chip, the environment and the RAM's
@@ -19,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from firmware_sim.backend import ModelBackend
+from firmware_sim.chip import Chip
 from firmware_sim.dispatcher import Dispatcher
 from firmware_sim.driver import AccelDriver, DriverError
 from firmware_sim.environment import EnvEvent, Environment, EnvironmentConfig
@@ -120,22 +121,22 @@ class FlightSoftware:
 
     def __init__(
         self,
-        backend: ModelBackend,
+        chip: Chip,
         config: FswConfig | None = None,
         nv: NonVolatile | None = None,
         now: float = 0.0,
         radiation: ArrivalProcess | None = None,
     ) -> None:
         self.config = config or FswConfig()
-        self.backend = backend
+        self.chip = chip
         self.nv = nv if nv is not None else NonVolatile()
         self.keys = MappingProxyType(dict(self.config.keys))
         self.env = Environment(self.config.env)
-        self.driver = AccelDriver(backend)
+        self.driver = AccelDriver(chip)
         self.ram = FirmwareRam(self.config.ram_bytes)
         # Upsets from the orbit, if one is flown; like the chip, it carries over reboots.
         self.radiation = (
-            None if radiation is None else UpsetLander(radiation, backend, self.ram, self.env)
+            None if radiation is None else UpsetLander(radiation, chip, self.ram, self.env)
         )
         self.t0 = now
         self.now = now
@@ -158,7 +159,7 @@ class FlightSoftware:
         self._reboot: ResetCause | None = None
         self.tm = TmSender(self.obt)
         self.params = ParameterStore()
-        self.events = EventService(self)
+        self.events = EventService(self.tm, self.params, self._clock, self.log)
         self.hk = HousekeepingService(self)
         self.jobs = JobScheduler(self)
         self.results = ResultStore()
@@ -175,18 +176,34 @@ class FlightSoftware:
             self.radiation.mark_boot()  # HK counts upsets since boot
         self.power_low = False
         self.thermal_alarm = False
+        clock, mode = self._clock, lambda: self.mode
         self.dispatcher = Dispatcher(
             self,
             {
                 Service.HOUSEKEEPING: self.hk,
                 Service.EVENT_REPORTING: self.events,
-                Service.MEMORY_MANAGEMENT: MemoryService(self),
-                Service.FUNCTION_MANAGEMENT: FunctionService(self),
-                Service.TEST: TestService(self),
-                Service.PARAMETER_MANAGEMENT: ParameterService(self),
-                Service.FAULT_INJECTION: FaultInjectionService(self),
+                Service.MEMORY_MANAGEMENT: MemoryService(
+                    self.driver, self.ram, self.results, self.tm, clock,
+                    idle=self.accelerator_idle, verify=self.verify_result_range,
+                    check_counters=self.check_counters,
+                ),
+                Service.FUNCTION_MANAGEMENT: FunctionService(
+                    self.jobs, self.driver, self.ram, self.params, self.events, clock,
+                    mode=mode, set_mode=self.set_mode, reboot=self.request_reboot,
+                    reset_accelerator=self.reset_accelerator,
+                    clear_counters=self.clear_counters, check_counters=self.check_counters,
+                    idle=self.accelerator_idle, scrub_passes=lambda: self.edac.passes.total,
+                ),
+                Service.TEST: TestService(self.tm, clock),
+                Service.PARAMETER_MANAGEMENT: ParameterService(
+                    self.params, self.events, self.tm, clock, self.parameter_changed
+                ),
+                Service.FAULT_INJECTION: FaultInjectionService(
+                    self.chip, self.ram, self.env, self.events, self.tm, clock,
+                    mode=mode, hang=self.hang, recover=self.recover_accelerator,
+                ),
             },
-        )
+        )  # fmt: skip
         self._next_monitor = now + MONITOR_PERIOD_S
         self.driver.probe()
         self.reset_accelerator(fold=False)
@@ -195,6 +212,10 @@ class FlightSoftware:
         if cause == ResetCause.WATCHDOG:
             self.events.raise_event(EventId.WATCHDOG_RESET, self.nv.watchdog_resets)
         self.log(f"boot {self.nv.boot_count}, cause {cause.name}, mode {self.mode.name}")
+
+    def _clock(self) -> float:
+        """The time of the step being handled (what services stamp their reports with)."""
+        return self.now
 
     def obt(self) -> CdsTime:
         """On-board time: the configured epoch plus the time since power-on."""
@@ -330,6 +351,13 @@ class FlightSoftware:
         self.driver.soft_reset()
         self.edac.rebase()
         self.driver.set_scrub_period(self.params[ParamId.SCRUB_PERIOD])
+        self.driver.enable_interrupt()
+
+    def recover_accelerator(self) -> None:
+        """After faults were cleared: a chip BUSY with no job (a SEFI between jobs) is
+        reset now; a running job's own watchdog finds a hang in it."""
+        if self.jobs.running is None and not self.accelerator_idle():
+            self.reset_accelerator()
 
     def sefi_detected(self, job_id: int = NO_JOB) -> None:
         """The chip stopped answering: reset it, count it, report it."""
@@ -399,7 +427,7 @@ class FlightSoftware:
         if self.radiation is not None:
             for line in self.radiation.advance(mission_t):
                 self.log(line)
-        self.backend.advance(dt)
+        self.chip.advance(dt)
 
     def monitor(self) -> None:
         """The periodic health checks."""
@@ -418,7 +446,7 @@ class FlightSoftware:
     def _latchup(self, current_ma: float) -> None:
         self.latchups += 1
         self.jobs.abort_running("accelerator latch-up: power cycled")
-        self.backend.power_cycle()
+        self.chip.power_cycle()
         self.env.latchup = False
         self.results.forget_memory(MemoryId.ACCEL_SCRATCHPAD)
         self.driver.probe()

@@ -1,8 +1,9 @@
 """The accelerator driver: the chip programmed through its registers and scratchpad window.
 
-Only bus reads and writes (docs/REGISTERS.md), so the same driver runs the numpy model
-and, later, the RTL over AXI4-Lite. Nothing here assumes a job ends before START returns:
-the caller polls ``status`` until DONE, with its own deadline.
+Only bus reads and writes (docs/REGISTERS.md) and a wait for the interrupt, so the same
+driver runs the numpy model, the RTL in a simulator over AXI4-Lite and a board's chip
+(``firmware_sim.chip.Chip``). Nothing here assumes a job ends before START returns: the
+caller waits for the interrupt and reads ``status``, with its own deadline.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from firmware_sim.accel.regs import (
     Resp,
     Status,
 )
-from firmware_sim.backend import Bus
+from firmware_sim.chip import Chip
 
 
 class DriverError(Exception):
@@ -112,9 +113,9 @@ class Counters:
 
 
 class AccelDriver:
-    """Registers and scratchpad of one SCC, over a ``Bus``."""
+    """Registers and scratchpad of one SCC, over its bus."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Chip) -> None:
         self.bus = bus
         self._info: ChipInfo | None = None
 
@@ -170,6 +171,14 @@ class AccelDriver:
 
     def set_scrub_period(self, cycles: int) -> None:
         self.write_reg(Reg.SCRUB_PERIOD, cycles & 0xFFFF)
+
+    def enable_interrupt(self) -> None:
+        """irq_o follows DONE (IRQ_EN), so that a job's end can be waited for."""
+        self.write_reg(Reg.IRQ_EN, 1)
+
+    def wait_for_interrupt(self, cycles: int) -> bool:
+        """Let the chip run until its interrupt, at most ``cycles`` cycles; whether it came."""
+        return self.bus.wait_for_interrupt(cycles)
 
     def counters(self) -> Counters:
         return Counters(

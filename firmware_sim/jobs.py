@@ -25,7 +25,7 @@ import numpy as np
 
 from firmware_sim.accel.packing import pack_a, pack_b, pack_bias, place_operands, unpack_c
 from firmware_sim.accel.regs import ErrCode
-from firmware_sim.backend import JobInjection
+from firmware_sim.chip import JobInjection
 from firmware_sim.driver import Descriptor, DriverError
 from firmware_sim.ram import Result, crc32
 from protocol.codes import EventId, FailureCode, FunctionId, MemoryId, Mode
@@ -40,6 +40,9 @@ NO_RESULT = 0x0F
 """ERR_CODE quoted when a range is read whose job never finished (timed out)."""
 NO_ADDRESS = 0xFFFF_FFFF
 """Address in EDAC_UNCORRECTABLE when the chip does not say which word it was."""
+WAIT_CYCLES = 2000
+"""Chip cycles one look at the running job waits for its interrupt: on a simulated
+chip these cost wall time, and the link is served between looks."""
 
 
 def _blocks(size: int, n: int) -> int:
@@ -238,7 +241,6 @@ class JobScheduler:
         try:
             job.descriptor = self._stage(job)
             fsw.driver.start(job.descriptor)
-            job.injection = fsw.backend.take_injection()
         except DriverError as exc:
             # The chip was idle a moment ago: it refusing the staging is a hang.
             fsw.log(f"job {spec.job_id}: staging refused: {exc}")
@@ -292,8 +294,11 @@ class JobScheduler:
         )  # fmt: skip
 
     def _check(self, job: Job) -> None:
+        """Wait a while for the job's interrupt, then look at STATUS: a job still BUSY at
+        its deadline (JOB_TIMEOUT) is a hung accelerator."""
         fsw = self.fsw
         try:
+            fsw.driver.wait_for_interrupt(WAIT_CYCLES)
             status = fsw.driver.status()
         except DriverError as exc:
             fsw.log(f"job {job.spec.job_id}: STATUS unreadable: {exc}")
@@ -304,6 +309,7 @@ class JobScheduler:
                 self._timeout(job)
             return
         self.running = None
+        self._take_injection(job)
         fsw.driver.acknowledge()
         cycles, macs = fsw.driver.job_stats()
         self._book_energy(job, cycles, macs)
@@ -388,9 +394,15 @@ class JobScheduler:
         if code != FailureCode.TIMEOUT:  # a timeout is counted as the SEFI it is
             fsw.anomaly(EventId.JOB_FAILED)
 
+    def _take_injection(self, job: Job) -> None:
+        """Ask the chip what became of the faults of a job that started, once it ended."""
+        if job.state is JobState.RUNNING and job.injection is None:
+            job.injection = self.fsw.chip.settle()
+
     def _settle(self, job: Job) -> tuple[int, int]:
         """Report the job's faults that were not injected, by reason, before the job's own
         end is reported, once; (faults scheduled for it, of them not injected)."""
+        self._take_injection(job)
         tally, job.injection = job.injection, None
         if tally is None:
             return 0, 0

@@ -14,34 +14,41 @@ What is exposed comes from the build's site map (``testbed.sitemap``): its opera
 memory is SRAM, every other class of storage element flip-flops, and the firmware's own
 RAM is SRAM too (``Exposure``). ``UpsetLander`` is the flight software's collaborator
 that lands the arrivals: a flip-flop upset on a bit drawn uniformly over the map's
-flip-flop bits, a scratchpad upset as a cluster of cells (``testbed.clusters``) placed
-uniformly where it fits its bank, a firmware RAM upset on consecutive bits, a SEFI as a
-hung sequencer, an SEL as a latch-up. An upset the model cannot apply is counted as not
-landed, with the reason in the log, and never as landed.
+flip-flop bits, an SRAM upset as a cluster of cells (``testbed.clusters``) placed
+uniformly where it fits its scratchpad bank or the rows of the firmware RAM
+(``firmware_sim.ram.RamLayout``), a SEFI as the sequencer upset that stands for it
+(``firmware_sim.chip.sefi_faults``), an SEL as a latch-up. An upset the chip cannot
+apply is counted as not landed, with the reason in the log, and never as landed.
 """
 
 from __future__ import annotations
 
 import math
 import random
-import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from firmware_sim.accel import FlopBit, NotModelled
-from firmware_sim.accel.faults import FaultSite
-from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason
-from firmware_sim.backend import Build, ModelBackend
+from firmware_sim.accel.layout import Cell
+from firmware_sim.chip import (
+    Act,
+    Chip,
+    FaultRefused,
+    SiteFault,
+    cell_fault,
+    sefi_faults,
+    spm_layout,
+)
 from firmware_sim.environment import Environment as Power
 from firmware_sim.ram import FirmwareRam
 from protocol.codes import FaultKind
+from testbed.clusters import Cluster
 from testbed.clusters import draw as draw_cluster
 from testbed.config.environment import SECONDS_PER_DAY, Environment
-from testbed.sitemap import Entry, SiteClass, SiteMap
-from testbed.sitemap_builds import Build as MapBuild
+from testbed.sitemap import SiteClass, SiteMap
+from testbed.sitemap_builds import Build
 
 MEMORY_CLASSES = ("sram", "flipflop")
 """Memory classes with an upset rate in an environment file."""
@@ -263,7 +270,7 @@ class Exposure:
     def of(cls, build: Build, ram: FirmwareRam) -> Exposure:
         """The exposure of ``build``'s chip (its kept site map; ``SiteMapError`` if there
         is none) and of ``ram``."""
-        sitemap = SiteMap.load(MapBuild(**asdict(build)))
+        sitemap = SiteMap.load(build)
         flops = [c for c in SiteClass if c not in SRAM_SITES]
         return cls(sitemap.select(*SRAM_SITES), sitemap.select(*flops), 8 * ram.size)
 
@@ -274,46 +281,34 @@ class Exposure:
                 "flipflop": self.flipflops.total_bits}  # fmt: skip
 
 
-def exposed_bits(backend: ModelBackend, ram: FirmwareRam) -> dict[str, int]:
-    """Bits per memory class of the backend's build (from its site map) and of ``ram``."""
-    return Exposure.of(backend.build, ram).bits()
-
-
-_COPY = re.compile(r"\[\d+\]$")
-
-
-def flop_site(entry: Entry, bit: int) -> FaultSite:
-    """The model's fault site of bit ``bit`` of a site-map register: its own site type
-    where ``sitemap_sites`` has one, else the flop by its RTL path (TMR copy apart)."""
-    site = model_site(entry, bit)
-    if site is not None:
-        return site
-    path = entry.name if entry.copy is None else _COPY.sub("", entry.name)
-    return FlopBit(path, bit, entry.copy)
+def exposed_bits(chip: Chip, ram: FirmwareRam) -> dict[str, int]:
+    """Bits per memory class of the chip's build (from its site map) and of ``ram``."""
+    return Exposure.of(chip.build, ram).bits()
 
 
 class UpsetLander:
     """Lands the arrivals of ``process`` on the chip, the firmware RAM and the power model.
 
-    An SRAM upset hits the scratchpad or the firmware RAM in proportion to their bits. In
-    the scratchpad it is a cluster (``testbed.clusters.draw``: down the bit line with the
-    environment's ``bit_line_share``, else along the word line or a block), its first cell
-    drawn uniformly among those from which it fits its bank, mapped to cells by the
-    build's layout; in the RAM it flips consecutive bits. A flip-flop upset hits a bit
-    drawn uniformly over the site map's flip-flop bits. ``landed`` counts what landed
-    where (and SEFIs and SELs), ``landed_in_saa`` those that landed inside the anomaly,
-    ``not_landed`` where the model could not apply one, ``flipflop_classes`` the site
-    classes flip-flop upsets were drawn in (landed or not). ``exposure`` replaces the
-    build's kept site map (``Exposure.of``) where a build has none.
+    An SRAM upset hits the scratchpad or the firmware RAM in proportion to their bits, as
+    a cluster (``testbed.clusters.draw``: down the bit line with the environment's
+    ``bit_line_share``, else along the word line or a block), its first cell drawn
+    uniformly among those from which it fits its scratchpad bank (mapped to words by the
+    build's layout) or the RAM's rows (mapped to octets by ``RamLayout``). A flip-flop
+    upset hits a bit drawn uniformly over the site map's flip-flop bits. ``landed``
+    counts what landed where (and SEFIs and SELs), ``landed_in_saa`` those that landed
+    inside the anomaly, ``not_landed`` where the model could not apply one,
+    ``flipflop_classes`` the site classes flip-flop upsets were drawn in (landed or not).
+    ``exposure`` replaces the build's kept site map (``Exposure.of``) where a build has
+    none.
     """
 
-    def __init__(self, process: ArrivalProcess, backend: ModelBackend, ram: FirmwareRam,
+    def __init__(self, process: ArrivalProcess, chip: Chip, ram: FirmwareRam,
                  power: Power, exposure: Exposure | None = None) -> None:  # fmt: skip
         self.process = process
-        self.backend = backend
+        self.chip = chip
         self.ram = ram
         self.power = power
-        self.exposure = exposure or Exposure.of(backend.build, ram)
+        self.exposure = exposure or Exposure.of(chip.build, ram)
         self.bit_line_share = process.environment.multi_bit.bit_line_share.value
         self.rng = np.random.default_rng((process.seed, 1))
         # testbed.clusters draws with the standard library's generator, seeded from ours.
@@ -355,7 +350,7 @@ class UpsetLander:
         for a in arrivals:
             if isinstance(a, DeviceEvent):
                 if a.kind == FaultKind.SEFI:
-                    self.backend.hang()
+                    self.chip.place(sefi_faults(None))
                     self.landed["sefi"] += 1
                     lines.append(f"radiation: SEFI at {a.time:.1f} s, the sequencer hangs")
                 else:
@@ -380,15 +375,10 @@ class UpsetLander:
         """Land an SRAM upset of ``size`` cells: (where, why it did not land or None)."""
         spm, ram_bits = self.exposure.spm, self.exposure.ram_bits
         index = int(self.rng.integers(spm.total_bits + ram_bits))
-        if index >= spm.total_bits:
-            if size > ram_bits:
-                return "fw_ram", f"{size} bits do not fit the firmware RAM ({ram_bits} bits)"
-            first = int(self.rng.integers(ram_bits - size + 1))
-            for bit in range(first, first + size):
-                self.ram.flip(*divmod(bit, 8))
-            return "fw_ram", None
-        bank, _ = spm.site(index)
         cluster = draw_cluster(size, self.cluster_rng, self.bit_line_share)
+        if index >= spm.total_bits:
+            return "fw_ram", self._ram_cluster(cluster)
+        bank, _ = spm.site(index)
         rows, cells = bank.depth, bank.width  # a bank's physical rows and cells per row
         if cluster.rows > rows or cluster.cells > cells:
             return "spm", (
@@ -397,12 +387,29 @@ class UpsetLander:
             )
         row = int(self.rng.integers(rows - cluster.rows + 1))
         cell = int(self.rng.integers(cells - cluster.cells + 1))
-        origin = model_site(bank, row * cells + cell)
-        try:
-            self.backend.flip(self.backend.layout.cluster(origin, cluster.offsets))
-        except (ValueError, NotModelled) as exc:
-            return "spm", f"{bank.name} row {row} cell {cell}: {exc}"
-        return "spm", None
+        layout = spm_layout(self.chip.build)
+        origin = Cell(int(bank.name.split("u_bank")[1][0]), row, cell)
+        kind = FaultKind.MBU if size > 1 else FaultKind.SBU
+        cells = layout.cluster(origin, cluster.offsets)
+        faults = [cell_fault(Act.FLIP, c, layout, kind=kind) for c in cells]
+        why = self._land(faults)
+        return "spm", None if why is None else f"{bank.name} row {row} cell {cell}: {why}"
+
+    def _ram_cluster(self, cluster: Cluster) -> str | None:
+        """Land ``cluster`` in the firmware RAM, its first cell drawn uniformly among those
+        from which it fits the RAM's rows (``RamLayout``); why it did not land, or None."""
+        layout = self.ram.layout
+        if cluster.rows > layout.rows or cluster.cells > layout.row_cells:
+            return (
+                f"a {cluster.orientation} cluster of {cluster.size} cells ({cluster.rows} x "
+                f"{cluster.cells}) does not fit the firmware RAM ({layout.rows} rows of "
+                f"{layout.row_cells} cells)"
+            )
+        row = int(self.rng.integers(layout.rows - cluster.rows + 1))
+        cell = int(self.rng.integers(layout.row_cells - cluster.cells + 1))
+        for address, bit in layout.cluster(*layout.bit_of(row, cell), cluster.offsets):
+            self.ram.flip(address, bit)
+        return None
 
     def _flipflop(self) -> tuple[str, str | None]:
         """Land a flip-flop upset: ("flipflop", why it did not land or None)."""
@@ -413,12 +420,14 @@ class UpsetLander:
         self.flipflop_classes[entry.cls] += 1
         if entry.depth != 1:
             return "flipflop", f"{entry.name} ({entry.cls}) is a memory, not a register"
-        site = flop_site(entry, bit)
+        why = self._land([SiteFault(Act.FLIP, entry.name, bit)])
+        return "flipflop", None if why is None else f"{entry.name} bit {bit}: {why}"
+
+    def _land(self, faults: list[SiteFault]) -> str | None:
+        """Flip bits of the chip now; why the chip could not, or None."""
         try:
-            self.backend.flip([site])
-        except NotModelled as exc:
-            return "flipflop", f"{entry.name} bit {bit}: {exc}"
-        except ValueError as exc:
-            why = rtl_only_reason(entry, flops.build) or str(exc)
-            return "flipflop", f"{entry.name} bit {bit} has no site in the model ({why})"
-        return "flipflop", None
+            self.chip.check(faults)
+        except FaultRefused as exc:
+            return str(exc)
+        self.chip.place(faults)
+        return None

@@ -47,6 +47,7 @@ from protocol.link import DEFAULT_BAUD
 from protocol.payloads import (
     PARAM_SPECS,
     SITE_FIELDS,
+    ClusterShape,
     FaultRecord,
     FaultSiteClass,
     FaultTiming,
@@ -433,6 +434,9 @@ def _record(args: argparse.Namespace) -> FaultRecord:
         if formats.get(name) == "p":
             given[name] = value
             continue
+        if name == "shape":
+            given[name] = int(_enum_arg(ClusterShape, value))
+            continue
         try:
             given[name] = int(value, 0)
         except ValueError:
@@ -665,7 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("kind", nargs="?", help="sbu, mbu, set, stuck_at_0, stuck_at_1, sefi, sel")
     s.add_argument("site", nargs="?", help="spm_cell, spm_word, acc_bit, out_bit, reg_copy, "
                    "fw_ram, accel, fsw, site (a site-map entry by name), spm_cluster (bank row "
-                   "cell shape: 0 word line, 1 bit line, 2 block; --width cells)")  # fmt: skip
+                   "cell shape), fw_ram_cluster (address bit shape): a cluster of --width "
+                   "cells, shape word_line (0), bit_line (1) or block (2)")  # fmt: skip
     s.add_argument("fields", nargs="*", metavar="FIELD=VALUE",
                    help="site fields, e.g. word=100 bit=3 (or the values in order); for "
                    "site: NAME bit=N, e.g. u_seq.u_state.q_q[1] bit=2")  # fmt: skip

@@ -536,6 +536,11 @@ class Target:
     def inject(self, records: Iterable[FaultRecord]) -> list[Completion]:
         """TC[148,1] (hazardous, TEST mode only): inject ``records``, 32 per TC.
 
+        A multi-bit upset by shape is one record: ``FaultRecord(FaultKind.MBU,
+        FaultSiteClass.SPM_CLUSTER, 3, (bank, row, cell, ClusterShape.BIT_LINE))`` in the
+        scratchpad, ``FaultSiteClass.FW_RAM_CLUSTER`` with ``(address, bit, shape)`` in the
+        firmware RAM (ICD 15.8).
+
         A record the target cannot apply is refused (``CommandFailed`` with a code of
         ``FAULT_REFUSALS`` whose note names the record and why). A NEXT_JOB record is
         only armed: the job it waits for reports whether it was injected

@@ -92,10 +92,12 @@ class FaultSiteClass(enum.IntEnum):
     OUT_BIT = 8
     SITE = 9
     SPM_CLUSTER = 10
+    FW_RAM_CLUSTER = 11
 
 
 class ClusterShape(enum.IntEnum):
-    """How the cells of an SPM_CLUSTER multi-bit upset lie (u8), from its first cell."""
+    """How the cells of an SPM_CLUSTER or FW_RAM_CLUSTER multi-bit upset lie (u8), from
+    its first cell."""
 
     WORD_LINE = 0
     """Side by side in one physical row."""
@@ -381,6 +383,7 @@ SITE_FIELDS: Final[dict[FaultSiteClass, tuple[FieldSpec, ...]]] = {
     FaultSiteClass.ACC_BIT: _fields("i B; j B; bit B"),
     FaultSiteClass.REG_COPY: _fields("register B; copy B; bit B"),
     FaultSiteClass.FW_RAM: _fields("address I; bit B"),
+    FaultSiteClass.FW_RAM_CLUSTER: _fields("address I; bit B; shape B"),
     FaultSiteClass.ACCEL: (),
     FaultSiteClass.FSW: (),
     FaultSiteClass.OUT_BIT: _fields("i B; j B; bit B"),
@@ -504,7 +507,7 @@ K, S = FaultKind, FaultSiteClass
 _SPM = frozenset({S.SPM_CELL, S.SPM_WORD})
 FAULT_SITES: Final[dict[FaultKind, frozenset[FaultSiteClass]]] = {
     K.SBU: _SPM | {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.FW_RAM, S.SITE},
-    K.MBU: _SPM | {S.FW_RAM, S.SPM_CLUSTER},
+    K.MBU: _SPM | {S.FW_RAM, S.SPM_CLUSTER, S.FW_RAM_CLUSTER},
     K.SET: frozenset({S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE}),
     K.STUCK_AT_0: _SPM | {S.FW_RAM, S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE},
     K.STUCK_AT_1: _SPM | {S.FW_RAM, S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE},
@@ -526,6 +529,12 @@ ONE_BIT_SITES: Final[frozenset[FaultSiteClass]] = frozenset(
     {S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.SITE}
 )
 """Site classes that name one bit: any fault of them has width 1 at most (ICD 15.8)."""
+SITE_FIELD_RANGES: Final[dict[FaultSiteClass, dict[str, tuple[int, int]]]] = {
+    S.SPM_CLUSTER: {"shape": (min(ClusterShape), max(ClusterShape))},
+    S.FW_RAM_CLUSTER: {"bit": (0, 7), "shape": (min(ClusterShape), max(ClusterShape))},
+}
+"""Site fields whose range the ICD fixes, whatever the build (15.8): outside it a record
+is VALUE_OUT_OF_RANGE at that field."""
 NEXT_JOB_KINDS: Final[frozenset[FaultKind]] = frozenset({K.SBU, K.MBU, K.SET, K.SEFI})
 NEXT_JOB_SITES: Final[frozenset[FaultSiteClass]] = _SPM | {
     S.SPM_CLUSTER, S.ACC_BIT, S.OUT_BIT, S.REG_COPY, S.ACCEL, S.SITE
@@ -615,7 +624,15 @@ class FaultRecord:
                 at = start + POINT_OFFSETS["phase"]
                 raise out_of_range(at, f"job phase {point[1]} is not 1..4")
         site = tuple(_site_field(r, f) for f in SITE_FIELDS[site_class])
-        return cls(raw_kind, site_class, width, site, timing, point)
+        rec = cls(raw_kind, site_class, width, site, timing, point)
+        if strict:
+            names = [f.name for f in SITE_FIELDS[site_class]]
+            for name, (lo, hi) in SITE_FIELD_RANGES.get(site_class, {}).items():
+                value = int(site[names.index(name)])
+                if not lo <= value <= hi:
+                    what = f"{site_class.name} {name} {value} is outside {lo}..{hi}"
+                    raise out_of_range(start + rec.field_offset(name), what)
+        return rec
 
     def site_offset(self) -> int:
         """Offset of the site fields from the start of this record."""

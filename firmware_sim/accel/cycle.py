@@ -17,7 +17,8 @@ Faults are applied at the start of their job cycle, as a deposit at the falling 
 inside the cycle is: the cycle's combinational logic and the edge that ends it see them.
 A cycle in which the sequencer is already IDLE is not part of the job; faults scheduled
 there are not applied. Stuck bits (``stuck``) are forced at the start of every job cycle,
-after its faults. ``CycleTwin.set_bits`` holds single-event transients on the next
+after its faults; stuck state bits that vote IDLE out of IDLE keep the sequencer going
+(until the bound: a hang). ``CycleTwin.set_bits`` holds single-event transients on the next
 value of a TMR register (``scc_tmr_reg.v``'s ``next``, shared by the copies): every copy
 loads the flipped value at the edge that ends the cycle.
 """
@@ -209,6 +210,8 @@ class CycleTwin:
         self.codes = codes
         #: Bits held at a value every cycle (``stuck``), after the cycle's flips.
         self.stuck = stuck
+        #: Whether stuck state bits vote IDLE out of IDLE: the sequencer never rests then.
+        self.never_idle = _held_state(build, stuck, S_IDLE) != S_IDLE
         self.code, self._masks, self._syndromes = _code_tables(build.dw, build.ecc)
         self._decoded: dict[int, tuple[int, int, int]] = {}
         self._outputs: dict[int, tuple[int, int, int, np.ndarray]] = {}
@@ -320,7 +323,7 @@ class CycleTwin:
                 if watch.at(x, head, counters, self):
                     result.converged = True
                     break
-            if state == S_IDLE:
+            if state == S_IDLE and not self.never_idle:
                 break
             if x == bound:
                 result.hung = True
@@ -980,6 +983,16 @@ def epilogue_word(
         # Word u & 3 of the row's 4N bytes.
         return word >> (8 * n * (u & 3)) & ((1 << 8 * n) - 1)
     return word
+
+
+def _held_state(build: Build, stuck: tuple[Held, ...], state: int) -> int:
+    """The voted sequencer state when every copy holds ``state`` and ``stuck`` is held."""
+    copies = [state] * build.copies
+    for path, bit, copy, value in stuck:
+        if path == "u_seq.u_state.q_q":
+            c = copy or 0
+            copies[c] = copies[c] & ~(1 << bit) | value << bit
+    return _vote(copies)
 
 
 def hangs_past(g: _Geometry, x: int, rb: int, cb: int, bound: int) -> bool:

@@ -59,9 +59,9 @@ faults at raw job cycles, and a sequencer state voted out of IDLE between jobs (
 flip or a ``SetBit``, which every copy loads): the twin runs the chip from that idle state,
 with no START, until it is back in IDLE or hung (``Accelerator.last_wake``), and the next
 job starts from there. ``NotModelled`` is left for a flipped bank read slot without
-interleaving (an undefined bit in the RTL), and for bit 1 of the scrubber's state flipped
-while idle (FIX without its READ writes back a bank read register the model does not keep
-across scrub steps).
+interleaving (an undefined bit in the RTL). Between jobs the scrubber (``scrubber``) keeps
+the banks' read registers as the RTL does, so a flip that enters FIX without its READ
+writes back what the register holds.
 
 Without a golden run (``golden``) each job is worked out, or replayed in the twin, from
 CHECK. With one (``Accelerator.run(faults, golden=...)``, from the state it was recorded

@@ -7,7 +7,8 @@ TMR and faults match the RTL bit for bit; ``faults`` documents the timing of fau
 scheduled during a job. A job runs analytically (``job``) unless a scheduled fault needs
 the cycle-level twin of the job path (``cycle``). Register bits stuck at 0 or 1
 (``stick``) are held in every idle register and by the twin in every job cycle; the model
-counts the idle cycles it is told of (``idle``), as for the scrubber.
+counts the idle cycles it is told of (``idle``), as for the scrubber (``scrubber``), whose
+rounds and counters hold their stuck bits over many cycles at once.
 
 A fault-injection campaign runs one job many times from one state: ``snapshot`` takes
 the whole state and ``restore`` puts it back by copying arrays (``snapshot``);
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from . import golden as golden_run
-from . import packing
+from . import packing, scrubber
 from . import snapshot as snapshots
 from .cycle import CycleTwin, TwinResult, Watch
 from .cycle_job import (
@@ -86,7 +87,7 @@ from .regs import (
 )
 from .scratchpad import Scratchpad
 from .snapshot import Snapshot, StateToken
-from .stuck import UNHELD_PREFIXES, Held, disagree, hold, vote
+from .stuck import IDLE_REGISTERS, Held, count_on, disagree, forced, hold, idle_bits, vote
 from .tmr import TmrRegister
 
 # The model module is a one-stop import for testbenches: its public names.
@@ -122,6 +123,14 @@ ENGINES = ("auto", "analytic", "cycle")
 
 _REG_BY_OFFSET = {int(r): r for r in Reg}
 _CFG_NAMES = {f"u_regs.u_{name.lower()}.q_q": name for name in CONFIG_STORAGE}
+_SEQ_NAMES = {f"u_seq.u_{name}.q_q": name for name in SEQ_WIDTHS}
+#: Where the model keeps each of ``stuck.IDLE_REGISTERS`` while idle (``corr`` and
+#: ``uncorr`` on its scratchpad).
+_IDLE_ATTRS = {"u_regs.cycles_q": "_cycles", "u_regs.macs_q": "_macs", "u_regs.corr_q": "corr",
+               "u_regs.uncorr_q": "uncorr", "u_regs.mismatch_q": "_tmr_mismatch",
+               "g_scrub.u_scrub.state_q": "_scrub_state", "g_scrub.u_scrub.timer_q": "_scrub_timer",
+               "g_scrub.u_scrub.ptr_q": "_scrub_ptr",
+               "g_scrub.u_scrub.passes_q": "_scrub_passes"}  # fmt: skip
 
 
 class Accelerator:
@@ -190,6 +199,7 @@ class Accelerator:
         self.spm.clear_counters()
         # A reset loads every flop, but a stuck bit keeps its value.
         self._hold()
+        self._wake_stuck()
 
     def clear_counters(self) -> None:
         """CTRL.CLEAR_COUNTERS."""
@@ -198,6 +208,7 @@ class Accelerator:
         self._tmr_mismatch = 0
         self._scrub_ptr = 0
         self._scrub_passes = 0
+        self._hold()
 
     def snapshot(self) -> Snapshot:
         """The whole state of the chip, to ``restore`` later (arrays copied, not shared)."""
@@ -270,6 +281,9 @@ class Accelerator:
         """One AXI4-Lite read: (data, response)."""
         self._token = None  # a scratchpad read loads the read registers
         self._check_bus(addr, 0)
+        rvalid = self._path.rvalid
+        if rvalid[0] or rvalid[1]:
+            scrubber.collect(self)  # a read of the cycle before is counted by now
         addr &= ~3  # the two low address bits are ignored
         if addr >= SPM_BASE:
             return self._spm_read(addr)
@@ -281,6 +295,10 @@ class Accelerator:
     def bus_write(self, addr: int, value: int) -> Resp:
         """One AXI4-Lite write (all strobes); a refused write changes nothing."""
         self._token = None
+        self._check_bus(addr, value)
+        rvalid = self._path.rvalid
+        if rvalid[0] or rvalid[1]:
+            scrubber.collect(self)
         resp = self._bus_write(addr, value)
         self._hold()  # the write loads the register, but not its stuck bits
         return resp
@@ -376,7 +394,9 @@ class Accelerator:
         self._path.rrow[bank] = row
         self._path.rslot[bank] = word % self.interleave
         self._hold()
+        corr, uncorr = self.spm.corr, self.spm.uncorr
         data, status = self.spm.read(word)
+        scrubber.count_ecc(self, corr, uncorr)
         # The latch takes the decoded word (raw when uncorrectable), part 0 included.
         self._latch = packing.words_to_int(data)
         resp = Resp.SLVERR if status == EccStatus.UNCORRECTABLE else Resp.OKAY
@@ -412,7 +432,9 @@ class Accelerator:
     def read_word(self, word_addr: int) -> tuple[int, EccStatus]:
         """Read one word through the ECC decoder, counted like a bus read: (data, status)."""
         self._token = None
+        corr, uncorr = self.spm.corr, self.spm.uncorr
         data, status = self.spm.read(self._word(word_addr))
+        scrubber.count_ecc(self, corr, uncorr)
         return packing.words_to_int(data), status
 
     def peek(self, word_addr: int) -> tuple[int, int]:
@@ -515,9 +537,11 @@ class Accelerator:
                                   "them (engine='cycle')")  # fmt: skip
             self._needs_twin(d, timed, explain=True)
         self._finish_scrub_step()
-        self._scrub_timer = 0
+        self._scrub_timer = forced(0, scrubber.bits_of(self, scrubber.TIMER)) if self._held else 0
         if twin:
-            if golden is not None:
+            # A recorded run carries counter offsets past its end by addition, which a
+            # stuck counter bit does not follow: such a job runs from START.
+            if golden is not None and not idle_bits(self._held):
                 return golden_run.run_from(self, golden, scheduled, timed)
             return self._run_twin(d, scheduled, timed)
         if golden is not None and golden.analytic_end is not None and d.valid():
@@ -687,33 +711,7 @@ class Accelerator:
             raise RuntimeError("this build has no scrubber (needs scrub=True and ecc=True)")
         if count < 0:
             raise ValueError(f"count must be >= 0, got {count}")
-        words = self.spm_words
-        ptr = self._scrub_ptr
-        # Up to the end of the first full pass every word may need work.
-        first = min(count, words)
-        while first:
-            seg = min(first, words - ptr)
-            self.spm.scrub(ptr, seg)
-            ptr += seg
-            first -= seg
-            count -= seg
-            if ptr == words:
-                ptr = 0
-                self._scrub_passes = (self._scrub_passes + 1) & MASK32
-        # After a full pass only uncorrectable words are left: each pass counts them again.
-        passes, count = divmod(count, words)
-        if passes:
-            self.spm.count(EccStatus.UNCORRECTABLE, passes * len(self.spm.dirty))
-            self._scrub_passes = (self._scrub_passes + passes) & MASK32
-        while count:
-            seg = min(count, words - ptr)
-            self.spm.scrub(ptr, seg)
-            ptr += seg
-            count -= seg
-            if ptr == words:
-                ptr = 0
-                self._scrub_passes = (self._scrub_passes + 1) & MASK32
-        self._scrub_ptr = ptr
+        scrubber.steps(self, count)
 
     def idle(self, cycles: int) -> None:
         """Let ``cycles`` clock cycles pass with no job and no bus traffic.
@@ -722,48 +720,33 @@ class Accelerator:
         (READ, FIX) that completes at the end of FIX: steps come every SCRUB_PERIOD + 2
         cycles. Its timer and a step in progress carry over between calls; a START
         completes a step in progress and restarts the timer from 0 after the job, as
-        the RTL holds the timer at 0 while BUSY. Without a scrubber nothing happens.
+        the RTL holds the timer at 0 while BUSY. Without a scrubber only a bank read of
+        the cycle before is counted. Stuck bits of the counters and the scrubber's
+        registers are held in every one of these cycles (``scrubber``).
         """
         if cycles < 0:
             raise ValueError(f"cycles must be >= 0, got {cycles}")
+        if cycles == 0:
+            return
         self._token = None
         if self._disagree:
             # A stuck TMR copy is outvoted in every one of these cycles.
-            self._tmr_mismatch = (self._tmr_mismatch + cycles) & MASK32
-        if not (self.scrub and self.ecc) or self._hung:
-            return  # no scrubber, or a hung job keeps it waiting
-        period = self._cfg["SCRUB_PERIOD"]
-        while cycles:
-            if self._scrub_state == 0:
-                if period == 0:
-                    self._scrub_timer = 0
-                    return
-                if self._scrub_timer == 0 and cycles >= period + 2:
-                    steps, cycles = divmod(cycles, period + 2)
-                    self.scrub_steps(steps)
-                    continue
-                need = max(period - self._scrub_timer, 1)
-                if cycles < need:
-                    self._scrub_timer += cycles
-                    return
-                cycles -= need
-                self._scrub_timer = 0
-                self._scrub_state = 1
-            else:
-                cycles -= 1
-                if self._scrub_state == 1:
-                    self._scrub_state = 2
-                elif self._scrub_state == 2:
-                    self._scrub_state = 0
-                    self.scrub_steps(1)
-                else:
-                    self._scrub_state = 0  # the stray encoding 3: back to WAIT, no step
+            self._tmr_mismatch = self._count("u_regs.mismatch_q", self._tmr_mismatch, cycles)
+        if self._hung:
+            return  # a hung job keeps the scrubber waiting
+        scrubber.collect(self)
+        if self.scrub and self.ecc:
+            scrubber.idle(self, cycles)
 
     def _finish_scrub_step(self) -> None:
-        # The stray encoding 3 returns to WAIT without a step.
-        if self._scrub_state in (1, 2):
-            self.scrub_steps(1)
-        self._scrub_state = 0
+        rvalid = self._path.rvalid
+        if self._scrub_state or self._held or rvalid[0] or rvalid[1]:
+            scrubber.finish_step(self)
+
+    def _count(self, path: str, value: int, cycles: int) -> int:
+        """Counter ``path`` holding ``value`` after ``cycles`` cycles that each add one,
+        its stuck bits held in each (``stuck.count_on``)."""
+        return count_on(value, cycles, IDLE_REGISTERS[path], scrubber.bits_of(self, path))
 
     # --- faults ----------------------------------------------------------------------
 
@@ -906,8 +889,6 @@ class Accelerator:
         plan = self._vote_copy_flips(copies, during_job=False)
         flops = [s for s in sites if isinstance(s, FlopBit)]
         pe_bits = [flop_of(s) for s in sites if isinstance(s, AccBit | OutBit)]
-        for site in flops:
-            self._check_idle_scrub_state(site)
         for site in sites:
             if isinstance(site, SpmCell):
                 self.spm.flip_cell(site)
@@ -917,8 +898,14 @@ class Accelerator:
         for bit in pe_bits:
             self._path.flip(bit.path, bit.bit)
         if flops:
-            # Idle cycles follow: operands and tags flow on, beats in flight land.
-            CycleTwin(self.build, self._path, []).settle()
+            # Idle cycles follow: operands and tags flow on, beats in flight land. A bank
+            # read of this cycle (a flipped rvalid_q, the scrubber's READ) is still counted
+            # at its edge, and the scrubber's bank flop still read, as the idle cycles
+            # that follow take them (``scrubber``).
+            p = self._path
+            kept = list(p.rvalid), p.scrub_bank_q
+            CycleTwin(self.build, p, []).settle()
+            p.rvalid, p.scrub_bank_q = kept
         self._hold()
         if plan[2].get("state"):
             self._wake(plan[2]["state"])
@@ -936,12 +923,19 @@ class Accelerator:
         drives, until ``unstick_all`` (or a new Accelerator: a power cycle); soft resets
         and writes do not change it.
 
-        Any ``AccBit``, ``OutBit``, ``RegCopy``, ``SeqCopy`` or job-path ``FlopBit`` of the
-        build (ValueError naming the range otherwise). A stuck TMR copy that disagrees
-        with the other two is outvoted in every cycle: TMR_MISMATCH counts this cycle,
-        every job cycle and every cycle ``idle`` is told of. NotModelled for a counter
-        or scrubber bit (kept outside the job path while idle) and for a bit that makes
-        the idle sequencer leave IDLE.
+        Any ``AccBit``, ``OutBit``, ``RegCopy``, ``SeqCopy`` or ``FlopBit`` of the job
+        path, the counters or the scrubber of the build (ValueError naming the range
+        otherwise). A stuck TMR copy that disagrees with the other two is outvoted in every
+        cycle: TMR_MISMATCH counts this cycle, every job cycle and every cycle ``idle`` is
+        told of. A stuck counter counts on with the bit held after every cycle's count, in
+        jobs, while idle and through CLEAR_COUNTERS and SOFT_RESET (``stuck.count_on``);
+        the scrubber's stuck bits are held over its idle rounds (``scrubber``). A bit that
+        votes the idle sequencer out of IDLE starts it with no START, as an upset of its
+        state does (``last_wake``), and again after every SOFT_RESET while it is stuck: the
+        state, never IDLE again, keeps the chip BUSY (``hung``). NotModelled for a bit of
+        the scrubber's state stuck at 1: the scrubber never waits again and keeps the
+        scratchpad port in every cycle, so a bus access to the scratchpad never completes
+        (the model answers whole bus transactions).
         """
         self._token = None
         if value not in (0, 1):
@@ -956,21 +950,24 @@ class Accelerator:
         site = self._canonical(site)
         flop = flop_of(site)
         assert flop is not None
-        if flop.path.startswith(UNHELD_PREFIXES):
-            raise NotModelled(f"{site}: a stuck counter or scrubber bit is not predicted")
-        if flop.path == "u_seq.u_state.q_q":
-            copies = list(self._path.seq["state"])
-            c = flop.copy or 0
-            copies[c] = copies[c] & ~(1 << flop.bit) | value << flop.bit
-            if vote(copies) != vote(self._path.seq["state"]):
-                raise NotModelled(
-                    f"{site} at {value}: the idle sequencer would leave IDLE unstarted"
-                )
+        if flop.path == scrubber.STATE and value == 1:
+            raise NotModelled(
+                f"{site} at 1: the scrubber never returns to WAIT and holds the scratchpad "
+                "port in every cycle, so a bus access to the scratchpad never completes "
+                "(the model answers whole bus transactions)"
+            )
         self._stuck[site] = value
         self._held = tuple(self._held_of(s, v) for s, v in self._stuck.items())
         self._hold()
         if self._disagree:
-            self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
+            self._tmr_mismatch = self._count("u_regs.mismatch_q", self._tmr_mismatch, 1)
+        self._wake_stuck()
+
+    def _wake_stuck(self) -> None:
+        """Run the idle sequencer from the state its stuck bits vote it into, if not IDLE."""
+        state = vote(self._path.seq["state"])
+        if state and not self._hung:
+            self._wake(state)
 
     def unstick_all(self) -> int:
         """Release every stuck bit in this cycle (returns how many): each keeps its value
@@ -979,6 +976,7 @@ class Accelerator:
         self._token = None
         released = len(self._stuck)
         if self._disagree:
+            # Released in this cycle, the counter takes this count freely.
             self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
         self._stuck.clear()
         self._held = ()
@@ -1000,6 +998,10 @@ class Accelerator:
         if not self._held:
             self._disagree = False
             return
+        for path, bits in idle_bits(self._held).items():
+            name = _IDLE_ATTRS[path]
+            owner = self.spm if name in ("corr", "uncorr") else self
+            setattr(owner, name, forced(getattr(owner, name), bits))
         p, copies = self._path, self._copies()
         for name in CONFIG_STORAGE:
             p.cfg[name] = [to_storage(name, self._cfg[name])] * copies
@@ -1042,15 +1044,11 @@ class Accelerator:
         predict these sites flipped together at ``when`` of a job (None: now, while idle).
 
         During a job the cycle-level twin predicts every site but a read slot without
-        interleaving (``check_site``); while idle, every site but a scrubber state flip
-        that enters FIX without its READ (``flip_many``). Nothing is applied.
+        interleaving (``check_site``); while idle, every site too. Nothing is applied.
         """
         sites = [self._canonical(s) for s in sites]
         if when is not None:
             return
-        for site in sites:
-            if isinstance(site, FlopBit):
-                self._check_idle_scrub_state(site)
         self._vote_copy_flips(self._idle_copy_flips(sites), False)
 
     def _plan_copy_flips(
@@ -1090,13 +1088,22 @@ class Accelerator:
                     if self._stuck:
                         voters[key].copies = list(self._path.cfg[s.name])
                 else:
+                    # Copies as XORs on the voted value; a stuck copy differs from it.
                     voters[key] = TmrRegister(SEQ_WIDTHS[s.name], 0, self.tmr)
+                    if self._stuck:
+                        copies = self._path.seq[s.name]
+                        voters[key].copies = [c ^ vote(copies) for c in copies]
             voters[key].flip(s.copy, s.bit)
         for path, bit, copy, value in self._held:
             held = voters.get((RegCopy, _CFG_NAMES.get(path, "")))
             if held is not None:
                 c = copy or 0
                 held.copies[c] = held.copies[c] & ~(1 << bit) | value << bit
+            name = _SEQ_NAMES.get(path)
+            held = voters.get((SeqCopy, name)) if name else None
+            if held is not None and name is not None:
+                c, base = copy or 0, vote(self._path.seq[name]) >> bit & 1
+                held.copies[c] = held.copies[c] & ~(1 << bit) | (value ^ base) << bit
         mismatch = any(v.mismatch for v in voters.values())
         config: dict[str, int] = {}
         seq: dict[str, int] = {}
@@ -1123,7 +1130,7 @@ class Accelerator:
     ) -> None:
         """Apply a voted plan (``_vote_copy_flips``); a changed state is left to ``_wake``."""
         if mismatch:
-            self._tmr_mismatch = (self._tmr_mismatch + 1) & MASK32
+            self._tmr_mismatch = self._count("u_regs.mismatch_q", self._tmr_mismatch, 1)
         self._cfg.update(config)
         status = seq.get("status", 0)
         if status:
@@ -1148,17 +1155,6 @@ class Accelerator:
                 kind = type(flop)
                 out += [kind(flop.name, c, site.bit) for c in range(self._copies())]
         return out
-
-    @staticmethod
-    def _check_idle_scrub_state(site: FlopBit) -> None:
-        """NotModelled for a flip of the scrubber's state into FIX (2) from WAIT (0): FIX
-        then writes back whatever the bank's read register holds from its last read,
-        which the model does not keep across scrub steps."""
-        if site.path == "g_scrub.u_scrub.state_q" and site.bit == 1:
-            raise NotModelled(
-                f"{site}: a scrubber entering FIX without its READ writes a read register "
-                "the model does not keep (bit 1 of the scrubber's state while idle)"
-            )
 
     def _wake(self, state: int) -> None:
         """The idle sequencer voted into ``state`` (not IDLE) by an upset: the chip runs

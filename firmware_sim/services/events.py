@@ -16,8 +16,9 @@ from protocol.codes import EVENT_SEVERITY, EventId, EventSubtype, FailureCode, S
 from protocol.payloads import EVENT_FIELDS, EventSelector, ParamId, Reader, out_of_range, refuse
 
 if TYPE_CHECKING:
-    from firmware_sim.core import FlightSoftware
+    from firmware_sim.services.parameters import ParameterStore
     from firmware_sim.services.verification import Request
+    from firmware_sim.telemetry import TmSender
 
 E = EventId
 RATE_LIMITED = frozenset(
@@ -37,8 +38,17 @@ def pack_aux(event_id: EventId, values: tuple) -> bytes:
 class EventService:
     """Raises events as TM[5,severity]; TC[5,5] and TC[5,6] enable and disable them."""
 
-    def __init__(self, fsw: FlightSoftware) -> None:
-        self.fsw = fsw
+    def __init__(
+        self,
+        tm: TmSender,
+        params: ParameterStore,
+        now: Callable[[], float],
+        log: Callable[[str], None],
+    ) -> None:
+        self.tm = tm
+        self.params = params
+        self.now = now
+        self.log = log
         self.enabled: set[EventId] = set(EventId)
         self.raised = 0
         self.suppressed = 0
@@ -50,13 +60,13 @@ class EventService:
         """Report an event now (if enabled); ``raw`` replaces the packed ``values``."""
         self.raised += 1
         data = raw if raw is not None else pack_aux(event_id, values)
-        self.fsw.log(f"event {event_id.name} {data.hex()}")
+        self.log(f"event {event_id.name} {data.hex()}")
         if event_id not in self.enabled:
             return False
-        self.fsw.tm.send(
+        self.tm.send(
             Service.EVENT_REPORTING, EVENT_SEVERITY[event_id], struct.pack("!H", event_id) + data
         )
-        self._last_sent[event_id] = self.fsw.now
+        self._last_sent[event_id] = self.now()
         return True
 
     def limited(self, event_id: EventId, count: int, build: Callable[[int], tuple]) -> None:
@@ -74,15 +84,15 @@ class EventService:
         since = self._since.get(event_id, 0)
         if not since:
             return
-        interval = self.fsw.params.seconds(ParamId.EVENT_RATE_LIMIT)
+        interval = self.params.seconds(ParamId.EVENT_RATE_LIMIT)
         last = self._last_sent.get(event_id)
-        if last is not None and self.fsw.now - last < interval:
+        if last is not None and self.now() - last < interval:
             self.suppressed += 1
             return
         self._since[event_id] = 0
         build = self._build.pop(event_id)
         if not self.raise_event(event_id, *build(since)):
-            self._last_sent[event_id] = self.fsw.now
+            self._last_sent[event_id] = self.now()
 
     # --- the service -----------------------------------------------------------------
 
@@ -119,4 +129,4 @@ class EventService:
             self.enabled |= request
         else:
             self.enabled -= request
-        req.complete(self.fsw.now)
+        req.complete(self.now())

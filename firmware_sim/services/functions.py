@@ -8,6 +8,7 @@ at start.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from firmware_sim.accel.packing import place_operands
@@ -26,7 +27,11 @@ from protocol.payloads import (
 )
 
 if TYPE_CHECKING:
-    from firmware_sim.core import FlightSoftware
+    from firmware_sim.driver import AccelDriver
+    from firmware_sim.jobs import JobScheduler
+    from firmware_sim.ram import FirmwareRam
+    from firmware_sim.services.events import EventService
+    from firmware_sim.services.parameters import ParameterStore
     from firmware_sim.services.verification import Request
 
 MAX_DIM = 0xFFF
@@ -35,10 +40,46 @@ JOB_FUNCTIONS = (FunctionId.RUN_GEMM, FunctionId.RUN_LAYER)
 
 
 class FunctionService:
-    """TC[8,1]: jobs, abort, mode, resets, scrub, counters."""
+    """TC[8,1]: jobs, abort, mode, resets, scrub, counters.
 
-    def __init__(self, fsw: FlightSoftware) -> None:
-        self.fsw = fsw
+    Its collaborators: the ``jobs`` queue, the chip's ``driver``, the firmware ``ram``,
+    ``params``, ``events``, the clock ``now``, and what the flight software offers:
+    ``mode`` and ``set_mode``, ``reboot``, ``reset_accelerator``, ``clear_counters``,
+    ``check_counters``, ``idle`` (the chip not BUSY, no job) and ``scrub_passes`` (total).
+    """
+
+    def __init__(
+        self,
+        jobs: JobScheduler,
+        driver: AccelDriver,
+        ram: FirmwareRam,
+        params: ParameterStore,
+        events: EventService,
+        now: Callable[[], float],
+        *,
+        mode: Callable[[], Mode],
+        set_mode: Callable[[Mode], None],
+        reboot: Callable[[ResetCause], None],
+        reset_accelerator: Callable[[], None],
+        clear_counters: Callable[[], None],
+        check_counters: Callable[..., None],
+        idle: Callable[[], bool],
+        scrub_passes: Callable[[], int],
+    ) -> None:
+        self.jobs = jobs
+        self.driver = driver
+        self.ram = ram
+        self.params = params
+        self.events = events
+        self.now = now
+        self.mode = mode
+        self.set_mode = set_mode
+        self.reboot = reboot
+        self.reset_accelerator = reset_accelerator
+        self.clear_counters = clear_counters
+        self.check_counters = check_counters
+        self.idle = idle
+        self.scrub_passes = scrub_passes
 
     # --- acceptance ------------------------------------------------------------------
 
@@ -63,8 +104,7 @@ class FunctionService:
         return fid, None
 
     def _job_spec(self, fid: FunctionId, r: Reader) -> JobSpec:
-        fsw = self.fsw
-        info = fsw.driver.info
+        info = self.driver.info
         job_id = r.u16("job id")
         raw_source = r.u8("operand source")
         if raw_source not in OperandSource._value2member_map_:
@@ -131,11 +171,7 @@ class FunctionService:
         return spec
 
     def _check_ranges(self, memory: MemoryId, ranges: list, align: int) -> None:
-        size = (
-            self.fsw.driver.info.spm_bytes
-            if memory == MemoryId.ACCEL_SCRATCHPAD
-            else self.fsw.ram.size
-        )
+        size = self.driver.info.spm_bytes if memory == MemoryId.ACCEL_SCRATCHPAD else self.ram.size
         for at, address, length in ranges:
             if address % align:
                 raise out_of_range(
@@ -151,45 +187,43 @@ class FunctionService:
     # --- start and execution ---------------------------------------------------------
 
     def start(self, subtype: int, request: tuple[FunctionId, object]) -> None:
-        fsw = self.fsw
         fid, _ = request
         if fid in JOB_FUNCTIONS:
-            if fsw.mode == Mode.SAFE:
-                raise refuse(FailureCode.WRONG_MODE, "no jobs in SAFE mode", bytes([fsw.mode]))
-            if len(fsw.jobs) >= fsw.params[ParamId.JOB_QUEUE_LIMIT]:
-                raise refuse(FailureCode.BUSY, f"{len(fsw.jobs)} jobs already queued or running")
-        elif fid == FunctionId.SCRUB_NOW and not fsw.accelerator_idle():
+            mode = self.mode()
+            if mode == Mode.SAFE:
+                raise refuse(FailureCode.WRONG_MODE, "no jobs in SAFE mode", bytes([mode]))
+            if len(self.jobs) >= self.params[ParamId.JOB_QUEUE_LIMIT]:
+                raise refuse(FailureCode.BUSY, f"{len(self.jobs)} jobs already queued or running")
+        elif fid == FunctionId.SCRUB_NOW and not self.idle():
             raise refuse(FailureCode.BUSY, "a job runs on the accelerator")
 
     def execute(self, subtype: int, request: tuple[FunctionId, object], req: Request) -> None:
-        fsw = self.fsw
         fid, args = request
         if fid in JOB_FUNCTIONS:
             assert isinstance(args, JobSpec)
-            fsw.jobs.submit(Job(args, req))
-            fsw.jobs.poll()
+            self.jobs.submit(Job(args, req))
+            self.jobs.poll()
             return
         if fid == FunctionId.ABORT_JOB:
-            fsw.jobs.abort_all("ABORT_JOB")
+            self.jobs.abort_all("ABORT_JOB")
         elif fid == FunctionId.SET_MODE:
             assert isinstance(args, Mode)
-            fsw.set_mode(args)
+            self.set_mode(args)
         elif fid == FunctionId.RESET:
-            fsw.jobs.abort_all("RESET")
-            fsw.request_reboot(ResetCause.COMMAND)
+            self.jobs.abort_all("RESET")
+            self.reboot(ResetCause.COMMAND)
         elif fid == FunctionId.RESET_ACCEL:
-            fsw.jobs.abort_running("RESET_ACCEL")
-            fsw.reset_accelerator()
+            self.jobs.abort_running("RESET_ACCEL")
+            self.reset_accelerator()
         elif fid == FunctionId.SCRUB_NOW:
             self._scrub()
         elif fid == FunctionId.CLEAR_COUNTERS:
-            fsw.clear_counters()
-        req.complete(fsw.now)
+            self.clear_counters()
+        req.complete(self.now())
 
     def _scrub(self) -> None:
         """A pass over the whole scratchpad: words read with a corrected error are rewritten."""
-        fsw = self.fsw
-        driver = fsw.driver
+        driver = self.driver
         corr = driver.read_reg(Reg.ECC_CORR)
         first_bad = None
         for word in range(driver.info.spm_words):
@@ -201,5 +235,5 @@ class FunctionService:
             if now_corr != corr:
                 driver.write_words(word, data)
                 corr = now_corr
-        fsw.check_counters(None if first_bad is None else first_bad * driver.info.n)
-        fsw.events.raise_event(EventId.SCRUB_PASS_DONE, fsw.edac.passes.total, 1)
+        self.check_counters(None if first_bad is None else first_bad * driver.info.n)
+        self.events.raise_event(EventId.SCRUB_PASS_DONE, self.scrub_passes(), 1)

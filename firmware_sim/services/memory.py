@@ -10,6 +10,7 @@ no longer matches: a wrong result is never delivered as one.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,8 +27,10 @@ from protocol.payloads import (
 )
 
 if TYPE_CHECKING:
-    from firmware_sim.core import FlightSoftware
+    from firmware_sim.driver import AccelDriver
+    from firmware_sim.ram import FirmwareRam, ResultStore
     from firmware_sim.services.verification import Request
+    from firmware_sim.telemetry import TmSender
 
 CHECK_CHUNK_WORDS = 256
 
@@ -41,15 +44,38 @@ class MemRequest:
 
 
 class MemoryService:
-    """TC[6,2] load, TC[6,5] dump, TC[6,9] check."""
+    """TC[6,2] load, TC[6,5] dump, TC[6,9] check.
 
-    def __init__(self, fsw: FlightSoftware) -> None:
-        self.fsw = fsw
+    Its collaborators: the chip's ``driver``, the firmware ``ram``, the kept ``results``,
+    ``tm``, the clock ``now``, ``idle`` (no job owns the scratchpad), ``verify`` (the
+    ERR_CODE that refuses a range holding a bad result, else 0) and ``check_counters``
+    (fold the chip's EDAC counters, naming the address of an uncorrectable word seen).
+    """
+
+    def __init__(
+        self,
+        driver: AccelDriver,
+        ram: FirmwareRam,
+        results: ResultStore,
+        tm: TmSender,
+        now: Callable[[], float],
+        idle: Callable[[], bool],
+        verify: Callable[[int, int, int], int],
+        check_counters: Callable[..., None],
+    ) -> None:
+        self.driver = driver
+        self.ram = ram
+        self.results = results
+        self.tm = tm
+        self.now = now
+        self.idle = idle
+        self.verify = verify
+        self.check_counters = check_counters
 
     def size(self, memory: MemoryId) -> int:
         if memory == MemoryId.ACCEL_SCRATCHPAD:
-            return self.fsw.driver.info.spm_bytes
-        return self.fsw.ram.size
+            return self.driver.info.spm_bytes
+        return self.ram.size
 
     def accept(self, subtype: int, data: bytes) -> MemRequest:
         r = Reader(data)
@@ -84,7 +110,7 @@ class MemoryService:
                 struct.pack("!II", address, length),
             )
         if memory == MemoryId.ACCEL_SCRATCHPAD:
-            n = self.fsw.driver.info.n
+            n = self.driver.info.n
             if address % n:
                 raise out_of_range(1, f"scratchpad address {address} is not a multiple of N={n}")
             if length % n:
@@ -92,11 +118,10 @@ class MemoryService:
         return MemRequest(memory, address, length, payload)
 
     def start(self, subtype: int, m: MemRequest) -> None:
-        fsw = self.fsw
-        if m.memory == MemoryId.ACCEL_SCRATCHPAD and not fsw.accelerator_idle():
+        if m.memory == MemoryId.ACCEL_SCRATCHPAD and not self.idle():
             raise refuse(FailureCode.BUSY, "the accelerator owns its scratchpad: a job runs")
         if subtype == MemorySubtype.DUMP:
-            err = fsw.verify_result_range(m.memory, m.address, m.length)
+            err = self.verify(m.memory, m.address, m.length)
             if err:
                 raise refuse(
                     FailureCode.JOB_FAILED,
@@ -106,20 +131,19 @@ class MemoryService:
                 )
 
     def execute(self, subtype: int, m: MemRequest, req: Request) -> None:
-        fsw = self.fsw
         if subtype == MemorySubtype.LOAD:
             if m.memory == MemoryId.FIRMWARE_RAM:
-                fsw.ram.write(m.address, m.data)
+                self.ram.write(m.address, m.data)
             else:
-                fsw.driver.write_words(m.address // fsw.driver.info.n, m.data)
-            fsw.results.forget(m.memory, m.address, m.length)
+                self.driver.write_words(m.address // self.driver.info.n, m.data)
+            self.results.forget(m.memory, m.address, m.length)
         elif subtype == MemorySubtype.DUMP:
             data, bad = self._read(m.memory, m.address, m.length)
             out = DumpReport(m.memory, m.address, m.length, bad, data).pack()
-            fsw.tm.send(Service.MEMORY_MANAGEMENT, MemorySubtype.DUMP_REPORT, out, req.dest_id)
+            self.tm.send(Service.MEMORY_MANAGEMENT, MemorySubtype.DUMP_REPORT, out, req.dest_id)
         else:
             crc, bad, pos = 0xFFFF, 0, 0
-            n = fsw.driver.info.n
+            n = self.driver.info.n
             chunk = CHECK_CHUNK_WORDS * n
             while pos < m.length:
                 data, chunk_bad = self._read(m.memory, m.address + pos, min(chunk, m.length - pos))
@@ -127,16 +151,15 @@ class MemoryService:
                 bad += chunk_bad
                 pos += len(data)
             out = CheckReport(m.memory, m.address, m.length, crc, bad).pack()
-            fsw.tm.send(Service.MEMORY_MANAGEMENT, MemorySubtype.CHECK_REPORT, out, req.dest_id)
-        req.complete(fsw.now)
+            self.tm.send(Service.MEMORY_MANAGEMENT, MemorySubtype.CHECK_REPORT, out, req.dest_id)
+        req.complete(self.now())
 
     def _read(self, memory: MemoryId, address: int, length: int) -> tuple[bytes, int]:
         """(data, uncorrectable words in it)."""
-        fsw = self.fsw
         if memory == MemoryId.FIRMWARE_RAM:
-            return fsw.ram.read(address, length), 0
-        n = fsw.driver.info.n
-        data, bad = fsw.driver.read_words(address // n, length // n)
+            return self.ram.read(address, length), 0
+        n = self.driver.info.n
+        data, bad = self.driver.read_words(address // n, length // n)
         if bad:
-            fsw.check_counters(now_address=bad[0] * n)
+            self.check_counters(now_address=bad[0] * n)
         return data, len(bad)

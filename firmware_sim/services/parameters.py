@@ -9,6 +9,7 @@ defaults. A TC[20,3] is checked whole before any value changes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,8 +26,9 @@ from protocol.payloads import (
 )
 
 if TYPE_CHECKING:
-    from firmware_sim.core import FlightSoftware
+    from firmware_sim.services.events import EventService
     from firmware_sim.services.verification import Request
+    from firmware_sim.telemetry import TmSender
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,10 +122,22 @@ def _param_id(r: Reader) -> ParamId:
 
 
 class ParameterService:
-    """TC[20,1] report values, TC[20,3] set values."""
+    """TC[20,1] report values, TC[20,3] set values; ``changed`` lets the rest of the
+    software act on a new value (restart a housekeeping period, reprogram the chip)."""
 
-    def __init__(self, fsw: FlightSoftware) -> None:
-        self.fsw = fsw
+    def __init__(
+        self,
+        params: ParameterStore,
+        events: EventService,
+        tm: TmSender,
+        now: Callable[[], float],
+        changed: Callable[[ParamId], None],
+    ) -> None:
+        self.params = params
+        self.events = events
+        self.tm = tm
+        self.now = now
+        self.changed = changed
 
     def accept(self, subtype: int, data: bytes) -> list:
         r = Reader(data)
@@ -144,7 +158,7 @@ class ParameterService:
             sets.append((pid, value))
             where[pid] = at
         r.end()
-        after = dict(self.fsw.params.values) | dict(sets)
+        after = dict(self.params.values) | dict(sets)
         if after[ParamId.TEMP_LOW_LIMIT] >= after[ParamId.TEMP_HIGH_LIMIT]:
             at = max(where.get(ParamId.TEMP_LOW_LIMIT, 0), where.get(ParamId.TEMP_HIGH_LIMIT, 0))
             raise out_of_range(at, "TEMP_LOW_LIMIT must stay below TEMP_HIGH_LIMIT")
@@ -154,13 +168,12 @@ class ParameterService:
         pass
 
     def execute(self, subtype: int, request: list, req: Request) -> None:
-        fsw = self.fsw
         if subtype == ParameterSubtype.REPORT_VALUES:
-            out = parameter_values([(pid, fsw.params[pid]) for pid in request])
-            fsw.tm.send(20, ParameterSubtype.VALUES_REPORT, out, req.dest_id)
+            out = parameter_values([(pid, self.params[pid]) for pid in request])
+            self.tm.send(20, ParameterSubtype.VALUES_REPORT, out, req.dest_id)
         else:
             for pid, value in request:
-                fsw.params.set(pid, value)
-                fsw.events.raise_event(EventId.PARAMETER_CHANGED, raw=parameter_value(pid, value))
-                fsw.parameter_changed(pid)
-        req.complete(fsw.now)
+                self.params.set(pid, value)
+                self.events.raise_event(EventId.PARAMETER_CHANGED, raw=parameter_value(pid, value))
+                self.changed(pid)
+        req.complete(self.now())

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocol.codes import Service, TestSubtype
 from protocol.payloads import Reader
 
 if TYPE_CHECKING:
-    from firmware_sim.core import FlightSoftware
     from firmware_sim.services.verification import Request
+    from firmware_sim.telemetry import TmSender
 
 
 class TestService:
@@ -17,8 +18,9 @@ class TestService:
 
     __test__ = False  # not a pytest class, whatever its name
 
-    def __init__(self, fsw: FlightSoftware) -> None:
-        self.fsw = fsw
+    def __init__(self, tm: TmSender, now: Callable[[], float]) -> None:
+        self.tm = tm
+        self.now = now
 
     def accept(self, subtype: int, data: bytes) -> None:
         Reader(data).end()
@@ -27,5 +29,5 @@ class TestService:
         pass
 
     def execute(self, subtype: int, request: None, req: Request) -> None:
-        self.fsw.tm.send(Service.TEST, TestSubtype.PING_REPORT, b"", req.dest_id)
-        req.complete(self.fsw.now)
+        self.tm.send(Service.TEST, TestSubtype.PING_REPORT, b"", req.dest_id)
+        req.complete(self.now())

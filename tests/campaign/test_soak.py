@@ -155,9 +155,9 @@ def test_upsets_the_model_cannot_take_are_counted_not_landed() -> None:
     spec = SoakSpec(Build(), env, days=1.0, acceleration=1.0, seed=8, duty_cycle=1e-4)
     result = run_soak(spec)
     # The same seeded process, asked on its own, says how many upsets arrived.
-    from firmware_sim.backend import Build as ChipBuild
     from firmware_sim.radiation import Exposure
     from firmware_sim.ram import FirmwareRam
+    from testbed.sitemap_builds import Build as ChipBuild
 
     bits = Exposure.of(ChipBuild(**Build().options()), FirmwareRam(0)).bits()
     arrived = ArrivalProcess(env, bits, 1.0, seed=8).advance(0.0, spec.days * SECONDS_PER_DAY)

@@ -27,7 +27,7 @@ ENVIRONMENTS = sorted((REPO / "configs" / "environments").glob("*.yaml"))
 def test_the_shipped_set_is_complete() -> None:
     names = {p.stem for p in TARGETS} | {p.stem for p in ENVIRONMENTS}
     assert {"sim-protected", "sim-unprotected", "sim-n8", "board"} <= names
-    assert {"leo-iss", "leo-sso", "geo", "spe-worst-week"} <= names
+    assert {"leo-iss", "leo-sso", "geo", "spe-worst-week", "leo-iss-finfet", "geo-finfet"} <= names
 
 
 @pytest.mark.parametrize("path", TARGETS, ids=lambda p: p.name)
@@ -63,14 +63,35 @@ def test_every_environment_number_has_a_source(path: Path) -> None:
     assert env.multi_bit.clusters.source
 
 
+FINFET = [p for p in ENVIRONMENTS if p.stem.endswith("-finfet")]
+
+
+@pytest.mark.parametrize("path", FINFET, ids=lambda p: p.name)
+def test_finfet_clusters_stay_within_three_bits_along_the_bit_line(path: Path) -> None:
+    # Sakamoto et al., IEEE TNS 2025: at most 3 bits, along the bit line, in 16/12 nm FinFET.
+    multi_bit = load_environment(path).multi_bit
+    assert max(multi_bit.clusters.sizes) <= 3
+    assert multi_bit.bit_line_share.value == 1.0
+    assert "10.1109/TNS.2025.3544154" in multi_bit.bit_line_share.source
+    assert "10.1109/TNS.2025.3544154" in multi_bit.clusters.note
+
+
+def test_finfet_presets_see_fewer_upsets_than_planar_in_the_same_orbit() -> None:
+    for orbit in ("leo-iss", "geo"):
+        planar = load_environment(REPO / f"configs/environments/{orbit}.yaml")
+        finfet = load_environment(REPO / f"configs/environments/{orbit}-finfet.yaml")
+        assert finfet.sram_upsets_per_bit_day.value < planar.sram_upsets_per_bit_day.value
+        assert finfet.saa == planar.saa
+
+
 def test_low_earth_orbits_are_shaped_by_the_anomaly() -> None:
-    for name in ("leo-iss", "leo-sso"):
+    for name in ("leo-iss", "leo-sso", "leo-iss-finfet"):
         saa = load_environment(REPO / f"configs/environments/{name}.yaml").saa
         assert saa is not None
         # The daily total equals the orbit average: f_t * inside + (1 - f_t) * outside = 1.
         f_t = saa.f_t.value
         assert f_t * saa.inside_factor + (1 - f_t) * saa.outside_factor == pytest.approx(1.0)
-    for name in ("geo", "spe-worst-week"):
+    for name in ("geo", "spe-worst-week", "geo-finfet"):
         assert load_environment(REPO / f"configs/environments/{name}.yaml").saa is None
 
 

@@ -17,6 +17,7 @@ from protocol.auth import sign_tc
 from protocol.codes import EventId, FailureCode, FaultKind, FunctionId, MemoryId, Mode, Service
 from protocol.packets import make_tc
 from protocol.payloads import (
+    ClusterShape,
     EventSelector,
     FaultRecord,
     FaultSiteClass,
@@ -36,6 +37,11 @@ RAM, SPM = MemoryId.FIRMWARE_RAM, MemoryId.ACCEL_SCRATCHPAD
 
 def u16(*values: int) -> bytes:
     return struct.pack(f"!{len(values)}H", *values)
+
+
+def ram_cluster(address: int, bit: int, shape: int) -> FaultRecord:
+    """A two-cell multi-bit upset of the firmware RAM by shape (ICD 15.8)."""
+    return FaultRecord(FaultKind.MBU, FaultSiteClass.FW_RAM_CLUSTER, 2, (address, bit, shape))
 
 
 ACCEPTANCE_FAILURES = [
@@ -84,6 +90,18 @@ ACCEPTANCE_FAILURES = [
      + struct.pack("!IB", 0, 0), F.VALUE_OUT_OF_RANGE, u16(2)),
     ("ram bit past the end", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU, FaultSiteClass.FW_RAM, 1,
      (70_000, 0)).pack(), F.ADDRESS_OUT_OF_RANGE, None),
+    ("ram cluster past the end", 148, 1, b"\x01" + ram_cluster(70_000, 0, ClusterShape.BIT_LINE)
+     .pack(), F.ADDRESS_OUT_OF_RANGE, struct.pack("!II", 70_000, 1)),
+    ("ram cluster past the last row", 148, 1, b"\x01" + ram_cluster(65_535, 7,
+     ClusterShape.BIT_LINE).pack(), F.FAULT_SITE_ABSENT, b"\x00\x05\x00"),
+    ("ram cluster bit 8", 148, 1, b"\x01" + ram_cluster(0, 8, ClusterShape.BIT_LINE).pack(),
+     F.VALUE_OUT_OF_RANGE, u16(9)),
+    ("ram cluster shape 3", 148, 1, b"\x01" + ram_cluster(0, 0, 3).pack(), F.VALUE_OUT_OF_RANGE,
+     u16(10)),
+    ("sbu on a ram cluster", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU,
+     FaultSiteClass.FW_RAM_CLUSTER, 1, (0, 0, 0)).pack(), F.VALUE_OUT_OF_RANGE, u16(2)),
+    ("scratchpad cluster shape 7", 148, 1, b"\x01" + FaultRecord(FaultKind.MBU,
+     FaultSiteClass.SPM_CLUSTER, 2, (0, 0, 0, 7)).pack(), F.VALUE_OUT_OF_RANGE, u16(10)),
     ("scratchpad word past the build", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU,
      FaultSiteClass.SPM_WORD, 1, (0xFFFF, 0)).pack(), F.FAULT_SITE_ABSENT, b"\x00\x05\x00"),
     ("fault at a cycle no job has", 148, 1, b"\x01" + FaultRecord(FaultKind.SBU,

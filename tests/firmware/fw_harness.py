@@ -20,7 +20,7 @@ import numpy as np
 import serial
 from hil_process import end_process
 
-from firmware_sim.backend import Build, ModelBackend
+from firmware_sim.chip import ModelChip
 from firmware_sim.core import FlightSoftware, FswConfig
 from firmware_sim.environment import EnvironmentConfig
 from firmware_sim.services.housekeeping import HK_STRUCTURES, structure_format
@@ -31,6 +31,7 @@ from protocol.packets import Telemetry, make_tc, parse_tm
 from protocol.payloads import HkStructure
 from protocol.request_id import RequestId
 from protocol.verification import VerificationReport
+from testbed.sitemap_builds import Build
 
 REPO = Path(__file__).resolve().parents[2]
 KEY_ID = 7
@@ -93,7 +94,7 @@ class Harness:
         env: EnvironmentConfig | None = None,
         time_scale: float = 1.0,
     ) -> None:
-        self.backend = ModelBackend(build)
+        self.chip = ModelChip(build)
         self.config = FswConfig(
             mode=mode,
             keys={KEY_ID: KEY},
@@ -101,7 +102,7 @@ class Harness:
             env=env or EnvironmentConfig(),
         )
         self.now = 0.0
-        self.fsw = FlightSoftware(self.backend, self.config, now=self.now)
+        self.fsw = FlightSoftware(self.chip, self.config, now=self.now)
         self.decoder = FrameDecoder()
         self.seq = 100
         self.auth_seq = 0

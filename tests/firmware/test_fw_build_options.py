@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from firmware_sim.accel import Accelerator
-from firmware_sim.backend import Build, ModelBackend
+from firmware_sim.chip import ModelChip
 from testbed.config import ConfigError, load_target
+from testbed.sitemap_builds import Build, BuildError
 from testbed.sitemap_builds import Build as MapBuild
-from testbed.sitemap_builds import BuildError
 
 TARGET = """\
 kind: sim
@@ -66,7 +66,7 @@ def test_a_bad_build_option_reads_the_same_everywhere(
         Accelerator(**options)
     assert str(model.value) == message
     with pytest.raises(BuildError) as backend:
-        ModelBackend(Build(**options))
+        ModelChip(Build(**options))
     assert str(backend.value) == message
     path = write_target(tmp_path, options)
     with pytest.raises(ConfigError) as target:

@@ -11,7 +11,6 @@ from fw_harness import (
     PING,
     SPM,
     Harness,
-    Reply,
     dump,
     gemm_tc,
     hk,
@@ -40,7 +39,8 @@ def test_a_hung_job_is_ended_by_the_job_watchdog_and_the_chip_reset(fsw: Harness
     (end,) = [r for r in later.reports if r.request_id == started.request_id and r.subtype == 8]
     assert end.failure_code == FailureCode.TIMEOUT
     assert later.events(EventId.SEFI_DETECTED) == [struct.pack("!HI", 5, 1)]
-    timed_out = struct.pack("!HHBHH", 5, FailureCode.TIMEOUT, 0, 0, 0)
+    # The SEFI is the upset of two sequencer registers at the job's START: both placed.
+    timed_out = struct.pack("!HHBHH", 5, FailureCode.TIMEOUT, 0, 2, 0)
     assert later.events(EventId.JOB_FAILED) == [timed_out]
     accel = hk(fsw, HkStructure.ACCELERATOR)
     assert (accel["accel_resets"], accel["accel_state"]) == (1, AccelState.IDLE)
@@ -123,13 +123,13 @@ def test_a_latch_up_is_detected_by_its_current_and_the_chip_power_cycled(fsw: Ha
     current, count = struct.unpack("!HH", aux)
     assert current > 300 and count == 1
     assert hk(fsw, HkStructure.ENVIRONMENT)["accel_current"] < 300
-    assert fsw.backend.chip.peek(0)[0] == 0  # memory lost in the power cycle
+    assert fsw.chip.chip.peek(0)[0] == 0  # memory lost in the power cycle
     assert hk(fsw, HkStructure.ACCELERATOR)["latchups"] == 1
     assert small_job(fsw).ok
 
 
 def test_the_scrubber_corrects_upsets_in_the_background_and_it_is_reported(fsw: Harness):
-    chip = fsw.backend.chip
+    chip = fsw.chip.chip
     chip.flip_many([chip.layout.cell_of(700, 9)])
     reply = fsw.run_for(2.5)
     (corrected,) = reply.events(EventId.EDAC_CORRECTED)
@@ -158,12 +158,25 @@ def test_rate_limited_events_count_every_occurrence(fsw: Harness):
     assert struct.unpack("!BHI", reports[-1])[2] == 12
 
 
-def test_clearing_a_hung_sequencer_aborts_its_job_and_leaves_the_chip_configured(fsw: Harness):
+def test_clearing_faults_leaves_a_hung_job_to_its_watchdog_and_the_chip_configured(
+    fsw: Harness,
+) -> None:
     assert fsw.tc(148, 1, SEFI_NEXT_JOB).ok
     hung = small_job(fsw, 3)
     reply = fsw.tc(148, 2)
-    assert reply.ok and reply.events(EventId.FAULTS_CLEARED) == [struct.pack("!H", 1)]
-    ends = [r for r in Reply(None, reply.tms).reports if r.request_id == hung.request_id]
-    assert [(r.subtype, r.failure_code) for r in ends] == [(8, FailureCode.JOB_ABORTED)]
-    assert fsw.backend.chip.config("SCRUB_PERIOD") == 50_000
+    # The SEFI's upset was placed at START: no fault is left to clear, and the chip runs
+    # on, BUSY, until the job's watchdog resets it.
+    assert reply.ok and reply.events(EventId.FAULTS_CLEARED) == [struct.pack("!H", 0)]
+    later = fsw.run_for(2.5)
+    ends = [r for r in later.reports if r.request_id == hung.request_id and r.subtype == 8]
+    assert [r.failure_code for r in ends] == [FailureCode.TIMEOUT]
+    assert fsw.chip.chip.config("SCRUB_PERIOD") == 50_000
+    assert small_job(fsw, 4).ok
+
+
+def test_clearing_faults_resets_a_chip_a_sefi_left_busy_between_jobs(fsw: Harness) -> None:
+    assert fsw.tc(148, 1, SEFI_NOW).ok
+    assert hk(fsw, HkStructure.ACCELERATOR)["accel_state"] == AccelState.HUNG
+    assert fsw.tc(148, 2).ok
+    assert hk(fsw, HkStructure.ACCELERATOR)["accel_state"] == AccelState.IDLE
     assert small_job(fsw, 4).ok

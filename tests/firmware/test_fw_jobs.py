@@ -39,10 +39,10 @@ from firmware_sim.accel import (
     pack_b,
     unpack_c,
 )
-from firmware_sim.backend import Build
 from firmware_sim.environment import EnvironmentConfig
 from protocol.codes import AckFlags, EventId, FailureCode, FaultKind, FunctionId
 from protocol.payloads import FaultSiteClass, HkStructure, JobPhase, JobStatus, ParamId
+from testbed.sitemap_builds import Build
 
 
 def test_gemm_from_firmware_ram_equals_the_reference(fsw: Harness):

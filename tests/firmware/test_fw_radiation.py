@@ -13,11 +13,11 @@ import math
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from firmware_sim.accel import NotModelled
 from firmware_sim.accel.layout import Cell, Layout
-from firmware_sim.backend import Build, ModelBackend
+from firmware_sim.chip import Act, FaultRefused, ModelChip, SiteFault, spm_layout
 from firmware_sim.core import FlightSoftware, FswConfig
 from firmware_sim.environment import Environment as Power
 from firmware_sim.environment import EnvironmentConfig
@@ -27,9 +27,8 @@ from firmware_sim.radiation import (
     Upset,
     UpsetLander,
     exposed_bits,
-    flop_site,
 )
-from firmware_sim.ram import FirmwareRam
+from firmware_sim.ram import FirmwareRam, RamLayout
 from firmware_sim.services.housekeeping import HK_STRUCTURES
 from protocol.codes import FaultKind, Mode
 from protocol.payloads import HkStructure, ResetCause
@@ -37,6 +36,7 @@ from testbed.clusters import Orientation, shape
 from testbed.config import Environment, load_environment
 from testbed.config.environment import ESTIMATE, SECONDS_PER_DAY, Share
 from testbed.sitemap import MAPS_DIR, SiteClass, SiteMap
+from testbed.sitemap_builds import Build
 from testbed.sitemap_builds import Build as MapBuild
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +44,7 @@ SIGMAS = 5.0
 DAY = SECONDS_PER_DAY
 LEO = load_environment(REPO / "configs/environments/leo-iss.yaml")
 GEO = load_environment(REPO / "configs/environments/geo.yaml")
+FINFET = load_environment(REPO / "configs/environments/leo-iss-finfet.yaml")
 BITS = {"sram": 1_000_000, "flipflop": 200_000}
 
 
@@ -56,8 +57,11 @@ def assert_binomial(hits: int, n: int, p: float) -> None:
 
 
 def environment(sram=0.0, flipflop=0.0, mbu=0.0, sizes=(2,), sefi=0.0, sel=0.0,
-                bit_line=0.5) -> Environment:  # fmt: skip
-    """An environment with only the given rates (per bit-day or device-day)."""
+                bit_line=0.5, probabilities=None) -> Environment:  # fmt: skip
+    """An environment with only the given rates (per bit-day or device-day); cluster
+    sizes equally likely unless ``probabilities`` are given."""
+    if probabilities is None:
+        probabilities = [1 / len(sizes)] * len(sizes)
 
     def n(value: float) -> dict:
         return {"value": value, "source": "estimate"}
@@ -66,7 +70,7 @@ def environment(sram=0.0, flipflop=0.0, mbu=0.0, sizes=(2,), sefi=0.0, sel=0.0,
         "name": "test", "description": "rates chosen by the test",
         "sram_upsets_per_bit_day": n(sram), "flipflop_upsets_per_bit_day": n(flipflop),
         "multi_bit": {"share": n(mbu), "clusters": {
-            "sizes": list(sizes), "probabilities": [1 / len(sizes)] * len(sizes),
+            "sizes": list(sizes), "probabilities": list(probabilities),
             "source": "estimate"}, "bit_line_share": n(bit_line)},
         "sefi_per_device_day": n(sefi), "sel_per_device_day": n(sel),
         "dose_krad_per_year": n(0.0),
@@ -200,8 +204,8 @@ def test_a_span_that_runs_backwards_is_refused() -> None:
 KEPT = [MapBuild.from_name(p.stem) for p in sorted(MAPS_DIR.glob("*.json"))]
 
 
-def backend_of(build: MapBuild) -> ModelBackend:
-    return ModelBackend(Build(**build.options()))
+def backend_of(build: MapBuild) -> ModelChip:
+    return ModelChip(Build(**build.options()))
 
 
 @pytest.mark.parametrize("build", KEPT, ids=[b.name for b in KEPT])
@@ -224,7 +228,7 @@ def test_exposed_bits_are_the_site_maps_bits(build: MapBuild) -> None:
 def lander(build: Build, env: Environment, acceleration: float, seed: int = 21,
            ram_bytes: int = 64 * 1024) -> UpsetLander:  # fmt: skip
     """The chip model, a firmware RAM and the power model with ``env``'s upsets to land."""
-    backend, ram = ModelBackend(build), FirmwareRam(ram_bytes)
+    backend, ram = ModelChip(build), FirmwareRam(ram_bytes)
     process = ArrivalProcess(env, exposed_bits(backend, ram), acceleration, seed)
     return UpsetLander(process, backend, ram, Power(EnvironmentConfig()))
 
@@ -290,8 +294,8 @@ def test_flip_flop_upsets_are_drawn_uniformly_over_the_maps_flip_flop_bits() -> 
     for line in missed[:50]:
         name, _, rest = line.split(" not landed: ")[1].partition(" bit ")
         bit = int(rest.split()[0].rstrip(":"))
-        with pytest.raises((ValueError, NotModelled)):
-            ModelBackend(build).flip([flop_site(sitemap.entry(name), bit)])
+        with pytest.raises(FaultRefused):
+            ModelChip(build).check([SiteFault(Act.FLIP, sitemap.entry(name).name, bit)])
 
 
 def test_flip_flop_upsets_reach_tmr_copies_which_are_voted_out() -> None:
@@ -306,9 +310,9 @@ def test_flip_flop_upsets_reach_tmr_copies_which_are_voted_out() -> None:
 # --- multi-bit upsets in the scratchpad ------------------------------------------------------
 
 
-def changed_cells(backend: ModelBackend) -> set[Cell]:
+def changed_cells(backend: ModelChip) -> set[Cell]:
     """Every scratchpad cell that no longer holds 0 (the memory starts all zero)."""
-    chip, lay = backend.chip, backend.layout
+    chip, lay = backend.chip, spm_layout(backend.build)
     dw = 8 * backend.build.n
     cells = set()
     for word in range(chip.spm_words):
@@ -322,13 +326,13 @@ def landings(land: UpsetLander, count: int) -> list[set[Cell]]:
     """The cells that each of ``count`` scratchpad upsets flipped, stepping time finely so
     that a step lands one upset (a step that lands two is not counted)."""
     step = DAY / land.process.upset_rates["sram"] / land.process.acceleration / DAY / 20
-    before, out, t = changed_cells(land.backend), [], 0.0
+    before, out, t = changed_cells(land.chip), [], 0.0
     while len(out) < count and t < 1000 * count * step:
         n = land.landed["spm"]
         t += step
         land.advance(t)
         if land.landed["spm"] > n:
-            after = changed_cells(land.backend)
+            after = changed_cells(land.chip)
             if land.landed["spm"] == n + 1:
                 out.append(before ^ after)  # a flip toggles: the cells this upset flipped
             before = after
@@ -372,11 +376,118 @@ def test_a_multi_bit_upset_flips_the_cells_of_its_cluster_shape(
 def test_bit_interleaving_puts_the_cells_of_a_word_line_cluster_in_different_words() -> None:
     env = environment(sram=1.0, mbu=1.0, sizes=(3,), bit_line=0.0)
     land = lander(IL4, env, acceleration=1.0, seed=34, ram_bytes=0)
-    lay: Layout = land.backend.layout
+    lay: Layout = spm_layout(land.chip.build)
     for cells in landings(land, 8):
         words = [lay.word_bit_of(c)[0] for c in cells]
         # Three cells side by side, one bit in each of three words: SECDED corrects each.
         assert len(words) == 3 and len(set(words)) == 3
+
+
+# --- multi-bit upsets in the firmware RAM ------------------------------------------------------
+
+
+def flipped_bits(before: bytes, after: bytes) -> set[tuple[int, int]]:
+    """The (octet, bit) pairs that differ between two images of the RAM."""
+    diff = np.frombuffer(before, np.uint8) ^ np.frombuffer(after, np.uint8)
+    return {(int(a), b) for a in np.flatnonzero(diff) for b in range(8) if diff[a] >> b & 1}
+
+
+def ram_landings(land: UpsetLander, seconds: float) -> list[set[tuple[int, int]]]:
+    """The bits that each firmware RAM upset flipped over ``seconds`` of mission time,
+    stepping finely so that a step lands one RAM upset (a step that lands two is not
+    counted: which bits belong to which is not known)."""
+    per_s = land.process.upset_rates["sram"] * land.exposure.ram_bits
+    per_s /= land.exposure.spm.total_bits + land.exposure.ram_bits
+    step = 1 / per_s / 20
+    before, out, t = bytes(land.ram.data), [], 0.0
+    while t < seconds:
+        n = land.landed["fw_ram"]
+        t = min(seconds, t + step)
+        land.advance(t)
+        if land.landed["fw_ram"] > n:
+            after = bytes(land.ram.data)
+            if land.landed["fw_ram"] == n + 1:
+                out.append(flipped_bits(before, after))
+            before = after
+    return out
+
+
+def ram_shape(layout: RamLayout, bits: set[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Flipped RAM bits as their cells' sorted offsets from their bounding box's corner."""
+    return offsets({Cell(0, *layout.cell_of(a, b)) for a, b in bits})
+
+
+RAM_SIZES = (2, 3, 4, 6)
+RAM_PROBABILITIES = (0.4, 0.3, 0.2, 0.1)
+
+
+@pytest.fixture(scope="module")
+def ram_day() -> tuple[UpsetLander, list[set[tuple[int, int]]]]:
+    """A day in which about 4,000 SRAM upsets land in the firmware RAM, 60 % of them
+    clusters of the sizes above, 30 % of the clusters down the bit line."""
+    env = environment(sram=0.008, mbu=0.6, sizes=RAM_SIZES, probabilities=RAM_PROBABILITIES,
+                      bit_line=0.3)  # fmt: skip
+    land = lander(Build(), env, acceleration=1.0, seed=35)
+    return land, ram_landings(land, DAY)
+
+
+def test_a_day_lands_ram_clusters_with_the_files_sizes(ram_day) -> None:
+    land, found = ram_day
+    assert land.not_landed["fw_ram"] == 0 and len(found) > 0.9 * land.landed["fw_ram"] > 3000
+    sizes = Counter(len(bits) for bits in found)
+    assert set(sizes) <= {1, *RAM_SIZES}
+    assert_binomial(sizes[1], len(found), 1 - 0.6)
+    mbus = len(found) - sizes[1]
+    for size, p in zip(RAM_SIZES, RAM_PROBABILITIES, strict=True):
+        assert_binomial(sizes[size], mbus, p)
+
+
+def test_a_day_lands_ram_clusters_in_the_shapes_and_shares_of_the_file(ram_day) -> None:
+    land, found = ram_day
+    layout = land.ram.layout
+    orientations: Counter[Orientation] = Counter()
+    for bits in found:
+        if len(bits) == 1:
+            continue
+        got = ram_shape(layout, bits)
+        across = Orientation.WORD_LINE if len(bits) < 4 else Orientation.BLOCK
+        for o in (Orientation.BIT_LINE, across):
+            if got == tuple(sorted(shape(len(bits), o).offsets)):
+                orientations[o] += 1
+                break
+        else:
+            raise AssertionError(f"{sorted(bits)} is no cluster shape of {len(bits)} cells")
+    n = orientations.total()
+    assert n > 2000
+    assert_binomial(orientations[Orientation.BIT_LINE], n, 0.3)
+    # Down the bit line is the same bit of octets one row apart (no interleaving).
+    down = [b for b in found if len(b) > 1 and len({bit for _, bit in b}) == 1
+            and len({a % layout.row_octets for a, _ in b}) == 1]  # fmt: skip
+    assert len(down) == orientations[Orientation.BIT_LINE]
+
+
+def test_a_finfet_day_lands_only_bit_line_clusters_of_at_most_three_bits_in_ram() -> None:
+    land = lander(Build(), FINFET, acceleration=2e6, seed=37)
+    found = ram_landings(land, DAY)
+    clusters = [bits for bits in found if len(bits) > 1]
+    assert len(clusters) > 100
+    sizes = Counter(len(bits) for bits in clusters)
+    assert set(sizes) == {2, 3}
+    for bits in clusters:
+        want = tuple(sorted(shape(len(bits), Orientation.BIT_LINE).offsets))
+        assert ram_shape(land.ram.layout, bits) == want
+
+
+def test_a_ram_cluster_that_cannot_fit_is_not_landed_and_says_why() -> None:
+    env = environment(sram=50.0, mbu=1.0, sizes=(3,), bit_line=1.0)
+    land = lander(Build(), env, acceleration=1.0, seed=36, ram_bytes=64)  # two rows
+    lines = fly_lander(land, 60.0, step=1.0)
+    assert land.not_landed["fw_ram"] > 0 and land.landed["fw_ram"] == 0
+    assert bytes(land.ram.data) == bytes(64)
+    missed = [line for line in lines if "does not fit the firmware RAM" in line]
+    assert len(missed) == land.not_landed["fw_ram"]
+    assert "a bit_line cluster of 3 cells (3 x 1) does not fit the firmware RAM (2 rows of " \
+        "256 cells)" in missed[0]
 
 
 # --- the flight software in orbit -------------------------------------------------------------
@@ -386,7 +497,7 @@ def fly(build: Build, env: Environment, acceleration: float, seconds: float,
         step: float = 0.5) -> tuple[FlightSoftware, Counter[str]]:  # fmt: skip
     """The core in TEST mode flying ``env`` for ``seconds``, stepped every ``step``; the
     events it reported, counted by name."""
-    backend = ModelBackend(build)
+    backend = ModelChip(build)
     config = FswConfig(mode=Mode.TEST)
     process = ArrivalProcess(env, exposed_bits(backend, FirmwareRam(config.ram_bytes)),
                              acceleration, seed=21)  # fmt: skip
@@ -430,7 +541,7 @@ def test_housekeeping_counts_upsets_since_boot() -> None:
 
 
 def test_housekeeping_shows_no_upsets_and_no_anomaly_without_an_environment() -> None:
-    fsw = FlightSoftware(ModelBackend(), FswConfig(mode=Mode.TEST), now=0.0)
+    fsw = FlightSoftware(ModelChip(), FswConfig(mode=Mode.TEST), now=0.0)
     fsw.step(10.0)
     assert all(not environment_hk(fsw)[name] for name in RADIATION_HK)
 
@@ -448,5 +559,5 @@ def test_a_latch_up_is_power_cycled_by_the_flight_software() -> None:
     assert fsw.radiation is not None
     sels = fsw.radiation.landed["sel"]
     assert sels >= 1 and 1 <= fsw.latchups <= sels
-    assert fsw.backend.power_cycles == fsw.latchups
+    assert fsw.chip.power_cycles == fsw.latchups
     assert events["LATCHUP_DETECTED"] == fsw.latchups

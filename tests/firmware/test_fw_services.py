@@ -109,7 +109,7 @@ def test_load_dump_and_check_round_trip(fsw: Harness, memory):
 
 def test_scratchpad_loads_go_through_the_bus_window_as_words(fsw: Harness):
     assert load(fsw, SPM, 4 * 10, bytes([1, 2, 3, 4])).ok
-    assert fsw.backend.chip.peek(10)[0] == 0x04030201
+    assert fsw.chip.chip.peek(10)[0] == 0x04030201
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ def test_bad_memory_requests_fail_acceptance(fsw: Harness, subtype, data, failur
 
 def test_a_dump_reports_uncorrectable_words_and_raises_the_event(fsw: Harness):
     assert load(fsw, SPM, 0, bytes(range(16))).ok
-    chip = fsw.backend.chip
+    chip = fsw.chip.chip
     chip.flip_many([chip.layout.cell_of(2, 0), chip.layout.cell_of(2, 1)])
     reply = dump(fsw, SPM, 0, 16)
     header, _ = dumped(reply)
@@ -159,7 +159,7 @@ def test_parameters_report_their_defaults_and_take_new_values(fsw: Harness):
     assert [struct.unpack_from("!H", e)[0] for e in reply.events(EventId.PARAMETER_CHANGED)] == ids[
         :2
     ]
-    assert fsw.backend.chip.config("SCRUB_PERIOD") == 1000
+    assert fsw.chip.chip.config("SCRUB_PERIOD") == 1000
     assert fsw.fsw.params[ParamId.TEMP_LOW_LIMIT] == -3000
 
 
@@ -222,7 +222,7 @@ def test_reset_reboots_with_a_new_boot_count_and_tm_counts_from_zero(fsw: Harnes
 
 def test_clear_counters_clears_edac_and_link_counters(fsw: Harness):
     fsw.send_bytes(b"\x05\x00")
-    chip = fsw.backend.chip
+    chip = fsw.chip.chip
     chip.flip(chip.layout.cell_of(5, 3))
     dump(fsw, SPM, 20, 4)
     assert hk(fsw, HkStructure.ACCELERATOR)["ecc_corrected"] == 1
@@ -232,7 +232,7 @@ def test_clear_counters_clears_edac_and_link_counters(fsw: Harness):
 
 
 def test_scrub_now_repairs_single_errors_and_reports_a_pass(fsw: Harness):
-    chip = fsw.backend.chip
+    chip = fsw.chip.chip
     chip.flip(chip.layout.cell_of(100, 5))
     reply = fsw.tc(8, 1, struct.pack("!H", FunctionId.SCRUB_NOW))
     assert reply.ok
@@ -254,7 +254,7 @@ def test_stuck_cells_are_listed_and_cleared(fsw: Harness):
     ram = struct.pack("!BBBBBIB", 1, FaultKind.STUCK_AT_0, 5, 1, 0, 1000, 7)
     assert fsw.tc(148, 1, stuck).ok and fsw.tc(148, 1, ram).ok
     assert load(fsw, SPM, 40 * 4, bytes(4)).ok
-    assert fsw.backend.chip.peek(40)[0] & 0b11 == 0b11  # still stuck after the write
+    assert fsw.chip.chip.peek(40)[0] & 0b11 == 0b11  # still stuck after the write
     assert load(fsw, RAM, 1000, b"\xff").ok
     assert fsw.fsw.ram.data[1000] == 0x7F
     (tm,) = fsw.tc(148, 3).of(148, 4)
@@ -292,4 +292,4 @@ def test_stuck_cells_are_listed_and_cleared(fsw: Harness):
 )  # fmt: skip
 def test_bad_fault_records_fail_acceptance_and_inject_nothing(fsw: Harness, record, failure):
     assert fsw.tc(148, 1, record).failure == (2, *failure)
-    assert not fsw.backend.chip.spm.dirty
+    assert not fsw.chip.chip.spm.dirty

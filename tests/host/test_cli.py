@@ -15,6 +15,9 @@ import pytest
 import serial
 from hil_process import HilSim, hil
 
+from firmware_sim.ram import FirmwareRam
+from testbed.clusters import Orientation, shape
+
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[HilSim]:
@@ -141,6 +144,30 @@ def test_a_bias_fault_before_a_plain_gemm_is_reported_not_injected(sim: HilSim) 
     assert (fields["last_job_faults"], fields["last_job_not_injected"]) == ("1", "1"), hk
     assert fields["faults_not_injected"] == "1"
     assert "0 active faults" in hil("inject", "--port", sim.port, "--list").stdout
+
+
+def test_inject_a_ram_cluster_by_shape_name(sim: HilSim, tmp_path: Path) -> None:
+    assert "fw_ram_cluster (address bit shape)" in " ".join(hil("inject", "--help").stdout.split())
+    layout = FirmwareRam().layout
+    span = 3 * layout.row_octets
+    before, after = tmp_path / "before.bin", tmp_path / "after.bin"
+    assert hil("dump", "--port", sim.port, "ram", "0x400", str(span), "-o", str(before))\
+        .returncode == 0  # fmt: skip
+    done = hil("inject", "--port", sim.port, "mbu", "fw_ram_cluster", "address=0x400", "bit=3",
+               "shape=bit_line", "--width", "3")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "injected MBU at FW_RAM_CLUSTER address=1024 bit=3 shape=1 width 3, now"
+    )
+    assert hil("dump", "--port", sim.port, "ram", "0x400", str(span), "-o", str(after))\
+        .returncode == 0  # fmt: skip
+    diff = [x ^ y for x, y in zip(before.read_bytes(), after.read_bytes(), strict=True)]
+    got = {(0x400 + i, b) for i, d in enumerate(diff) for b in range(8) if d >> b & 1}
+    assert got == set(layout.cluster(0x400, 3, shape(3, Orientation.BIT_LINE).offsets))
+    bad = hil("inject", "--port", sim.port, "mbu", "fw_ram_cluster", "0", "0", "diagonal")
+    assert bad.returncode == 2
+    assert "'diagonal' is not a ClusterShape: one of bit_line, block, word_line" in \
+        one_line_error(bad)  # fmt: skip
 
 
 def test_a_fault_the_build_cannot_have_is_refused_in_one_line(sim: HilSim) -> None:

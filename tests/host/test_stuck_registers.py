@@ -1,18 +1,25 @@
 """Stuck-at 0/1 in register bits (ICD 15.8) against the simulated chip on a real pty: the
 bit holds through jobs and idle time, the job comes out as the bit-exact model run
-directly says, a stuck TMR copy is outvoted in every cycle, and TC[148,2] releases it."""
+directly says, a stuck TMR copy is outvoted in every cycle, a stuck counter bit shows in
+housekeeping, and TC[148,2] releases it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from firmware_sim.accel import Accelerator, RegCopy
+from firmware_sim.accel import Accelerator, FlopBit, RegCopy
 from firmware_sim.accel.regs import Reg
 from host.errors import CommandFailed
 from host.target import Target
-from protocol.codes import FailureCode, FaultKind
-from protocol.payloads import FaultRecord, FaultSiteClass, HkStructure, read_fault_refusal
+from protocol.codes import FailureCode, FaultKind, MemoryId
+from protocol.payloads import (
+    FaultRecord,
+    FaultSiteClass,
+    HkStructure,
+    ParamId,
+    read_fault_refusal,
+)
 
 N = 4
 NO_MITIGATION = ("--no-ecc", "--no-scrub", "--no-tmr")
@@ -73,13 +80,46 @@ def test_a_stuck_tmr_copy_is_outvoted_every_cycle_until_cleared(start_chip) -> N
     assert mismatches(target) == released
 
 
+def test_a_stuck_counter_bit_shows_in_housekeeping_and_counts_around_it(start_chip) -> None:
+    target = start_chip()
+    n, word = target.array_n(), 300
+    data = bytes(range(1, n + 1))
+    # The scrubber would count the flipped word too, whenever it got there: stopped.
+    target.set_parameter(ParamId.SCRUB_PERIOD, 0)
+    target.load(MemoryId.ACCEL_SCRATCHPAD, word * n, data)
+    assert target.housekeeping(HkStructure.ACCELERATOR)["ecc_corrected"] == 0
+    stuck = FaultRecord(FaultKind.STUCK_AT_1, FaultSiteClass.SITE, 1, ("u_regs.corr_q", 0))
+    target.inject([stuck])
+    assert target.housekeeping(HkStructure.ACCELERATOR)["ecc_corrected"] == 1
+    # One corrected read: bit 0 reads 1 and passes the carry, so ECC_CORR goes 1 -> 3,
+    # as the model says.
+    target.inject([FaultRecord(FaultKind.SBU, FaultSiteClass.SPM_WORD, 1, (word, 2))])
+    report = target.dump_report(MemoryId.ACCEL_SCRATCHPAD, word * n, n)
+    assert (report.data, report.uncorrectable) == (data, 0)
+    chip = Accelerator(N)
+    chip.stick(FlopBit("u_regs.corr_q", 0), 1)
+    chip.flip(chip.layout.cell_of(word, 2))
+    chip.read_word(word)
+    assert target.housekeeping(HkStructure.ACCELERATOR)["ecc_corrected"] == 3
+    assert chip.read_reg(Reg.ECC_CORR) == 3
+    count, listed = target.list_faults()
+    assert (count, [(r.kind, r.site_class, r.site) for r in listed]) == (
+        1, [(FaultKind.STUCK_AT_1, FaultSiteClass.SITE, ("u_regs.corr_q", 0))]
+    )
+    target.clear_faults()
+    assert target.housekeeping(HkStructure.ACCELERATOR)["ecc_corrected"] == 3  # kept
+
+
 def test_stuck_bits_the_chip_cannot_hold_as_such_are_refused_by_field(start_chip) -> None:
     target = start_chip()
-    counter = FaultRecord(FaultKind.STUCK_AT_1, FaultSiteClass.SITE, 1, ("u_regs.cycles_q", 3))
+    # Off WAIT for good, the scrubber would keep the scratchpad port: no bus access there
+    # would ever complete.
+    state = FaultRecord(FaultKind.STUCK_AT_1, FaultSiteClass.SITE, 1,
+                        ("g_scrub.u_scrub.state_q", 1))  # fmt: skip
     with pytest.raises(CommandFailed) as refused:
-        target.inject([counter])
+        target.inject([state])
     assert refused.value.code == FailureCode.FAULT_NOT_PREDICTABLE
-    assert read_fault_refusal(refused.value.data) == (1 + counter.site_offset(), 0)
+    assert read_fault_refusal(refused.value.data) == (1 + state.site_offset(), 0)
     wide = FaultRecord(FaultKind.STUCK_AT_0, FaultSiteClass.ACC_BIT, 2, (0, 0, 4))
     with pytest.raises(CommandFailed) as refused:
         target.inject([wide])

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from firmware_sim.accel import (
+    SPM_BASE,
     AccBit,
     Accelerator,
     EccStatus,
     ErrCode,
+    FlopBit,
     JobPoint,
     Reg,
     SpmCell,
@@ -304,6 +306,38 @@ def test_start_finishes_a_step_in_progress_and_restarts_the_timer():
     assert chip.read_reg(Reg.SCRUB_PTR) == 1
     chip.idle(1)
     assert chip.read_reg(Reg.SCRUB_PTR) == 2
+
+
+@pytest.mark.parametrize("interleave", [1, 4])
+def test_fix_entered_without_its_read_writes_the_banks_last_read_word_over_ptr(interleave):
+    """Bit 1 of the scrubber's state flipped while it waits: FIX without READ writes the
+    word the pointer's bank read last (a bus read here), corrected, over word ``ptr``."""
+    chip = Accelerator(n=4, bank_words=64, interleave=interleave)
+    rng = np.random.default_rng(SEED + 8)
+    chip.load(0, rng.integers(0, 256, (128, 4)).astype(np.uint8))
+    good = {w: chip.peek(w) for w in (0, 1, 2, 21, 40)}
+    chip.flip(chip.layout.cell_of(21, 9))
+    chip.bus_read(SPM_BASE + 4 * 21)  # bank 0's read register takes word 21's row
+    assert chip.read_reg(Reg.ECC_CORR) == 1 and chip.read_reg(Reg.SCRUB_PTR) == 0
+    chip.flip(FlopBit("g_scrub.u_scrub.state_q", 1))
+    chip.idle(1)
+    assert chip.peek(0) == good[21]  # word 21's data, corrected and encoded, in word 0
+    assert chip.peek(21) != good[21]  # word 21 itself keeps its error
+    assert chip.read_reg(Reg.SCRUB_PTR) == 1
+    assert chip.read_reg(Reg.ECC_CORR) == 1  # FIX reads nothing: nothing more is counted
+    # The last read decoded clean (word 40): FIX writes nothing, and moves on.
+    chip.bus_read(SPM_BASE + 4 * 40)
+    chip.flip(FlopBit("g_scrub.u_scrub.state_q", 1))
+    chip.idle(5)
+    assert chip.peek(1) == good[1] and chip.read_reg(Reg.SCRUB_PTR) == 2
+    # Flipped back to WAIT in FIX after a real READ: no write, no move, the read counted.
+    chip.flip(chip.layout.cell_of(2, 0))
+    chip.flip(FlopBit("g_scrub.u_scrub.state_q", 0))
+    chip.idle(1)  # READ
+    chip.flip(FlopBit("g_scrub.u_scrub.state_q", 1))
+    chip.idle(3)
+    assert chip.read_reg(Reg.SCRUB_PTR) == 2 and chip.read_reg(Reg.ECC_CORR) == 2
+    assert chip.peek(2) != good[2]  # not written back
 
 
 def test_without_scrubber_scrub_steps_is_refused_and_idle_does_nothing():

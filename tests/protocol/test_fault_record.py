@@ -17,7 +17,9 @@ from protocol.payloads import (
     NEXT_JOB_SITES,
     ONE_BIT_SITES,
     POINT_OFFSETS,
+    SITE_FIELD_RANGES,
     SITE_FIELDS,
+    ClusterShape,
     FaultRecord,
     FaultSiteClass,
     FaultTiming,
@@ -45,8 +47,10 @@ def test_header_point_and_site_fields_sit_where_the_icd_says() -> None:
 def test_every_allowed_record_parses_back_to_itself(kind: FaultKind) -> None:
     lo, hi = FAULT_WIDTHS[kind]
     for site in FAULT_SITES[kind]:
+        ranges = SITE_FIELD_RANGES.get(site, {})
         fields = tuple(
-            "u_seq.u_t.q_q[2]" if f.fmt == "p" else i for i, f in enumerate(SITE_FIELDS[site])
+            "u_seq.u_t.q_q[2]" if f.fmt == "p" else min(i, ranges.get(f.name, (0, i))[1])
+            for i, f in enumerate(SITE_FIELDS[site])
         )
         timings = [FaultTiming.NOW]
         if kind in NEXT_JOB_KINDS and site in NEXT_JOB_SITES:
@@ -59,6 +63,38 @@ def test_every_allowed_record_parses_back_to_itself(kind: FaultKind) -> None:
                 r = Reader(rec.pack())
                 assert FaultRecord.parse(r) == rec
                 r.end()
+
+
+def test_a_ram_cluster_record_is_address_bit_and_shape() -> None:
+    rec = FaultRecord(FaultKind.MBU, FaultSiteClass.FW_RAM_CLUSTER, 3,
+                      (0x01020304, 7, ClusterShape.BIT_LINE))  # fmt: skip
+    raw = rec.pack()
+    assert raw[:4] == bytes([FaultKind.MBU, FaultSiteClass.FW_RAM_CLUSTER, 3, FaultTiming.NOW])
+    assert raw[rec.site_offset() :] == bytes([1, 2, 3, 4, 7, ClusterShape.BIT_LINE])
+    assert (rec.field_offset("bit"), rec.field_offset("shape")) == (8, 9)
+    assert FaultRecord.parse(Reader(raw)) == rec
+
+
+@pytest.mark.parametrize(
+    ("site", "fields", "field", "message"),
+    [
+        (FaultSiteClass.FW_RAM_CLUSTER, (0, 8, 1), "bit", "FW_RAM_CLUSTER bit 8 is outside 0..7"),
+        (FaultSiteClass.FW_RAM_CLUSTER, (0, 0, 3), "shape",
+         "FW_RAM_CLUSTER shape 3 is outside 0..2"),
+        (FaultSiteClass.SPM_CLUSTER, (0, 0, 0, 9), "shape", "SPM_CLUSTER shape 9 is outside 0..2"),
+    ],  # fmt: skip
+    ids=["ram-bit-8", "ram-shape-3", "spm-shape-9"],
+)
+def test_a_cluster_field_outside_its_range_is_refused_at_that_field(
+    site: FaultSiteClass, fields: tuple[int, ...], field: str, message: str
+) -> None:
+    rec = FaultRecord(FaultKind.MBU, site, 2, fields)
+    with pytest.raises(PacketError, match=message) as err:
+        FaultRecord.parse(Reader(rec.pack()))
+    assert err.value.code == FailureCode.VALUE_OUT_OF_RANGE
+    assert struct.unpack("!H", err.value.data)[0] == rec.field_offset(field)
+    # A fault list from the target is read as it comes, unchecked.
+    assert FaultRecord.read(Reader(rec.pack())) == rec
 
 
 def test_a_one_bit_site_refuses_a_width_over_one() -> None:
