@@ -13,20 +13,13 @@ import random
 from collections.abc import Mapping
 from pathlib import Path
 
-from cocotb_tools.runner import get_runner
+from testbed import rtl_sim
+from testbed.rtl_sim import BUILD_ROOT, ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
-RTL = ROOT / "hdl" / "rtl"
-SIM = ROOT / "hdl" / "sim"
-BUILD_ROOT = ROOT / "sim_build"
 RESULTS = ROOT / "results"
 
 #: Environment variable carrying the HDL parameters into the Python testbench.
 PARAMS_ENV = "SCC_PARAMS"
-
-
-def _tag(toplevel: str, parameters: Mapping[str, object]) -> str:
-    return "-".join([toplevel] + [f"{k}{v}" for k, v in sorted(parameters.items())])
 
 
 def run(
@@ -39,7 +32,7 @@ def run(
     parameters = dict(parameters or {})
     # SCC_TESTCASE=name runs one test of the module, for replaying a failure.
     testcase = testcase or os.environ.get("SCC_TESTCASE") or None
-    tag = _tag(toplevel, parameters)
+    tag = rtl_sim.build_tag(toplevel, parameters)
     seed = int(os.environ.get("COCOTB_RANDOM_SEED", random.randrange(1 << 31)))
     RESULTS.mkdir(exist_ok=True)
     results = RESULTS / f"{tag}-{test_module.rsplit('.', 1)[-1]}.xml"
@@ -70,15 +63,7 @@ def _build_and_test(
     waves: bool = False,
 ) -> None:
     """One build directory per parameter set; raises SystemExit when a test fails."""
-    runner = get_runner("icarus")
-    runner.build(
-        sources=_sources(),
-        hdl_toplevel=toplevel,
-        parameters=parameters,
-        build_dir=build_dir,
-        timescale=("1ns", "1ps"),
-        waves=waves,
-    )
+    runner = rtl_sim.build(toplevel, parameters, build_dir, waves=waves)
     runner.test(
         hdl_toplevel=toplevel,
         test_module=test_module,
@@ -86,21 +71,10 @@ def _build_and_test(
         seed=seed,
         build_dir=build_dir,
         test_dir=build_dir,
-        extra_env={PARAMS_ENV: json.dumps(parameters), "PYTHONPATH": _pythonpath()},
+        extra_env={PARAMS_ENV: json.dumps(parameters), "PYTHONPATH": rtl_sim.python_path()},
         waves=waves,
         results_xml=str(results),
     )
-
-
-def _sources() -> list[Path]:
-    return sorted(RTL.glob("*.v")) + sorted(SIM.glob("*.v"))
-
-
-def _pythonpath() -> str:
-    parts = [str(ROOT)]
-    if os.environ.get("PYTHONPATH"):
-        parts.append(os.environ["PYTHONPATH"])
-    return os.pathsep.join(parts)
 
 
 def hdl_parameters() -> dict[str, int]:

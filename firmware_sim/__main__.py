@@ -16,6 +16,7 @@ import select
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -192,6 +193,7 @@ def emit(fsw: FlightSoftware, out: Output, port: Port, nv_file: Path | None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return run(args)
     except ConfigError as exc:
@@ -200,16 +202,38 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build the flight software from the arguments and serve until stopped."""
+    """Build the chip from the arguments, then fly the flight software on it until stopped."""
     target = sim_target(args.config)
     try:
-        chip = ModelChip(build_of(args, target))
+        build = build_of(args, target)
     except BuildError as exc:  # a bad flag, or flags that contradict the file
         flag = _FLAGS.get(exc.option or "")
         given = flag is not None and getattr(args, flag[2:].replace("-", "_")) is not None
         where = f" ({flag})" if given else ""
         print(f"firmware-sim: cannot build the chip{where}: {exc}", file=sys.stderr)
         return 2
+    backend = args.backend or (target.backend if target else None) or "model"
+    if backend == "rtl":
+        from firmware_sim.rtl.launch import launch
+
+        return launch(args, build)
+    return fly(args, target, ModelChip(build), announce=_print_line, own_signals=True)
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+def fly(
+    args: argparse.Namespace,
+    target: SimTarget | None,
+    chip: Chip,
+    announce: Callable[[str], None],
+    own_signals: bool,
+) -> int:
+    """Serve the flight software, driving ``chip``, on a new pty or the device given, until
+    SIGTERM or SIGINT (``own_signals``; else until the process ends); ``announce`` is told
+    the first line (``PTY <path>`` or ``SERIAL <device> <baud>``) once it serves."""
     mode = args.mode or (target.mode if target else None) or "nominal"
     keys = dict(args.key)
     if not keys and target is not None and target.key_pair() is not None:
@@ -248,16 +272,14 @@ def run(args: argparse.Namespace) -> int:
         except BlockingIOError:
             pass
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    if own_signals:
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
     try:
         fsw = FlightSoftware(chip, config, nv, now=time.monotonic(), radiation=radiation)
         emit(fsw, fsw.step(time.monotonic()), port, args.nv_file)
-        if args.device:
-            print(f"SERIAL {args.device} {args.baud}", flush=True)
-        else:
-            print(f"PTY {port.path}", flush=True)
-        log.info("serving on %s", port.path)
+        announce(f"SERIAL {args.device} {args.baud}" if args.device else f"PTY {port.path}")
+        log.info("serving on %s (%s chip, build %s)", port.path, chip.name, chip.build.name)
         if environment is not None:
             log.info("flying %s at acceleration %g", environment.name, args.acceleration)
         serve(fsw, port, stop_r, args.nv_file)

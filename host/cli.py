@@ -57,6 +57,7 @@ from protocol.payloads import (
 )
 from testbed.config import (
     ARRAY_SIZES,
+    BACKENDS,
     BOOT_MODES,
     BoardTarget,
     ConfigError,
@@ -220,7 +221,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     # Ctrl-C stops it even when started in the background, where SIGINT starts ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     with SimulatedTarget(mode=mode, keys=keys, array_n=args.array_n, config=path,
-                         args=tuple(extra), log=args.log) as sim:  # fmt: skip
+                         args=tuple(extra), log=args.log, backend=args.backend) as sim:  # fmt: skip
         print(f"PTY {sim.port}", flush=True)
         key_id, key = next(iter(keys.items()))
         print(
@@ -609,6 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "key>)")  # fmt: skip
     s.add_argument("--array-n", type=int, choices=ARRAY_SIZES,
                    help="array size N (default: the file's, else 4)")  # fmt: skip
+    s.add_argument("--backend", choices=BACKENDS,
+                   help="the chip: model (the bit-exact model) or rtl (the RTL under Icarus "
+                   "Verilog, the flight software inside the simulation; slower); default: "
+                   "the file's, else model")  # fmt: skip
     s.add_argument("--seed", type=int, default=1, help="orbit phase and battery at start")
     s.add_argument("--time-scale", type=float, default=1.0, help="environment speed-up")
     s.add_argument("--environment", type=Path, metavar="FILE",

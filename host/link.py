@@ -631,6 +631,8 @@ class Link:
                     failures += 1
                     if failures == 1:
                         log.info("%s: cannot reopen yet (%s); retrying", self.port, exc)
+                        if isinstance(exc, PortNotFound) and _is_pty(self.port):
+                            self._port_gone()
                     if self._stop_event.wait(backoff):
                         return
                     backoff = min(2 * backoff, BACKOFF_MAX_S)
@@ -654,6 +656,17 @@ class Link:
                         log.exception("%s: error handling received bytes", self.port)
                     ended = self._drain_locked()
                 self._resolve(ended)
+
+    def _port_gone(self) -> None:
+        """A pseudo-terminal that vanished never comes back: its target process ended."""
+        with self._cond:
+            self._core.port_gone(
+                time.monotonic(),
+                "the target's pseudo-terminal is gone: the process serving it (a simulated "
+                "chip) ended",
+            )
+            ended = self._drain_locked()
+        self._resolve(ended)
 
     def _drop_port(self, port: serial.SerialBase, why: str) -> None:
         with self._cond:
@@ -698,6 +711,11 @@ def _write(port: serial.SerialBase, data: bytes) -> dict[str, object]:
     except (serial.SerialException, OSError, ValueError, TypeError) as exc:
         return {"written": False, "error": str(exc)}
     return {}
+
+
+def _is_pty(port: str) -> bool:
+    """Whether a port is a pseudo-terminal's device (which vanishes with its server)."""
+    return port.startswith("/dev/pts/")
 
 
 def _port_error(port: str, baud: int, exc: serial.SerialException) -> LinkError:

@@ -46,7 +46,14 @@ from host.commands import (
     build_packet,
     signer,
 )
-from host.errors import CommandError, CommandFailed, CommandTimeout, LinkClosed, LinkError
+from host.errors import (
+    CommandError,
+    CommandFailed,
+    CommandTimeout,
+    LinkClosed,
+    LinkError,
+    PortNotFound,
+)
 from host.link_events import (
     CommandEnded,
     Event,
@@ -179,6 +186,8 @@ class LinkCore:
         self._port_ok = False
         """False after a failed write, until the port is opened again."""
         self._reopen_pending = False
+        self._gone = ""
+        """Why the port cannot come back (commands then end at once), or empty."""
         self._need_resync = True
         self._opened_before = False
         self._start_on_open = True
@@ -198,6 +207,7 @@ class LinkCore:
         ``restart`` (again), run the link start (ICD 14)."""
         self._port_open = self._port_ok = True
         self._reopen_pending = False
+        self._gone = ""
         self._need_resync = True
         self._epoch += 1
         if self._opened_before:
@@ -224,6 +234,19 @@ class LinkCore:
             handle, _ = self._raw.popleft()
             self._events.append(RawDone(handle, self._port_down_error(), now))
         self._on(Trigger.LOST, now, why)
+
+    def port_gone(self, now: float, why: str) -> None:
+        """The port cannot come back (a pseudo-terminal whose target process ended): every
+        command still pending ends now with ``PortNotFound`` naming ``why``, and so does
+        every command submitted until the port opens again."""
+        self._gone = why
+        pending = list(self._queue) + list(self._open.values())
+        self._queue.clear()
+        self._open.clear()
+        self._due.clear()
+        for tracker in pending:
+            tracker.abandon(PortNotFound(f"{tracker.name} on {self.port}: {why}"))
+            self._ended(tracker, now)
 
     def _port_down_error(self) -> LinkError:
         return LinkError(f"{self.port}: the port is down (disconnected): raw octets not written")
@@ -270,6 +293,8 @@ class LinkCore:
         the command is about to leave the queue, whether it still may (see ``Claim``)."""
         if self.state is LinkState.CLOSED:
             raise LinkClosed(f"{command.name}: the link on {self.port} is not open")
+        if self._gone:
+            raise PortNotFound(f"{command.name} on {self.port}: {self._gone}")
         tracker = Tracker(command, self.timing, self.port, now, internal=internal)
         tracker.order = self._orders
         self._orders += 1

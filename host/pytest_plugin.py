@@ -24,6 +24,7 @@ from host.link import Link
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import Target
 from protocol.link import DEFAULT_BAUD
+from testbed.config import BACKENDS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -43,6 +44,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "with --hil-port the null key, accepted in TEST mode only)",
     )  # fmt: skip
     group.addoption("--hil-log", default=None, metavar="FILE", help="write a session log here")
+    group.addoption(
+        "--hil-backend", default="model", choices=BACKENDS,
+        help="the simulated chip started without --hil-port: model (default) or rtl (the "
+        "RTL under Icarus Verilog, the flight software inside the simulation)",
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +72,8 @@ def hil_port(request: pytest.FixtureRequest) -> Iterator[str]:
     if port:
         yield port
         return
-    with SimulatedTarget(mode="test", keys={SIM_KEY_ID: SIM_KEY}) as sim:
+    backend = request.config.getoption("--hil-backend")
+    with SimulatedTarget(mode="test", keys={SIM_KEY_ID: SIM_KEY}, backend=backend) as sim:
         yield sim.port
 
 

@@ -27,6 +27,8 @@ SIM_KEY_ID = 1
 SIM_KEY = bytes.fromhex("6f7262697420686f6c2074657374206b6579206f6e6c7920666f722073696d21")
 """The key of ``SIM_KEY_ID`` (32 octets; a test key, never a flight key)."""
 START_TIMEOUT_S = 20.0
+RTL_START_TIMEOUT_S = 300.0
+"""The RTL chip compiles its build first (once per build and RTL change)."""
 
 
 class SimError(HostError):
@@ -38,8 +40,9 @@ class SimulatedTarget:
 
     ``mode`` is the boot mode (``"test"`` or ``"nominal"``); ``keys`` maps key id to key;
     ``config`` is a target file (kind: sim) that gives the build, ``array_n`` overrides
-    its N (default: the file's, else the firmware's); ``args`` are more options of
-    ``firmware_sim`` (``--seed``, ``--time-scale``, ``--environment``...).
+    its N (default: the file's, else the firmware's); ``backend`` the chip (``model``, or
+    ``rtl``: the RTL in a simulator; default the file's, else the model); ``args`` are more
+    options of ``firmware_sim`` (``--seed``, ``--time-scale``, ``--environment``...).
     """
 
     def __init__(
@@ -51,8 +54,10 @@ class SimulatedTarget:
         config: str | Path | None = None,
         args: tuple[str, ...] = (),
         log: str | Path | None = None,
+        backend: str | None = None,
     ) -> None:
         self.mode = mode
+        self.backend = backend
         self.keys = {SIM_KEY_ID: SIM_KEY} if keys is None else dict(keys)
         self.array_n = array_n
         self.config = Path(config) if config is not None else None
@@ -70,14 +75,18 @@ class SimulatedTarget:
             cmd += ["--config", str(self.config.resolve())]
         if self.array_n is not None:
             cmd += ["--array-n", str(self.array_n)]
+        if self.backend is not None:
+            cmd += ["--backend", self.backend]
         for key_id, key in self.keys.items():
             cmd += ["--key", f"{key_id}:{key.hex()}"]
         if self.log is not None:
             cmd += ["--log", str(self.log)]
         return cmd + list(self.args)
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> str:
+    def start(self, timeout: float | None = None) -> str:
         """Start the process and return its pty path; raises SimError if it does not come up."""
+        if timeout is None:
+            timeout = RTL_START_TIMEOUT_S if self.backend == "rtl" else START_TIMEOUT_S
         if self.proc is not None:
             raise RuntimeError(f"simulated target already running on {self.port}")
         self._stderr = tempfile.TemporaryFile()

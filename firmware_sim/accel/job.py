@@ -193,8 +193,26 @@ class Descriptor:
             return self.flush_cycles if tile == self.tiles - 1 else 0
         return self.write_words(tile)
 
+    def check_point(self, when: JobPoint) -> None:
+        """ValueError, saying why, if the job has no such point."""
+        if not 0 <= when.tile < self.tiles:
+            raise ValueError(f"{when}: the job has tiles 0 .. {self.tiles - 1}")
+        span = self.phase_cycles(when.tile, when.phase)
+        if span == 0:
+            why = {
+                Phase.BIAS: "BIAS_EN is 0"
+                if not self.bias_en
+                else f"BIAS belongs to the first tile of a column block (multiples of {self.mb})",
+                Phase.FLUSH: f"FLUSH belongs to the last tile, {self.tiles - 1}",
+            }[when.phase]
+            raise ValueError(f"{when}: no such point ({why})")
+        if not 0 <= when.cycle < span:
+            raise ValueError(
+                f"{when}: {when.phase.value} of tile {when.tile} has cycles 0 .. {span - 1}"
+            )
+
     def job_cycle(self, point: JobPoint) -> int:
-        """Job cycle (CHECK = 0) of a point; the point must exist (``phase_cycles``)."""
+        """Job cycle (CHECK = 0) of a point; the point must exist (``check_point``)."""
         tile, phase, cycle = point.tile, point.phase, point.cycle
         if phase == Phase.BIAS:
             return self.bias_start(tile // self.mb) + cycle

@@ -493,7 +493,7 @@ class Accelerator:
         when = when if isinstance(when, JobPoint) else JobPoint(*when)
         if not d.valid():
             raise ValueError("the registers describe a job that fails CHECK")
-        self._check_point(d, when)
+        d.check_point(when)
         return d.job_cycle(when)
 
     def run(
@@ -602,7 +602,7 @@ class Accelerator:
             if isinstance(when, int):
                 out.append((when, site))
             elif d.valid():
-                self._check_point(d, when)
+                d.check_point(when)
                 out.append((d.job_cycle(when), site))
             else:
                 out.append((-1, site))
@@ -683,24 +683,6 @@ class Accelerator:
             self._scrub_state, self._scrub_timer = out.scrub_state, out.scrub_timer
         self._hung = result.hung
         self._hold()
-
-    @staticmethod
-    def _check_point(d: Descriptor, when: JobPoint) -> None:
-        if not 0 <= when.tile < d.tiles:
-            raise ValueError(f"{when}: the job has tiles 0 .. {d.tiles - 1}")
-        span = d.phase_cycles(when.tile, when.phase)
-        if span == 0:
-            why = {
-                Phase.BIAS: "BIAS_EN is 0"
-                if not d.bias_en
-                else f"BIAS belongs to the first tile of a column block (multiples of {d.mb})",
-                Phase.FLUSH: f"FLUSH belongs to the last tile, {d.tiles - 1}",
-            }[when.phase]
-            raise ValueError(f"{when}: no such point ({why})")
-        if not 0 <= when.cycle < span:
-            raise ValueError(
-                f"{when}: {when.phase.value} of tile {when.tile} has cycles 0 .. {span - 1}"
-            )
 
     # --- scrubber --------------------------------------------------------------------
 

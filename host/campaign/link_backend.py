@@ -85,7 +85,8 @@ class LinkBackend:
         self.sim: SimulatedTarget | None = None
         if isinstance(target, SimTarget):
             log = (log_dir / f"{plan.build.name}.log") if log_dir else None
-            self.sim = SimulatedTarget(mode="test", args=sim_args(plan.build), log=log)
+            self.sim = SimulatedTarget(mode="test", args=sim_args(plan.build), log=log,
+                                       backend=target.backend)  # fmt: skip
             self.sim.__enter__()
             port, baud, auth = self.sim.port, None, Authenticator(SIM_KEY_ID, SIM_KEY)
         else:
@@ -106,6 +107,7 @@ class LinkBackend:
         self.layer = plan.workload.job_args()
         address, octets = plan.c_region
         self._c = (address, bytes(octets))
+        self._upset_left = plan.build.ecc
         self._fresh()
         self.golden = self._job()
 
@@ -118,10 +120,12 @@ class LinkBackend:
         """Start a run as the model's does: C's words cleared (a misdirected write must
         not leave the last run's right answer there) and, with ECC, no upset of an
         earlier run left in memory (a scrub pass corrects them before the counters are
-        read)."""
+        read). Only a fault in memory cells leaves such an upset; a fault elsewhere
+        writes whole codewords, and the job stages A and B anew."""
         self.target.load(MemoryId.ACCEL_SCRATCHPAD, *self._c)
-        if self.plan.build.ecc:
+        if self._upset_left:
             self.target.scrub_now()
+            self._upset_left = False
 
     def close(self) -> None:
         self.link.close()
@@ -132,6 +136,8 @@ class LinkBackend:
         """Run one injection over the link; its outcome class and a line saying why."""
         rec = record(inj, self.plan)
         self._fresh()
+        in_memory = self.plan.sitemap.entry(inj.entry).kind == "memory"
+        self._upset_left = self.plan.build.ecc and in_memory
         before = self.target.housekeeping(HkStructure.ACCELERATOR)
         try:
             self.target.inject([rec])

@@ -29,7 +29,7 @@ from testbed.sitemap_builds import (
     BuildError,
 )
 
-Backend = Literal["model"]
+Backend = Literal["model", "rtl"]
 BACKENDS: tuple[str, ...] = typing.get_args(Backend)
 """Accelerator backends the flight software can drive."""
 BootMode = Literal["nominal", "test"]

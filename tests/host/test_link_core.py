@@ -7,11 +7,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from host.commands import Authenticator, Command, Completion, Timing
-from host.errors import CommandFailed, CommandTimeout
+from host.errors import CommandFailed, CommandTimeout, PortNotFound
 from host.link_core import SILENCE_TIMEOUTS, LinkCore
 from host.link_events import (
     CommandEnded,
@@ -536,3 +537,22 @@ def test_reports_split_anywhere_on_the_line_are_handled_the_same(cuts: list[int]
     assert isinstance(a, Completion) and isinstance(b, Completion)
     assert a.reports == b.reports and [v.subtype for v in a.verification] == [1, 3, 7]
     assert [v.subtype for v in b.verification] == [1, 3, 7]
+
+
+def test_a_port_that_is_gone_ends_every_command_at_once_and_refuses_new_ones() -> None:
+    t = _up()
+    sent = t.core.submit(PING, 0.0)
+    queued = t.core.submit(PING, 0.0)
+    assert len(t.tcs(0.0)) == 2
+    t.core.port_lost(0.1, "read failed")
+    t.core.port_gone(0.2, "the target's pseudo-terminal is gone")
+    t.collect()
+    ended = t.ended()
+    assert set(ended) == {sent, queued}
+    for outcome in ended.values():
+        assert isinstance(outcome, PortNotFound) and "pseudo-terminal is gone" in str(outcome)
+    with pytest.raises(PortNotFound, match="pseudo-terminal is gone"):
+        t.core.submit(PING, 0.3)
+    t.core.port_opened(0.4, start=False)  # it came back after all: commands go out again
+    t.core.submit(PING, 0.5)
+    assert len(t.tcs(0.5)) == 1
