@@ -194,6 +194,30 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_crosscheck(args: argparse.Namespace) -> int:
+    """The campaign's injections on the model and over the link; 1 if any ended otherwise."""
+    from host.campaign.crosscheck import crosscheck
+
+    campaign = load_campaign(args.file)
+    if args.port is not None:
+        campaign = on_port(campaign, args.port, args.baud)
+    out = args.out or Path("reports") / f"{campaign.name}-crosscheck"
+    workers = args.workers or default_workers()
+    print(f"crosscheck {campaign.name}: {campaign.workload.describe()} on "
+          f"{', '.join(b.name for b in campaign.build_list())}, on the model, then over the "
+          f"link; runs in {out}", file=sys.stderr)  # fmt: skip
+
+    def progress(label: str) -> CampaignProgress:
+        return CampaignProgress(f"{campaign.name} ({label})")
+
+    check = crosscheck(campaign, out, injections=args.injections, workers=workers,
+                       progress=progress)  # fmt: skip
+    for line in check.summary():
+        print(line)
+    print(f"data: {out / 'crosscheck.json'}")
+    return 1 if check.differ else 0
+
+
 def _workers(text: str) -> int:
     try:
         value = int(text)
@@ -227,6 +251,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = csub.add_parser("report", help="write report.json, report.md and report.html of DIR")
     p.add_argument("dir", type=Path, help="a campaign's directory")
     p.set_defaults(run=cmd_report)
+    x = csub.add_parser("crosscheck", help="the same injections on the model and over the "
+                        "link, compared one by one (exit 1 if any differs)")  # fmt: skip
+    x.add_argument("file", type=Path, help="a campaign file (its target is the chip checked)")
+    x.add_argument("--injections", type=_workers, metavar="N",
+                   help="injections per stratum (default: the file's)")  # fmt: skip
+    x.add_argument("--out", type=Path, help="its directory (default reports/NAME-crosscheck)")
+    x.add_argument("--workers", type=_workers, help="worker processes (default: the cores)")
+    x.add_argument("--port", metavar="PORT", help="check the board at this serial port instead")
+    x.add_argument("--baud", type=int, help="the board's baud rate (default the link's)")
+    x.set_defaults(run=cmd_crosscheck)
     p = csub.add_parser("replay", help="run one injection of DIR again, from its record")
     p.add_argument("dir", type=Path, help="a campaign's directory")
     p.add_argument("which", metavar="RUN", help="BUILD/CLASS/KIND/INDEX, as in runs.jsonl")

@@ -127,6 +127,14 @@ class LinkBackend:
             self.target.scrub_now()
             self._upset_left = False
 
+    def _after_hang(self) -> None:
+        """A hung job ran on over tiles past its last, writing where they pointed, until the
+        chip was reset; how far it got before that is no outcome of the fault (the model
+        stops it at its hang bound). The whole scratchpad is cleared, so that the next runs
+        start from one state on every chip."""
+        size = self.plan.build.n * 2 * self.plan.build.bank_words
+        self.target.load(MemoryId.ACCEL_SCRATCHPAD, 0, bytes(size))
+
     def close(self) -> None:
         self.link.close()
         if self.sim is not None:
@@ -154,6 +162,7 @@ class LinkBackend:
             failed = exc
         except CommandTimeout as exc:
             self.target.clear_faults()
+            self._after_hang()
             return classify(Observation(None, str(exc), hung=True), self.golden)
         finally:
             if failed is not None or got is not None:
@@ -164,6 +173,7 @@ class LinkBackend:
             return Outcome.NOT_INJECTED, f"the job reported {missed} of its {of} flips not injected"
         if failed is not None:
             if failed.code == FailureCode.TIMEOUT:
+                self._after_hang()
                 return classify(Observation(None, "job timed out; the chip was reset",
                                             hung=True), self.golden)  # fmt: skip
             return classify(Observation(None, "job refused its result: "

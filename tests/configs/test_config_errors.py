@@ -73,8 +73,8 @@ def test_a_quoted_number_is_not_a_number(tmp_path: Path) -> None:
 
 
 def test_a_backend_that_does_not_exist_lists_those_that_do(tmp_path: Path) -> None:
-    assert error(tmp_path, SIM + "backend: rtl\n") == (
-        "DIR/x.yaml:9: 'backend' must be one of: model, got 'rtl'"
+    assert error(tmp_path, SIM + "backend: verilog\n") == (
+        "DIR/x.yaml:9: 'backend' must be one of: model, rtl, got 'verilog'"
     )
 
 

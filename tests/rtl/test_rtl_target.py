@@ -21,7 +21,7 @@ from host.errors import CommandFailed, PortNotFound
 from host.link import Link
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import Target
-from protocol.codes import FaultKind
+from protocol.codes import FaultKind, MemoryId
 from protocol.payloads import (
     FaultRecord,
     FaultSiteClass,
@@ -63,6 +63,10 @@ class Chip:
         except CommandFailed as exc:
             outcome = exc.code.name
         self.target.clear_faults()
+        if outcome == "TIMEOUT":
+            # A hung job wrote on past its last tile until reset, further on the RTL (its
+            # clock runs through the accesses that reset it): start the next case clean.
+            self.target.load(MemoryId.ACCEL_SCRATCHPAD, 0, bytes(2 * 1024 * 4))
         after = self.target.housekeeping(HkStructure.ACCELERATOR)
         seen = {k: (after[k] - before[k]) & 0xFFFFFFFF for k in COUNTERS}
         seen.update(outcome=outcome, cycles=after["last_job_cycles"],
