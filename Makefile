@@ -29,7 +29,7 @@ test: venv iverilog
 
 lint: venv verilator
 	hdl/lint.sh
-	$(PY) -m ruff check protocol testbed firmware_sim host tests cocotb_tests bench
+	$(PY) -m ruff check protocol testbed firmware_sim host tests cocotb_tests bench campaign
 
 bench: venv iverilog
 	$(PY) -m bench
@@ -42,7 +42,8 @@ sitemap: venv
 	$(PY) -m testbed.sitemap generate
 
 # Synthesizes the protection builds with Yosys and writes their area (cells, flip-flops,
-# memory bits) to results/synth/; a build whose RTL is unchanged is not synthesized again.
+# memory bits) to testbed/area/ (committed); a build whose RTL is unchanged is not
+# synthesized again.
 synth: venv
 	$(PY) -m testbed.synth
 

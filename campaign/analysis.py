@@ -201,7 +201,7 @@ def beam_rates(rows: list[dict], campaign: Campaign, build: str) -> dict:
 
 def cost(campaign: Campaign, build: Build) -> dict:
     """What the build costs for the workload: cycles, energy per job (the firmware's
-    energy model) and the scrubber's power; area if ``make synth`` has measured it."""
+    energy model, blind to the protections) and area if ``make synth`` has measured it."""
     plan = Plan(campaign, build)
     chip = Accelerator(**build.options())
     chip.load_job(**plan.workload.job_args())
@@ -217,8 +217,8 @@ def cost(campaign: Campaign, build: Build) -> dict:
 
 
 def area(build: Build) -> dict:
-    """Cells, flip-flops and memory bits of the build, if ``make synth`` has measured it
-    from the current RTL (``testbed.synth``); empty otherwise."""
+    """Cells, flip-flops and memory bits of the build as ``make synth`` measured it from
+    the current RTL (kept in testbed/area/, ``testbed.synth``); empty otherwise."""
     from testbed import synth
 
     report = synth.cached(build)

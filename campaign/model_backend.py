@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from campaign.outcome import ENDED_WITHOUT_DONE, Observation, Outcome, classify
+from campaign.outcome import (
+    ENDED_WITHOUT_DONE,
+    MITIGATION_COUNTERS,
+    Observation,
+    Outcome,
+    classify,
+)
 from campaign.plan import Injection, Plan
 from firmware_sim.accel import Accelerator, EccStatus, JobPoint, NotModelled, Reg, SpmCell
 from firmware_sim.accel.regs import Status
@@ -23,9 +29,13 @@ from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transi
 from testbed.clusters import shape
 from testbed.sitemap import SiteClass
 
-#: Model counters by the names the ACCELERATOR housekeeping gives them.
-COUNTERS = {"ecc_corrected": Reg.ECC_CORR, "ecc_uncorrectable": Reg.ECC_UNCORR,
-            "tmr_mismatches": Reg.TMR_MISMATCH}  # fmt: skip
+#: The model's register of each counter the classifier reads (``MITIGATION_COUNTERS``, by
+#: the names the ACCELERATOR housekeeping gives them).
+COUNTER_REGS = {"ecc_corrected": Reg.ECC_CORR, "tmr_mismatches": Reg.TMR_MISMATCH}
+
+
+#: Injections whose model sites a backend keeps (the scratchpad alone has more bits).
+SITES_KEPT = 1 << 16
 
 
 class ModelBackend:
@@ -41,15 +51,22 @@ class ModelBackend:
         chip.write_reg(Reg.SCRUB_PERIOD, 0)
         self.place = chip.load_job(**plan.workload.job_args())
         self.chip = chip
+        self._sites: dict[tuple, tuple | str] = {}
         self._pristine = chip.snapshot()
         self._golden = chip.golden_job()
         err = chip.run()
         if err or chip.hung:
             raise RuntimeError(f"the golden run of {plan.workload.spec.describe()} failed: {err}")
+        self._golden_c: bytes | None = None
         self.golden, why = self._result(chip)
         if self.golden is None:
             raise RuntimeError(f"the golden run's result cannot be read: {why}")
         self.golden_counters = self._counters(chip)
+        #: C as the golden run stored it, every word as written: a run that leaves the same
+        #: octets, none of them with an error, reads back the golden result.
+        base, count = self.place.c_addr, self.place.c_words
+        clean = not any(base <= w < base + count for w in chip.spm.dirty)
+        self._golden_c = chip.dump(base, count).tobytes() if clean else None
         self.cycles = chip.read_reg(Reg.CYCLES)
         self.macs = chip.read_reg(Reg.MACS)
 
@@ -58,10 +75,14 @@ class ModelBackend:
         corrected word is counted); None and why if a word is uncorrectable."""
         spec = self.plan.workload.spec
         base, count = self.place.c_addr, self.place.c_words
-        words = chip.dump(base, count)
         # A word stored as written reads back as it is, uncounted: only the words holding
         # an error go through the decoder (corrected and counted, or uncorrectable).
-        for addr in sorted(w for w in chip.spm.dirty if base <= w < base + count):
+        dirty = sorted(w for w in chip.spm.dirty if base <= w < base + count)
+        if not dirty and self._golden_c is not None:
+            if chip.spm.data[base : base + count].tobytes() == self._golden_c:
+                return self.golden, ""
+        words = chip.dump(base, count)
+        for addr in dirty:
             data, status = chip.read_word(addr)
             if status is EccStatus.UNCORRECTABLE:
                 return None, f"result word {addr - base} uncorrectable on read-back (ECC)"
@@ -70,10 +91,20 @@ class ModelBackend:
 
     @staticmethod
     def _counters(chip: Accelerator) -> dict[str, int]:
-        return {name: chip.read_reg(reg) for name, reg in COUNTERS.items()}
+        return {name: chip.read_reg(COUNTER_REGS[name]) for name in MITIGATION_COUNTERS}
 
     def sites(self, chip: Accelerator, inj: Injection) -> list | str:
         """The model sites an injection flips, or why the model has none."""
+        # Sites are frozen values: an injection's depend on its entry, bit, kind and cluster.
+        key = (inj.entry, inj.bit, inj.kind, inj.size, inj.orientation)
+        found = self._sites.get(key)
+        if found is None:
+            found = self._find_sites(chip, inj)
+            if len(self._sites) < SITES_KEPT:
+                self._sites[key] = found
+        return list(found) if isinstance(found, tuple) else found
+
+    def _find_sites(self, chip: Accelerator, inj: Injection) -> tuple | str:
         entry = self.plan.sitemap.entry(inj.entry)
         if inj.kind == "set":
             site = transient_site(entry, inj.bit, self.build.tmr)
@@ -83,13 +114,13 @@ class ModelBackend:
             why = rtl_only_reason(entry, self.build) or "no model site of this kind"
             return f"the model has no site for {inj.entry}: {why}"
         if inj.kind != "mbu":
-            return [site]
+            return (site,)
         assert isinstance(site, SpmCell)
         lay = chip.layout
         cells = [SpmCell(site.bank, site.row + dr, site.cell + dc)
                  for dr, dc in shape(inj.size, inj.orientation).offsets]  # fmt: skip
         # A cluster reaching past the array's edge flips the cells that exist.
-        return [c for c in cells if 0 <= c.row < lay.rows and 0 <= c.cell < lay.row_cells]
+        return tuple(c for c in cells if 0 <= c.row < lay.rows and 0 <= c.cell < lay.row_cells)
 
     def run(self, inj: Injection) -> tuple[Outcome, str]:
         """Run one injection; its outcome class and a line saying why."""

@@ -69,7 +69,7 @@ def classify(
     if seen.error:
         return Outcome.DETECTED, seen.error
     assert seen.result is not None, "a run that ended without error delivers a result"
-    if not np.array_equal(seen.result, golden):
+    if seen.result is not golden and not np.array_equal(seen.result, golden):
         wrong = int(np.count_nonzero(seen.result != golden))
         return Outcome.SDC, f"{wrong} of {golden.size} outputs wrong, delivered as good"
     acted = [k for k in MITIGATION_COUNTERS if moved.get(k)]

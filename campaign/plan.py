@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import random
 import zlib
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import accumulate
 
 import numpy as np
 
@@ -92,8 +94,8 @@ class Stratum:
         return sum(e.bits for e in self.entries)
 
     @cached_property
-    def _starts(self) -> np.ndarray:
-        return np.cumsum([0] + [e.bits for e in self.entries])
+    def _starts(self) -> list[int]:
+        return list(accumulate((e.bits for e in self.entries), initial=0))
 
     @property
     def population(self) -> int:
@@ -101,8 +103,8 @@ class Stratum:
         return self.bits * (2 if self.kind == "stuck_at" else self.points)
 
     def locate(self, bit: int) -> tuple[Entry, int]:
-        k = int(np.searchsorted(self._starts, bit, side="right")) - 1
-        return self.entries[k], bit - int(self._starts[k])
+        k = bisect_right(self._starts, bit) - 1
+        return self.entries[k], bit - self._starts[k]
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class Plan:
         self.c_region = (place.c_addr * build.n, place.c_words * build.n)
         self.spans: list[PhaseSpan] = chip.job_schedule()
         self.points = sum(s.cycles for s in self.spans)
-        self._span_starts = np.cumsum([0] + [s.cycles for s in self.spans])
+        self._span_starts = list(accumulate((s.cycles for s in self.spans), initial=0))
         self.strata: list[Stratum] = []
         for cls in campaign.site_classes():
             for kind in campaign.faults:
@@ -165,6 +167,8 @@ class Plan:
                 if entries:
                     self.strata.append(Stratum(build.name, cls, kind, entries, self.points))
         self._perms: dict[str, np.ndarray] = {}
+        #: Per stratum: the seed of its draws and the prefix of its MBU shapes' seeds.
+        self._seeds: dict[str, tuple[list[int], str]] = {}
         env = campaign.environment_config
         self._mbu = _mbu_shape(env)
 
@@ -184,7 +188,7 @@ class Plan:
     def _fault(self, stratum: Stratum, index: int) -> int:
         """The index of fault ``index`` of the stratum within its population."""
         n = stratum.population
-        seed = [self.campaign.seed, _stable(self.build.name), _stable(stratum.key)]
+        seed = self._seed(stratum)[0]
         if n <= WITHOUT_REPLACEMENT:
             if index >= n:
                 raise IndexError(f"{stratum.key} holds {n} faults; injection {index} repeats one")
@@ -194,10 +198,19 @@ class Plan:
             return int(perm[index])
         return int(np.random.default_rng([*seed, index]).integers(n))
 
+    def _seed(self, stratum: Stratum) -> tuple[list[int], str]:
+        found = self._seeds.get(stratum.key)
+        if found is None:
+            name = self.build.name
+            found = self._seeds[stratum.key] = (
+                [self.campaign.seed, _stable(name), _stable(stratum.key)],
+                f"{self.campaign.seed}/{name}/{stratum.key}/",
+            )
+        return found
+
     def injection(self, stratum: Stratum, index: int) -> Injection:
         """Injection ``index`` of ``stratum``: the same for the same campaign, always."""
         fault = self._fault(stratum, index)
-        rng = random.Random(f"{self.campaign.seed}/{self.build.name}/{stratum.key}/{index}")
         if stratum.kind == "stuck_at":
             bit, value = divmod(fault, 2)
             point = 0
@@ -205,16 +218,17 @@ class Plan:
             bit, point = divmod(fault, stratum.points)
             value = 0
         entry, entry_bit = stratum.locate(bit)
-        k = int(np.searchsorted(self._span_starts, point, side="right")) - 1
+        k = bisect_right(self._span_starts, point) - 1
         span = self.spans[k]
-        offset = point - int(self._span_starts[k])
+        offset = point - self._span_starts[k]
         size, orientation = 1, ""
         if stratum.kind == "mbu":
+            rng = random.Random(f"{self._seed(stratum)[1]}{index}")
             sizes, weights, bit_line_share = self._mbu
             size = rng.choices(sizes, weights)[0]
             orientation = draw_cluster(size, rng, bit_line_share).orientation.value
         return Injection(
-            build=self.build.name, stratum=stratum.key, index=index, kind=stratum.kind,
+            build=stratum.build, stratum=stratum.key, index=index, kind=stratum.kind,
             entry=entry.name, bit=entry_bit, tile=span.tile, phase=span.phase.value,
             cycle=offset, job_cycle=span.start + offset, size=size,
             orientation=orientation, value=value,

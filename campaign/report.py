@@ -96,6 +96,7 @@ def headline(a: dict) -> list[str]:
                    "this backend cannot inject and are in no rate" if o["covered_share"] < 1
                    else "") + "."
             )  # fmt: skip
+        out += _unrated(a)
     if a["beam"] and builds and "beam" in builds[0]:
         for b in builds:
             sdc = b["beam"]["sdc"]
@@ -130,6 +131,29 @@ def headline(a: dict) -> list[str]:
             f"{100 * s['share']:.0f} % [{100 * s['low']:.0f}, {100 * s['high']:.0f}] of its "
             "injected faults became silent data corruption."
         )
+    return out
+
+
+def _unrated(a: dict) -> list[str]:
+    """What the orbit's rates leave out: fault kinds the environment gives no rate (SETs,
+    stuck bits), at their worst on the last, most protected, build."""
+    names = {"set": "SETs", "stuck_at": "stuck bits"}
+    last = a["builds"][-1]["build"]
+    out = []
+    for kind, name in names.items():
+        rows = [r for r in a["strata"] if r["kind"] == kind and r["injected"] and r["avf"]]
+        if not rows:
+            continue
+        worst = max((r for r in rows if r["build"] == last), key=lambda r: r["avf"]["share"],
+                    default=None)  # fmt: skip
+        text = (f"{name} have no rate in {a['environment']}, so no figure above holds them")
+        if worst is not None:
+            f = worst["avf"]
+            text += (f"; on the {build_label(last)} build {100 * f['share']:.0f} % "
+                     f"[{100 * f['low']:.0f}, {100 * f['high']:.0f}] of those injected in "
+                     f"{worst['site_class']} ({worst['protection']}) ended in silent data "
+                     "corruption, a detected error or a hang")
+        out.append(text + ".")
     return out
 
 
@@ -296,9 +320,12 @@ NOTES = [
     "x the share of its fault kind) times its outcome shares, summed over strata; the "
     "interval sums the strata's interval ends (conservative). SETs and stuck bits have "
     "no orbit rate: they appear as shares only.",
-    "Area is Yosys generic synthesis of each build (make synth, docs/AREA.md): generic "
-    "cells and flip-flops, not a foundry library; '-' where make synth has not measured "
-    "the build.",
+    "Area is Yosys generic synthesis of each build (make synth, docs/AREA.md, kept in "
+    "testbed/area/): generic cells and flip-flops, not a foundry library; '-' where "
+    "make synth has not measured the build from this RTL.",
+    "Energy per job is the firmware's energy model (estimates): multiply-accumulates, "
+    "scratchpad accesses and cycles, the same for every protection build; what ECC, TMR "
+    "and the scrubber cost shows in their area.",
 ]
 
 

@@ -95,7 +95,13 @@ class Build:
     @property
     def name(self) -> str:
         """The build's name, e.g. ``n4-bw1024-il1-ecc-scrub-tmr``."""
-        return build_name(**self.options())
+        # Formatted from the options checked at construction: a campaign asks for it
+        # per injection.
+        return (
+            f"n{self.n}-bw{self.bank_words}-il{self.interleave}-"
+            f"{'ecc' if self.ecc else 'noecc'}-{'scrub' if self.scrub else 'noscrub'}-"
+            f"{'tmr' if self.tmr else 'notmr'}"
+        )
 
     def options(self) -> dict[str, int | bool]:
         """The options as keywords of ``Build``, ``SiteMap.for_build`` and ``Accelerator``."""
@@ -161,11 +167,7 @@ def build_name(
     tmr: bool = True,
 ) -> str:
     """The name of the build with these options (checked), e.g. ``n4-bw1024-il1-ecc-scrub-tmr``."""
-    Build(n, bank_words, interleave, ecc, scrub, tmr)
-    return (
-        f"n{n}-bw{bank_words}-il{interleave}-{'ecc' if ecc else 'noecc'}-"
-        f"{'scrub' if scrub else 'noscrub'}-{'tmr' if tmr else 'notmr'}"
-    )
+    return Build(n, bank_words, interleave, ecc, scrub, tmr).name
 
 
 #: The builds whose site maps are kept in ``testbed/sitemaps/``: the default build, every

@@ -21,7 +21,12 @@ the site map lists: the copies of a TMR register (``scc_tmr_reg``) are marked ``
 costs nothing); ``-nofsm`` keeps state registers in their RTL encoding; ``-nordff``
 keeps the banks' read registers flip-flops of their own, as the site map has them.
 
-    python -m testbed.synth [--build NAME ...]   # write results/synth/<build>.json
+The reports of the builds ``make synth`` measures are kept in ``testbed/area/``, one file
+per build, each naming the command that regenerates it and the hash of the RTL it was
+synthesized from: a report of other RTL is not used (``cached``), and a test fails while
+one is stale. Synthesis takes minutes; reading a kept report, nothing.
+
+    python -m testbed.synth [--build NAME ...]   # write testbed/area/<build>.json
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from testbed.sitemap import SiteMapError
 from testbed.sitemap_builds import Build, BuildError
 
 ROOT = sitemap_gen.ROOT
-CACHE_DIR = ROOT / "results" / "synth"
+#: Where the reports are kept (committed: every clone shows area without synthesizing).
+AREA_DIR = Path(__file__).resolve().parent / "area"
 #: Bumped when the report's fields or the synthesis script change meaning.
 FORMAT = 1
 
@@ -138,12 +144,12 @@ class AreaReport:
         raise SynthError(f"build {self.build.name} has no module {name}")
 
     def summary(self) -> dict[str, object]:
-        """The build's row of ``summary.json``."""
+        """The build's totals."""
         return {"build": self.build.name, "cells": self.cells, "flops": self.flops,
                 "memory_bits": self.memory_bits}  # fmt: skip
 
     def to_json(self) -> str:
-        """The report as the text of ``results/synth/<build>.json``."""
+        """The report as the text of ``testbed/area/<build>.json``."""
         data = {
             "generated_by": command(self.build),
             "format": FORMAT,
@@ -288,12 +294,12 @@ def synthesize(build: Build, root: Path = ROOT) -> AreaReport:
     return count(stat, memory_stat, build, sitemap_gen.rtl_hash(root))
 
 
-def report_path(build: Build, cache_dir: Path = CACHE_DIR) -> Path:
+def report_path(build: Build, cache_dir: Path = AREA_DIR) -> Path:
     """Where the report of ``build`` is kept."""
     return cache_dir / f"{build.name}.json"
 
 
-def cached(build: Build, root: Path = ROOT, cache_dir: Path = CACHE_DIR) -> AreaReport | None:
+def cached(build: Build, root: Path = ROOT, cache_dir: Path = AREA_DIR) -> AreaReport | None:
     """The kept report of ``build`` if it was made from the RTL as it is now, else None."""
     path = report_path(build, cache_dir)
     if not path.exists():
@@ -307,7 +313,7 @@ def cached(build: Build, root: Path = ROOT, cache_dir: Path = CACHE_DIR) -> Area
     return report
 
 
-def area(build: Build, root: Path = ROOT, cache_dir: Path = CACHE_DIR) -> AreaReport:
+def area(build: Build, root: Path = ROOT, cache_dir: Path = AREA_DIR) -> AreaReport:
     """The area of ``build``: the kept report if the RTL is unchanged, else synthesized and kept."""
     report = cached(build, root, cache_dir)
     if report is None:
@@ -327,7 +333,7 @@ def table(reports: list[AreaReport]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: synthesize (or read the kept reports of) some builds, write a summary."""
+    """Command line: synthesize (or read the kept reports of) some builds, print their totals."""
     parser = argparse.ArgumentParser(
         prog="python -m testbed.synth",
         description=__doc__,
@@ -356,16 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     except (BuildError, SynthError) as err:
         print(f"python -m testbed.synth: {err}", file=sys.stderr)
         return 2
-    summary = {
-        "generated_by": "python -m testbed.synth"
-        + "".join(f" --build {b.name}" for b in builds if args.build),
-        "units": UNITS,
-        "builds": [r.summary() for r in reports],
-    }
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    (CACHE_DIR / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(table(reports))
-    print(f"wrote {(CACHE_DIR / 'summary.json').relative_to(ROOT)}")
+    print(f"reports in {AREA_DIR.relative_to(ROOT)}/")
     return 0
 
 

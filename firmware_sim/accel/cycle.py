@@ -9,7 +9,9 @@ model's state at START and runs until the sequencer is back in IDLE, or until ``
 cycles have passed with the chip still BUSY: a hang. Once every fault is applied, a run
 whose tile counters cannot reach FLUSH before the bound takes its STREAM periods a whole
 period at a time (``LEAP``, ``CycleTwin._leap``), ending bit for bit as stepping them
-would: counters, scratchpad words, every flop.
+would: counters, scratchpad words, every flop. Likewise a step counter flipped past the
+end of its phase, which counts on to its wrap while nothing else moves, takes those
+cycles at once (``CycleTwin._idle_run``).
 
 Faults are applied at the start of their job cycle, as a deposit at the falling edge
 inside the cycle is: the cycle's combinational logic and the edge that ends it see them.
@@ -135,6 +137,12 @@ def _vote(copies: list[int]) -> int:
     return (a & b) | (b & c) | (a & c)
 
 
+def _votes(regs: dict[str, list[int]]) -> dict[str, int]:
+    """``_vote`` of every register, inline (the twin votes them at every fault)."""
+    return {name: c[0] if len(c) == 1 else (c[0] & c[1]) | (c[1] & c[2]) | (c[0] & c[2])
+            for name, c in regs.items()}  # fmt: skip
+
+
 class _Geometry:
     """What scc_seq.v derives from the voted configuration alone."""
 
@@ -166,8 +174,18 @@ class _Geometry:
         )  # fmt: skip
 
 
-#: ``_Geometry`` of (build, configuration) pairs ``CycleTwin.result_code`` has met.
+#: ``_Geometry`` of (build, configuration) pairs the twins have met.
 _GEOMETRIES: dict[tuple[Build, tuple], _Geometry] = {}
+
+
+def _geometry(b: Build, cfg: dict[str, int]) -> _Geometry:
+    """``_Geometry(b, cfg)``, made once per configuration (a campaign starts thousands of
+    twins on one job)."""
+    key = (b, tuple(cfg.items()))
+    geo = _GEOMETRIES.get(key)
+    if geo is None:
+        geo = _GEOMETRIES[key] = _Geometry(b, cfg)
+    return geo
 
 
 @functools.cache
@@ -272,9 +290,9 @@ class CycleTwin:
         smask = il - 1
         spm_words = 2 * bank_words
         result = TwinResult(False, 0)
-        cfg_v = {name: _vote(c) for name, c in st.cfg.items()}
-        geo = _Geometry(b, cfg_v)
-        seq = {name: _vote(c) for name, c in st.seq.items()}
+        cfg_v = _votes(st.cfg)
+        geo = _geometry(b, cfg_v)
+        seq = _votes(st.seq)
         state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
         ecc, status = seq["ecc"], seq["status"]
         cnt = st.counters
@@ -310,6 +328,15 @@ class CycleTwin:
             if x == bound:
                 result.hung = True
                 break
+            if t >= geo.period and x > leap_after and (watch is None or watch.after > bound):
+                # A step counter past the end of its phase (each ends by the period) counts
+                # on to its wrap, and nothing else moves: those cycles at once, bit for bit.
+                idle = self._idle_run(geo, state, rb, t, bound - x)
+                if idle:
+                    x += idle - 1
+                    t = (t + idle) & 0x1FFF
+                    cycles_q += idle
+                    continue
             mismatch = 0
             sets: dict[str, int] = {}
             todo = actions.get(x)
@@ -318,28 +345,35 @@ class CycleTwin:
                 cnt.update(cycles_q=cycles_q & MASK32, macs_q=macs_q & MASK32,
                            corr_q=corr_q & MASK32, uncorr_q=uncorr_q & MASK32,
                            mismatch_q=mismatch_q & MASK32)  # fmt: skip
-                # Copies agree between cycles: spell them out, flip, vote again.
-                for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t),
-                                ("ecc", ecc), ("status", status)):  # fmt: skip
-                    st.seq[name] = [v] * b.copies
-                for name, v in cfg_v.items():
-                    st.cfg[name] = [v] * b.copies
+                # Only TMR registers (``u_regs.u_*.q_q``, ``u_seq.u_*.q_q``) and stuck bits
+                # reach the registers the loop keeps voted in locals.
+                regs = bool(self.stuck) or any(
+                    a[0] not in ("mem", "set") and a[0].endswith(".q_q") for _, a in todo or ()
+                )
+                if regs:
+                    # Copies agree between cycles: spell them out, flip, vote again.
+                    for name, v in (("state", state), ("rb", rb), ("cb", cb), ("t", t),
+                                    ("ecc", ecc), ("status", status)):  # fmt: skip
+                        st.seq[name] = [v] * b.copies
+                    for name, v in cfg_v.items():
+                        st.cfg[name] = [v] * b.copies
                 for ident, act in todo or ():
                     self._apply(act, sets)
                     result.applied.append(ident)
                 hold(st, self.stuck)
                 cycles_q, macs_q = cnt["cycles_q"], cnt["macs_q"]
                 corr_q, uncorr_q, mismatch_q = cnt["corr_q"], cnt["uncorr_q"], cnt["mismatch_q"]
-                for copies in list(st.cfg.values()) + list(st.seq.values()):
-                    if len(copies) == 3 and not copies[0] == copies[1] == copies[2]:
-                        mismatch = 1
-                new_cfg = {name: _vote(c) for name, c in st.cfg.items()}
-                if new_cfg != cfg_v:
-                    cfg_v = new_cfg
-                    geo = _Geometry(b, cfg_v)
-                seq = {name: _vote(c) for name, c in st.seq.items()}
-                state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
-                ecc, status = seq["ecc"], seq["status"]
+                if regs:
+                    for copies in list(st.cfg.values()) + list(st.seq.values()):
+                        if len(copies) == 3 and not copies[0] == copies[1] == copies[2]:
+                            mismatch = 1
+                    new_cfg = _votes(st.cfg)
+                    if new_cfg != cfg_v:
+                        cfg_v = new_cfg
+                        geo = _geometry(b, cfg_v)
+                    seq = _votes(st.seq)
+                    state, rb, cb, t = seq["state"], seq["rb"], seq["cb"], seq["t"]
+                    ecc, status = seq["ecc"], seq["status"]
                 out = [self._bank_out(0), self._bank_out(1)]
                 if watch is not None and x + 1 == watch.after and not sets and not self.stuck:
                     # After the last faults, before their cycle: a fault that changed
@@ -549,7 +583,7 @@ class CycleTwin:
                     if mask:
                         cfg_v = dict(cfg_v)
                         cfg_v[name] ^= mask
-                        geo = _Geometry(b, cfg_v)
+                        geo = _geometry(b, cfg_v)
             state, rb, cb, t, ecc, status = state_d, rb_d, cb_d, t_d, ecc_d, status_d
 
             # ---- clock edge: scrubber -----------------------------------------------
@@ -712,6 +746,51 @@ class CycleTwin:
             st.scrub["timer_q"] = 0
         return (x, state, rb, cb, ecc, status, cycles_q, macs_q, corr_q, uncorr_q)
 
+    def _idle_run(self, g: _Geometry, state: int, rb: int, t: int, left: int) -> int:
+        """How many cycles from here only count ``t`` on and the cycles (0 if that is not
+        so, or not worth taking at once), at most ``left``.
+
+        In BIAS, STREAM and FLUSH the sequencer acts at its step counter's values below
+        the phase's end (reads below 4 or K, result writes, the last step); a ``t`` at or
+        past that end, as a flipped bit leaves it, counts up to its wrap at 2^13 doing
+        nothing else. The rest of the chip is idle then once no read is in flight, the
+        scrubber waits (its timer held at 0 while busy) and the array's pipelines hold
+        the banks' outputs with no tag, so that an edge leaves them as they are."""
+        if state == S_BIAS:
+            end = 5
+        elif state == S_STREAM:
+            end = g.period
+        elif state == S_FLUSH:
+            n = self.b.n
+            end = n + 1 + g.w * min((g.m - (rb << self.b.logn)) & MASK32, n)
+        else:
+            return 0
+        count = min(0x2000 - t, left)
+        st = self.st
+        if t < end or count < 2 or st.valid_q or st.first_q or any(st.rvalid):
+            return 0
+        if st.r0_bank_q or st.r1_bank_q:
+            return 0
+        if self.b.scrub:
+            scr = st.scrub
+            bank = (scr["ptr_q"] >> self.b.aw) & 1
+            if scr["state_q"] or scr["timer_q"] or st.scrub_bank_q != bank:
+                return 0
+        elif st.scrub_bank_q:
+            return 0
+        # The array is idle if an edge with the banks' outputs and no tags changes nothing.
+        kept = st.pipe, st.skew, st.acc, st.out
+        st.pipe, st.skew = st.pipe.copy(), st.skew.copy()
+        try:
+            self._array_edge(0, 0, self._bank_out(0)[3], self._bank_out(1)[3])
+            same = (
+                st.acc is kept[2] and st.out is kept[3]
+                and np.array_equal(st.pipe, kept[0]) and np.array_equal(st.skew, kept[1])
+            )  # fmt: skip
+        finally:
+            st.pipe, st.skew, st.acc, st.out = kept
+        return count if same else 0
+
     def _period_writes(
         self, g: _Geometry, rb: int, cb: int, sums: np.ndarray
     ) -> list[tuple[int, int]]:
@@ -728,19 +807,8 @@ class CycleTwin:
         count = (g.w * wr_rows) & MASK32
         if not count:
             return []
-        x = ((sums + (1 << 31)) & MASK32) - (1 << 31)
-        if g.bias_en:
-            bias = st.bias[wr_cb & 1].view("<i4").astype(np.int64)
-            x = ((x + bias + (1 << 31)) & MASK32) - (1 << 31)
-        if g.relu:
-            x = np.where(x < 0, 0, x)
-        live = np.arange(n) < wr_cols
-        if g.out32:
-            raw = np.where(live, x, 0).astype("<i4").tobytes()
-        else:
-            half = 0 if g.shift == 0 else 1 << (g.shift - 1)
-            q = np.clip((x + half) >> g.shift, -128, 127)
-            raw = np.where(live, q, 0).astype(np.int8).tobytes()
+        bias = st.bias[wr_cb & 1].view("<i4").tolist() if g.bias_en else None
+        rows = sums.tolist()
         # Word u of the writes is bytes u*N .. u*N + N - 1 of the rows laid end to end.
         out = []
         for u in range(count):
@@ -749,7 +817,7 @@ class CycleTwin:
             c_off = ((c_index << 2) + (u & 3)) & MASK32 if g.out32 else c_index
             addr = (g.c_addr + c_off) & 0xFFFF
             word = ((addr >> aw) & 1) * b.bank_words + (addr & (b.bank_words - 1))
-            data = int.from_bytes(raw[u * n : (u + 1) * n], "little")
+            data = epilogue_word(g, n, rows[wrow & (n - 1)], bias, u, wr_cols)
             out.append((word, self.encode(data)))
         return out
 
@@ -794,21 +862,20 @@ class CycleTwin:
         st.acc = sums[np.minimum(k - 1, period - 2 - i - j), i, j]
 
     def result_code(
-        self, cfg: tuple, out: np.ndarray, bias: np.ndarray, source: tuple[int, int, int]
+        self, cfg: tuple, row: list[int], bias: bytes, source: tuple[int, int, int]
     ) -> int:
         """The codeword a result write stores with configuration ``cfg`` (``Frame.main``'s),
-        result registers ``out`` and bias buffers ``bias``; ``source`` = (wr_cb, u, wr_cols)
-        as ``Watch.write`` reports them. The twin's own state is left as it was."""
-        st = self.st
-        kept = st.out, st.bias
-        st.out, st.bias = out, bias
-        try:
-            geo = _GEOMETRIES.get((self.b, cfg))
-            if geo is None:
-                geo = _GEOMETRIES[self.b, cfg] = _Geometry(self.b, dict(cfg))
-            return self.encode(self._write_data(geo, *source))
-        finally:
-            st.out, st.bias = kept
+        ``row`` the sums in the row of result registers it writes out and ``bias`` the
+        bias buffers (``Frame.bias``); ``source`` = (wr_cb, u, wr_cols) as ``Watch.write``
+        reports them."""
+        geo = _GEOMETRIES.get((self.b, cfg)) or _geometry(self.b, dict(cfg))
+        wr_cb, u, wr_cols = source
+        n = self.b.n
+        lanes = None
+        if geo.bias_en:
+            at = (wr_cb & 1) * 4 * n
+            lanes = np.frombuffer(bias, dtype="<i4", count=n, offset=at).tolist()
+        return self.encode(epilogue_word(geo, n, row, lanes, u, wr_cols))
 
     def frame(self, head: tuple, counters: tuple[int, int, int, int, int]) -> Frame:
         """The frame of the state at the start of a cycle: ``head`` the sequencer's and
@@ -873,9 +940,9 @@ class CycleTwin:
         inp[2] = first_i
         inp[3] = b_lanes
         pipe[:, :, 1:] = pipe[:, :, :-1]
-        pipe[:, :, 0] = np.diagonal(sk, axis1=1, axis2=2)
+        pipe[:, :, 0] = sk.diagonal(0, 1, 2)
         sk[:, :, 1:] = sk[:, :, :-1]
-        if not pipe[1:3].any():
+        if not np.count_nonzero(pipe[1:3]):
             return
         term = pipe[0] * pipe[3].T * pipe[1]
         first = pipe[2] != 0
@@ -889,23 +956,33 @@ class CycleTwin:
         """mw_wdata_o: the epilogue over row wrow[LOGN-1:0] of the result registers."""
         n = self.b.n
         wrow = u >> 2 if g.out32 else u
-        row = ((self.st.out[wrow & (n - 1)] + (1 << 31)) & MASK32) - (1 << 31)
-        live = np.arange(n) < wr_cols
-        x = row
-        if g.bias_en:
-            bias = self.st.bias[wr_cb & 1].view("<i4").astype(np.int64)
-            x = ((x + bias + (1 << 31)) & MASK32) - (1 << 31)
-        if g.relu:
-            x = np.where(x < 0, 0, x)
+        bias = self.st.bias[wr_cb & 1].view("<i4").tolist() if g.bias_en else None
+        return epilogue_word(g, n, self.st.out[wrow & (n - 1)].tolist(), bias, u, wr_cols)
+
+
+def epilogue_word(
+    g: _Geometry, n: int, row: list[int], bias: list[int] | None, u: int, wr_cols: int
+) -> int:
+    """scc_epilogue.v: result word ``u`` of a row of result registers (``row``, sums as
+    the PEs hold them), through the bias lanes ``bias`` (None without BIAS_EN), ReLU and
+    the requantizing shift; columns from ``wr_cols`` on are written as 0. In Python ints,
+    lane by lane: an N-lane row is too short for numpy to pay."""
+    half = 0 if g.shift == 0 else 1 << (g.shift - 1)
+    word = 0
+    for j in range(min(wr_cols, n)):
+        x = ((row[j] + (1 << 31)) & MASK32) - (1 << 31)
+        if bias is not None:
+            x = ((x + bias[j] + (1 << 31)) & MASK32) - (1 << 31)
+        if g.relu and x < 0:
+            x = 0
         if g.out32:
-            lanes = np.where(live, x, 0).astype("<i4").view(np.uint8)
-            wq = u & 3
-            chunk = lanes[wq * n : (wq + 1) * n]
-            return int.from_bytes(chunk.tobytes(), "little")
-        half = 0 if g.shift == 0 else 1 << (g.shift - 1)
-        q = np.clip((x + half) >> g.shift, -128, 127)
-        q = np.where(live, q, 0).astype(np.int8).view(np.uint8)
-        return int.from_bytes(q.tobytes(), "little")
+            word |= (x & MASK32) << (32 * j)
+        else:
+            word |= min(max((x + half) >> g.shift, -128), 127) % 256 << (8 * j)
+    if g.out32:
+        # Word u & 3 of the row's 4N bytes.
+        return word >> (8 * n * (u & 3)) & ((1 << 8 * n) - 1)
+    return word
 
 
 def _held_state(build: Build, stuck: tuple[Held, ...], state: int) -> int:

@@ -204,10 +204,8 @@ def finish_twin(
     if not result.hung:
         twin.settle()
         hold(path, stuck)
-    dmask = (1 << spm.dw) - 1
-    for word in range(spm.words) if words is None else words:
-        if codes[word] != before[word]:
-            spm.poke(word, codes[word] & dmask, codes[word] >> spm.dw)
+    changed = [w for w in (range(spm.words) if words is None else words) if codes[w] != before[w]]
+    spm.poke_many(changed, [codes[w] for w in changed])
     cnt = path.counters
     spm.corr, spm.uncorr = cnt["corr_q"], cnt["uncorr_q"]
     scrub_state = path.scrub["state_q"]

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cycle import CycleTwin, Frame, TwinResult
+from .cycle import CycleTwin, Frame, TwinResult, load_frame
+from .cycle_job import finish_twin, hang_bound, twin_actions
 from .cycle_state import Build, PathState
 from .faults import (
     AccBit,
@@ -66,6 +67,10 @@ _CONFIG, _SCRUB_STATE, _PIPE, _ACC, _OUT, _SKEW = 6, 14, 16, 17, 18, 19
 #: ``Frame.main[:_HEAD]``: what the twin keeps in locals (``Watch.at``'s head).
 _HEAD = 7
 
+#: Codewords ``Golden.codes_at`` keeps in all (a list of every word per write of the
+#: job before it; 2^22 list slots are 32 MiB).
+CODES_KEPT = 1 << 22
+
 #: A result write as ``Watch.write`` reports it: (cycle, word, codeword, source).
 Write = tuple[int, int, int, tuple[int, int, int] | None]
 
@@ -83,6 +88,8 @@ class Trace:
     log_cycles: list[int] = field(default_factory=list)
     #: Per write of ``log``: the row of result registers it wrote out (-1: a scrub write).
     log_rows: list[int] = field(default_factory=list)
+    #: Per row of result registers: the indices in ``log`` of its writes, in order.
+    row_writes: dict[int, list[int]] = field(default_factory=dict)
     writes: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     last_read: dict[int, int] = field(default_factory=dict)
     caches: tuple[dict, dict] = ({}, {})
@@ -132,6 +139,8 @@ class Golden:
     #: Per PE [i][j], the clock edges (job cycles, the idle cycles after the job numbered
     #: on) at which a FIRST moves its accumulator into its result register.
     first_edges: list[list[list[int]]]
+    #: ``codes_at`` by the number of writes before the cycle.
+    _codes: dict[int, list[int]] = field(default_factory=dict, repr=False)
 
     def code_at(self, word: int, x: int) -> int:
         """The codeword of ``word`` at the start of job cycle ``x``."""
@@ -143,12 +152,18 @@ class Golden:
         return self.trace.codes0[word]
 
     def codes_at(self, x: int) -> list[int]:
-        """Every codeword at the start of job cycle ``x``."""
-        codes = list(self.trace.codes0)
+        """Every codeword at the start of job cycle ``x`` (a new list)."""
         tr = self.trace
-        for _, word, code, _ in tr.log[: bisect.bisect_left(tr.log_cycles, x)]:
-            codes[word] = code
-        return codes
+        done = bisect.bisect_left(tr.log_cycles, x)
+        # Keyed by the writes before x: every cycle between two writes shares one list.
+        codes = self._codes.get(done)
+        if codes is None:
+            codes = list(tr.codes0)
+            for _, word, code, _ in tr.log[:done]:
+                codes[word] = code
+            if (len(self._codes) + 1) * len(codes) <= CODES_KEPT:
+                self._codes[done] = codes
+        return list(codes)
 
     def written_between(self, lo: int, hi: int) -> list[Write]:
         """The writes of job cycles ``lo .. hi-1``, in order."""
@@ -246,6 +261,7 @@ def record(chip: Accelerator) -> Golden:
         if cfg not in out32:
             out32[cfg] = dict(cfg)["EPILOGUE"] & 4
         trace.log_rows.append((source[1] >> 2 if out32[cfg] else source[1]) & (n - 1))
+        trace.row_writes.setdefault(trace.log_rows[-1], []).append(len(trace.log_rows) - 1)
     quiet = len(trace.frames)
     while quiet and trace.frames[quiet - 1].main[_SCRUB_STATE] == 0:
         quiet -= 1
@@ -354,6 +370,10 @@ class Follow:
         if head != frames[x].main[:_HEAD]:
             return False
         ref = frames[x]
+        # Operands in flight steer the job (see below): compared before a whole frame is made.
+        st = twin.st
+        if st.pipe.tobytes() != ref.main[_PIPE] or st.skew.tobytes() != ref.main[_SKEW]:
+            return False
         frame = twin.frame(head, counters)
         m, r = frame.main, ref.main
         offsets = m != r
@@ -417,36 +437,40 @@ def offset_writes(
     il = twin.b.interleave
     tr = g.trace
     frames = tr.frames
-    rows = {i for i, _ in live}
+    # Per row with an offset: (column, offset in the result register, in the
+    # accumulator, the FIRST edges) of each PE, in Python ints (a few per write).
+    by_row: dict[int, list[tuple[int, int, int, list[int]]]] = {}
+    for (i, j), edges in firsts.items():
+        by_row.setdefault(i, []).append((j, int(d_out[i, j]), int(d_acc[i, j]), edges))
     # A write after a PE's second FIRST sees no offset of it.
     horizon = max((e[1] if len(e) == 2 else len(frames) for e in firsts.values()), default=x)
     last: dict[int, int] = {}
     lo = bisect.bisect_left(tr.log_cycles, x)
-    for k in range(lo, bisect.bisect_right(tr.log_cycles, horizon, lo)):
-        wrow = tr.log_rows[k]
-        if wrow not in rows:
-            continue  # a scrub write (the bank's data), or a row without an offset
-        c, word, code, source = tr.log[k]
-        assert source is not None
-        cfg = frames[c].main[_CONFIG]
-        delta = np.zeros(n, dtype=np.int64)
-        for (i, j), edges in firsts.items():
-            if i == wrow:
-                moved = sum(e < c for e in edges)
-                delta[j] = (d_out[i, j], d_acc[i, j], 0)[moved]
-        if not delta.any():
-            last.pop(word, None)
-            continue
-        out = _sums(frames[c].main[_OUT], n)
-        out[wrow] += delta
-        bias = np.frombuffer(frames[c].bias, dtype=np.uint8).reshape(2, 4 * n)
-        faulty = twin.result_code(cfg, out, bias, source)
-        if faulty == code:
-            last.pop(word, None)
-            continue
-        if tr.last_read.get(word // il, -1) > c:
-            return None
-        last[word] = faulty
+    hi = bisect.bisect_right(tr.log_cycles, horizon, lo)
+    # Row by row: a word is always written out of the same row, so each word's writes
+    # are still taken in order (scrub writes and rows without an offset are not looked at).
+    for wrow, pes in by_row.items():
+        ks = tr.row_writes.get(wrow, [])
+        for k in ks[bisect.bisect_left(ks, lo) : bisect.bisect_left(ks, hi)]:
+            c, word, code, source = tr.log[k]
+            assert source is not None
+            delta = [0] * n
+            for j, dout, dacc, edges in pes:
+                # FIRST edges before c (edges are in order): 0, 1 or 2.
+                delta[j] = (dout, dacc, 0)[bisect.bisect_left(edges, c)]
+            if not any(delta):
+                last.pop(word, None)
+                continue
+            main = frames[c].main
+            row = np.frombuffer(main[_OUT], dtype=np.int64, count=n, offset=8 * n * wrow).tolist()
+            row = [v + dv for v, dv in zip(row, delta, strict=True)]
+            faulty = twin.result_code(main[_CONFIG], row, frames[c].bias, source)
+            if faulty == code:
+                last.pop(word, None)
+                continue
+            if tr.last_read.get(word // il, -1) > c:
+                return None
+            last[word] = faulty
     end_acc, end_out = d_acc.copy(), d_out.copy()
     for (i, j), edges in firsts.items():
         moved = len(edges)
@@ -483,10 +507,7 @@ def run_pe_flip(
         return None
     chip.restore(g.analytic_end)
     chip._token = None
-    spm = chip.spm
-    dmask = (1 << spm.dw) - 1
-    for word, code in found[0].items():
-        spm.poke(word, code & dmask, code >> spm.dw)
+    chip.spm.poke_many(list(found[0]), list(found[0].values()))
     chip.last_job = JobReport("analytic", False, chip._cycles, ())
     return g.analytic_err
 
@@ -528,9 +549,6 @@ def run_from(
     timed: list[tuple[int, object]],
 ) -> ErrCode | int:
     """A job with faults in the twin, started at the first fault's recorded frame."""
-    from .cycle import load_frame
-    from .cycle_job import finish_twin, hang_bound, twin_actions
-
     g = golden
     reached = [x for x, _ in timed if x >= 0]
     first = min(reached, default=g.cycles + 1)
@@ -592,17 +610,14 @@ def _take_recorded(
         p.out = p.out + follow.sums[1]
     if frame.bias != ref.bias:
         p.bias = np.frombuffer(frame.bias, dtype=np.uint8).reshape(p.bias.shape).copy()
-    dmask = (1 << spm.dw) - 1
+    spm.poke_many(list(follow.keep), list(follow.keep.values()))
     for word, code in follow.keep.items():
         if code == g.trace.codes0[word]:
             # The job left the word as it found it: not written back, dirty as it was.
-            spm.poke(word, code & dmask, code >> spm.dw)
             if word in g.dirty0:
                 spm.dirty.add(word)
             else:
                 spm.dirty.discard(word)
-        else:
-            spm.poke(word, code & dmask, code >> spm.dw)
     applied = set(result.applied)
     skipped = tuple(f for i, f in enumerate(scheduled) if i not in applied)
     chip.last_job = JobReport("cycle", g.hung, g.cycles, skipped)

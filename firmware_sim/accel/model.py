@@ -624,9 +624,9 @@ class Accelerator:
         copies_at: dict[int, list[RegCopy | SeqCopy]] = {}
         for x, site in timed:
             if isinstance(site, FlopBit | SetBit):
-                return need(f"{site}")
+                return not explain or need(f"{site}")
             if isinstance(site, SeqCopy) and not self.tmr:
-                return need(f"{site} without TMR")
+                return not explain or need(f"{site} without TMR")
             if isinstance(site, RegCopy | SeqCopy):
                 copies_at.setdefault(x, []).append(site)
         if any(x == 0 or x >= d.done_cycle(None) for x, _ in timed if x >= 0):

@@ -69,6 +69,25 @@ class Scratchpad:
             else:
                 self.dirty.add(addr)
 
+    def poke_many(self, addrs: list[int], codes: list[int]) -> None:
+        """Store raw codewords (``check << DW | data``) at distinct addresses, as ``poke``
+        does one by one."""
+        if not addrs:
+            return
+        where = np.array(addrs, dtype=np.int64)
+        dmask = (1 << self.dw) - 1
+        raw = b"".join((code & dmask).to_bytes(self.n, "little") for code in codes)
+        data = np.frombuffer(raw, dtype=np.uint8).reshape(len(addrs), self.n)
+        check = np.array([code >> self.dw for code in codes], dtype=np.uint16)
+        self.data[where] = data
+        self.check[where] = check
+        if self.codec:
+            for addr, clean in zip(addrs, (self.codec.encode(data) == check).tolist(), strict=True):
+                if clean:
+                    self.dirty.discard(addr)
+                else:
+                    self.dirty.add(addr)
+
     def flip(self, word: int, bit: int) -> None:
         """Invert codeword bit ``bit`` of ``word`` (data bits first, then check bits)."""
         if bit < self.dw:
