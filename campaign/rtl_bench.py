@@ -132,6 +132,7 @@ class InjectionBench:
         """One run from the pre-job state with ``faults``: what the software would see,
         and how many of the faults the job never reached."""
         t0, c0 = time.perf_counter(), get_sim_time("ns")
+        stalls = self.chip.bus_timeouts
         await self._restore()
         t1 = time.perf_counter()
         chip = self.chip
@@ -154,6 +155,9 @@ class InjectionBench:
             seen = await self._read_back()
         if stuck:
             await chip.clear_faults()
+        if chip.bus_timeouts != stalls:
+            # The bus stopped answering: the software's access never ends until a reset.
+            seen = Observation(None, "the chip's bus stopped answering; it was reset", True)
         t3 = time.perf_counter()
         for part, seconds in zip(self.spent, (t1 - t0, t2 - t1, t3 - t2), strict=True):
             self.spent[part] += seconds

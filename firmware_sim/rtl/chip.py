@@ -9,11 +9,13 @@ a time, while the software does other work (``advance``).
 
 Faults name site-map entries (``firmware_sim.rtl.handles``): a flip is a deposit at a
 falling edge, a transient on a TMR register forces the next value its copies share
-through one clock edge, a stuck bit is deposited again at every falling edge (a memory
-cell after every access, job and idle stretch that could write it, as the model's chip
-holds it). Faults armed for a job are placed by a watcher that counts the job's cycles
-from its START (CHECK is cycle 0), the cycles of the points the job schedule gives the
-descriptor (docs/REGISTERS.md).
+through one clock edge, a stuck bit is deposited again whenever its flop loads another
+value, in the same time step (a memory cell after every access, job and idle stretch
+that could write it, as the model's chip holds it). Faults armed for a job are placed by
+a watcher that counts the job's cycles from its START (CHECK is cycle 0), the cycles of
+the points the job schedule gives the descriptor (docs/REGISTERS.md). A bus transaction
+that gets no answer in ``BUS_TIMEOUT_CYCLES`` (an upset in the bus interface can leave
+its handshake hanging) ends with SLVERR, and the chip is reset, as a bus watchdog does.
 
 A job still BUSY at its hang bound (``firmware_sim.accel.cycle_job.hang_bound``) is hung,
 as the model has it: the chip's clock is not run further for it while it waits, so it
@@ -31,7 +33,16 @@ from cocotb.clock import Clock
 from cocotb.handle import Force, Release
 from cocotb.simtime import get_sim_time
 from cocotb.task import Task, resume
-from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import (
+    ClockCycles,
+    FallingEdge,
+    First,
+    ReadOnly,
+    RisingEdge,
+    SimTimeoutError,
+    Timer,
+    with_timeout,
+)
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
 from firmware_sim.accel import JobPoint
@@ -63,6 +74,8 @@ CLOCK_NS = 10
 """The simulated clock's period."""
 IDLE_CYCLES = 2000
 """Most cycles one ``advance`` runs the idle chip: simulated cycles cost wall time."""
+BUS_TIMEOUT_CYCLES = 1000
+"""Cycles a bus transaction may take before the chip counts as not answering."""
 _DESCRIPTOR = (Reg.DIM_M, Reg.DIM_K, Reg.DIM_N, Reg.A_ADDR, Reg.B_ADDR, Reg.BIAS_ADDR,
                Reg.C_ADDR, Reg.EPILOGUE)  # fmt: skip
 
@@ -91,6 +104,7 @@ class RtlChip:
         self.stuck_cells: dict[tuple[str, int], SiteFault] = {}
         self.stuck_registers: dict[tuple[str, int], SiteFault] = {}
         self.power_cycles = 0
+        self.bus_timeouts = 0
         self._holder: Task | None = None
         self._held_registers: handles.Held = []
         self._watcher: Task | None = None
@@ -128,12 +142,13 @@ class RtlChip:
         start = ctrl and value & Ctrl.START and not value & Ctrl.SOFT_RESET and not self._busy()
         if start:
             self._arm(await self.descriptor())
-        reply = await self.axil.write(addr, (value & 0xFFFF_FFFF).to_bytes(4, "little"))
+        data = (value & 0xFFFF_FFFF).to_bytes(4, "little")
+        reply = await self._bus(self.axil.write(addr, data))
         if ctrl and value & Ctrl.SOFT_RESET:
             self._end_run()
         if addr >= SPM_BASE and self.stuck_cells:
             self._hold_cells()
-        return Resp(int(reply.resp))
+        return Resp.SLVERR if reply is None else Resp(int(reply.resp))
 
     def _arm(self, d: Descriptor) -> None:
         """The faults armed go with the job ``d`` about to start (a watcher places them)."""
@@ -144,12 +159,26 @@ class RtlChip:
         """START the job the registers hold, which the caller knows to be ``d`` (a test
         bench that programmed them), with the faults armed."""
         self._arm(d)
-        reply = await self.axil.write(int(Reg.CTRL), int(Ctrl.START).to_bytes(4, "little"))
-        return Resp(int(reply.resp))
+        start = int(Ctrl.START).to_bytes(4, "little")
+        reply = await self._bus(self.axil.write(int(Reg.CTRL), start))
+        return Resp.SLVERR if reply is None else Resp(int(reply.resp))
 
     async def bus_read(self, addr: int) -> tuple[int, Resp]:
-        reply = await self.axil.read(addr, 4)
+        reply = await self._bus(self.axil.read(addr, 4))
+        if reply is None:
+            return 0, Resp.SLVERR
         return int.from_bytes(reply.data, "little"), Resp(int(reply.resp))
+
+    async def _bus(self, transaction):
+        """A bus transaction's reply, or None if the chip gave none within
+        ``BUS_TIMEOUT_CYCLES``: the chip is then reset (``rst_ni``), which ends it."""
+        try:
+            return await with_timeout(transaction, BUS_TIMEOUT_CYCLES * CLOCK_NS, "ns")
+        except SimTimeoutError:
+            self.bus_timeouts += 1
+            self._end_run()
+            await self._reset_pulse()
+            return None
 
     async def descriptor(self) -> Descriptor:
         """The job the configuration registers describe (their voted values)."""
@@ -329,8 +358,13 @@ class RtlChip:
         handles.hold(self._held_registers)
 
     async def _hold_every_cycle(self) -> None:
+        """Set the stuck bits again whenever their flop loads another value (in the time
+        step it loads it, so that every edge samples the stuck value)."""
         while True:
-            await FallingEdge(self.dut.clk_i)
+            signals = self._held_registers
+            if not signals:
+                return
+            await First(*(handle.value_change for handle, _, _ in signals))
             self._hold_registers()
 
     def _stop_holding(self) -> None:
