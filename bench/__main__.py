@@ -57,11 +57,13 @@ def main() -> int:
         link_goodput,
         link_reliability,
         model_injection,
+        rtl_campaign,
     )
 
     for name, bench in (
         ("model-injection", model_injection),
         ("campaign", campaign_bench),
+        ("rtl-campaign", rtl_campaign),
         ("link", link_bench),
         ("link-goodput", link_goodput),
         ("link-reliability", link_reliability),

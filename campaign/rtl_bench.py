@@ -30,7 +30,7 @@ import time
 import cocotb
 import numpy as np
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly
+from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, Timer
 
 from campaign.outcome import (
     ENDED_WITHOUT_DONE,
@@ -75,6 +75,7 @@ class InjectionBench:
         self.chip = RtlChip(dut, build)
         self.layout = spm_layout(build)
         self.code = code_for(8 * build.n) if build.ecc else None
+        self.masks = self.code.masks if self.code is not None else ()
         model = Accelerator(**build.options())
         model.write_reg(Reg.SCRUB_PERIOD, 0)  # as on the model: a run is one job
         self.place = model.load_job(**workload.job_args())
@@ -142,7 +143,7 @@ class InjectionBench:
         chip.armed = [f for f in faults if not f.act.stuck]
         await chip.start(self.descriptor)
         seq = self.dut.u_seq
-        await First(FallingEdge(seq.busy_o), ClockCycles(self.dut.clk_i, self.bound + 2))
+        await First(FallingEdge(seq.busy_o), Timer((self.bound + 2) * CLOCK_NS, "ns"))
         await ReadOnly()
         hung = bool(int(seq.busy_o.value))
         await FallingEdge(self.dut.clk_i)
@@ -174,7 +175,7 @@ class InjectionBench:
         for i, code in enumerate(codes):
             word = place.c_addr + i
             data = code & ((1 << dw) - 1)
-            if self.code is not None and self.code.encode(data) != code >> dw:
+            if self.code is not None and self._check(data) != code >> dw:
                 data, resp = await self._bus_word(word)
                 if resp != Resp.OKAY and not error:
                     error = f"result word {i} uncorrectable on read-back (ECC)"
@@ -191,6 +192,13 @@ class InjectionBench:
             return Observation(None, error, False, counters)
         result = unpack_c(words, spec.m, spec.n, spec.out_int32)
         return Observation(result, "", False, counters)
+
+    def _check(self, data: int) -> int:
+        """The SECDED check bits of a data word (the generator's code)."""
+        check = 0
+        for p, mask in enumerate(self.masks):
+            check |= ((data & mask).bit_count() & 1) << p
+        return check
 
     def _codewords(self, words: range) -> list[int]:
         """The codewords of scratchpad words as the RTL's cells hold them (each physical

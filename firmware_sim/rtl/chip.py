@@ -80,6 +80,19 @@ _DESCRIPTOR = (Reg.DIM_M, Reg.DIM_K, Reg.DIM_N, Reg.A_ADDR, Reg.B_ADDR, Reg.BIAS
                Reg.C_ADDR, Reg.EPILOGUE)  # fmt: skip
 
 
+async def edges(clk, n: int) -> None:
+    """Wait for the ``n``-th rising edge of ``clk`` from now (call between edges, or just
+    after one): one timer and one edge, where ``ClockCycles`` wakes Python at every edge.
+    The clock's rising edges fall on multiples of ``CLOCK_NS`` (it starts at time 0)."""
+    if n <= 0:
+        return
+    if n > 1:
+        now = get_sim_time("ns")
+        target = (now // CLOCK_NS + n) * CLOCK_NS
+        await Timer(target - CLOCK_NS // 2 - now, "ns")  # the falling edge before it
+    await RisingEdge(clk)
+
+
 class RtlChip:
     """``scc_top`` of one build in a running simulation, as the flight software's chip.
 
@@ -124,8 +137,13 @@ class RtlChip:
     # --- the simulator's side ------------------------------------------------------
 
     async def power_on(self) -> None:
-        """Start the clock and hold the chip in reset for two cycles."""
-        Clock(self.dut.clk_i, CLOCK_NS, unit="ns").start()
+        """Start the clock and hold the chip in reset for two cycles. The clock runs in
+        the simulator (cocotb's C++ clock): no Python wakes at its edges."""
+        self.dut.rst_ni.value = 0
+        # Low for half a period first: the bus handshakes leave X before the first edge,
+        # and rising edges fall on multiples of the period (``edges``).
+        await Timer(CLOCK_NS // 2, "ns")
+        Clock(self.dut.clk_i, CLOCK_NS, unit="ns", impl="gpi").start(start_high=False)
         await self._reset_pulse()
 
     async def _reset_pulse(self) -> None:
@@ -226,7 +244,7 @@ class RtlChip:
             self._pending.append(fault)
         at = -1  # the START cycle
         for x in sorted(by_cycle):
-            await ClockCycles(clk, x - at)
+            await edges(clk, x - at)
             at = x
             await ReadOnly()
             if not int(seq.busy_o.value):
@@ -277,7 +295,7 @@ class RtlChip:
             left = self._cycles_left()
             limit = cycles if left is None else min(cycles, left)
             if limit > 0:
-                await First(RisingEdge(irq), ClockCycles(self.dut.clk_i, limit))
+                await First(RisingEdge(irq), Timer(limit * CLOCK_NS, "ns"))
         await ReadOnly()
         fired = bool(int(irq.value))
         if not self._busy() and self._run is not None:
@@ -296,7 +314,7 @@ class RtlChip:
                 left = self._cycles_left()
             cycles = min(cycles, left or 0)
         if cycles > 0:
-            await ClockCycles(self.dut.clk_i, cycles)
+            await edges(self.dut.clk_i, cycles)
             await FallingEdge(self.dut.clk_i)
         if self.stuck_cells:
             self._hold_cells()
