@@ -107,6 +107,7 @@ def run() -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     in_simulator = parts["cycles_per_run"] / free
+    by_part = parts["seconds_per_run_by_part"]
     return {
         "simulator": "icarus",
         "workload": "16x16x16 GEMM, int32 out, at N = 4", "build": BUILD,
@@ -117,7 +118,7 @@ def run() -> dict:
         "speedup_1_to_2_workers": round(two["injections_per_s"] / one["injections_per_s"], 2),
         "free_running_idle_cycles_per_s": round(free),
         "run": parts,
-        "job_cycles_per_s": round(parts["cycles_per_run"] / parts["seconds_per_run_by_part"]["job"]),
+        "job_cycles_per_s": round(parts["cycles_per_run"] / by_part["job"]),
         "idle_speed_share_of_run": round(in_simulator / parts["seconds_per_run"], 3),
         "crosscheck": {"compared": check.compared, "agree": check.agree,
                        "differ": len(check.differ),
