@@ -38,7 +38,8 @@ class RtlBackend:
     def __init__(self, plan: Plan, simulator: str = "icarus") -> None:
         self.plan = plan
         build = plan.build
-        build_dir = rtl_sim.BUILD_ROOT / f"campaign-{build.name}"
+        tail = "" if simulator == "icarus" else f"-{simulator}"
+        build_dir = rtl_sim.BUILD_ROOT / f"campaign-{build.name}{tail}"
         build_dir.mkdir(parents=True, exist_ok=True)
         runner = rtl_sim.build("scc_top", build.hdl_parameters(), build_dir,
                                simulator=simulator, log_file=build_dir / "build.log")  # fmt: skip

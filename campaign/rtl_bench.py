@@ -83,7 +83,8 @@ class InjectionBench:
         self.descriptor = model.descriptor()
         self.bound = hang_bound(self.descriptor)
         self.rows = {b: self._model_rows(model, b) for b in (0, 1)}
-        self.memory = {b: handles.resolve(dut, f"u_spm.u_bank{b}.mem_q") for b in (0, 1)}
+        self.memory = {b: [row for row in handles.resolve(dut, f"u_spm.u_bank{b}.mem_q")]
+                       for b in (0, 1)}  # fmt: skip
         self.golden: np.ndarray | None = None
         self.golden_counters: dict[str, int] = {}
         #: Wall seconds per part of a run, and the clock cycles simulated, since start.
@@ -120,7 +121,7 @@ class InjectionBench:
             memory = self.memory[bank]
             for row, want in enumerate(rows):
                 cell = memory[row]
-                if int(cell.value) != want:
+                if handles.read_int(cell) != want:
                     cell.value = want
         await ClockCycles(dut.clk_i, 2)
         dut.rst_ni.value = 1
@@ -212,7 +213,7 @@ class InjectionBench:
             row, slot = divmod(row, il)
             value = rows.get((bank, row))
             if value is None:
-                value = rows[(bank, row)] = int(self.memory[bank][row].value)
+                value = rows[(bank, row)] = handles.read_int(self.memory[bank][row])
             if il == 1:
                 out.append(value)
             else:

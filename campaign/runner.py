@@ -137,7 +137,7 @@ def backend_for(campaign: Campaign, build: Build, backend: str) -> object:
         elif backend == "rtl":
             from campaign.rtl_backend import RtlBackend
 
-            found = RtlBackend(plan)
+            found = RtlBackend(plan, campaign.simulator)
         else:  # the ground side's backend: a target over the link
             from host.campaign.link_backend import LinkBackend
 

@@ -1,4 +1,5 @@
-"""Build and run a cocotb testbench under Icarus Verilog through cocotb_tools.runner.
+"""Build and run a cocotb testbench under Icarus Verilog through cocotb_tools.runner
+(``SCC_SIMULATOR=verilator``: under Verilator).
 
 Each parameter set builds into its own directory under ``sim_build/``. A failing
 run is repeated once with waveform dumping so that the failure leaves an FST
@@ -20,6 +21,8 @@ RESULTS = ROOT / "results"
 
 #: Environment variable carrying the HDL parameters into the Python testbench.
 PARAMS_ENV = "SCC_PARAMS"
+#: Environment variable naming the simulator (``testbed.rtl_sim.SIMULATORS``; icarus).
+SIMULATOR_ENV = "SCC_SIMULATOR"
 
 
 def run(
@@ -32,7 +35,10 @@ def run(
     parameters = dict(parameters or {})
     # SCC_TESTCASE=name runs one test of the module, for replaying a failure.
     testcase = testcase or os.environ.get("SCC_TESTCASE") or None
+    simulator = os.environ.get(SIMULATOR_ENV, "icarus")
     tag = rtl_sim.build_tag(toplevel, parameters)
+    if simulator != "icarus":
+        tag = f"{tag}-{simulator}"
     seed = int(os.environ.get("COCOTB_RANDOM_SEED", random.randrange(1 << 31)))
     RESULTS.mkdir(exist_ok=True)
     results = RESULTS / f"{tag}-{test_module.rsplit('.', 1)[-1]}.xml"
@@ -63,7 +69,8 @@ def _build_and_test(
     waves: bool = False,
 ) -> None:
     """One build directory per parameter set; raises SystemExit when a test fails."""
-    runner = rtl_sim.build(toplevel, parameters, build_dir, waves=waves)
+    runner = rtl_sim.build(toplevel, parameters, build_dir, waves=waves,
+                           simulator=os.environ.get(SIMULATOR_ENV, "icarus"))  # fmt: skip
     runner.test(
         hdl_toplevel=toplevel,
         test_module=test_module,

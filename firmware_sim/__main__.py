@@ -38,6 +38,7 @@ from testbed.config import (
     load_target,
     parse_key,
 )
+from testbed.rtl_sim import SIMULATORS
 from testbed.sitemap import SiteMapError
 from testbed.sitemap_builds import OPTION_RULES as RULES
 from testbed.sitemap_builds import Build, BuildError
@@ -83,6 +84,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", help="serve this serial device instead of a new pty")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate with --device")
     p.add_argument("--backend", choices=BACKENDS, help="accelerator backend (default model)")
+    p.add_argument("--simulator", choices=SIMULATORS, default="icarus",
+                   help="the simulator of --backend rtl (default icarus)")  # fmt: skip
     # The build options are checked by the one build description (testbed.sitemap_builds),
     # so a bad one reads as it does from the model or a target file.
     p.add_argument("--array-n", type=_integer, metavar="N",

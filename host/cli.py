@@ -65,6 +65,7 @@ from testbed.config import (
     load_environment,
     load_target,
 )
+from testbed.rtl_sim import SIMULATORS
 from testbed.sitemap import SiteMap, SiteMapError
 from testbed.sitemap_builds import Build as SiteMapBuild
 from testbed.sitemap_builds import BuildError
@@ -210,6 +211,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         keys = dict([target.key_pair()])
     mode = args.mode or (target.mode if target else None) or "test"
     extra = ["--seed", str(args.seed), "--time-scale", str(args.time_scale)]
+    if args.simulator is not None:
+        extra += ["--simulator", args.simulator]
     if args.environment is not None:
         load_environment(args.environment)
         extra += ["--environment", str(args.environment.resolve())]
@@ -614,6 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the chip: model (the bit-exact model) or rtl (the RTL under Icarus "
                    "Verilog, the flight software inside the simulation; slower); default: "
                    "the file's, else model")  # fmt: skip
+    s.add_argument("--simulator", choices=SIMULATORS,
+                   help="with --backend rtl: icarus (default) or verilator (compiles longer, "
+                   "runs faster)")  # fmt: skip
     s.add_argument("--seed", type=int, default=1, help="orbit phase and battery at start")
     s.add_argument("--time-scale", type=float, default=1.0, help="environment speed-up")
     s.add_argument("--environment", type=Path, metavar="FILE",

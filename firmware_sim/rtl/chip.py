@@ -8,12 +8,13 @@ clock run until ``irq_o`` rises, and the clock runs idle, a bounded number of cy
 a time, while the software does other work (``advance``).
 
 Faults name site-map entries (``firmware_sim.rtl.handles``): a flip is a deposit at a
-falling edge, a transient on a TMR register forces the next value its copies share
-through one clock edge, a stuck bit is deposited again whenever its flop loads another
-value, in the same time step (a memory cell after every access, job and idle stretch
-that could write it, as the model's chip holds it). Faults armed for a job are placed by
-a watcher that counts the job's cycles from its START (CHECK is cycle 0), the cycles of
-the points the job schedule gives the descriptor (docs/REGISTERS.md). A bus transaction
+falling edge, a transient on a TMR register's shared next value flips every copy just
+after the edge that loads it (the net feeds the copies alone), a stuck bit is deposited
+again whenever its flop loads another value, in the same time step (a memory cell after
+every access, job and idle stretch that could write it, as the model's chip holds it).
+Faults armed for a job are placed by a watcher that counts the job's cycles from its
+START (CHECK is cycle 0), the cycles of the points the job schedule gives the
+descriptor (docs/REGISTERS.md). A bus transaction
 that gets no answer in ``BUS_TIMEOUT_CYCLES`` (an upset in the bus interface can leave
 its handshake hanging) ends with SLVERR, and the chip is reset, as a bus watchdog does.
 
@@ -30,7 +31,6 @@ from collections.abc import Sequence
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.handle import Force, Release
 from cocotb.simtime import get_sim_time
 from cocotb.task import Task, resume
 from cocotb.triggers import (
@@ -257,28 +257,26 @@ class RtlChip:
                 at += 1
 
     async def _apply(self, faults: list[SiteFault]) -> bool:
-        """Flip faults now (at a falling edge); transients on a TMR register's shared next
-        value are forced through the next rising edge (True if one was: that edge has
-        passed)."""
+        """Flip faults now (at a falling edge). A transient on a TMR register's shared
+        next value is latched by every copy at the next rising edge: that net feeds the
+        copies alone, so each copy is flipped just after that edge, as if it had loaded
+        the glitched value (True if one was: that edge has passed)."""
         flips: list[tuple[Entry, int]] = []
-        nets: dict[int, tuple[object, int]] = {}
+        latched: list[tuple[Entry, int]] = []
+        copies = 3 if self.build.tmr else 1
         for fault in faults:
             entry = self.sitemap.entry(fault.entry)
             if fault.act is Act.TRANSIENT and self.build.tmr and entry.copy is not None:
-                net = handles.next_net(self.dut, entry)
-                _, mask = nets.get(id(net), (net, 0))
-                nets[id(net)] = (net, mask ^ (1 << fault.bit))
+                base = entry.name.rsplit("[", 1)[0]
+                latched += [(self.sitemap.entry(f"{base}[{c}]"), fault.bit) for c in range(copies)]
             else:
                 flips.append((entry, fault.bit))
         handles.flip(self.dut, flips)
-        if not nets:
+        if not latched:
             return False
-        for net, mask in nets.values():
-            net.value = Force(int(net.value) ^ mask)
         await RisingEdge(self.dut.clk_i)
-        await Timer(1, unit="ns")  # the copies have loaded it
-        for net, _ in nets.values():
-            net.value = Release()
+        await Timer(1, unit="ns")  # the copies have loaded the next value
+        handles.flip(self.dut, latched)
         return True
 
     def _cycles_left(self) -> int | None:

@@ -24,6 +24,16 @@ def resolve(dut, name: str):
     return handle
 
 
+def read_int(handle) -> int:
+    """A signal's value as an int, read straight from the simulator: a campaign compares
+    every scratchpad row after each run, and building cocotb's ``LogicArray`` for each
+    costs more than the simulation of a short job."""
+    raw = getattr(handle, "_handle", None)
+    if raw is None:
+        return int(handle.value)
+    return int(raw.get_signal_val_binstr(), 2)
+
+
 def signal_bit(dut, entry: Entry, bit: int) -> tuple[object, int]:
     """The signal that holds bit ``bit`` of ``entry`` (a memory's word), and its bit."""
     handle = resolve(dut, entry.name)
@@ -71,9 +81,3 @@ def hold(signals: Held) -> None:
         value = now & ~mask | ones
         if value != now:
             handle.value = value
-
-
-def next_net(dut, entry: Entry):
-    """The net a TMR register's copies all load (``scc_tmr_reg``'s next value)."""
-    base = entry.name.rsplit(".q_q", 1)[0]
-    return resolve(dut, base).next

@@ -1,7 +1,8 @@
 """``firmware-sim --backend rtl``: the flight software on the chip's RTL in a simulator.
 
-Compiles the build's ``scc_top`` for Icarus Verilog (once per build and RTL change, under
-``sim_build/rtl-<build>/``), runs the simulation with ``firmware_sim.rtl.bench`` as its
+Compiles the build's ``scc_top`` for Icarus Verilog, or Verilator with ``--simulator
+verilator`` (once per build and RTL change, under ``sim_build/rtl-<build>[-verilator]/``),
+runs the simulation with ``firmware_sim.rtl.bench`` as its
 cocotb test, waits for the flight software inside to serve, and prints its first line
 (``PTY <path>``) as the model's chip does. The simulator's own output goes to
 ``sim.log`` in the build directory. SIGTERM or SIGINT ends this process, and the
@@ -31,19 +32,20 @@ START_TIMEOUT_S = 600.0
 
 def launch(args: argparse.Namespace, build: Build) -> int:
     """Serve the flight software on ``build``'s RTL until stopped; the exit status."""
-    if shutil.which("iverilog") is None or shutil.which("vvp") is None:
+    simulator = args.simulator
+    if simulator == "icarus" and (shutil.which("iverilog") is None or shutil.which("vvp") is None):
         print(
             "firmware-sim: the RTL chip runs under Icarus Verilog, which is not installed: "
             "sudo apt-get install iverilog (or make test, which installs it)",
             file=sys.stderr,
         )
         return 2
-    build_dir = rtl_sim.BUILD_ROOT / f"rtl-{build.name}"
+    tail = "" if simulator == "icarus" else f"-{simulator}"
+    build_dir = rtl_sim.BUILD_ROOT / f"rtl-{build.name}{tail}"
     build_dir.mkdir(parents=True, exist_ok=True)
     try:
-        runner = rtl_sim.build(
-            "scc_top", build.hdl_parameters(), build_dir, log_file=build_dir / "build.log"
-        )
+        runner = rtl_sim.build("scc_top", build.hdl_parameters(), build_dir,
+                               simulator=simulator, log_file=build_dir / "build.log")  # fmt: skip
     except (SystemExit, RuntimeError) as exc:
         print(f"firmware-sim: compiling build {build.name} failed ({exc}); see "
               f"{build_dir / 'build.log'}", file=sys.stderr)  # fmt: skip

@@ -21,7 +21,7 @@ from rich.progress import (
 from campaign.mission import run_soaks
 from campaign.outcome import CLASSES, Outcome
 from campaign.runner import CAMPAIGN, CampaignError, CampaignRun, default_workers
-from testbed.config.campaign import BACKENDS, load_campaign
+from testbed.config.campaign import BACKENDS, SIMULATORS, load_campaign
 
 LOG_EVERY_S = 10.0
 """Seconds between progress lines when stderr is no terminal (a CI log)."""
@@ -71,6 +71,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from campaign.runner import run_campaign
 
     campaign = load_campaign(args.file)
+    if args.simulator is not None:
+        campaign = campaign.model_copy(update={"simulator": args.simulator})
     out = args.out or Path("reports") / campaign.name
     if args.workers is not None and args.scheduler is not None:
         raise CampaignError("give --workers or --scheduler, not both")
@@ -199,6 +201,8 @@ def cmd_crosscheck(args: argparse.Namespace) -> int:
     from host.campaign.crosscheck import crosscheck
 
     campaign = load_campaign(args.file)
+    if args.simulator is not None:
+        campaign = campaign.model_copy(update={"simulator": args.simulator})
     chip = "link" if args.over_link or args.port is not None else "rtl"
     if args.port is not None:
         campaign = on_port(campaign, args.port, args.baud)
@@ -244,6 +248,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="model: the model in the workers; rtl: the chip's RTL in a simulation "
                    "per worker; link: the target file's chip over the serial link (default: "
                    "the file's)")  # fmt: skip
+    r.add_argument("--simulator", choices=SIMULATORS,
+                   help="the rtl backend's simulator (default: the file's, or icarus)")
     r.add_argument("--port", metavar="PORT",
                    help="run over the link on the board (or `hil sim` chip) at this serial "
                    "port, TEST mode; the campaign must name its one build")  # fmt: skip
@@ -263,6 +269,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="injections per stratum (default: the file's)")  # fmt: skip
     x.add_argument("--out", type=Path, help="its directory (default reports/NAME-crosscheck)")
     x.add_argument("--workers", type=_workers, help="worker processes (default: the cores)")
+    x.add_argument("--simulator", choices=SIMULATORS,
+                   help="the RTL's simulator (default: the file's, else icarus)")  # fmt: skip
     x.add_argument("--over-link", action="store_true",
                    help="run the second time over the serial link on the target file's chip "
                    "(the flight software too) instead of on the RTL directly")  # fmt: skip

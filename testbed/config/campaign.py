@@ -29,6 +29,8 @@ FAULT_KINDS: tuple[str, ...] = typing.get_args(FaultKindName)
 """Fault kinds a campaign samples over site-map bits (SEFI and latch-up are device events:
 they come from the environment's rates in a soak)."""
 BackendName = Literal["model", "rtl", "link"]
+SimulatorName = Literal["icarus", "verilator"]
+SIMULATORS: tuple[str, ...] = typing.get_args(SimulatorName)
 BACKENDS: tuple[str, ...] = typing.get_args(BackendName)
 """``model``: the bit-exact model in the campaign's own processes; ``link``: the chip the
 target file names (the simulated chip on a pseudo-terminal, or a board) over the serial link."""
@@ -126,6 +128,9 @@ class Campaign(Schema):
         None, description=f"a list of build names ({NAME_FORM}); sim targets only", min_length=1
     )
     backend: BackendName = Field("model", description=f"one of: {', '.join(BACKENDS)}")
+    simulator: SimulatorName = Field(
+        "icarus", description=f"the RTL backend's simulator, one of: {', '.join(SIMULATORS)}"
+    )
     workload: Gemm
     sites: list[Annotated[str, AfterValidator(_site_class)]] | Literal["all"] = Field(
         "all", description=f"all, or a list of site classes ({SITE_CLASSES})"
