@@ -42,7 +42,8 @@ def _campaign(tmp: Path, backend: str) -> Path:
     return path
 
 
-def _timed(path: Path, out: Path, workers: int) -> dict:
+def timed(path: Path, out: Path, workers: int) -> dict:
+    """Run a campaign file into ``out`` on ``workers`` processes; its runs and rate."""
     shutil.rmtree(out, ignore_errors=True)
     campaign = load_campaign(path)
     started = time.perf_counter()
@@ -61,7 +62,7 @@ def _timed(path: Path, out: Path, workers: int) -> dict:
 
 def _median_of(path: Path, out: Path, workers: int) -> dict:
     """``_timed`` ``REPEATS`` times: the median run, with every run's rate."""
-    runs = sorted((_timed(path, out, workers) for _ in range(REPEATS)),
+    runs = sorted((timed(path, out, workers) for _ in range(REPEATS)),
                   key=lambda r: r["injections_per_s"])  # fmt: skip
     return {**runs[len(runs) // 2], "repeats": [r["injections_per_s"] for r in runs]}
 
@@ -75,7 +76,7 @@ def run() -> dict:
         model = _campaign(tmp, "model")
         one = _median_of(model, tmp / "m1", 1)
         two = _median_of(model, tmp / "m2", 2)
-        link = _timed(_campaign(tmp, "link"), tmp / "l1", 1)
+        link = timed(_campaign(tmp, "link"), tmp / "l1", 1)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     figures = {

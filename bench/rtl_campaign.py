@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.campaign_bench import timed
 from campaign.plan import Plan
 from campaign.rtl_backend import RtlBackend
-from campaign.runner import run_campaign
 from host.campaign.crosscheck import crosscheck
 from testbed import rtl_sim
 from testbed.config.campaign import load_campaign
@@ -63,17 +63,6 @@ def free_running_cycles_per_s() -> float:
     return FREE_RUN_CYCLES / (time.perf_counter() - started)
 
 
-def _timed(path: Path, out: Path, workers: int) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
-    campaign = load_campaign(path)
-    started = time.perf_counter()
-    run = run_campaign(campaign, out, workers=workers)
-    seconds = time.perf_counter() - started
-    runs = sum(len(s.outcomes) for s in run.strata.values())
-    return {"workers": workers, "runs": runs, "seconds": round(seconds, 2),
-            "injections_per_s": round(runs / seconds, 2)}  # fmt: skip
-
-
 def split(path: Path) -> dict:
     """Where the time of a run goes, on one simulation after its start."""
     campaign = load_campaign(path)
@@ -98,8 +87,8 @@ def split(path: Path) -> dict:
 def _on(simulator: str, tmp: Path) -> dict:
     path = _campaign(tmp, simulator)
     parts = split(path)  # builds the simulator's model of the chip first
-    one = _timed(path, tmp / f"{simulator}-w1", 1)
-    two = _timed(path, tmp / f"{simulator}-w2", 2)
+    one = timed(path, tmp / f"{simulator}-w1", 1)
+    two = timed(path, tmp / f"{simulator}-w2", 2)
     xc = load_campaign(REPO / "configs" / "campaigns" / "rtl-crosscheck.yaml")
     check = crosscheck(xc.model_copy(update={"simulator": simulator}), tmp / f"xc-{simulator}",
                        chip="rtl", workers=2)  # fmt: skip

@@ -10,18 +10,9 @@ import cocotb
 from cocotb.triggers import Timer
 
 from cocotb_tests.sim import hdl_parameters
-from testbed.sitemap import SiteClass, SiteMap, path_parts
+from firmware_sim.rtl.handles import resolve
+from testbed.sitemap import SiteClass, SiteMap
 from testbed.sitemap_builds import Build
-
-
-def resolve(dut, name: str):
-    """The simulator handle of a site-map name."""
-    handle = dut
-    for part, index in path_parts(name):
-        handle = getattr(handle, part)
-        if index is not None:
-            handle = handle[index]
-    return handle
 
 
 @cocotb.test()
