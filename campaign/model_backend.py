@@ -25,7 +25,7 @@ from campaign.outcome import (
 from campaign.plan import Injection, Plan
 from firmware_sim.accel import Accelerator, EccStatus, JobPoint, NotModelled, Reg, SpmCell
 from firmware_sim.accel.regs import Status
-from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_site
+from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_sites
 from testbed.clusters import shape
 from testbed.sitemap import SiteClass
 
@@ -107,7 +107,11 @@ class ModelBackend:
     def _find_sites(self, chip: Accelerator, inj: Injection) -> tuple | str:
         entry = self.plan.sitemap.entry(inj.entry)
         if inj.kind == "set":
-            site = transient_site(entry, inj.bit, self.build.tmr)
+            # The net the flop loads, latched by every register bit that loads it.
+            sites = transient_sites(self.plan.sitemap, entry, inj.bit, self.build.tmr)
+            if sites and rtl_only_reason(entry, self.build) is None:
+                return tuple(sites)
+            site = None
         else:
             site = model_site(entry, inj.bit)
         if site is None:

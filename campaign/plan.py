@@ -77,13 +77,16 @@ def eligible(entry: Entry, kind: str) -> bool:
 
 @dataclass(frozen=True)
 class Stratum:
-    """One site class under one fault kind, on one build."""
+    """One site class under one fault kind, on one build. ``skip`` holds bits of its
+    entries that are no site of the kind (a SET on a net several registers load is the
+    first load's: the others are skipped, so that the net counts once)."""
 
     build: str
     site_class: SiteClass
     kind: str
     entries: tuple[Entry, ...]
     points: int
+    skip: frozenset[tuple[str, int]] = frozenset()
 
     @property
     def key(self) -> str:
@@ -91,11 +94,17 @@ class Stratum:
 
     @cached_property
     def bits(self) -> int:
-        return sum(e.bits for e in self.entries)
+        return sum(e.bits for e in self.entries) - len(self._skipped)
 
     @cached_property
     def _starts(self) -> list[int]:
         return list(accumulate((e.bits for e in self.entries), initial=0))
+
+    @cached_property
+    def _skipped(self) -> list[int]:
+        """The skipped bits as indices over all entries' bits, in order."""
+        starts = {e.name: self._starts[k] for k, e in enumerate(self.entries)}
+        return sorted(starts[name] + bit for name, bit in self.skip if name in starts)
 
     @property
     def population(self) -> int:
@@ -103,6 +112,11 @@ class Stratum:
         return self.bits * (2 if self.kind == "stuck_at" else self.points)
 
     def locate(self, bit: int) -> tuple[Entry, int]:
+        for skipped in self._skipped:  # the bit-th of the bits not skipped
+            if skipped <= bit:
+                bit += 1
+            else:
+                break
         k = bisect_right(self._starts, bit) - 1
         return self.entries[k], bit - self._starts[k]
 
@@ -164,8 +178,12 @@ class Plan:
         for cls in campaign.site_classes():
             for kind in campaign.faults:
                 entries = tuple(e for e in self.sitemap if e.cls is cls and eligible(e, kind))
+                skip = frozenset(
+                    load for net in self.sitemap.nets for load in net.loads[1:]
+                ) if kind == "set" else frozenset()  # fmt: skip
                 if entries:
-                    self.strata.append(Stratum(build.name, cls, kind, entries, self.points))
+                    stratum = Stratum(build.name, cls, kind, entries, self.points, skip)
+                    self.strata.append(stratum)
         self._perms: dict[str, np.ndarray] = {}
         #: Per stratum: the seed of its draws and the prefix of its MBU shapes' seeds.
         self._seeds: dict[str, tuple[list[int], str]] = {}

@@ -25,6 +25,8 @@ from cocotb_tests.test_scc import Job, random_shape
 from firmware_sim import accel
 from firmware_sim.accel import FlopBit, Reg, SetBit
 from firmware_sim.accel.regs import CONFIG_STORAGE, JOB_REGISTERS, SEQ_WIDTHS, Status
+from testbed.sitemap import SiteMap
+from testbed.sitemap_builds import STANDARD_BUILDS
 
 _INDEX = re.compile(r"(\w+)\[(\d+)\]")
 
@@ -249,6 +251,26 @@ async def control_and_pipeline_upsets_agree_with_the_twin(dut):
     assert sum(changed.values()) >= 2, f"too few upsets showed: {changed}"
     if tb.tmr:  # one copy is always outvoted
         assert changed["config"] == changed["sequencer"] == 0, changed
+
+
+@cocotb.test()
+async def a_transient_on_the_array_valid_tag_reaches_every_register_that_loads_it(dut):
+    """The sequencer's valid tag is one net loaded by the first PE and the first stage of
+    every skew chain (the site map's ``nets``): a transient on it while A and B stream
+    flips them all in one cycle, and the tiles' sums come out wrong, on both."""
+    tb = ControlTb(dut)
+    await tb.start()
+    rng = np.random.default_rng(cocotb.RANDOM_SEED + 5)
+    await new_job(tb, rng, seed=5)
+    # The array's nets depend on N alone: a kept build of the same N names them.
+    sitemap = SiteMap.load(next(b for b in STANDARD_BUILDS if b.n == tb.n))
+    loads = sitemap.loads("u_array.g_row[0].g_col[0].u_pe.valid_q", 0)
+    assert len(loads) == tb.n, loads  # the PE, and the N - 1 skew chains
+    clean = clean_outcome(tb)
+    x = tb.model.descriptor().stream_start(0) + 2
+    await tb.run_faulty_job([(x, FlopBit(name, bit)) for name, bit in loads])
+    m = tb.model
+    assert m.dump(0, m.spm_words).tobytes() != clean[0], "a lost or added MAC shows in C"
 
 
 @cocotb.test()

@@ -30,7 +30,7 @@ from firmware_sim.accel.faults import FaultSite, SpmCell
 from firmware_sim.accel.layout import Cell, Layout
 from firmware_sim.accel.regs import FIELD_MASKS, SPM_BASE, Ctrl, Reg, Resp
 from firmware_sim.accel.secded import code_for
-from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_site
+from firmware_sim.accel.sitemap_sites import model_site, rtl_only_reason, transient_sites
 from protocol.codes import FaultKind, NotInjectedReason
 from testbed.sitemap import Entry, SiteMap, SiteMapError
 from testbed.sitemap_builds import Build
@@ -295,7 +295,9 @@ class ModelChip:
         self.chip = Accelerator(**self.build.options())
         self.stuck_cells: dict[tuple[int, int], SiteFault] = {}
         self.stuck_registers: dict[FaultSite, SiteFault] = {}
-        self.job_faults: list[tuple[SiteFault, FaultSite]] = []
+        #: Faults armed for points of the next job, each with its sites (a transient on a
+        #: net that several registers load has one per register bit).
+        self.job_faults: list[tuple[SiteFault, list[FaultSite]]] = []
         self._settled: JobInjection | None = None
         self._sitemap = sitemap
         self.power_cycles = 0
@@ -329,26 +331,32 @@ class ModelChip:
         armed, self.job_faults = self.job_faults, []
         tally = JobInjection(len(armed))
         fit: list[ScheduledFault] = []
-        for fault, site in armed:
+        placed: list[SiteFault] = []
+        for fault, sites in armed:
             if isinstance(fault.when, JobPoint):
                 try:
                     self.chip.job_cycle(fault.when)  # ValueError: no such point in this job
                 except ValueError:
                     tally.not_injected[NotInjectedReason.NO_SUCH_POINT] += 1
                     continue
-            fit.append(ScheduledFault(fault.when, site))
+            placed.append(fault)
+            fit += [ScheduledFault(fault.when, site) for site in sites]
         try:
             self.chip.run(fit)
         except NotModelled:
             # Each fault was checked against the model at acceptance (``check``); should
             # it still refuse them together, the job runs clean and says so.
-            tally.not_injected[NotInjectedReason.NOT_PREDICTABLE] += len(fit)
+            tally.not_injected[NotInjectedReason.NOT_PREDICTABLE] += len(placed)
             self.chip.run()
         report = self.chip.last_job
         if report is not None and report.not_injected:
             # Their cycle lies past the job's end (an ECC abort, a control upset that
-            # ended or hung the job earlier): never placed.
-            tally.not_injected[NotInjectedReason.JOB_ENDED_BEFORE] += len(report.not_injected)
+            # ended or hung the job earlier): never placed. Whether a site is reached
+            # depends on its point alone, which all sites of one fault share.
+            missed = {f.when for f in report.not_injected}
+            tally.not_injected[NotInjectedReason.JOB_ENDED_BEFORE] += sum(
+                f.when in missed for f in placed
+            )
         self._settled = tally
         if self.stuck_cells:
             self._reassert_stuck()
@@ -377,37 +385,41 @@ class ModelChip:
 
     # --- faults ----------------------------------------------------------------------
 
-    def _site(self, fault: SiteFault, index: int) -> FaultSite:
-        """The model's site of a fault, the entry and bit checked against the map."""
+    def _sites_of(self, fault: SiteFault, index: int) -> list[FaultSite]:
+        """The model's sites of a fault (a transient reaches every register bit that
+        loads the same net), the entry and bit checked against the map."""
         entry = site_entry(self.sitemap, fault, index)
         reason = rtl_only_reason(entry, self.build)
         if reason is not None:
             raise FaultRefused(Refusal.NOT_PREDICTABLE, f"{entry.name}: {reason}", index)
         if fault.act is Act.TRANSIENT:
-            site = transient_site(entry, fault.bit, self.build.tmr)
+            sites = transient_sites(self.sitemap, entry, fault.bit, self.build.tmr)
         else:
             site = model_site(entry, fault.bit)
-        if site is None:
+            sites = [] if site is None else [site]
+        if not sites:
             raise FaultRefused(Refusal.ABSENT, f"{entry.name}: the model has no such site", index)
-        return site
+        return sites
 
-    def _sites(self, faults: Sequence[SiteFault]) -> list[FaultSite]:
-        return [self._site(f, i) for i, f in enumerate(faults)]
+    def _sites(self, faults: Sequence[SiteFault]) -> list[list[FaultSite]]:
+        return [self._sites_of(f, i) for i, f in enumerate(faults)]
 
     def check(self, faults: Sequence[SiteFault], waiting: Sequence[SiteFault] = ()) -> None:
         sites = self._sites(faults)
-        for i, (fault, site) in enumerate(zip(faults, sites, strict=True)):
+        for i, (fault, group) in enumerate(zip(faults, sites, strict=True)):
             check_reachable(fault, self.build.n, i)
             with _refusing(i):
-                self.chip.check_site(site)
-        stuck = [(i, f, s) for i, (f, s) in enumerate(zip(faults, sites, strict=True))
-                 if f.act.stuck and not isinstance(s, SpmCell)]  # fmt: skip
+                for site in group:
+                    self.chip.check_site(site)
+        stuck = [(i, f, s) for i, (f, g) in enumerate(zip(faults, sites, strict=True))
+                 for s in g if f.act.stuck and not isinstance(s, SpmCell)]  # fmt: skip
         if stuck:
             trial = copy.deepcopy(self.chip)
             for i, fault, site in stuck:
                 with _refusing(i):
                     trial.stick(site, fault.act.level)
-        moving = [(f, s) for f, s in zip(faults, sites, strict=True) if not f.act.stuck]
+        moving = [(f, s) for f, g in zip(faults, sites, strict=True) if not f.act.stuck
+                  for s in g]  # fmt: skip
         now = [s for f, s in moving if f.when is None]
         if now:
             with _refusing(0):
@@ -417,10 +429,11 @@ class ModelChip:
             return
         # Flips at one point act together: with those armed already and those of
         # earlier records of the same request.
-        pending = [(f, s) for f, s in zip(waiting, self._sites(waiting), strict=True)
-                   if not f.act.stuck]  # fmt: skip
+        pending = [(f, s) for f, g in zip(waiting, self._sites(waiting), strict=True)
+                   if not f.act.stuck for s in g]  # fmt: skip
         together: dict[When, list[FaultSite]] = {}
-        for f, s in self.job_faults + pending + moving:
+        armed = [(f, s) for f, g in self.job_faults for s in g]
+        for f, s in armed + pending + moving:
             if f.when in points:
                 together.setdefault(f.when, []).append(s)
         for when, at in together.items():
@@ -428,18 +441,20 @@ class ModelChip:
                 self.chip.check_scheduled(when, at)
 
     def place(self, faults: Sequence[SiteFault]) -> None:
-        sites = self._sites(faults)
-        now = [s for f, s in zip(faults, sites, strict=True) if f.when is None and not f.act.stuck]
+        groups = list(zip(faults, self._sites(faults), strict=True))
+        now = [s for f, g in groups if f.when is None and not f.act.stuck for s in g]
         if now:
             self.chip.flip_many(now)
-        for fault, site in zip(faults, sites, strict=True):
-            if fault.act.stuck and isinstance(site, SpmCell):
-                self.stuck_cells[self.chip.layout.word_bit_of(site)] = fault
-            elif fault.act.stuck:
-                self.chip.stick(site, fault.act.level)
-                self.stuck_registers[site] = fault
+        for fault, sites in groups:
+            if fault.act.stuck:
+                (site,) = sites  # a held bit is one register bit or one cell
+                if isinstance(site, SpmCell):
+                    self.stuck_cells[self.chip.layout.word_bit_of(site)] = fault
+                else:
+                    self.chip.stick(site, fault.act.level)
+                    self.stuck_registers[site] = fault
             elif fault.when is not None:
-                self.job_faults.append((fault, site))
+                self.job_faults.append((fault, sites))
         if self.stuck_cells:
             self._reassert_stuck()
 

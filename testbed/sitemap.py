@@ -135,6 +135,24 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Net:
+    """A net that several different registers load at the same clock edge: the bits of
+    entries (entry name, bit) whose next value it is. A transient on it (SET) is latched
+    by all of them. The copies of one TMR register, which share their next value too,
+    are not listed: every copy of a TMR register is a load of the same net by rule."""
+
+    name: str
+    loads: tuple[tuple[str, int], ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "loads": [list(load) for load in self.loads]}
+
+    @classmethod
+    def from_json(cls, row: dict) -> Net:
+        return cls(row["name"], tuple((str(e), int(b)) for e, b in row["loads"]))
+
+
+@dataclass(frozen=True)
 class SiteMap:
     """The storage elements of one build, with uniform indexing of their bits."""
 
@@ -143,8 +161,11 @@ class SiteMap:
     #: Storage that no output depends on: listed for completeness, holds no sites.
     unobservable: tuple[Entry, ...] = ()
     rtl_sha256: str = ""
+    #: Nets loaded by several different registers (``Net``).
+    nets: tuple[Net, ...] = ()
     _starts: list[int] = field(init=False, repr=False, compare=False)
     _by_name: dict[str, Entry] = field(init=False, repr=False, compare=False)
+    _net_of: dict[tuple[str, int], Net] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         starts, total = [], 0
@@ -153,6 +174,19 @@ class SiteMap:
             total += entry.bits
         object.__setattr__(self, "_starts", starts)
         object.__setattr__(self, "_by_name", {e.name: e for e in self.entries})
+        net_of = {load: net for net in self.nets for load in net.loads}
+        object.__setattr__(self, "_net_of", net_of)
+
+    def loads(self, name: str, bit: int) -> tuple[tuple[str, int], ...]:
+        """Every register bit that loads the net bit ``bit`` of entry ``name`` loads (it
+        alone, unless a ``Net`` lists it): where a transient on that net lands."""
+        net = self._net_of.get((name, bit))
+        return net.loads if net is not None else ((name, bit),)
+
+    def net_head(self, name: str, bit: int) -> bool:
+        """Whether (``name``, ``bit``) stands for its net: the first of its loads (so that
+        a net is counted once when transients are sampled by register bit)."""
+        return self.loads(name, bit)[0] == (name, bit)
 
     @classmethod
     def for_build(
@@ -194,6 +228,7 @@ class SiteMap:
                 entries=tuple(Entry.from_json(r) for r in data["entries"]),
                 unobservable=tuple(Entry.from_json(r) for r in data["unobservable"]),
                 rtl_sha256=data["rtl_sha256"],
+                nets=tuple(Net.from_json(r) for r in data.get("nets", ())),
             )
         except (ValueError, KeyError, TypeError) as err:
             raise SiteMapError(f"{where}: not a site map ({err})") from None

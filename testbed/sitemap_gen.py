@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.sitemap import Entry, SiteClass, SiteMapError
+from testbed.sitemap import Entry, Net, SiteClass, SiteMapError
 from testbed.sitemap_builds import Build
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +79,8 @@ MEMORY_TYPES = frozenset({"$mem", "$mem_v2"})
 MEMORY_PORT_TYPES = frozenset({"$memrd", "$memrd_v2", "$memwr", "$memwr_v2", "$meminit",
                                "$meminit_v2"})  # fmt: skip
 _REGISTER_NAME = re.compile(r"(?:^|\.)\w+_q(?:\[\d+\])?$")
+#: The name of one copy of a TMR register (``u_regs.u_dim_m.q_q[1]``).
+_COPY_NAME = re.compile(r"\.q_q\[\d+\]$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +263,39 @@ def extract(netlist: dict) -> list[Storage]:
     return found
 
 
+def shared_nets(netlist: dict, registers: set[str]) -> list[Net]:
+    """Nets that the flip-flops of several different registers of ``registers`` load at
+    one edge (bits of D ports shared across registers; the copies of one TMR register,
+    which by rule all load one next value, are left out)."""
+    module = netlist["modules"][TOP]
+    named: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    for net_name, net in module["netnames"].items():
+        if not net["hide_name"]:
+            for i, bit in enumerate(net["bits"]):
+                if isinstance(bit, int):
+                    named[bit].append((net_name, i))
+    loads: dict[int, set[tuple[str, int]]] = defaultdict(set)
+    for cell in module["cells"].values():
+        if cell["type"] not in FLOP_TYPES:
+            continue
+        for d, q in zip(cell["connections"]["D"], cell["connections"]["Q"], strict=True):
+            if not isinstance(d, int):
+                continue
+            for name, i in named.get(q, ()):
+                if name in registers:
+                    loads[d].add((name, i))
+    nets = []
+    for d, found in loads.items():
+        if len({name.rsplit("[", 1)[0] if _COPY_NAME.search(name) else name
+                for name, _ in found}) < 2:  # fmt: skip
+            continue
+        label = min((n for n in named.get(d, ()) if n[0] not in registers),
+                    key=lambda n: (len(n[0]), n), default=("net", d))  # fmt: skip
+        ordered = tuple(sorted(found, key=lambda load: (natural_key(load[0]), load[1])))
+        nets.append(Net(f"{label[0]}[{label[1]}]", ordered))
+    return sorted(nets, key=lambda n: natural_key(n.name))
+
+
 def classify(storage: Storage) -> Entry:
     """The site-map entry of a storage element, by the first pattern of ``CLASSES``."""
     for pattern, site_class in CLASSES:
@@ -291,8 +326,11 @@ def command(build: Build) -> str:
     return f"python -m testbed.sitemap generate --build {build.name}"
 
 
-def render(build: Build, storage: Iterable[Storage], rtl_sha256: str) -> str:
-    """The map file of a build: a header, then one entry a line, sorted by name."""
+def render(
+    build: Build, storage: Iterable[Storage], rtl_sha256: str, nets: Iterable[Net] = ()
+) -> str:
+    """The map file of a build: a header, then one entry a line, sorted by name, then the
+    nets that several registers load."""
     items = sorted(storage, key=lambda s: natural_key(s.name))
     entries = [classify(s) for s in items if s.observable]
     hidden = [classify(s) for s in items if not s.observable]
@@ -303,18 +341,22 @@ def render(build: Build, storage: Iterable[Storage], rtl_sha256: str) -> str:
         "total_bits": sum(e.bits for e in entries),
     }
     lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in header.items()]
-    for key, group in (("entries", entries), ("unobservable", hidden)):
+    groups = (("entries", entries), ("unobservable", hidden), ("nets", list(nets)))
+    for key, group in groups:
         rows = [f"    {json.dumps(e.to_json())}" for e in group]
         lines.append(f'  "{key}": [')
         lines.append(",\n".join(rows))
-        lines.append("  ]," if key == "entries" else "  ]")
+        lines.append("  ]" if key == "nets" else "  ],")
     lines.append("}")
     return "\n".join(line for line in lines if line) + "\n"
 
 
 def generate(build: Build, root: Path = ROOT) -> str:
     """The map file of ``build`` as generated from the RTL now."""
-    return render(build, extract(run_yosys(build, root)), rtl_hash(root))
+    netlist = run_yosys(build, root)
+    storage = extract(netlist)
+    observable = {s.name for s in storage if s.observable and s.kind == "flop"}
+    return render(build, storage, rtl_hash(root), shared_nets(netlist, observable))
 
 
 def map_path(build: Build) -> Path:

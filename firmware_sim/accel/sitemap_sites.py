@@ -149,6 +149,19 @@ def transient_site(entry: Entry, bit: int, tmr: bool) -> FaultSite | None:
     return model_site(entry, bit)
 
 
+def transient_sites(sitemap: SiteMap, entry: Entry, bit: int, tmr: bool) -> list[FaultSite]:
+    """The sites a SET latched by bit ``bit`` of ``entry`` reaches: that of each register
+    bit that loads the same net (``SiteMap.loads``; ``transient_site`` for each), empty
+    for a memory."""
+    out = []
+    for name, load_bit in sitemap.loads(entry.name, bit):
+        site = transient_site(sitemap.entry(name), load_bit, tmr)
+        if site is None:
+            return []
+        out.append(site)
+    return out
+
+
 def model_entry(entry: Entry) -> tuple[ModelEntry, dict[str, str]] | None:
     """The row of ``MODEL_ENTRIES`` an entry's name matches, with its groups, or None."""
     for row in MODEL_ENTRIES:

@@ -269,6 +269,10 @@ class RtlChip:
             if fault.act is Act.TRANSIENT and self.build.tmr and entry.copy is not None:
                 base = entry.name.rsplit("[", 1)[0]
                 latched += [(self.sitemap.entry(f"{base}[{c}]"), fault.bit) for c in range(copies)]
+            elif fault.act is Act.TRANSIENT:
+                # Every register bit that loads the same net takes it (SiteMap.loads).
+                loads = self.sitemap.loads(entry.name, fault.bit)
+                flips += [(self.sitemap.entry(name), b) for name, b in loads]
             else:
                 flips.append((entry, fault.bit))
         handles.flip(self.dut, flips)

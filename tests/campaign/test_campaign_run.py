@@ -318,3 +318,19 @@ def test_a_campaign_runs_on_a_chip_at_a_serial_port(tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr
     refused = hil("campaign", "run", str(path), "--out", str(tmp_path / "x"), "--port", "nope")
     assert refused.returncode == 2 and "--port 'nope': must be a device path" in refused.stderr
+
+
+def test_a_set_on_a_net_several_registers_load_is_one_site_of_its_stratum(tmp_path: Path) -> None:
+    c = load_campaign(campaign_file(tmp_path, builds=[BARE], faults=["sbu", "set"],
+                                    sites=["pipeline_register"], injections=5))  # fmt: skip
+    plan = Plan(c, c.build_list()[0])
+    sbu, set_ = plan.stratum("pipeline_register/sbu"), plan.stratum("pipeline_register/set")
+    others = {load for net in plan.sitemap.nets for load in net.loads[1:]}
+    held = {load for load in others if any(e.name == load[0] for e in set_.entries)}
+    assert len(held) == 2 * (plan.build.n - 1) > 0  # the skew chains' tag bits
+    assert set_.bits == sbu.bits - len(held)
+    # Every bit of the stratum is drawn once, and the loads behind a net's first never.
+    located = [set_.locate(i) for i in range(set_.bits)]
+    named = {(entry.name, bit) for entry, bit in located}
+    assert len(named) == set_.bits and not named & held
+    assert {(e.name, b) for e in sbu.entries for b in range(e.bits)} == named | held

@@ -12,7 +12,7 @@ import pytest
 
 from firmware_sim.accel import Accelerator, JobPoint, Phase
 from firmware_sim.accel.regs import Reg, Status
-from firmware_sim.accel.sitemap_sites import model_site, transient_site
+from firmware_sim.accel.sitemap_sites import model_site, transient_sites
 from host.errors import CommandFailed
 from host.target import Target
 from protocol.codes import EventId, FailureCode, FaultKind
@@ -52,14 +52,15 @@ class Outcome:
 def predicted(tmr: bool, record: FaultRecord, a, b, bias) -> Outcome:
     """What the model, run directly, says the record does to an int32 layer job."""
     chip = Accelerator(N, ecc=tmr, scrub=tmr, tmr=tmr)
-    entry = SiteMap.for_build(n=N, ecc=tmr, scrub=tmr, tmr=tmr).entry(str(record.site[0]))
-    bit = int(record.site[1])
-    site = transient_site(entry, bit, tmr) if record.kind == FaultKind.SET else model_site(
-        entry, bit
-    )
+    sitemap = SiteMap.for_build(n=N, ecc=tmr, scrub=tmr, tmr=tmr)
+    entry, bit = sitemap.entry(str(record.site[0])), int(record.site[1])
+    if record.kind == FaultKind.SET:  # every register bit that loads the net
+        sites = transient_sites(sitemap, entry, bit, tmr)
+    else:
+        sites = [model_site(entry, bit)]
     tile, phase, cycle = record.point
     when = JobPoint(tile, Phase[JobPhase(phase).name], cycle)
-    c, _ = chip.run_gemm(a, b, bias, out_int32=True, faults=[(when, site)])
+    c, _ = chip.run_gemm(a, b, bias, out_int32=True, faults=[(when, s) for s in sites])
     mismatches = chip.read_reg(Reg.TMR_MISMATCH)
     if chip.hung:
         return Outcome("hung", mismatches=mismatches)
@@ -155,6 +156,26 @@ def test_a_set_on_a_tmr_register_corrupts_the_job_as_the_model_says_and_no_vote_
     assert model.mismatches == 0, "a transient before the copies is no disagreement"
     target.inject([record])
     assert_same(observed(target, a, b, bias), model)
+
+
+def test_a_set_on_a_net_several_registers_load_reaches_them_all_as_the_model_says(
+    start_chip,
+) -> None:
+    # The array's valid tag is one net loaded by PE (0, 0) and the first stage of every
+    # skew chain: a SET named by any of its loads lands on all N of them.
+    target = start_chip(*NO_MITIGATION)
+    sitemap = SiteMap.for_build(n=N, ecc=False, scrub=False, tmr=False)
+    name = "u_array.g_skew[2].g_delay.a_sr_q"
+    assert len(sitemap.loads(name, 8)) == N
+    a, b, bias = operands(13)
+    record = FaultRecord(FaultKind.SET, SITE, 1, (name, 8), NEXT, (0, JobPhase.STREAM, 2))
+    model = predicted(False, record, a, b, bias)
+    assert model.end == "done" and not np.array_equal(model.c, predicted_clean(a, b, bias))
+    target.inject([record])
+    assert target.list_faults()[0] == 1  # one fault, though it reaches N flops
+    assert_same(observed(target, a, b, bias), model)
+    faults = target.job_faults()
+    assert (faults.scheduled, faults.not_injected) == (1, 0)
 
 
 def test_a_hang_from_a_sequencer_upset_is_seen_as_a_hang_and_recovered(start_chip) -> None:

@@ -143,3 +143,22 @@ def test_path_parts_are_the_steps_of_a_simulator_handle() -> None:
     assert path_parts("u_regs.u_dim_m.q_q[2]")[-1] == ("q_q", 2)
     with pytest.raises(SiteMapError, match=r"'g_row\[x\]' is not a scope or signal name"):
         path_parts("u_array.g_row[x].u_pe")
+
+
+@pytest.mark.parametrize("build", STANDARD_BUILDS, ids=[b.name for b in STANDARD_BUILDS])
+def test_the_array_tags_are_the_nets_that_several_registers_load(build: Build) -> None:
+    # The sequencer's valid and first tags feed PE (0, 0) and the first stage of every
+    # skew chain (bits 8 and 9 of its A word) at one edge: the only such nets besides
+    # the TMR copies, which share their next value by rule and are not listed.
+    sitemap = SiteMap.load(build)
+    assert [net.name for net in sitemap.nets] == ["arr_first[0]", "arr_valid[0]"]
+    skews = [f"u_array.g_skew[{i}].g_delay.a_sr_q" for i in range(1, build.n)]
+    for net, pe, bit in zip(sitemap.nets, ("first_q", "valid_q"), (9, 8), strict=True):
+        head = (f"u_array.g_row[0].g_col[0].u_pe.{pe}", 0)
+        assert net.loads == (head, *((name, bit) for name in skews))
+        for name, b in net.loads:
+            assert sitemap.loads(name, b) == net.loads  # any load names the whole net
+            assert sitemap.net_head(name, b) == ((name, b) == head)
+    # A bit of no listed net is its own net.
+    other = ("u_array.g_row[0].g_col[1].u_pe.valid_q", 0)
+    assert sitemap.loads(*other) == (other,) and sitemap.net_head(*other)
