@@ -311,12 +311,13 @@ def _layer(files: _Files, i: int, spec: LayerSpec, shape: tuple[int, ...], last:
             spec.out_channels,
         )
         w_shape: tuple[int, ...] = (*kernel, shape[2], spec.out_channels)
-        w_means = f"kh, kw, c_in, c_out, c_in from the layer's {_dims(shape)} input"
+        w_means = f"kh, kw, c_in, c_out; c_in = {shape[2]}, the channels of its input"
         k = kernel[0] * kernel[1] * shape[2]
     else:
         out_shape = (spec.outputs,)
         w_shape = (inputs, spec.outputs)
-        w_means = f"in_features, out_features, in_features from the layer's {_dims(shape)} input"
+        came = f"its {_dims(shape)} input flattened" if len(shape) > 1 else "its input"
+        w_means = f"in_features, out_features; {inputs} = {came}"
         k = inputs
     if k > MAX_DIM:
         raise files.fail(

@@ -94,7 +94,9 @@ def digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return x_train, y_train, x_test, y_test
 
 
-def init_network(recipe: Recipe, shape: tuple[int, ...], classes: int, rng: np.random.Generator):
+def init_network(
+    recipe: Recipe, shape: tuple[int, ...], classes: int, rng: np.random.Generator
+) -> list[FloatLayer]:
     """The recipe's float network with He-initialised weights and zero biases."""
     height, width, channels = shape
     oh, ow = layout.conv_output_hw(height, width, (3, 3))
