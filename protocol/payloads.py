@@ -303,7 +303,7 @@ HK_FIELDS: Final[dict[HkStructure, tuple[FieldSpec, ...]]] = {
         "scrub_period H cycles; accel_resets I; latchups H; ram_errors I; results_held B;"
         "last_job_id H; last_job_status B JobStatus; last_job_err_code B;"
         "last_job_cycles I cycles; last_job_macs I; last_job_crc I; faults_not_injected I;"
-        "last_job_faults H; last_job_not_injected H"
+        "last_job_faults H; last_job_not_injected H; last_job_energy I nJ"
     ),
 }
 """Fields of each TM[3,25] after the SID, in order (ICD 15.3)."""

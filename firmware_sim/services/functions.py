@@ -1,6 +1,7 @@
 """Service 8: perform a function, TC[8,1] (ICD sections 12 and 15.6).
 
 RUN_GEMM and RUN_LAYER queue a job (``jobs``); their completion comes when the job ends.
+A job too large for the scratchpad is accepted when it can be tiled (``jobs.block_size``).
 The others act at once. Arguments are checked whole at acceptance, mode and resources
 at start.
 """
@@ -11,9 +12,8 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from firmware_sim.accel.packing import place_operands
 from firmware_sim.accel.regs import Reg
-from firmware_sim.jobs import Job, JobSpec
+from firmware_sim.jobs import Job, JobSpec, KTooLarge, block_size
 from protocol.codes import EventId, FailureCode, FunctionId, MemoryId, Mode
 from protocol.payloads import (
     LayerFlags,
@@ -157,11 +157,9 @@ class FunctionService:
             self._check_ranges(MemoryId.ACCEL_SCRATCHPAD, ranges, info.n)
             return spec
         try:
-            place_operands(
-                info.n, info.bank_words, m, k, n, bias=spec.bias, out_int32=spec.out_int32
-            )
-        except ValueError as exc:
-            raise out_of_range(5, f"{m} x {k} x {n} does not fit the scratchpad: {exc}") from None
+            block_size(spec, info.n, info.bank_words)
+        except KTooLarge as exc:
+            raise out_of_range(7, str(exc)) from None
         ranges = [(19, c_addr, spec.c_ram_bytes())]
         if source == OperandSource.FIRMWARE_RAM:
             ranges += [(11, a_addr, a_len), (15, b_addr, b_len)]

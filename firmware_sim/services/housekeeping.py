@@ -161,8 +161,9 @@ _SOURCES: dict[HkStructure, tuple[_Source, ...]] = {
         F("last_job_status", "how it ended", lambda f: f.jobs.last.status),
         F("last_job_err_code", "its ERR_CODE (docs/REGISTERS.md)",
           lambda f: f.jobs.last.err_code),
-        F("last_job_cycles", "its CYCLES", lambda f: f.jobs.last.cycles),
-        F("last_job_macs", "its MACS", lambda f: f.jobs.last.macs),
+        F("last_job_cycles", "its CYCLES, summed over its chip jobs (15.6)",
+          lambda f: f.jobs.last.cycles),
+        F("last_job_macs", "its MACS, summed likewise", lambda f: f.jobs.last.macs),
         F("last_job_crc", "CRC-32 of its result as kept", lambda f: f.jobs.last.crc),
         F("faults_not_injected", "faults scheduled at a job point that the job never "
           "reached or could not place, since boot (15.8)", lambda f: f.jobs.faults_not_injected),
@@ -170,6 +171,8 @@ _SOURCES: dict[HkStructure, tuple[_Source, ...]] = {
           lambda f: f.jobs.last.faults),
         F("last_job_not_injected", "of them, not injected (15.8)",
           lambda f: f.jobs.last.not_injected),
+        F("last_job_energy", "dynamic energy of its chip jobs, as the energy model estimates "
+          "it (15.9)", lambda f: 1e9 * f.jobs.last.energy_j),
     ),
 }  # fmt: skip
 

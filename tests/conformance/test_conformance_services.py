@@ -41,7 +41,7 @@ from protocol.payloads import (
     job,
 )
 
-HK_LEN = {HkStructure.SYSTEM: 65, HkStructure.ENVIRONMENT: 54, HkStructure.ACCELERATOR: 59}
+HK_LEN = {HkStructure.SYSTEM: 65, HkStructure.ENVIRONMENT: 54, HkStructure.ACCELERATOR: 63}
 
 
 def operands(seed: int, m: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:

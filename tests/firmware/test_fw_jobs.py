@@ -227,7 +227,9 @@ def test_the_software_scrub_finds_a_corrupted_result_without_a_dump(fsw: Harness
     [
         (gemm_tc(1, FROM_RAM, 0, 4, 4), (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x05")),
         (gemm_tc(1, FROM_RAM, 4, 5000, 4), (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x07")),
-        (gemm_tc(1, FROM_RAM, 64, 100, 4), (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x05")),
+        # One block of N rows and columns takes K words of A and K of B, and C its 16:
+        # at BANK_WORDS = 1024, K = 1009 leaves C no room (ICD 15.6, tiling).
+        (gemm_tc(1, FROM_RAM, 4, 1009, 4), (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x07")),
         (gemm_tc(1, 7, 4, 4, 4), (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x04")),
         (gemm_tc(1, FROM_RAM, 4, 4, 4, a=65530),
          (FailureCode.ADDRESS_OUT_OF_RANGE, struct.pack("!II", 65530, 16))),
