@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from campaign.runner import CampaignError
+from host import infer_cli
 from host.campaign import cli as campaign_cli
 from host.commands import Authenticator
-from host.errors import CommandFailed, HostError
+from host.errors import CommandFailed, HostError, UsageError
 from host.history import Received
 from host.keys import parse_key
 from host.link import Link
@@ -80,10 +81,6 @@ MEMORY_ALIASES = {
 }
 AUTH_CODES = {FailureCode.AUTH_REQUIRED, FailureCode.AUTH_FAILED, FailureCode.AUTH_REPLAY}
 DEFAULT_WIDTH = {FaultKind.MBU: 2, FaultKind.SEFI: 0, FaultKind.SEL: 0}
-
-
-class UsageError(Exception):
-    """A value on the command line that cannot be used; exit code 2."""
 
 
 def _enum_arg(kind: type, text: str, aliases: dict[str, object] | None = None):
@@ -709,6 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("params", nargs="*", metavar="NAME[=VALUE]", help="default: all, read")
     s.set_defaults(run=_with_target(cmd_param))
 
+    infer_cli.add_parser(sub, link, _with_target)
     campaign_cli.add_parser(sub)
     return p
 

@@ -117,3 +117,7 @@ class CommandTimeout(CommandError):
         super().__init__(message, command=command, stage=stage, request_id=request_id, port=port)
         self.waited_s = waited_s
         self.transmissions = transmissions
+
+
+class UsageError(Exception):
+    """A value on the command line that cannot be used; exit code 2."""

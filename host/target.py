@@ -84,6 +84,14 @@ REPORT_RETRIES = 2
 BOOT_TIMEOUT_S = 15.0
 
 
+def layer_flags(bias: bool, relu: bool, out_int32: bool) -> LayerFlags:
+    """The RUN_LAYER flags field (ICD 15.6) of a layer."""
+    flags = LayerFlags.NONE
+    flags |= LayerFlags.BIAS if bias else LayerFlags.NONE
+    flags |= LayerFlags.RELU if relu else LayerFlags.NONE
+    return flags | (LayerFlags.OUT_INT32 if out_int32 else LayerFlags.NONE)
+
+
 class ReportMissing(HostError):
     """A request completed but the TM it should have produced never arrived."""
 
@@ -404,12 +412,42 @@ class Target:
     ) -> np.ndarray:
         """One NN layer: requantize(ReLU(A . B + bias) >> shift), int8 (int32 with
         ``out_int32``), M x N, as the chip computes it."""
-        flags = LayerFlags.NONE
-        flags |= LayerFlags.BIAS if bias is not None else LayerFlags.NONE
-        flags |= LayerFlags.RELU if relu else LayerFlags.NONE
-        flags |= LayerFlags.OUT_INT32 if out_int32 else LayerFlags.NONE
+        flags = layer_flags(bias is not None, relu, out_int32)
         return self._run(FunctionId.RUN_LAYER, a, b, bias, flags, shift, job_id, ram_base,
                          inline, progress)  # fmt: skip
+
+    def run_layer_in_ram(
+        self,
+        m: int,
+        k: int,
+        n: int,
+        *,
+        a: int,
+        b: int,
+        c: int,
+        bias: int | None = None,
+        relu: bool = False,
+        shift: int = 0,
+        out_int32: bool = False,
+        job_id: int | None = None,
+        timeout: float | None = None,
+    ) -> Completion:
+        """One NN layer on operands already in FIRMWARE_RAM at octet addresses ``a``, ``b``
+        (and ``bias``), its C written at ``c`` (ICD 15.6); nothing is loaded or read back,
+        so that layers chain through the target's memory."""
+        for name, value in (("M", m), ("K", k), ("N", n)):
+            if not 1 <= value <= 4095:
+                raise ValueError(f"{name} must be 1..4095, got {value}")
+        if not 0 <= shift <= 31:
+            raise ValueError(f"shift must be 0..31, got {shift}")
+        flags = layer_flags(bias is not None, relu, out_int32)
+        job_id = self.next_job_id() if job_id is None else job_id
+        return self.send(
+            Service.FUNCTION_MANAGEMENT, 1,
+            job(FunctionId.RUN_LAYER, job_id, OperandSource.FIRMWARE_RAM, m, k, n, a=a, b=b,
+                c=c, bias=bias or 0, flags=flags, shift=shift),
+            timeout=timeout,
+        )  # fmt: skip
 
     def _run(
         self,

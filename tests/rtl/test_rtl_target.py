@@ -12,12 +12,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from host.commands import Authenticator
 from host.errors import CommandFailed, PortNotFound
+from host.infer import Inference
 from host.link import Link
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import Target
@@ -30,6 +32,7 @@ from protocol.payloads import (
     JobPhase,
     ParamId,
 )
+from workload.format import load_workload
 
 S, NEXT = FaultSiteClass, FaultTiming.NEXT_JOB
 #: Counters of HK ACCELERATOR that a fault moves.
@@ -98,6 +101,25 @@ def test_a_gemm_on_the_rtl_is_a_times_b_in_the_model_s_cycles(chips) -> None:
     assert got["outcome"] == (a.astype(np.int64) @ b.astype(np.int64)).tolist()
     assert got == model.run(a, b, [])  # cycles and counters too
     assert got["cycles"] > 16 * 16 * 16 // 16  # the job ran on the array, tile by tile
+
+
+def test_the_digits_classifier_on_the_rtl_equals_the_reference_and_the_model(chips) -> None:
+    # Four images: each layer larger than the scratchpad runs in blocks on both chips.
+    digits = load_workload(Path(__file__).resolve().parents[2] / "configs/workloads/digits")
+    x, labels = digits.test_inputs[:4], digits.test_labels[:4]
+    runs = []
+    for chip in chips:
+        inference = Inference(chip.target, digits, batch=4, job_timeout_s=300)
+        inference.load()
+        runs.append(inference.run(x, labels))
+    rtl, model = runs
+    assert rtl.mismatched == 0  # the int8 reference's logits, bit for bit
+    np.testing.assert_array_equal(rtl.logits, model.logits)
+    assert rtl.accuracy == rtl.reference_accuracy
+    for on_rtl, on_model in zip(rtl.layers, model.layers, strict=True):
+        assert (on_rtl.cycles, on_rtl.macs, on_rtl.energy_nj) == (
+            on_model.cycles, on_model.macs, on_model.energy_nj)  # fmt: skip
+        assert on_rtl.macs > 0
 
 
 FAULTS = {
