@@ -267,30 +267,14 @@ def _run(
         if (newest - word) % words < count:
             once = count // words + ((word - ptr) % words < count % words) == 1
             last[word // bank_words] = (word, _code(chip, word) if once else None)
-    wraps = 0
     first = min(count, words)
-    rest = count - first
-    while first:
-        seg = min(first, words - ptr)
-        spm.scrub(ptr, seg)
-        ptr += seg
-        first -= seg
-        if ptr == words:
-            ptr = 0
-            wraps += 1
+    ptr, wraps = _sweep(spm, ptr, first, words)
     # After a full pass only uncorrectable words are left: each pass counts them again.
-    passes, rest = divmod(rest, words)
+    passes, rest = divmod(count - first, words)
     if passes:
         spm.count(EccStatus.UNCORRECTABLE, passes * len(spm.dirty))
-        wraps += passes
-    while rest:
-        seg = min(rest, words - ptr)
-        spm.scrub(ptr, seg)
-        ptr += seg
-        rest -= seg
-        if ptr == words:
-            ptr = 0
-            wraps += 1
+    ptr, more = _sweep(spm, ptr, rest, words)
+    wraps += passes + more
     return ptr, wraps, {bank: (word, _code(chip, word) if code is None else code)
                         for bank, (word, code) in last.items()}, newest  # fmt: skip
 
@@ -334,3 +318,17 @@ def _walk(
             last[word // bank_words] = (word, _code(chip, word))
         return loop[part], wraps, last, tail[-1]
     return p, wraps, last, path[-1]
+
+
+def _sweep(spm, ptr: int, count: int, words: int) -> tuple[int, int]:
+    """Scrub ``count`` (at most ``words``) words from ``ptr`` on, wrapping at the end;
+    the pointer after them and how often it wrapped."""
+    wraps = 0
+    while count:
+        seg = min(count, words - ptr)
+        spm.scrub(ptr, seg)
+        ptr += seg
+        count -= seg
+        if ptr == words:
+            ptr, wraps = 0, wraps + 1
+    return ptr, wraps
