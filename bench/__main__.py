@@ -52,6 +52,7 @@ def main() -> int:
             )
     from bench import (
         campaign_bench,
+        infer_bench,
         link_bench,
         link_dead_target,
         link_goodput,
@@ -68,6 +69,7 @@ def main() -> int:
         ("link-goodput", link_goodput),
         ("link-reliability", link_reliability),
         ("link-dead-target", link_dead_target),
+        ("infer", infer_bench),
     ):
         figures = bench.run()
         (RESULTS / f"{name}.json").write_text(json.dumps(figures, indent=2))
