@@ -11,6 +11,10 @@ two in one job are rare). A stratum's rate is its bits x the environment's rate 
 bit-day (SRAM for scratchpad cells, flip-flop for registers) x the share of upsets of
 its kind (multi-bit upsets are ``multi_bit.share`` of the memory's events); SETs and
 stuck bits have no rate in an environment file, so they are given as shares only.
+
+For a classifier (a network workload) the SDCs are split by what they did to the answer:
+``sdc_class``, an SDC that changed some image's predicted class, gets a share and a rate
+of its own; the rest of the SDCs left every answer right.
 A chip's rate is the sum over its strata; its interval sums the strata's interval ends,
 which is conservative (wider than the true interval of the sum).
 """
@@ -26,12 +30,14 @@ from campaign.stats import per_day_to_fit, per_day_to_year, quantile, wilson
 from firmware_sim.accel import Accelerator, Reg
 from firmware_sim.environment import EnergyModel
 from firmware_sim.jobs import gemm_spm_accesses
-from testbed.config.campaign import Campaign
+from testbed.config.campaign import Campaign, Network
 from testbed.sitemap import SiteClass
 from testbed.sitemap_builds import Build
 
 #: Outcome classes that are an error a user sees (the architectural vulnerability).
 FAILURES = (Outcome.SDC, Outcome.DETECTED, Outcome.HANG)
+#: A classifier's SDCs that changed some image's predicted class.
+SDC_CLASS = "sdc_class"
 #: Seconds a hang costs: the flight software's job watchdog, then a reset and reload
 #: (the firmware's default JOB_TIMEOUT is 2 s; the reload is an estimate).
 HANG_COST_S = 2.5
@@ -78,7 +84,9 @@ def _share(count: int, trials: int, z: float) -> Share | None:
 
 
 def stratum_rows(run: CampaignRun, z: float) -> list[dict]:
-    """One row per stratum: counts, shares, AVF, the rule that ended it."""
+    """One row per stratum: counts, shares, AVF, the rule that ended it (and for a
+    classifier, the SDCs that changed a predicted class: ``sdc_class``)."""
+    classifier = isinstance(run.campaign.workload, Network)
     rows = []
     for (build_name, _), sr in run.strata.items():
         build = Build.from_name(build_name)
@@ -89,6 +97,11 @@ def stratum_rows(run: CampaignRun, z: float) -> list[dict]:
         injected = len(outcomes) - counts[Outcome.NOT_INJECTED.value]
         shares = {o.value: _share(counts[o.value], injected, z) for o in CLASSES}
         failures = sum(counts[o.value] for o in FAILURES)
+        changed = [sr.outcomes[i][2] for i in range(end) if i in sr.outcomes
+                   and sr.outcomes[i][0] == Outcome.SDC.value]  # fmt: skip
+        if classifier:
+            counts[SDC_CLASS] = sum(1 for c in changed if c)
+            shares[SDC_CLASS] = _share(counts[SDC_CLASS], injected, z)
         why = sorted({sr.outcomes[i][1] for i in range(end) if i in sr.outcomes
                       and sr.outcomes[i][0] == Outcome.NOT_INJECTED.value})  # fmt: skip
         rows.append({
@@ -128,7 +141,10 @@ def orbit_rates(rows: list[dict], campaign: Campaign, build: str) -> dict:
     availability, what each mitigation absorbed, and the share of upsets not covered."""
     env = campaign.environment_config
     assert env is not None
-    totals = {o.value: [0.0, 0.0, 0.0] for o in CLASSES}
+    kinds = [o.value for o in CLASSES]
+    if any(SDC_CLASS in r["shares"] for r in rows):
+        kinds.append(SDC_CLASS)
+    totals = {kind: [0.0, 0.0, 0.0] for kind in kinds}
     absorbed: dict[str, float] = {}
     covered = uncovered = 0.0
     unrated: list[str] = []
@@ -143,17 +159,17 @@ def orbit_rates(rows: list[dict], campaign: Campaign, build: str) -> dict:
             uncovered += lam
             continue
         covered += lam
-        for o in CLASSES:
-            sh = row["shares"][o.value]
+        for kind in kinds:
+            sh = row["shares"][kind]
             for k, key in enumerate(("share", "low", "high")):
-                totals[o.value][k] += lam * sh[key]
+                totals[kind][k] += lam * sh[key]
         corrected = lam * row["shares"][Outcome.CORRECTED.value]["share"]
         if corrected:
             absorbed[row["protection"]] = absorbed.get(row["protection"], 0.0) + corrected
     out = {}
-    for o in (Outcome.SDC, Outcome.DETECTED, Outcome.HANG):
-        rate, low, high = totals[o.value]
-        out[o.value] = {
+    for kind in (*(o.value for o in FAILURES), *kinds[len(CLASSES) :]):
+        rate, low, high = totals[kind]
+        out[kind] = {
             "per_day": rate, "low": low, "high": high,
             "per_year": per_day_to_year(rate), "per_year_low": per_day_to_year(low),
             "per_year_high": per_day_to_year(high), "fit": per_day_to_fit(rate),
@@ -200,18 +216,23 @@ def beam_rates(rows: list[dict], campaign: Campaign, build: str) -> dict:
 
 
 def cost(campaign: Campaign, build: Build) -> dict:
-    """What the build costs for the workload: cycles, energy per job (the firmware's
-    energy model, blind to the protections) and area if ``make synth`` has measured it."""
+    """What the build costs for one run of the workload (a GEMM, or a network's batch: all
+    its chip jobs): cycles, energy (the firmware's energy model, blind to the
+    protections) and area if ``make synth`` has measured it."""
     plan = Plan(campaign, build)
-    chip = Accelerator(**build.options())
-    chip.load_job(**plan.workload.job_args())
-    chip.run()
-    cycles, macs = chip.read_reg(Reg.CYCLES), chip.read_reg(Reg.MACS)
-    w = campaign.workload
     energy = EnergyModel()
-    accesses = gemm_spm_accesses(build.n, w.m, w.k, w.n, w.bias, w.out_int32)
-    out = {"cycles_per_job": cycles, "macs_per_job": macs,
-           "energy_per_job_j": energy.job_energy_j(cycles, macs, accesses)}  # fmt: skip
+    cycles = macs = 0
+    joules = 0.0
+    for job in plan.workload.jobs:
+        chip = Accelerator(**build.options())
+        chip.load_job(**job.job_args())
+        chip.run()
+        job_cycles, job_macs = chip.read_reg(Reg.CYCLES), chip.read_reg(Reg.MACS)
+        m, k, n = job.dims
+        accesses = gemm_spm_accesses(build.n, m, k, n, job.bias is not None, job.out_int32)
+        joules += energy.job_energy_j(job_cycles, job_macs, accesses)
+        cycles, macs = cycles + job_cycles, macs + job_macs
+    out = {"cycles_per_job": cycles, "macs_per_job": macs, "energy_per_job_j": joules}
     out.update(area(build))
     return out
 

@@ -12,12 +12,18 @@
   outvoted a copy). A flipped counter is the fault itself, not a mitigation acting
   (``classify(..., counter_site=True)``).
 - masked: the result is right and nothing noticed.
+
+For a classifier (a network workload) an SDC is told apart further by what it did to
+the answer: ``Verdict.changed`` counts the images whose predicted class (the first of
+equal largest logits) differs from the golden run's; an SDC with none changed left every
+answer right although logits were wrong.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 import numpy as np
 
@@ -56,23 +62,42 @@ class Observation:
     counters: dict[str, int] | None = None
 
 
+class Verdict(NamedTuple):
+    """How a run ended and a line saying why; for a classifier's SDC, how many images'
+    predicted class changed (None for any other run)."""
+
+    outcome: Outcome
+    detail: str
+    changed: int | None = None
+
+
 def classify(
-    seen: Observation, golden: np.ndarray, counter_site: bool = False
-) -> tuple[Outcome, str]:
+    seen: Observation,
+    golden: np.ndarray,
+    counter_site: bool = False,
+    classes: np.ndarray | None = None,
+) -> Verdict:
     """The outcome class of an injected run and a line saying why. With ``counter_site``
     the fault hit a counter: the counter reads wrong, but no mitigation acted, so its
-    change makes no run "corrected"."""
+    change makes no run "corrected". ``classes``: the golden run's predicted class of
+    each row of logits, for a classifier."""
     if seen.hung:
-        return Outcome.HANG, seen.error or "the job never ended; the chip was reset"
+        return Verdict(Outcome.HANG, seen.error or "the job never ended; the chip was reset")
     counters = {} if counter_site else seen.counters or {}
     moved = {k: v for k, v in counters.items() if v}
     if seen.error:
-        return Outcome.DETECTED, seen.error
+        return Verdict(Outcome.DETECTED, seen.error)
     assert seen.result is not None, "a run that ended without error delivers a result"
     if seen.result is not golden and not np.array_equal(seen.result, golden):
         wrong = int(np.count_nonzero(seen.result != golden))
-        return Outcome.SDC, f"{wrong} of {golden.size} outputs wrong, delivered as good"
+        why = f"{wrong} of {golden.size} outputs wrong, delivered as good"
+        if classes is None:
+            return Verdict(Outcome.SDC, why)
+        changed = int(np.count_nonzero(np.argmax(seen.result, axis=1) != classes))
+        why += f"; predicted class changed for {changed} of {len(classes)} images"
+        return Verdict(Outcome.SDC, why, changed)
     acted = [k for k in MITIGATION_COUNTERS if moved.get(k)]
     if acted:
-        return Outcome.CORRECTED, "counted: " + ", ".join(f"{k} +{moved[k]}" for k in acted)
-    return Outcome.MASKED, "result correct, nothing noticed"
+        why = "counted: " + ", ".join(f"{k} +{moved[k]}" for k in acted)
+        return Verdict(Outcome.CORRECTED, why)
+    return Verdict(Outcome.MASKED, "result correct, nothing noticed")

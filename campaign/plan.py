@@ -2,8 +2,10 @@
 
 A stratum is one site class of a build's site map (testbed/sitemaps) under one fault
 kind. Its population is every (bit, injection point) pair: the bits of the class's
-entries that the kind can hit, times the job's cycles (BIAS, STREAM and FLUSH of every
-tile; a stuck-at instead takes each bit at 0 and at 1 for the whole job). Each stratum
+entries that the kind can hit, times the cycles of the workload's chip jobs (BIAS,
+STREAM and FLUSH of every tile of every job, ``campaign.workloads``: one job for a GEMM,
+a network's layers as the flight software tiles them); a stuck-at instead takes each bit
+at 0 and at 1 for the whole (single) job. Each stratum
 is sampled on its own and its results weighted by its bits, so that per-chip rates
 compose correctly whatever the sample sizes.
 
@@ -25,10 +27,11 @@ from itertools import accumulate
 
 import numpy as np
 
+from campaign.workloads import workload_of
 from firmware_sim.accel import Accelerator, PhaseSpan, SpmCell
 from firmware_sim.accel.sitemap_sites import model_site
 from testbed.clusters import draw as draw_cluster
-from testbed.config.campaign import Campaign, Gemm
+from testbed.config.campaign import Campaign
 from testbed.config.environment import Environment
 from testbed.sitemap import Entry, SiteClass, SiteMap
 from testbed.sitemap_builds import Build
@@ -36,30 +39,6 @@ from testbed.sitemap_builds import Build
 WITHOUT_REPLACEMENT = 1 << 20
 #: Cluster sizes of an MBU when the campaign names no environment: the smallest.
 DEFAULT_MBU = ((2,), (1.0,), 0.5)
-
-
-@dataclass(frozen=True)
-class Workload:
-    """The campaign's GEMM with its operands, drawn from the workload's seed."""
-
-    spec: Gemm
-    a: np.ndarray
-    b: np.ndarray
-    bias: np.ndarray | None
-
-    @classmethod
-    def from_spec(cls, spec: Gemm) -> Workload:
-        rng = np.random.default_rng(spec.seed)
-        a = rng.integers(-128, 128, (spec.m, spec.k), dtype=np.int8)
-        b = rng.integers(-128, 128, (spec.k, spec.n), dtype=np.int8)
-        bias = rng.integers(-20000, 20000, spec.n).astype(np.int32) if spec.bias else None
-        return cls(spec, a, b, bias)
-
-    def job_args(self) -> dict:
-        """Keywords of ``Accelerator.load_job`` and of the link's ``run_layer``."""
-        s = self.spec
-        return {"a": self.a, "b": self.b, "bias": self.bias, "relu": s.relu,
-                "shift": s.shift, "out_int32": s.out_int32}  # fmt: skip
 
 
 def eligible(entry: Entry, kind: str) -> bool:
@@ -141,6 +120,8 @@ class Injection:
     orientation: str = ""
     #: A stuck-at's value.
     value: int = 0
+    #: The chip job of the workload the point is in (a network runs several).
+    job: int = 0
 
     @property
     def site_class(self) -> SiteClass:
@@ -152,7 +133,7 @@ class Injection:
 
     @classmethod
     def from_json(cls, row: dict) -> Injection:
-        return cls(**{k: row[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: row[k] for k in cls.__dataclass_fields__ if k in row})
 
 
 def _stable(text: str) -> int:
@@ -166,14 +147,19 @@ class Plan:
         self.campaign = campaign
         self.build = build
         self.sitemap = sitemap or SiteMap.load(build)
-        self.workload = Workload.from_spec(campaign.workload)
-        chip = Accelerator(**build.options())
-        place = chip.load_job(**self.workload.job_args())
-        #: Where C lies in the scratchpad: (octet address, octets), as service 6 names it.
-        self.c_region = (place.c_addr * build.n, place.c_words * build.n)
-        self.spans: list[PhaseSpan] = chip.job_schedule()
-        self.points = sum(s.cycles for s in self.spans)
-        self._span_starts = list(accumulate((s.cycles for s in self.spans), initial=0))
+        self.workload = workload_of(campaign, build)
+        #: Every job point of the run: (chip job, span) in order, and where each starts.
+        self.spans: list[tuple[int, PhaseSpan]] = []
+        for j, job in enumerate(self.workload.jobs):
+            chip = Accelerator(**build.options())
+            place = chip.load_job(**job.job_args())
+            if j == 0:
+                #: Where the first job's C lies in the scratchpad: (octet address, octets),
+                #: as service 6 names it.
+                self.c_region = (place.c_addr * build.n, place.c_words * build.n)
+            self.spans += [(j, span) for span in chip.job_schedule()]
+        self.points = sum(s.cycles for _, s in self.spans)
+        self._span_starts = list(accumulate((s.cycles for _, s in self.spans), initial=0))
         self.strata: list[Stratum] = []
         for cls in campaign.site_classes():
             for kind in campaign.faults:
@@ -237,7 +223,7 @@ class Plan:
             value = 0
         entry, entry_bit = stratum.locate(bit)
         k = bisect_right(self._span_starts, point) - 1
-        span = self.spans[k]
+        job, span = self.spans[k]
         offset = point - self._span_starts[k]
         size, orientation = 1, ""
         if stratum.kind == "mbu":
@@ -249,7 +235,7 @@ class Plan:
             build=stratum.build, stratum=stratum.key, index=index, kind=stratum.kind,
             entry=entry.name, bit=entry_bit, tile=span.tile, phase=span.phase.value,
             cycle=offset, job_cycle=span.start + offset, size=size,
-            orientation=orientation, value=value,
+            orientation=orientation, value=value, job=job,
         )  # fmt: skip
 
 

@@ -86,6 +86,11 @@ def headline(a: dict) -> list[str]:
                 f"{build_label(first['build'])} chip delivers {_rate(first['orbit']['sdc'])} "
                 f"silent data corruptions per device-year running {a['workload']}")  # fmt: skip
         out.append(text + ("; " + "; ".join(parts) if parts else "") + ".")
+        if "sdc_class" in first["orbit"]:
+            parts = [f"{build_label(b['build'])}: {_rate(b['orbit']['sdc_class'])}"
+                     for b in builds]  # fmt: skip
+            out.append("Of those, the ones that changed a predicted class, per device-year: "
+                       + "; ".join(parts) + "; the others left every answer right.")  # fmt: skip
         for b in builds:
             o = b["orbit"]
             out.append(
@@ -269,7 +274,10 @@ def tradeoff_figure(a: dict):
 
 def mitigation_table(a: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows: per build, its rates next to its cost."""
-    head = ["build", "SDC / device-year", "detected / device-year", "hangs / device-year",
+    classifier = any("sdc_class" in b.get("orbit", {}) for b in a["builds"])
+    head = ["build", "SDC / device-year",
+            *["class-changing SDC / device-year"] * classifier,
+            "detected / device-year", "hangs / device-year",
             "downtime / year", "upsets absorbed / device-year", "cycles / job", "energy / job",
             "cells", "flip-flops"]  # fmt: skip
     rows = []
@@ -277,8 +285,9 @@ def mitigation_table(a: dict) -> tuple[list[str], list[list[str]]]:
         c = b["cost"]
         o = b.get("orbit")
         rows.append([
-            build_label(b["build"]),
-            _rate(o["sdc"]) if o else "-", _rate(o["detected"]) if o else "-",
+            build_label(b["build"]), _rate(o["sdc"]) if o else "-",
+            *([_rate(o["sdc_class"]) if o else "-"] if classifier else []),
+            _rate(o["detected"]) if o else "-",
             _rate(o["hang"]) if o else "-",
             _downtime(o) if o else "-", _absorbed(o) if o else "-",
             str(c["cycles_per_job"]), _num(c["energy_per_job_j"] * 1e9, " nJ"),
@@ -288,8 +297,10 @@ def mitigation_table(a: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def strata_table(a: dict) -> tuple[list[str], list[list[str]]]:
+    classifier = any("sdc_class" in r["shares"] for r in a["strata"])
     head = ["build", "site class", "fault", "protected by", "bits", "injected", "not injected",
-            *[o.value for o in CLASSES], "SDC share", "AVF", "ended by"]  # fmt: skip
+            *[o.value for o in CLASSES], "SDC share",
+            *["class-changing SDC share"] * classifier, "AVF", "ended by"]  # fmt: skip
     rows = []
     for r in a["strata"]:
         sdc, avf = r["shares"]["sdc"], r["avf"]
@@ -301,7 +312,8 @@ def strata_table(a: dict) -> tuple[list[str], list[list[str]]]:
 
         rows.append([build_label(r["build"]), r["site_class"], r["kind"], r["protection"],
                      str(r["bits"]), str(r["injected"]), str(r["counts"]["not_injected"]),
-                     *[str(r["counts"][o.value]) for o in CLASSES], pct(sdc), pct(avf),
+                     *[str(r["counts"][o.value]) for o in CLASSES], pct(sdc),
+                     *([pct(r["shares"]["sdc_class"])] if classifier else []), pct(avf),
                      r["rule"]])  # fmt: skip
     return head, rows
 
@@ -313,6 +325,10 @@ NOTES = [
     "Outcome classes: masked (right, nothing noticed), corrected (right, ECC or TMR "
     "acted), detected (the job ended in error or its result could not be read), SDC "
     "(wrong result delivered as good), hang (only a reset ended it).",
+    "A network workload: a run classifies a batch of test images; its fault lands in one "
+    "of the chip jobs the layers are tiled into, and the run's logits are compared with "
+    "the golden run's. A class-changing SDC changed some image's predicted class; the "
+    "other SDCs changed logits only.",
     "A run whose fault was not injected (no such site on this backend, a prediction the "
     "model refuses, a point the job never reached) is counted apart and is in no share "
     "and no rate: it is never counted as masked.",

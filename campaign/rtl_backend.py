@@ -17,7 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from campaign.outcome import Outcome
+from campaign.outcome import Outcome, Verdict
 from campaign.plan import Injection, Plan
 from campaign.rtl_bench import BUILD_ENV, SOCKET_ENV, WORKLOAD_ENV
 from testbed import rtl_sim
@@ -52,7 +52,7 @@ class RtlBackend:
         self.log = build_dir / f"sim-{os.getpid()}.log"
         env = {
             BUILD_ENV: json.dumps(build.options()),
-            WORKLOAD_ENV: plan.campaign.workload.model_dump_json(),
+            WORKLOAD_ENV: plan.workload.spec.model_dump_json(),
             SOCKET_ENV: str(path),
             "PYTHONPATH": rtl_sim.python_path(),
         }
@@ -97,12 +97,12 @@ class RtlBackend:
                                   f"(log: {self.log})")  # fmt: skip
         return json.loads(line)
 
-    def run(self, inj: Injection) -> tuple[Outcome, str]:
+    def run(self, inj: Injection) -> Verdict:
         """Run one injection on the RTL; its outcome class and a line saying why."""
         self._stream.write(json.dumps(inj.to_json()) + "\n")
         self._stream.flush()
         reply = self._reply()
-        return Outcome(reply["outcome"]), reply["detail"]
+        return Verdict(Outcome(reply["outcome"]), reply["detail"], reply.get("changed"))
 
     def spent(self) -> dict:
         """Wall seconds of the runs so far by part (restore, job, read-back), and the clock

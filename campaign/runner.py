@@ -23,7 +23,7 @@ from pathlib import Path
 from campaign.outcome import CLASSES, Outcome
 from campaign.plan import Plan, Stratum
 from campaign.stats import narrow_enough, quantile, sample_size
-from testbed.config.campaign import Campaign
+from testbed.config.campaign import Campaign, Network
 from testbed.sitemap_builds import Build
 
 ROUND = 64
@@ -44,6 +44,9 @@ def fingerprint(campaign: Campaign) -> str:
     parts = [campaign.model_dump_json(), campaign.target_config.model_dump_json()]
     if campaign.environment_config is not None:
         parts.append(campaign.environment_config.model_dump_json())
+    if isinstance(campaign.workload, Network):  # its weights and test images decide as well
+        files = sorted(p for p in campaign.network_dir.iterdir() if p.is_file())
+        parts += [hashlib.sha256(p.read_bytes()).hexdigest() for p in files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
@@ -65,7 +68,8 @@ class StratumRuns:
 
     stratum: Stratum
     planned: int
-    outcomes: dict[int, tuple[str, str]] = field(default_factory=dict)
+    #: By index: outcome, detail, and a classifier's images whose class an SDC changed.
+    outcomes: dict[int, tuple[str, str, int | None]] = field(default_factory=dict)
     dispatched: int = 0
     #: Where the sample ended (None while running) and which rule ended it.
     stop: int | None = None
@@ -156,8 +160,11 @@ def run_chunk(
     out = []
     for index in range(start, stop):
         inj = plan.injection(s, index)
-        outcome, detail = chip.run(inj)  # type: ignore[attr-defined]
-        out.append({**inj.to_json(), "outcome": outcome.value, "detail": detail})
+        verdict = chip.run(inj)  # type: ignore[attr-defined]
+        record = {**inj.to_json(), "outcome": verdict.outcome.value, "detail": verdict.detail}
+        if verdict.changed is not None:
+            record["changed"] = verdict.changed
+        out.append(record)
     return out
 
 
@@ -184,13 +191,17 @@ class CampaignRun:
 
     def counts(self) -> Counter:
         """Outcomes of every run so far, whether or not in a figure."""
-        return Counter(o for s in self.strata.values() for o, _ in s.outcomes.values())
+        return Counter(o[0] for s in self.strata.values() for o in s.outcomes.values())
 
     def planned_total(self) -> int:
         return sum(s.stop if s.stop is not None else s.planned for s in self.strata.values())
 
     def done_total(self) -> int:
         return sum(min(len(s.outcomes), s.stop or s.planned) for s in self.strata.values())
+
+
+def _outcome(record: dict) -> tuple[str, str, int | None]:
+    return record["outcome"], record["detail"], record.get("changed")
 
 
 def _read_runs(path: Path) -> Iterator[dict]:
@@ -214,6 +225,11 @@ def _read_runs(path: Path) -> Iterator[dict]:
 
 def prepare(campaign: Campaign, out: Path, backend: str, resume: bool) -> CampaignRun:
     """Check ``out``, write its ``campaign.json``, and load the runs it already holds."""
+    if backend == "link" and isinstance(campaign.workload, Network):
+        raise CampaignError(
+            f"{campaign.workload.describe()}: a network runs as several chip jobs, and a "
+            "campaign over the link runs one: use the model or RTL backend"
+        )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     meta_path, runs_path = out / CAMPAIGN, out / RUNS
     meta = {"name": campaign.name, "file": campaign.path, "backend": backend,
@@ -242,7 +258,7 @@ def prepare(campaign: Campaign, out: Path, backend: str, resume: bool) -> Campai
     for record in _read_runs(runs_path):
         runs = strata.get((record["build"], record["stratum"]))
         if runs is not None:
-            runs.outcomes[record["index"]] = (record["outcome"], record["detail"])
+            runs.outcomes[record["index"]] = _outcome(record)
     for runs in strata.values():
         runs.settle(campaign)
     return CampaignRun(campaign, backend, builds, strata)
@@ -273,7 +289,7 @@ def run_campaign(
             for r in records:
                 log.write(json.dumps(r, separators=(",", ":")) + "\n")
                 runs = state.strata[(r["build"], r["stratum"])]
-                runs.outcomes[r["index"]] = (r["outcome"], r["detail"])
+                runs.outcomes[r["index"]] = _outcome(r)
             log.flush()
             if records:
                 state.strata[(records[0]["build"], records[0]["stratum"])].settle(campaign)

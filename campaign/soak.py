@@ -595,7 +595,7 @@ class _Soak:
                      chip.read_reg(Reg.TMR_MISMATCH) - corr[1] & MASK32)  # fmt: skip
             counters = dict(zip(MITIGATION_COUNTERS, moved, strict=True))
             seen = Observation(result, error, False, counters)
-        outcome, _ = classify(seen, self.golden)
+        outcome = classify(seen, self.golden).outcome
         self.jobs[outcome.value] += 1
         kind = {Outcome.SDC: "sdc", Outcome.DETECTED: "detected", Outcome.HANG: "hang"}
         if outcome in kind and (outcome is Outcome.HANG or self.previous_outcome != outcome):

@@ -35,7 +35,7 @@ OVER_LINK = 3
 
 
 def outcomes(run) -> dict[tuple, str]:
-    return {(b, k, i): o for (b, k), s in run.strata.items() for i, (o, _) in s.outcomes.items()}
+    return {(b, k, i): o[0] for (b, k), s in run.strata.items() for i, o in s.outcomes.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

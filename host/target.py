@@ -62,6 +62,7 @@ from protocol.payloads import (
     hk_intervals,
     hk_structures,
     job,
+    layer_flags,
     memory_check,
     memory_dump,
     memory_load,
@@ -82,14 +83,6 @@ FIRMWARE_RAM_SIZE = 65536
 REPORT_RETRIES = 2
 """Times a request is sent again when its TM report was lost (TM is never retransmitted)."""
 BOOT_TIMEOUT_S = 15.0
-
-
-def layer_flags(bias: bool, relu: bool, out_int32: bool) -> LayerFlags:
-    """The RUN_LAYER flags field (ICD 15.6) of a layer."""
-    flags = LayerFlags.NONE
-    flags |= LayerFlags.BIAS if bias else LayerFlags.NONE
-    flags |= LayerFlags.RELU if relu else LayerFlags.NONE
-    return flags | (LayerFlags.OUT_INT32 if out_int32 else LayerFlags.NONE)
 
 
 class ReportMissing(HostError):

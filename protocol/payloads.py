@@ -79,6 +79,14 @@ class LayerFlags(enum.IntFlag):
     OUT_INT32 = 0b100
 
 
+def layer_flags(bias: bool, relu: bool, out_int32: bool) -> LayerFlags:
+    """The RUN_LAYER flags field (ICD 15.6) of a layer."""
+    flags = LayerFlags.NONE
+    flags |= LayerFlags.BIAS if bias else LayerFlags.NONE
+    flags |= LayerFlags.RELU if relu else LayerFlags.NONE
+    return flags | (LayerFlags.OUT_INT32 if out_int32 else LayerFlags.NONE)
+
+
 class FaultSiteClass(enum.IntEnum):
     """What a TC[148,1] fault record hits (u8)."""
 

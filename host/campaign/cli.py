@@ -188,11 +188,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
         if not 0 <= index < stratum.population:
             raise CampaignError(f"RUN: index {index} outside 0..{stratum.population - 1}")
         inj = plan.injection(stratum, index)
-        outcome, detail = chip.run(inj)  # type: ignore[attr-defined]
+        verdict = chip.run(inj)  # type: ignore[attr-defined]
     finally:
         close_backends()
     print(json.dumps(inj.to_json()))
-    print(f"{outcome.value}: {detail}")
+    print(f"{verdict.outcome.value}: {verdict.detail}")
     return 0
 
 

@@ -26,8 +26,8 @@ from testbed.config.campaign import Campaign
 
 NOT_INJECTED = "not_injected"
 #: The fields of a run that say where and when its fault was.
-WHERE = ("build", "stratum", "index", "kind", "entry", "bit", "tile", "phase", "cycle",
-         "job_cycle", "size", "orientation", "value")  # fmt: skip
+WHERE = ("build", "stratum", "index", "kind", "entry", "bit", "job", "tile", "phase",
+         "cycle", "job_cycle", "size", "orientation", "value")  # fmt: skip
 
 
 @dataclass
@@ -87,6 +87,13 @@ def _runs(path: Path) -> dict[tuple[str, str, int], dict]:
     return out
 
 
+def _ended(run: dict) -> str:
+    """A run's outcome class; a classifier's SDC with the images whose class it changed
+    (``sdc, 1 class changed``), which must agree as well."""
+    changed = run.get("changed")
+    return run["outcome"] if changed is None else f"{run['outcome']}, {changed} class changed"
+
+
 def compare(model_runs: Path, chip_runs: Path) -> CrossCheck:
     """Compare two ``runs.jsonl`` of the same campaign, injection by injection."""
     model, chip = _runs(model_runs), _runs(chip_runs)
@@ -98,7 +105,7 @@ def compare(model_runs: Path, chip_runs: Path) -> CrossCheck:
         check.runs += 1
         cls = key[1].split("/")[0]
         check.by_class.setdefault(cls, Counter())[ours["outcome"]] += 1
-        a, b = ours["outcome"], theirs["outcome"]
+        a, b = _ended(ours), _ended(theirs)
         if a == NOT_INJECTED and b == NOT_INJECTED:
             check.neither += 1
         elif a == NOT_INJECTED:

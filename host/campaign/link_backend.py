@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from campaign.outcome import MITIGATION_COUNTERS, Observation, Outcome, classify
+from campaign.outcome import MITIGATION_COUNTERS, Observation, Outcome, Verdict, classify
 from campaign.plan import Injection, Plan
 from host.commands import Authenticator
 from host.errors import CommandFailed, CommandTimeout, describe_code
@@ -104,7 +104,7 @@ class LinkBackend:
         # (the mission soak's business), is stopped so that it neither corrects nor
         # counts an upset left in memory before the counters are read.
         self.target.set_parameter(ParamId.SCRUB_PERIOD, 0)
-        self.layer = plan.workload.job_args()
+        self.layer = plan.workload.jobs[0].job_args()
         address, octets = plan.c_region
         self._c = (address, bytes(octets))
         self._upset_left = plan.build.ecc
@@ -140,7 +140,7 @@ class LinkBackend:
         if self.sim is not None:
             self.sim.__exit__(None, None, None)
 
-    def run(self, inj: Injection) -> tuple[Outcome, str]:
+    def run(self, inj: Injection) -> Verdict:
         """Run one injection over the link; its outcome class and a line saying why."""
         rec = record(inj, self.plan)
         self._fresh()
@@ -152,8 +152,8 @@ class LinkBackend:
         except CommandFailed as exc:
             if exc.code not in FAULT_REFUSALS:
                 raise
-            return Outcome.NOT_INJECTED, f"refused, {describe_code(exc.code)}: " + (
-                FAULT_REFUSALS[exc.code])
+            why = f"refused, {describe_code(exc.code)}: {FAULT_REFUSALS[exc.code]}"
+            return Verdict(Outcome.NOT_INJECTED, why)
         job_id = self.target.next_job_id()
         got, failed = None, None
         try:
@@ -170,7 +170,8 @@ class LinkBackend:
         after = self.target.housekeeping(HkStructure.ACCELERATOR)
         if after["last_job_id"] == job_id and after["last_job_not_injected"]:
             missed, of = after["last_job_not_injected"], after["last_job_faults"]
-            return Outcome.NOT_INJECTED, f"the job reported {missed} of its {of} flips not injected"
+            why = f"the job reported {missed} of its {of} flips not injected"
+            return Verdict(Outcome.NOT_INJECTED, why)
         if failed is not None:
             if failed.code == FailureCode.TIMEOUT:
                 self._after_hang()

@@ -20,7 +20,7 @@ from testbed.config.environment import Environment, Positive, load_environment
 from testbed.config.errors import ConfigError
 from testbed.config.schema import Schema, cross_field, validate
 from testbed.config.target import SimTarget, Target, load_target
-from testbed.config.yamlfile import read_yaml
+from testbed.config.yamlfile import YamlDocument, read_yaml
 from testbed.sitemap import SiteClass
 from testbed.sitemap_builds import NAME_FORM, Build, BuildError
 
@@ -36,6 +36,8 @@ BACKENDS: tuple[str, ...] = typing.get_args(BackendName)
 target file names (the simulated chip on a pseudo-terminal, or a board) over the serial link."""
 SITE_CLASSES = ", ".join(c.value for c in SiteClass)
 MAX_INJECTIONS = 10_000_000
+MAX_IMAGES = 64
+"""Test images in one campaign run of a network (the batch its first layer's M holds)."""
 
 
 def _build_name(text: str) -> str:
@@ -72,6 +74,27 @@ class Gemm(Schema):
             extra.append(f">>{self.shift}")
         extra.append("int32 out" if self.out_int32 else "int8 out")
         return f"{self.m}x{self.k}x{self.n} GEMM " + ", ".join(extra)
+
+
+class Network(Schema):
+    """An int8 network of configs/workloads (docs/WORKLOADS.md) classifying a batch of its
+    test images: ``images`` of them from ``first``."""
+
+    kind: Literal["network"] = Field(description="network")
+    path: str = Field(description="the path of a configs/workloads directory")
+    images: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = Field(
+        4, description=f"test images in the batch, 1..{MAX_IMAGES}"
+    )
+    first: Annotated[int, Field(ge=0)] = Field(0, description="the first test image, >= 0")
+
+    def describe(self) -> str:
+        """``digits network, test images 0..3`` and the like."""
+        name = Path(self.path).name
+        last = self.first + self.images - 1
+        return f"{name} network, test images {self.first}..{last}"
+
+
+WorkloadSpec = Annotated[Gemm | Network, Field(discriminator="kind")]
 
 
 class Precision(Schema):
@@ -131,7 +154,7 @@ class Campaign(Schema):
     simulator: SimulatorName = Field(
         "icarus", description=f"the RTL backend's simulator, one of: {', '.join(SIMULATORS)}"
     )
-    workload: Gemm
+    workload: WorkloadSpec
     sites: list[Annotated[str, AfterValidator(_site_class)]] | Literal["all"] = Field(
         "all", description=f"all, or a list of site classes ({SITE_CLASSES})"
     )
@@ -151,6 +174,7 @@ class Campaign(Schema):
     _target: Target | None = PrivateAttr(None)
     _environment: Environment | None = PrivateAttr(None)
     _port: str | None = PrivateAttr(None)
+    _network: Path | None = PrivateAttr(None)
     _baud: int | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -163,6 +187,11 @@ class Campaign(Schema):
             raise cross_field("beam", "give an 'environment' or a 'beam', not both")
         if self.soak is not None and self.environment is None:
             raise cross_field("soak", "a 'soak' flies an orbit: it needs an 'environment'")
+        if isinstance(self.workload, Network) and "stuck_at" in self.faults:
+            raise cross_field(
+                "faults", "a stuck bit holds for a whole run, and a network's run spans "
+                "several chip jobs, which a campaign run does not model: use sbu, mbu or set",
+            )  # fmt: skip
         if len(set(self.faults)) != len(self.faults):
             raise cross_field("faults", "a fault kind is listed twice")
         return self
@@ -179,6 +208,12 @@ class Campaign(Schema):
     @property
     def environment_config(self) -> Environment | None:
         return self._environment
+
+    @property
+    def network_dir(self) -> Path:
+        """The directory of the network workload, resolved from the campaign file."""
+        assert self._network is not None, "the campaign's workload is not a network"
+        return self._network
 
     @property
     def port(self) -> str | None:
@@ -231,4 +266,22 @@ def load_campaign(path: str | Path) -> Campaign:
         )  # fmt: skip
     if campaign.environment is not None:
         campaign._environment = load_environment(here / campaign.environment)
+    if isinstance(campaign.workload, Network):
+        campaign._network = _check_network(doc, campaign.workload, here)
     return campaign
+
+
+def _check_network(doc: YamlDocument, spec: Network, here: Path) -> Path:
+    """The network's directory, once its files load and hold the batch asked for."""
+    from workload.format import load_workload  # numpy arrays: loaded only for a network
+
+    directory = (here / spec.path).resolve()
+    network = load_workload(directory)
+    count = len(network.test_labels)
+    if spec.first + spec.images > count:
+        raise ConfigError(
+            doc.path, f"'workload.images': test images {spec.first}..{spec.first + spec.images - 1}"
+            f" asked for, {network.name} holds {count} (0..{count - 1})",
+            doc.line(("workload", "images")),
+        )  # fmt: skip
+    return directory
