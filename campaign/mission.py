@@ -1,5 +1,6 @@
 """The mission soaks of a campaign: each build flown through the campaign's orbit once per
-scrub period (``soak`` in the campaign file), each result kept as
+scrub period (``soak`` in the campaign file; a network workload flies its own soak,
+``campaign.network_soak``, with accuracy over mission time), each result kept as
 ``DIR/soak-BUILD-pPERIOD.json`` so that a resumed campaign does not fly it again.
 
 Beside each soak's uncorrectable-word rate the analysis gives the rate RADIATION.md
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from campaign.soak import SoakSpec, analytic_uncorrectable_per_day, run_soak
 from firmware_sim.accel import Accelerator
-from testbed.config.campaign import Campaign
+from testbed.config.campaign import Campaign, Network
 from testbed.config.environment import SECONDS_PER_DAY
 from testbed.sitemap_builds import Build
 
@@ -29,10 +30,14 @@ def specs(campaign: Campaign) -> list[SoakSpec]:
     if soak is None or env is None:
         return []
     w = campaign.workload
+    if isinstance(w, Network):  # its weights resident, its test set classified in turn
+        flown = {"network": campaign.network_dir}
+    else:
+        flown = {"workload": (w.m, w.k, w.n)}
     return [
         SoakSpec(build=build, environment=env, days=soak.days, acceleration=soak.acceleration,
-                 scrub_period=period, duty_cycle=soak.duty, workload=(w.m, w.k, w.n),
-                 seed=campaign.seed)  # fmt: skip
+                 scrub_period=period, duty_cycle=soak.duty, seed=campaign.seed,
+                 **flown)  # fmt: skip
         for build in campaign.build_list()
         for period in soak.scrub_periods
     ]

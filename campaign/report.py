@@ -114,6 +114,9 @@ def headline(a: dict) -> list[str]:
         out.append(BEAM_REFERENCE)
     for soak in a.get("soaks", []):
         r = soak["rates"]
+        if soak.get("network"):
+            out.append(_accuracy_sentence(soak))
+            continue
         out.append(
             f"Flown {soak['days']:g} days in {soak['environment']} at {soak['acceleration']:g} "
             f"times its rates, {build_label(soak['build'])} with SCRUB_PERIOD "
@@ -160,6 +163,56 @@ def _unrated(a: dict) -> list[str]:
                      "corruption, a detected error or a hang")
         out.append(text + ".")
     return out
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def _accuracy_sentence(soak: dict) -> str:
+    """A network soak: its accuracy over the mission and its silently wrong answers."""
+    net = soak["network"]
+    return (
+        f"Flown {soak['days']:g} days in {soak['environment']} at {soak['acceleration']:g} "
+        f"times its rates with its weights resident, {build_label(soak['build'])} classified "
+        f"{net['name']} test images with {_pct(net['accuracy'])} accuracy over the mission "
+        f"and {_pct(net['accuracy_last_tenth'])} over its last tenth (fault-free: "
+        f"{_pct(net['baseline_accuracy'])}); {_pct(net['sdc_share'])} of its answers were "
+        f"silently wrong, {_pct(net['class_changed_share'])} with a changed class, and "
+        f"{_pct(net['no_answer_share'])} got no answer."
+    )
+
+
+def accuracy_figure(a: dict):
+    """A network's accuracy and silently wrong answers over mission time, per soak."""
+    soaks = [s for s in a.get("soaks", []) if s.get("network")]
+    if not soaks:
+        return None
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6.5), sharex=True)
+    for soak in soaks:
+        net = soak["network"]
+        days = [p["day"] for p in net["samples"]]
+        label = build_label(soak["build"])
+        if Build.from_name(soak["build"]).scrub:
+            label += f", SCRUB_PERIOD {soak['scrub_period']}"
+        acc = [p["right_share"] for p in net["samples"]]
+        line = top.step(days, [100 * (x if x is not None else float("nan")) for x in acc],
+                        where="post", label=label)[0]  # fmt: skip
+        for key, style in (("sdc_share", "-"), ("class_changed_share", ":")):
+            values = [p[key] for p in net["samples"]]
+            bottom.step(days, [100 * (x if x is not None else float("nan")) for x in values],
+                        where="post", ls=style, color=line.get_color())  # fmt: skip
+    base = soaks[0]["network"]["baseline_accuracy"]
+    top.axhline(100 * base, color="grey", ls="--", lw=0.8, label=f"fault-free {100 * base:.1f} %")
+    top.set_ylabel("accuracy, % of inferences")
+    top.legend(fontsize=7)
+    bottom.set_ylabel("silently wrong, % of inferences")
+    bottom.set_xlabel("simulated days (solid: logits wrong; dotted: predicted class changed)")
+    s = soaks[0]
+    top.set_title(f"{s['network']['name']}: {s['network']['test_images']} test images in turn, "
+                  f"weights resident; {s['environment']} at x{s['acceleration']:g}, seed "
+                  f"{a['seed']}", fontsize=8)  # fmt: skip
+    return fig
 
 
 def _span(rate: dict) -> str:
@@ -366,6 +419,8 @@ def write_report(a: dict, out: Path) -> dict[str, Path]:
     figures = {"outcomes": outcome_figure(a)}
     if (trade := tradeoff_figure(a)) is not None:
         figures["tradeoff"] = trade
+    if (accuracy := accuracy_figure(a)) is not None:
+        figures["accuracy"] = accuracy
     if (soak := soak_figure(a)) is not None:
         figures["soak"] = soak
     kinds = list(dict.fromkeys(r["kind"] for r in a["strata"] if r["kind"] != "sbu"))

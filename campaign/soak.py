@@ -34,6 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,9 @@ class SoakSpec:
     for a latch-up (noticed, power off and on, reload: an estimate). ``samples`` is the
     number of points of the time series. ``run_every_job`` runs every job in the model
     instead of counting the ones that must repeat the last outcome (slow: to check that
-    shortcut).
+    shortcut). ``network``: a network of configs/workloads flown instead of the GEMM,
+    its weights resident and its test images classified in turn
+    (``campaign.network_soak``).
     """
 
     build: Build
@@ -98,6 +101,7 @@ class SoakSpec:
     power_cycle_s: float = MONITOR_PERIOD_S + 10.0
     samples: int = 100
     run_every_job: bool = False
+    network: Path | None = None
 
     def check(self) -> None:
         """Raise ValueError (one line, naming the field and its range) for a spec that
@@ -116,7 +120,8 @@ class SoakSpec:
         if not 0 <= self.duty_cycle < 1:
             raise ValueError(f"soak: duty_cycle must be at least 0 and below 1, "
                              f"got {self.duty_cycle}")  # fmt: skip
-        if len(self.workload) != 3 or not all(1 <= d <= 0xFFF for d in self.workload):
+        dims = len(self.workload) == 3 and all(1 <= d <= 0xFFF for d in self.workload)
+        if self.network is None and not dims:
             raise ValueError(f"soak: workload must be (M, K, N), each 1 .. 4095, "
                              f"got {self.workload}")  # fmt: skip
         for name in ("reset_s", "power_cycle_s"):
@@ -177,6 +182,8 @@ class SoakResult:
     availability: float
     series: list[tuple[float, dict[str, int]]] = field(default_factory=list)
     wall_s: float = 0.0
+    #: A network soak's accuracy over mission time (``campaign.network_soak``), else None.
+    network: dict | None = None
 
     def to_json(self) -> str:
         """The result as a JSON document."""
@@ -663,6 +670,11 @@ def run_soak(spec: SoakSpec, progress: Callable[[int, int], None] | None = None)
     simulated seconds flown about a hundred times. ValueError names a spec field that
     cannot be flown."""
     started = time.perf_counter()
-    soak = _Soak(spec)
+    if spec.network is not None:
+        from campaign.network_soak import NetworkSoak
+
+        soak: _Soak = NetworkSoak(spec)
+    else:
+        soak = _Soak(spec)
     soak.fly(progress)
     return soak.result(time.perf_counter() - started)

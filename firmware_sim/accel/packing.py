@@ -54,6 +54,20 @@ def pack_b(b: np.ndarray, n: int) -> np.ndarray:
     )
 
 
+def unpack_b(words: np.ndarray, k: int, ncols: int) -> np.ndarray:
+    """B (K x Ncols, int8) from the NB*K words ``pack_b`` lays out; n is the word width."""
+    words = np.ascontiguousarray(words, dtype=np.uint8)
+    n = words.shape[1]
+    nb = _blocks(ncols, n)
+    full = words.reshape(nb, k, n).transpose(1, 0, 2).reshape(k, nb * n).view(np.int8)
+    return np.ascontiguousarray(full[:, :ncols])
+
+
+def unpack_bias(words: np.ndarray, ncols: int) -> np.ndarray:
+    """The bias (Ncols, int32) from the 4*NB words ``pack_bias`` lays out."""
+    return np.ascontiguousarray(words, dtype=np.uint8).reshape(-1).view("<i4")[:ncols].astype(np.int32)
+
+
 def pack_bias(bias: np.ndarray, n: int) -> np.ndarray:
     """bias (Ncols, int32) as 4*NB words: word 4c + q holds byte q*n + i of bias[c*n ..]."""
     vec = np.asarray(bias)
