@@ -111,6 +111,7 @@ def run() -> dict:
         free = free_running_cycles_per_s()
         icarus = _on("icarus", tmp)
         verilator = _on("verilator", tmp)
+        network = _network_crosscheck(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     run_s = icarus["run"]["seconds_per_run"]
@@ -123,8 +124,20 @@ def run() -> dict:
         "verilator_speedup": round(verilator["injections_per_s"] / icarus["injections_per_s"], 2),
         "icarus_free_running_idle_cycles_per_s": round(free),
         "icarus_idle_speed_share_of_run": round(icarus["run"]["cycles_per_run"] / free / run_s, 3),
-        "icarus": icarus, "verilator": verilator,
+        "icarus": icarus, "verilator": verilator, "digits_crosscheck": network,
     }  # fmt: skip
+
+
+def _network_crosscheck(tmp: Path) -> dict:
+    """The digits classifier's injections on the model and on the RTL (Verilator), the
+    sample of ``configs/campaigns/digits-crosscheck.yaml``: outcome classes and changed
+    predictions compared one by one."""
+    xc = load_campaign(REPO / "configs" / "campaigns" / "digits-crosscheck.yaml")
+    check = crosscheck(xc.model_copy(update={"simulator": "verilator"}), tmp / "xc-digits",
+                       chip="rtl", workers=2)  # fmt: skip
+    return {"workload": xc.workload.describe(), "builds": xc.builds, "runs": check.runs,
+            "compared": check.compared, "agree": check.agree, "differ": len(check.differ),
+            "rtl_only": dict(check.chip_only), "seconds": check.seconds}  # fmt: skip
 
 
 if __name__ == "__main__":

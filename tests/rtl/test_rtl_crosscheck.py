@@ -37,3 +37,19 @@ def test_every_injection_the_model_places_ends_on_the_rtl_as_on_the_model(tmp_pa
 
 def _runs(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_digits_network_ends_on_the_rtl_as_on_the_model(tmp_path) -> None:
+    """The classifier's injections, one per stratum of the bare and the fully protected
+    build, in every chip job of its tiled layers: the same outcome class, and for an SDC
+    the same number of changed predictions (``make bench`` runs the large sample)."""
+    campaign = load_campaign(REPO / "configs" / "campaigns" / "digits-crosscheck.yaml")
+    check = crosscheck(campaign, tmp_path, chip="rtl", injections=1, workers=1)
+    assert check.differ == [], "\n".join(check.summary())
+    runs = _runs(tmp_path / "rtl" / "runs.jsonl")
+    assert len(runs) == check.runs == 2 * 25  # every stratum of sbu, mbu and set, twice
+    assert check.compared == check.agree >= 35
+    model = {(r["build"], r["stratum"]): r for r in _runs(tmp_path / "model" / "runs.jsonl")}
+    assert {r["job"] for r in model.values()} >= {0, 1, 4}  # conv1, a tile of fc1, fc2
+    sdc = [r for r in runs if r["outcome"] == "sdc"]
+    assert sdc and all(r["changed"] == model[(r["build"], r["stratum"])]["changed"] for r in sdc)
