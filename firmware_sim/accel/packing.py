@@ -65,7 +65,8 @@ def unpack_b(words: np.ndarray, k: int, ncols: int) -> np.ndarray:
 
 def unpack_bias(words: np.ndarray, ncols: int) -> np.ndarray:
     """The bias (Ncols, int32) from the 4*NB words ``pack_bias`` lays out."""
-    return np.ascontiguousarray(words, dtype=np.uint8).reshape(-1).view("<i4")[:ncols].astype(np.int32)
+    octets = np.ascontiguousarray(words, dtype=np.uint8).reshape(-1)
+    return octets.view("<i4")[:ncols].astype(np.int32)
 
 
 def pack_bias(bias: np.ndarray, n: int) -> np.ndarray:

@@ -66,8 +66,9 @@ def test_the_layers_run_as_the_chip_jobs_the_flight_software_tiles_them_into(pla
     # fc1's B (288 x 32) does not fit a 1024-word bank at N = 4: three column blocks.
     assert [j.label for j in w.jobs] == ["conv1", "fc1 1/3", "fc1 2/3", "fc1 3/3", "fc2"]
     gemm = reference.gemm_jobs(net, 2)[1]
+    flags = layer_flags(True, gemm.relu, gemm.out_int32)
     spec = JobSpec(FunctionId.RUN_LAYER, 0, OperandSource.FIRMWARE_RAM, gemm.m, gemm.k, gemm.n,
-                   flags=layer_flags(True, gemm.relu, gemm.out_int32), shift=gemm.shift)  # fmt: skip
+                   flags=flags, shift=gemm.shift)  # fmt: skip
     blocks = tile(spec, 4, 1024)
     assert [j.dims for j in w.jobs[1:4]] == [(b.rows, 288, b.cols) for b in blocks]
     # Each job run alone on the chip model gives its part of the reference's layer output.
