@@ -234,32 +234,22 @@ class NetworkSoak(_Soak):
 
     # --- inferences ------------------------------------------------------------------
 
-    def _run_until(self, target: int) -> None:
-        """Inferences and idle stretches up to cycle ``target``; nothing lands meanwhile."""
-        while True:
-            next_job = self._next_job()
-            if next_job is None or next_job > target:
-                self._idle_to(target)
-                return
-            due = (target - next_job) // self.period + 1
-            if self.down_until is not None:
-                self._tally_missed(next_job, due)
-                self._idle_to(target)
-                return
-            self._idle_to(next_job)
-            # The first inference of a stretch runs for real (checked against the state's
-            # answer unless a register was hit); the others of the same state are counted.
-            self._infer(check=not self.register_hit)
-            if self.spec.run_every_job or self.down_until is not None or self.register_hit:
-                continue
-            state = self._evaluate()
-            if state.detected:
-                continue
-            b = self._bin(next_job)
-            later = -(-(self._bin_end(b) - next_job) // self.period) - 1
-            count = min(due - 1, later, self._unscrubbed())
-            if count > 0:
-                self._stretch(next_job + self.period, int(count), state)
+    def _serve(self, next_job: int, due: int) -> None:
+        """The inference due at ``next_job``, and maybe more of the ``due`` before the
+        target. The first of a stretch runs for real (checked against the state's answer
+        unless a register was hit); the others of the same state are counted."""
+        self._idle_to(next_job)
+        self._infer(check=not self.register_hit)
+        if self.spec.run_every_job or self.down_until is not None or self.register_hit:
+            return
+        state = self._evaluate()
+        if state.detected:
+            return
+        b = self._bin(next_job)
+        later = -(-(self._bin_end(b) - next_job) // self.period) - 1
+        count = min(due - 1, later, self._unscrubbed())
+        if count > 0:
+            self._stretch(next_job + self.period, int(count), state)
 
     def _unscrubbed(self) -> int | float:
         """How many of the coming inferences still read the weights as they are: until
@@ -309,7 +299,7 @@ class NetworkSoak(_Soak):
                 row["class_changed"] += self._images(first, n, state.changed)
             k += n
 
-    def _tally_missed(self, start: int, due: int) -> None:
+    def _missed(self, start: int, due: int) -> None:
         self.jobs["missed"] += due
         self._tally(start, due, None)
         self.inference += due

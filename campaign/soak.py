@@ -472,16 +472,25 @@ class _Soak:
                 return
             due = (target - next_job) // self.period + 1
             if self.down_until is not None:
-                self.jobs["missed"] += due
+                self._missed(next_job, due)
                 self._idle_to(target)
                 return
-            if self.stable and not self.spec.run_every_job:
-                repeat = min(due, self._repeatable())
-                if repeat > 0:
-                    self._repeat(repeat)
-                    continue
-            self._idle_to(next_job)
-            self._job()
+            self._serve(next_job, due)
+
+    def _missed(self, start: int, due: int) -> None:
+        """``due`` jobs from cycle ``start`` that the chip, being down, cannot serve."""
+        self.jobs["missed"] += due
+
+    def _serve(self, next_job: int, due: int) -> None:
+        """The job due at ``next_job``, and maybe more of the ``due`` before the target:
+        repeated when they must end as the last one did."""
+        if self.stable and not self.spec.run_every_job:
+            repeat = min(due, self._repeatable())
+            if repeat > 0:
+                self._repeat(repeat)
+                return
+        self._idle_to(next_job)
+        self._job()
 
     def _next_job(self) -> int | None:
         """Start cycle of the next job after the chip's current cycle (None: no jobs)."""
