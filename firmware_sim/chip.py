@@ -131,6 +131,16 @@ class Chip(Protocol):
         """One AXI4-Lite read."""
         ...
 
+    def write_block(self, writes: Sequence[tuple[int, int]]) -> list[Resp]:
+        """AXI4-Lite writes of (address, value) in order, as one call (a simulator is
+        entered once for all of them), stopping after the first not answered OKAY; the
+        responses of those made."""
+        ...
+
+    def read_block(self, addrs: Sequence[int]) -> list[tuple[int, Resp]]:
+        """AXI4-Lite reads in order, as one call."""
+        ...
+
     def wait_for_interrupt(self, cycles: int) -> bool:
         """Let the clock run until ``irq_o`` is high, at most ``cycles`` cycles; whether
         it is."""
@@ -323,6 +333,17 @@ class ModelChip:
 
     def read(self, addr: int) -> tuple[int, Resp]:
         return self.chip.bus_read(addr)
+
+    def write_block(self, writes: Sequence[tuple[int, int]]) -> list[Resp]:
+        out = []
+        for addr, value in writes:
+            out.append(self.write(addr, value))
+            if out[-1] != Resp.OKAY:
+                break
+        return out
+
+    def read_block(self, addrs: Sequence[int]) -> list[tuple[int, Resp]]:
+        return [self.chip.bus_read(addr) for addr in addrs]
 
     def wait_for_interrupt(self, cycles: int) -> bool:
         return self.chip.irq

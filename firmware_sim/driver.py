@@ -220,12 +220,15 @@ class AccelDriver:
         if len(raw) % info.n:
             raise ValueError(f"{len(raw)} octets are not whole {info.n}-octet words")
         parts = info.parts
+        writes = []
         for i in range(len(raw) // info.n):
             value = int.from_bytes(raw[i * info.n : (i + 1) * info.n], "little")
-            for p in range(parts):
-                addr = self._window(word + i, p)
-                if self.bus.write(addr, (value >> (32 * p)) & MASK32) != Resp.OKAY:
-                    raise DriverError(f"scratchpad write of word {word + i} answered SLVERR")
+            writes += [(self._window(word + i, p), (value >> (32 * p)) & MASK32)
+                       for p in range(parts)]  # fmt: skip
+        answered = self.bus.write_block(writes)
+        if answered and answered[-1] != Resp.OKAY:
+            failed = word + (len(answered) - 1) // parts
+            raise DriverError(f"scratchpad write of word {failed} answered SLVERR")
 
     def read_words(self, word: int, count: int) -> tuple[bytes, list[int]]:
         """Read ``count`` words: (data, words that were uncorrectable and are returned raw).
@@ -233,18 +236,21 @@ class AccelDriver:
         Raises DriverError if the window refuses a word for any other reason (BUSY).
         """
         info = self.info
+        parts = info.parts
+        got = self.bus.read_block([self._window(w, p) for w in range(word, word + count)
+                                   for p in range(parts)])  # fmt: skip
         out = bytearray()
         bad: list[int] = []
-        for w in range(word, word + count):
-            value, resp = self.bus.read(self._window(w))
-            if resp != Resp.OKAY:
+        for i in range(count):
+            value = 0
+            for p, (part, _) in enumerate(got[i * parts : (i + 1) * parts]):
+                value |= part << (32 * p)
+            if got[i * parts][1] != Resp.OKAY:
                 # SLVERR on an idle chip inside the scratchpad is an uncorrectable word.
                 if self.status().busy:
-                    raise DriverError(f"scratchpad read of word {w} refused: accelerator BUSY")
-                bad.append(w)
-            for p in range(1, info.parts):
-                part, _ = self.bus.read(self._window(w, p))
-                value |= part << (32 * p)
+                    raise DriverError(f"scratchpad read of word {word + i} refused: "
+                                      "accelerator BUSY")  # fmt: skip
+                bad.append(word + i)
             out += (value & ((1 << (8 * info.n)) - 1)).to_bytes(info.n, "little")
         return bytes(out), bad
 

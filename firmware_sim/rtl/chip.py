@@ -181,6 +181,17 @@ class RtlChip:
         reply = await self._bus(self.axil.write(int(Reg.CTRL), start))
         return Resp.SLVERR if reply is None else Resp(int(reply.resp))
 
+    async def bus_write_block(self, writes: Sequence[tuple[int, int]]) -> list[Resp]:
+        out = []
+        for addr, value in writes:
+            out.append(await self.bus_write(addr, value))
+            if out[-1] != Resp.OKAY:
+                break
+        return out
+
+    async def bus_read_block(self, addrs: Sequence[int]) -> list[tuple[int, Resp]]:
+        return [await self.bus_read(addr) for addr in addrs]
+
     async def bus_read(self, addr: int) -> tuple[int, Resp]:
         reply = await self._bus(self.axil.read(addr, 4))
         if reply is None:
@@ -432,6 +443,12 @@ class RtlChip:
 
     def read(self, addr: int) -> tuple[int, Resp]:
         return resume(self.bus_read)(addr)
+
+    def write_block(self, writes: Sequence[tuple[int, int]]) -> list[Resp]:
+        return resume(self.bus_write_block)(list(writes))
+
+    def read_block(self, addrs: Sequence[int]) -> list[tuple[int, Resp]]:
+        return resume(self.bus_read_block)(list(addrs))
 
     def wait_for_interrupt(self, cycles: int) -> bool:
         return resume(self.wait_irq)(cycles)
