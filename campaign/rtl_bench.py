@@ -249,7 +249,7 @@ class InjectionBench:
 
     async def _bus_word(self, word: int) -> tuple[int, Resp]:
         """A scratchpad word over the bus, part by part (the first part's response)."""
-        parts = -(-8 * self.build.n // 32)
+        parts = self.build.bus_parts
         value, first = 0, Resp.OKAY
         for p in range(parts):
             part, resp = await self.chip.bus_read(SPM_BASE + 4 * (parts * word + p))

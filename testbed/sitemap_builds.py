@@ -16,6 +16,9 @@ from dataclasses import dataclass
 ARRAY_SIZES = (2, 4, 8, 16)
 INTERLEAVES = (1, 2, 4, 8)
 MAX_BANK_WORDS = 32768
+#: 32-bit bus words in the scratchpad window (bytes 0x80000-0xFFFFF): both banks' words,
+#: each ``bus_parts(n)`` bus words long, must fit in it.
+WINDOW_PARTS = 0x80000 // 4
 
 _NAME = re.compile(
     r"n(?P<n>\d+)-bw(?P<bw>\d+)-il(?P<il>\d+)-(?P<ecc>ecc|noecc)-(?P<scrub>scrub|noscrub)"
@@ -53,6 +56,17 @@ def _integer(value: object) -> bool:
     return True
 
 
+def bus_parts(n: int) -> int:
+    """32-bit bus words per scratchpad word of an N x N build: ceil(8 N / 32)."""
+    return -(-8 * n // 32)
+
+
+def max_bank_words(n: int) -> int:
+    """The largest BANK_WORDS of array size ``n``: at most ``MAX_BANK_WORDS``, and both
+    banks within the bus window (``2 * BANK_WORDS * bus_parts(n) <= WINDOW_PARTS``)."""
+    return min(MAX_BANK_WORDS, WINDOW_PARTS // (2 * bus_parts(n)))
+
+
 def _bad(option: str, value: object) -> BuildError:
     return BuildError(f"'{option}' must be {OPTION_RULES[option]}, got {value!r}", option)
 
@@ -80,6 +94,13 @@ class Build:
         bw = self.bank_words
         if not _integer(bw) or bw < 1 or bw & (bw - 1) or bw > MAX_BANK_WORDS:
             raise _bad("bank_words", bw)
+        if bw > max_bank_words(self.n):
+            raise BuildError(
+                f"'bank_words' must be at most {max_bank_words(self.n)} with 'n' {self.n} "
+                f"(2 * bank_words * {bus_parts(self.n)} bus words in the {WINDOW_PARTS} of "
+                f"the scratchpad window), got {bw}",
+                "bank_words",
+            )
         if not _integer(self.interleave) or self.interleave not in INTERLEAVES:
             raise _bad("interleave", self.interleave)
         if bw % self.interleave:
@@ -102,6 +123,11 @@ class Build:
             f"{'ecc' if self.ecc else 'noecc'}-{'scrub' if self.scrub else 'noscrub'}-"
             f"{'tmr' if self.tmr else 'notmr'}"
         )
+
+    @property
+    def bus_parts(self) -> int:
+        """32-bit bus words per scratchpad word (``bus_parts``)."""
+        return bus_parts(self.n)
 
     def options(self) -> dict[str, int | bool]:
         """The options as keywords of ``Build``, ``SiteMap.for_build`` and ``Accelerator``."""

@@ -68,6 +68,7 @@ from .regs import (
     CONFIG_STORAGE,
     ERR_CODE_SHIFT,
     FIELD_MASKS,
+    FULL_STROBE,
     JOB_REGISTERS,
     MASK32,
     READ_ONLY,
@@ -157,7 +158,7 @@ class Accelerator:
         self.scrub = scrub
         self.tmr = tmr
         #: 32-bit bus parts per scratchpad word.
-        self.parts = -(-8 * n // 32)
+        self.parts = self.build.bus_parts
         self.spm = Scratchpad(n, bank_words, interleave, ecc)
         self._path = PathState(self.build)
         #: How the last job ran (engine, hang, faults not injected); None before any.
@@ -292,13 +293,18 @@ class Accelerator:
             return 0, Resp.SLVERR
         return self._reg_value(reg), Resp.OKAY
 
-    def bus_write(self, addr: int, value: int) -> Resp:
-        """One AXI4-Lite write (all strobes); a refused write changes nothing."""
+    def bus_write(self, addr: int, value: int, strobe: int = FULL_STROBE) -> Resp:
+        """One AXI4-Lite write with its WSTRB; a refused write changes nothing, and every
+        write whose strobe is not all four bytes is refused."""
         self._token = None
         self._check_bus(addr, value)
+        if not 0 <= strobe <= FULL_STROBE:
+            raise ValueError(f"bus write strobe {strobe:#x} is not a 4-bit WSTRB")
         rvalid = self._path.rvalid
         if rvalid[0] or rvalid[1]:
             scrubber.collect(self)
+        if strobe != FULL_STROBE:
+            return Resp.SLVERR
         resp = self._bus_write(addr, value)
         self._hold()  # the write loads the register, but not its stuck bits
         return resp

@@ -7,6 +7,8 @@ from enum import IntEnum, IntFlag
 #: Bus addresses are 20 bits wide; data is 32 bits.
 ADDR_BITS = 20
 MASK32 = 0xFFFF_FFFF
+#: WSTRB of a whole-word write, the only write the bus accepts (others answer SLVERR).
+FULL_STROBE = 0xF
 
 #: Byte address of the scratchpad window; registers live below ``REG_SPACE``.
 SPM_BASE = 0x80000

@@ -4,8 +4,9 @@
 // One transaction at a time: a write is taken when both AW and W are valid,
 // otherwise a read when AR is valid; the request is held until ack_i, then the
 // response (OKAY, or SLVERR when err_i) is held until the master takes it.
-// Latency: two cycles plus the target's. WSTRB and the PROT signals are not
-// used (every write is a full word).
+// A write whose WSTRB is not 4'b1111 makes no request: it is answered SLVERR
+// in the next cycle. Latency: two cycles plus the target's (one for a refused
+// partial write). The PROT signals are not used.
 // Protection: none. Reset by rst_ni only, so a SOFT_RESET write is answered.
 
 `default_nettype none
@@ -23,9 +24,7 @@ module scc_axil_slave #(
   input  wire          s_axil_awvalid,
   output wire          s_axil_awready,
   input  wire [31:0]   s_axil_wdata,
-  /* verilator lint_off UNUSEDSIGNAL */
   input  wire [3:0]    s_axil_wstrb,
-  /* verilator lint_on UNUSEDSIGNAL */
   input  wire          s_axil_wvalid,
   output wire          s_axil_wready,
   output wire [1:0]    s_axil_bresp,
@@ -66,6 +65,8 @@ module scc_axil_slave #(
   reg          err_q;
 
   wire take_write = (state_q == S_IDLE) && s_axil_awvalid && s_axil_wvalid;
+  // Only whole-word writes reach the target.
+  wire full_write = (s_axil_wstrb == 4'b1111);
   wire take_read  = (state_q == S_IDLE) && !take_write && s_axil_arvalid;
   wire resp_done  = (state_q == S_RESP) && (we_q ? s_axil_bready : s_axil_rready);
 
@@ -80,11 +81,15 @@ module scc_axil_slave #(
     end else begin
       case (state_q)
         S_IDLE: begin
-          if (take_write) begin
+          if (take_write && full_write) begin
             state_q <= S_REQ;
             we_q    <= 1'b1;
             addr_q  <= s_axil_awaddr;
             wdata_q <= s_axil_wdata;
+          end else if (take_write) begin
+            state_q <= S_RESP;
+            we_q    <= 1'b1;
+            err_q   <= 1'b1;
           end else if (take_read) begin
             state_q <= S_REQ;
             we_q    <= 1'b0;

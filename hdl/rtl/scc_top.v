@@ -2,7 +2,8 @@
 // scrubber and registers behind one AXI4-Lite slave (docs/REGISTERS.md).
 //
 // Bus map: registers at 0x00000-0x000FF, scratchpad window at 0x80000-0xFFFFF;
-// the two low address bits are ignored.
+// the two low address bits are ignored; a write with any WSTRB other than
+// 4'b1111 is answered SLVERR by the bus slave and reaches nothing.
 // A SOFT_RESET write resets everything but the bus slave and the memory.
 // Fault sites (docs/REGISTERS.md, "Fault sites"): u_spm.u_bank{0,1}.mem_q,
 // u_array.g_row[i].g_col[j].u_pe.acc_q, u_regs.u_<register>.q_q[k],
@@ -13,7 +14,8 @@
 module scc_top #(
   // Array size N x N; a power of two from 2 to 16.
   parameter integer N = 4,
-  // Words per scratchpad bank; a power of two.
+  // Words per scratchpad bank; a power of two, at most 32768, and both banks
+  // within the bus window: 2 * BANK_WORDS * ceil(8N / 32) <= 131072.
   parameter integer BANK_WORDS = 1024,
   // Words bit-interleaved in one physical memory row: 1, 2, 4 or 8.
   parameter integer INTERLEAVE = 1,
@@ -51,6 +53,8 @@ module scc_top #(
   localparam integer DW = 8 * N;
   localparam integer S  = (DW + 31) / 32;
   localparam integer LS = (S == 4) ? 2 : (S == 2) ? 1 : 0;
+  // 32-bit bus words in the scratchpad window (0x80000-0xFFFFF).
+  localparam integer WINDOW_PARTS = 131072;
 
   initial begin
     if (SCRUB_EN != 0 && ECC_EN == 0) begin
@@ -59,6 +63,11 @@ module scc_top #(
     end
     if (BANK_WORDS > 32768) begin
       $error("%m: BANK_WORDS must be at most 32768, got %0d", BANK_WORDS);
+      $finish;
+    end
+    if (2 * BANK_WORDS * S > WINDOW_PARTS) begin
+      $error("%m: 2 * BANK_WORDS * ceil(8N/32) = %0d exceeds the %0d bus words of the window",
+             2 * BANK_WORDS * S, WINDOW_PARTS);
       $finish;
     end
   end

@@ -232,3 +232,13 @@ def test_several_errors_report_the_first_and_count_the_rest(tmp_path: Path) -> N
     assert error(tmp_path, text) == (
         "DIR/x.yaml:3: 'n' must be a power of two 2..16, got 3 (and 1 more)"
     )
+
+
+def test_a_bank_the_bus_window_cannot_reach_is_refused_at_the_bank_words_line(
+    tmp_path: Path,
+) -> None:
+    text = edit(edit(SIM, "n: 4", "n: 16"), "bank_words: 1024", "bank_words: 32768")
+    assert error(tmp_path, text) == (
+        "DIR/x.yaml:4: 'bank_words' must be at most 16384 with 'n' 16 (2 * bank_words * 4 bus "
+        "words in the 131072 of the scratchpad window), got 32768"
+    )

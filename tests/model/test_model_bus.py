@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from firmware_sim.accel import SPM_BASE, Accelerator, ErrCode, Reg, RegCopy, Resp
+from firmware_sim.accel import SPM_BASE, Accelerator, Ctrl, ErrCode, Reg, RegCopy, Resp
+from testbed.sitemap_builds import ARRAY_SIZES, WINDOW_PARTS, BuildError, max_bank_words
 
 OKAY, SLVERR = Resp.OKAY, Resp.SLVERR
 CONFIG_MASKS = {
@@ -262,3 +263,60 @@ def test_bus_arguments_outside_the_bus_are_programming_errors():
         chip.bus_read(0x100000)
     with pytest.raises(ValueError, match="32-bit"):
         chip.bus_write(0x14, 1 << 32)
+
+
+@pytest.mark.parametrize("strobe", [0x0, 0x1, 0x2, 0x3, 0x5, 0x7, 0x8, 0xC, 0xE])
+def test_partial_writes_answer_slverr_and_change_nothing(strobe):
+    chip = Accelerator(n=8)
+    chip.write_reg(Reg.DIM_M, 0x123)
+    assert chip.bus_write(int(Reg.DIM_M), 0xFFF, strobe) == SLVERR
+    assert chip.bus_write(int(Reg.CTRL), Ctrl.START | Ctrl.SOFT_RESET, strobe) == SLVERR
+    assert chip.read_reg(Reg.DIM_M) == 0x123 and chip.read_reg(Reg.STATUS) == 0
+    # A staged part and a committing part of a scratchpad word.
+    assert chip.bus_write(_spm_addr(chip, 5, 0), 0x1111_1111) == OKAY
+    assert chip.bus_write(_spm_addr(chip, 5, 0), 0x2222_2222, strobe) == SLVERR
+    assert chip.bus_write(_spm_addr(chip, 6, 1), 0x3333_3333, strobe) == SLVERR
+    assert chip.peek(6)[0] == 0
+    assert chip.bus_write(_spm_addr(chip, 5, 1), 0x4444_4444) == OKAY
+    assert chip.peek(5)[0] == 0x4444_4444_1111_1111
+
+
+def test_a_write_with_all_four_strobes_is_a_plain_write():
+    chip = Accelerator(n=4)
+    assert chip.bus_write(int(Reg.DIM_K), 7, 0xF) == OKAY
+    assert chip.bus_write(_spm_addr(chip, 9), 0xCAFE_F00D, 0b1111) == OKAY
+    assert chip.read_reg(Reg.DIM_K) == 7 and chip.peek(9)[0] == 0xCAFE_F00D
+
+
+@pytest.mark.parametrize("strobe", [-1, 0x10])
+def test_a_strobe_that_is_no_wstrb_is_a_programming_error(strobe):
+    with pytest.raises(ValueError, match="4-bit WSTRB"):
+        Accelerator().bus_write(int(Reg.DIM_K), 1, strobe)
+
+
+@pytest.mark.parametrize("n", ARRAY_SIZES)
+def test_the_window_reaches_every_bank_end_of_the_largest_build(n):
+    chip = Accelerator(n=n, bank_words=max_bank_words(n))
+    bw = chip.bank_words
+    assert 2 * bw * chip.parts <= WINDOW_PARTS
+    for word in (0, bw - 1, bw, 2 * bw - 1):
+        value = int.from_bytes(np.random.default_rng(word).bytes(n), "little")
+        for p in range(chip.parts):
+            addr = _spm_addr(chip, word, p)
+            assert addr <= 0xFFFFC
+            assert chip.bus_write(addr, value >> (32 * p) & 0xFFFF_FFFF) == OKAY
+        assert chip.peek(word)[0] == value
+        got = sum(chip.bus_read(_spm_addr(chip, word, p))[0] << (32 * p) for p in range(chip.parts))
+        assert got == value
+
+
+@pytest.mark.parametrize("n", ARRAY_SIZES)
+def test_a_bank_the_window_cannot_reach_is_no_build(n):
+    with pytest.raises(BuildError, match="'bank_words'"):
+        Accelerator(n=n, bank_words=2 * max_bank_words(n))
+
+
+def test_n16_banks_stop_at_16384_words():
+    assert max_bank_words(16) == 16384 and max_bank_words(8) == 32768
+    with pytest.raises(BuildError, match=r"at most 16384 with 'n' 16 \(.* 131072 .*\), got 32768"):
+        Accelerator(n=16, bank_words=32768)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from firmware_sim.accel import Accelerator, ErrCode, Reg
+from testbed.sitemap_builds import max_bank_words
 
 N, BANK = 4, 64
 SPM = 2 * BANK
@@ -91,6 +92,38 @@ def test_descriptor_rule_broken_fails_in_two_cycles_without_touching_memory(case
 @pytest.mark.parametrize("case", list(EDGE_OK))
 def test_descriptor_at_the_limits_runs(case):
     chip = _chip_with({**GOOD, **EDGE_OK[case]})
+    chip.write_reg(Reg.CTRL, 1)
+    assert chip.read_reg(Reg.STATUS) == 0b010
+    assert chip.read_reg(Reg.MACS) == 6 * 5 * 7
+
+
+@pytest.mark.parametrize("n", [2, 8, 16])
+def test_operands_past_the_largest_scratchpad_are_refused(n):
+    # The largest build of each word width: the 16-bit address registers reach past its
+    # end (n = 16) or exactly to it (n = 2, 8), and no sum wraps.
+    bank = max_bank_words(n)
+    spm = 2 * bank
+    good = {"m": 6, "k": 5, "ncols": 7, "a": 0, "b": bank, "bias": 20, "c": 40, "epi": BIAS_EN}
+    past = [{"a": bank - 1}, {"a": 0xFFFF}, {"b": spm - 1}, {"b": 0xFFFF}, {"bias": spm - 3},
+            {"bias": 0xFFFF}, {"c": spm - 1}, {"c": 0xFFFF}]  # fmt: skip
+    if spm <= 0xFFFF:
+        past += [{"b": spm}, {"bias": spm}, {"c": spm}]
+    chip = Accelerator(n=n, bank_words=bank)
+    for case in past:
+        desc = {**good, **case}
+        for reg, key in ((Reg.DIM_M, "m"), (Reg.DIM_K, "k"), (Reg.DIM_N, "ncols"),
+                         (Reg.A_ADDR, "a"), (Reg.B_ADDR, "b"), (Reg.BIAS_ADDR, "bias"),
+                         (Reg.C_ADDR, "c"), (Reg.EPILOGUE, "epi")):  # fmt: skip
+            chip.write_reg(reg, desc[key])
+        chip.write_reg(Reg.CTRL, 1)
+        assert chip.read_reg(Reg.STATUS) == 0b110 | ErrCode.DESCRIPTOR << 4, case
+        assert chip.read_reg(Reg.CYCLES) == 2, case
+    # The same job with B and C ending at the scratchpad's last word runs.
+    nb = -(-7 // n)
+    chip.write_reg(Reg.A_ADDR, 0)
+    chip.write_reg(Reg.BIAS_ADDR, 20)
+    chip.write_reg(Reg.B_ADDR, spm - 5 * nb - 6 * nb)
+    chip.write_reg(Reg.C_ADDR, spm - 6 * nb)
     chip.write_reg(Reg.CTRL, 1)
     assert chip.read_reg(Reg.STATUS) == 0b010
     assert chip.read_reg(Reg.MACS) == 6 * 5 * 7

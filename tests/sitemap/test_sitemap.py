@@ -26,6 +26,9 @@ def test_build_names_spell_every_option_and_parse_back() -> None:
         ({"n": 3}, r"'n' must be a power of two 2\.\.16, got 3"),
         ({"bank_words": 1000}, r"'bank_words' must be a power of two 1\.\.32768 .*, got 1000"),
         ({"interleave": 3}, r"'interleave' must be one of 1, 2, 4, 8, got 3"),
+        ({"n": 16, "bank_words": 32768},
+         r"'bank_words' must be at most 16384 with 'n' 16 \(2 \* bank_words \* 4 bus words "
+         r"in the 131072 of the scratchpad window\), got 32768"),
         ({"ecc": False}, r"'scrub' true needs 'ecc' true"),
     ],
 )
