@@ -28,7 +28,7 @@ test: venv iverilog
 	$(PY) -m pytest -n $(JOBS) --junitxml=results/junit.xml
 
 lint: venv verilator
-	hdl/lint.sh
+	PY=$(PY) hdl/lint.sh
 	$(PY) -m ruff check protocol testbed firmware_sim host tests cocotb_tests bench campaign
 
 bench: venv iverilog

@@ -21,6 +21,7 @@ from firmware_sim import accel
 from firmware_sim.accel.layout import Cell, Layout
 from firmware_sim.accel.regs import Reg
 from firmware_sim.accel.secded import code_for
+from testbed.sitemap_builds import bus_parts
 
 #: Sequencer state codes of scc_seq.v that a job point can name.
 STATE_PHASE = {2: "bias", 3: "stream", 4: "flush"}
@@ -60,7 +61,7 @@ class SccTb:
         self.code = code_for(dw) if self.ecc else None
         self.cw = dw + (self.code.check_bits if self.code else 0)
         self.layout = Layout(self.bank_words, self.cw, self.interleave)
-        self.parts = (dw + 31) // 32
+        self.parts = bus_parts(self.n)
         self.axil = AxiLiteMaster(
             AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk_i, dut.rst_ni, reset_active_level=False
         )
@@ -107,6 +108,22 @@ class SccTb:
         )
         return int(rtl.resp)
 
+    async def write_lanes(self, addr: int, value: int, lanes: range) -> int:
+        """Write only the byte lanes ``lanes`` of the word at ``addr`` (a contiguous run, as
+        the AXI4-Lite master issues a write of fewer than four bytes) over AXI4-Lite, and
+        to the model with the same WSTRB; the responses must agree."""
+        assert 0 <= lanes.start < lanes.stop <= 4 and lanes.step == 1, lanes
+        strobe = sum(1 << lane for lane in lanes)
+        data = (value & 0xFFFFFFFF).to_bytes(4, "little")[lanes.start : lanes.stop]
+        rtl = await self.axil.write((addr & ~3) + lanes.start, data)
+        wdata = int.from_bytes(data, "little") << (8 * lanes.start)
+        expected = self.model.bus_write(addr & ~3, wdata, strobe)
+        assert int(rtl.resp) == int(expected), (
+            f"write {addr:#07x} strobe {strobe:#06b}: RTL resp {int(rtl.resp)}, "
+            f"model {int(expected)}"
+        )
+        return int(rtl.resp)
+
     async def read(self, addr: int) -> int:
         """Read over AXI4-Lite and from the model; data and response must agree."""
         rtl = await self.axil.read(addr, 4)
@@ -138,9 +155,13 @@ class SccTb:
     def codeword(self, word: int) -> int:
         """The codeword of a scratchpad word as the RTL holds it, gathered from its cells."""
         value = 0
+        rows: dict[tuple[int, int], int] = {}
         for bit in range(self.cw):
             cell = self.layout.cell_of(word, bit)
-            value |= (int(self._row(cell.bank, cell.row).value) >> cell.cell & 1) << bit
+            key = (cell.bank, cell.row)
+            if key not in rows:
+                rows[key] = int(self._row(*key).value)
+            value |= (rows[key] >> cell.cell & 1) << bit
         return value
 
     def preload(self, words: dict[int, int]) -> None:
@@ -159,6 +180,18 @@ class SccTb:
                 rows[key] = rows[key] & ~(1 << cell.cell) | ((code >> bit & 1) << cell.cell)
         for (bank, row), value in rows.items():
             self._row(bank, row).value = value
+
+    def data_word(self, word: int) -> int:
+        """The data bits of a scratchpad word as the RTL holds it (check bits dropped)."""
+        return self.codeword(word) & ((1 << 8 * self.n) - 1)
+
+    def compare_words(self, words: list[int]) -> None:
+        """The codewords of some scratchpad words equal the model's (for scratchpads too
+        large to compare whole)."""
+        for word in words:
+            data, check = self.model.peek(word)
+            expected = (check << 8 * self.n) | data
+            assert self.codeword(word) == expected, f"word {word}: RTL differs from model"
 
     def compare_memory(self) -> None:
         """Every codeword of the scratchpad equals the model's."""

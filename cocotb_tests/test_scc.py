@@ -11,11 +11,16 @@ import numpy as np
 import pytest
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from cocotb_tests.sim import run
+from cocotb_tests import builds
+from cocotb_tests.sim import hdl_parameters, run
 from cocotb_tests.tb import SPM_BASE, SccTb
 from firmware_sim import accel
-from firmware_sim.accel import Epilogue, Reg
+from firmware_sim.accel import Epilogue, ErrCode, Reg, Resp, Status
 from firmware_sim.accel.packing import words_to_int
+from firmware_sim.accel.reference import gemm_reference
+
+#: Whether the build under simulation has the scrubber (its test is skipped otherwise).
+SCRUB = bool(hdl_parameters().get("SCRUB_EN", 1))
 
 # ---- helpers ------------------------------------------------------------------------
 
@@ -29,7 +34,9 @@ def random_matrix(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarra
 
 
 class Job:
-    """A GEMM placed in the scratchpad, loaded through the backdoor into RTL and model."""
+    """A GEMM placed in the scratchpad, loaded through the backdoor into RTL and model;
+    ``addresses`` (``a_addr=...``, ``c_addr=...``) places operands instead of the default
+    placement."""
 
     def __init__(self, tb: SccTb, m: int, k: int, ncols: int, *, seed: int, **opts) -> None:
         rng = np.random.default_rng(seed)
@@ -42,8 +49,9 @@ class Job:
         self.b = random_matrix(rng, (k, ncols))
         self.bias = rng.integers(-(2**31), 2**31, ncols).astype(np.int32)
         self.place = accel.place_operands(
-            tb.n, tb.bank_words, m, k, ncols, bias=self.bias_en, out_int32=self.out32
-        )
+            tb.n, tb.bank_words, m, k, ncols, bias=self.bias_en, out_int32=self.out32,
+            **opts.get("addresses", {}),
+        )  # fmt: skip
         words: dict[int, int] = {}
         for base, packed in (
             (self.place.a_addr, accel.pack_a(self.a, tb.n)),
@@ -77,6 +85,40 @@ class Job:
     def tiles(self, tb: SccTb) -> int:
         return -(-self.m // tb.n) * -(-self.ncols // tb.n)
 
+    def reference(self) -> np.ndarray:
+        """C as docs/REGISTERS.md "Arithmetic" computes it, without the model."""
+        return gemm_reference(self.a, self.b, self.bias if self.bias_en else None,
+                              relu=self.relu, shift=self.shift, out_int32=self.out32)  # fmt: skip
+
+    def period(self, tb: SccTb) -> int:
+        """Cycles of a STREAM period (docs/REGISTERS.md "Job schedule")."""
+        return max(self.k + 1, ((4 if self.out32 else 1) + 1) * tb.n + 1)
+
+    def cycles(self, tb: SccTb) -> int:
+        """CYCLES of the job run to its end, by the formula of docs/REGISTERS.md."""
+        w = 4 if self.out32 else 1
+        mb, nb = -(-self.m // tb.n), -(-self.ncols // tb.n)
+        v_last = self.m - (mb - 1) * tb.n
+        return 2 + 5 * self.bias_en * nb + self.period(tb) * mb * nb + tb.n + 1 + w * v_last
+
+    def c_of_rtl(self, tb: SccTb) -> np.ndarray:
+        """C read from the RTL's memory, unpacked by the layout of docs/REGISTERS.md."""
+        n, nb = tb.n, -(-self.ncols // tb.n)
+        words = [tb.data_word(self.place.c_addr + i) for i in range(self.place.c_words)]
+        raw = np.frombuffer(b"".join(w.to_bytes(n, "little") for w in words), np.uint8)
+        if self.out32:
+            # The four words of a row's column block are its int32 vector, little-endian.
+            return raw.view("<i4").reshape(self.m, nb * n)[:, : self.ncols]
+        return raw.view(np.int8).reshape(self.m, nb * n)[:, : self.ncols]
+
+    async def check_absolute(self, tb: SccTb) -> None:
+        """C, STATUS, CYCLES and MACS of a job that ran to its end, as docs/REGISTERS.md
+        computes them, with no help from the model."""
+        assert np.array_equal(self.c_of_rtl(tb), self.reference()), "C differs from A @ B"
+        assert await tb.read(int(Reg.STATUS)) == Status.DONE
+        assert await tb.read(int(Reg.CYCLES)) == self.cycles(tb)
+        assert await tb.read(int(Reg.MACS)) == self.m * self.ncols * self.k
+
 
 def random_shape(tb: SccTb, rng: np.random.Generator, biggest: int = 40) -> tuple[int, int, int]:
     """M, K, N that fit the scratchpad, not multiples of the array size as a rule."""
@@ -89,10 +131,14 @@ def random_shape(tb: SccTb, rng: np.random.Generator, biggest: int = 40) -> tupl
         return m, k, ncols
 
 
-async def job_done(tb: SccTb) -> None:
+async def job_done(tb: SccTb, job: Job | None = None) -> None:
+    """Wait for the job, compare RTL and model, and with ``job`` check the job's absolute
+    results too; then clear DONE and ERROR."""
     await tb.wait_done()
     await tb.compare_registers()
     tb.compare_memory()
+    if job is not None:
+        await job.check_absolute(tb)
     await tb.write(int(Reg.STATUS), 0x6)
 
 
@@ -121,16 +167,73 @@ async def registers_read_write_and_refusals(dut):
 
 @cocotb.test()
 async def scratchpad_window_round_trip(dut):
-    """Words written part by part through the window read back; past the end is refused."""
+    """Words written part by part through the window read back, the first and last words
+    of both banks among them; a corrected and an uncorrectable word at the banks' ends;
+    past the end is refused."""
     tb = SccTb(dut)
     await tb.start()
-    words = tb.rng.sample(range(2 * tb.bank_words), 40)
+    bw = tb.bank_words
+    ends = [0, bw - 1, bw, 2 * bw - 1]
+    inner = tb.rng.sample(range(1, bw - 1), 18) + tb.rng.sample(range(bw + 1, 2 * bw - 1), 18)
+    words = ends + inner
+    values = {word: tb.rng.getrandbits(8 * tb.n) for word in words}
     for word in words:
-        await tb.write_word(word, tb.rng.getrandbits(8 * tb.n))
+        await tb.write_word(word, values[word])
     for word in words:
-        await tb.read_word(word)
-    await tb.read(SPM_BASE + 4 * tb.parts * 2 * tb.bank_words)
-    await tb.write(SPM_BASE + 4 * tb.parts * 2 * tb.bank_words, 1)
+        assert await tb.read_word(word) == values[word], f"word {word}"
+    for word in ends:
+        assert tb.data_word(word) == values[word], f"word {word} is not where the RTL holds it"
+    if tb.ecc:
+        # One flipped bit at the end of bank 0, two flipped data bits at the end of bank 1.
+        top = 8 * tb.n - 1
+        await FallingEdge(dut.clk_i)
+        single = cells_of(tb, bw - 1, [tb.rng.randrange(tb.cw)])
+        tb.upset(single + cells_of(tb, 2 * bw - 1, [0, top]))
+        assert await tb.read_word(bw - 1) == values[bw - 1]
+        assert await tb.read_word(2 * bw - 1) == values[2 * bw - 1] ^ 1 ^ 1 << top
+        assert await tb.read(int(Reg.ECC_CORR)) == 1
+        assert await tb.read(int(Reg.ECC_UNCORR)) == 1
+    past = SPM_BASE + 4 * tb.parts * 2 * bw
+    if past < 1 << 20:  # a build that fills the window has no word past its end
+        await tb.read(past)
+        assert await tb.write(past, 1) == Resp.SLVERR
+    await tb.compare_registers()
+    tb.compare_memory()
+
+
+@cocotb.test()
+async def partial_writes_are_refused(dut):
+    """Writes with fewer than four byte strobes to a register, CTRL, a staged part and the
+    committing part of a scratchpad word: SLVERR, and nothing changes."""
+    tb = SccTb(dut)
+    await tb.start()
+    lane_runs = [range(0, 1), range(1, 2), range(3, 4), range(0, 2), range(2, 4), range(0, 3),
+                 range(1, 4)]  # fmt: skip
+    await tb.write(int(Reg.DIM_M), 0x123)
+    for lanes in lane_runs:
+        assert await tb.write_lanes(int(Reg.DIM_M), 0xFFFF_FFFF, lanes) == Resp.SLVERR
+        assert await tb.write_lanes(int(Reg.CTRL), 0x7, lanes) == Resp.SLVERR
+    assert await tb.read(int(Reg.DIM_M)) == 0x123  # neither written nor reset
+    assert await tb.read(int(Reg.STATUS)) == 0  # no job started
+    word = tb.bank_words + 3
+
+    def addr(part: int) -> int:
+        return SPM_BASE + 4 * (tb.parts * word + part)
+
+    value = tb.rng.getrandbits(8 * tb.n)
+    await tb.write_word(word, value)
+    for part in range(tb.parts):
+        for lanes in lane_runs:
+            assert await tb.write_lanes(addr(part), ~value >> 32 * part, lanes) == Resp.SLVERR
+    assert await tb.read_word(word) == value and tb.data_word(word) == value
+    if tb.parts > 1:
+        # A refused write to a staged part leaves the staged value for the commit.
+        new = tb.rng.getrandbits(8 * tb.n)
+        for part in range(tb.parts - 1):
+            await tb.write(addr(part), new >> 32 * part)
+        assert await tb.write_lanes(addr(0), ~new, range(0, 2)) == Resp.SLVERR
+        await tb.write(addr(tb.parts - 1), new >> 32 * (tb.parts - 1))
+        assert await tb.read_word(word) == new and tb.data_word(word) == new
     await tb.compare_registers()
     tb.compare_memory()
 
@@ -151,7 +254,7 @@ async def random_jobs_match_model(dut):
         tb.log.info("job %d: %d x %d x %d, epilogue %#x", i, m, k, ncols, job.epilogue)
         await job.program(tb)
         await tb.start_job()
-        await job_done(tb)
+        await job_done(tb, job)
 
 
 @cocotb.test()
@@ -164,7 +267,7 @@ async def epilogue_saturates_and_rounds(dut):
                   shift=shift)
         await job.program(tb)
         await tb.start_job()
-        await job_done(tb)
+        await job_done(tb, job)
 
 
 @cocotb.test()
@@ -241,7 +344,8 @@ async def single_bit_upsets_in_operands(dut):
     tb.upset([c for w in targets for c in cells_of(tb, w, [tb.rng.randrange(tb.cw)])])
     await job.program(tb)
     await tb.start_job()
-    await job_done(tb)
+    # With ECC every flipped bit is corrected on its way to the array.
+    await job_done(tb, job if tb.ecc else None)
 
 
 @cocotb.test()
@@ -255,6 +359,19 @@ async def double_bit_upset_ends_the_job(dut):
     tb.upset(cells_of(tb, word, tb.rng.sample(range(tb.cw), 2)))
     await job.program(tb)
     await tb.start_job()
+    await tb.wait_done()
+    if tb.ecc:
+        # Tile 2 (row block 2 of column block 0) reads the word once and ends the job:
+        # tiles 0 and 1 are written, nothing after them.
+        status = await tb.read(int(Reg.STATUS))
+        assert status == Status.DONE | Status.ERROR | ErrCode.ECC << 4
+        assert await tb.read(int(Reg.ECC_UNCORR)) == 1
+        cycles = 2 + 5 * job.bias_en + job.period(tb) * 3
+        assert await tb.read(int(Reg.CYCLES)) == cycles
+        c = job.c_of_rtl(tb)
+        written = 2 * tb.n
+        assert np.array_equal(c[:written, : tb.n], job.reference()[:written, : tb.n])
+        assert not c[written:].any() and not c[:, tb.n :].any()
     await job_done(tb)
 
 
@@ -335,13 +452,12 @@ async def tmr_copy_upsets_while_idle(dut):
         await tb.compare_registers()
 
 
+@cocotb.skipif(not SCRUB, reason="the build has no scrubber (SCRUB_EN = 0)")
 @cocotb.test()
 async def scrubber_repairs_single_bit_errors(dut):
     """Upsets across the scratchpad; after more than a pass the scrubber has repaired them."""
     tb = SccTb(dut)
     await tb.start()
-    if not tb.scrub:
-        return
     words = tb.rng.sample(range(2 * tb.bank_words), 12)
     await FallingEdge(dut.clk_i)
     cells = [c for w in words[:-1] for c in cells_of(tb, w, [tb.rng.randrange(tb.cw)])]
@@ -376,15 +492,7 @@ async def multi_bit_upset_of_adjacent_cells(dut):
 
 # ---- builds -------------------------------------------------------------------------------
 
-BUILDS = {
-    "n2": {"N": 2, "BANK_WORDS": 2048},
-    "n4": {"N": 4, "BANK_WORDS": 1024},
-    "n8": {"N": 8, "BANK_WORDS": 1024},
-    "n4-bare": {"N": 4, "BANK_WORDS": 1024, "ECC_EN": 0, "SCRUB_EN": 0, "TMR_EN": 0},
-    "n8-no-tmr": {"N": 8, "BANK_WORDS": 1024, "TMR_EN": 0},
-    "n2-no-scrub": {"N": 2, "BANK_WORDS": 2048, "SCRUB_EN": 0},
-    "n8-il4": {"N": 8, "BANK_WORDS": 512, "INTERLEAVE": 4},
-}
+BUILDS = builds.SCC
 
 
 @pytest.mark.rtl

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, Timer
 
+from cocotb_tests import builds
 from cocotb_tests.sim import hdl_parameters, run
 from cocotb_tests.tb import SccTb
 from cocotb_tests.test_scc import Job, random_shape
@@ -512,13 +513,7 @@ async def idle_scrubber_fix_without_its_read_writes_back_the_last_read(dut):
 
 # ---- builds -------------------------------------------------------------------------------
 
-BUILDS = {
-    "n4": {"N": 4, "BANK_WORDS": 256},
-    "n4-no-tmr": {"N": 4, "BANK_WORDS": 256, "TMR_EN": 0, "SCRUB_EN": 0},
-    "n2-bare-il2": {"N": 2, "BANK_WORDS": 256, "INTERLEAVE": 2, "ECC_EN": 0, "SCRUB_EN": 0,
-                    "TMR_EN": 0},  # fmt: skip
-    "n8-no-tmr-il4": {"N": 8, "BANK_WORDS": 256, "INTERLEAVE": 4, "TMR_EN": 0, "SCRUB_EN": 0},
-}
+BUILDS = builds.CONTROL_FAULTS
 
 
 @pytest.mark.rtl

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
+from cocotb_tests import builds
 from cocotb_tests.sim import hdl_parameters, run
 from cocotb_tests.test_scc import Job
 from cocotb_tests.test_scc_control_faults import ControlTb, clean_outcome
@@ -432,10 +433,7 @@ async def stuck_state_bit_runs_the_idle_sequencer_for_good(dut):
 
 # ---- builds -------------------------------------------------------------------------------
 
-BUILDS = {
-    "n4": {"N": 4, "BANK_WORDS": 256},
-    "n4-no-tmr": {"N": 4, "BANK_WORDS": 256, "TMR_EN": 0, "SCRUB_EN": 0},
-}
+BUILDS = builds.STUCK
 
 
 @pytest.mark.rtl

@@ -75,6 +75,6 @@ async def every_double_bit_error_is_detected(dut):
 
 
 @pytest.mark.rtl
-@pytest.mark.parametrize("dw", [16, 32, 64])
+@pytest.mark.parametrize("dw", [16, 32, 64, 128])
 def test_secded(dw: int) -> None:
     run("scc_secded_pair", "cocotb_tests.test_secded", {"DW": dw})

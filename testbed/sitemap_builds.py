@@ -197,13 +197,14 @@ def build_name(
 
 
 #: The builds whose site maps are kept in ``testbed/sitemaps/``: the default build, every
-#: parameter set the cocotb top-level tests run (array sizes 2, 4, 8; without any
+#: parameter set of the cocotb test_scc regression (array sizes 2, 4, 8, 16; without any
 #: protection, without TMR, without the scrubber; interleaved by 4), and a small build
 #: interleaved by 2 in which a simulation resolves every site by name.
 STANDARD_BUILDS: tuple[Build, ...] = (
     Build(n=2, bank_words=2048),
     Build(n=4, bank_words=1024),
     Build(n=8, bank_words=1024),
+    Build(n=16, bank_words=512),
     Build(n=4, bank_words=1024, ecc=False, scrub=False, tmr=False),
     Build(n=8, bank_words=1024, tmr=False),
     Build(n=2, bank_words=2048, scrub=False),

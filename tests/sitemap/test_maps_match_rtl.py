@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cocotb_tests.test_scc import BUILDS as COCOTB_BUILDS
+from cocotb_tests.builds import SCC as COCOTB_BUILDS
 from testbed import sitemap_gen
 from testbed.sitemap import MAPS_DIR, SiteMapError
 from testbed.sitemap_builds import STANDARD_BUILDS, Build
