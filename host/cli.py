@@ -499,6 +499,9 @@ def check_run(args: argparse.Namespace) -> None:
     args.a, args.b = _operands(args)
     args.bias_values = _load_npy(args.bias, "the bias", np.int32) if args.bias else None
     if args.output:
+        # np.save adds the suffix a name lacks: check, and name, the file it writes.
+        if not args.output.endswith(".npy"):
+            args.output += ".npy"
         writable(args.output, "-o")
     fid = FunctionId.RUN_LAYER if args.layer else FunctionId.RUN_GEMM
     try:

@@ -16,6 +16,9 @@ from protocol.errors import PacketError
 from protocol.payloads import (
     FAULT_SITES,
     FAULT_WIDTHS,
+    MAX_DUMP_LEN,
+    MAX_FAULT_RECORDS,
+    MAX_LIST_COUNT,
     ONE_BIT_SITES,
     PARAM_SPECS,
     POINT_OFFSETS,
@@ -186,15 +189,15 @@ def _memory_field(app: bytes, at: int) -> str | None:
     if at == 5:
         length = _value(app, 5, "H")
         return (
-            f"length {length} of {memory} is 0, longer than one dump (2016 octets), or not a "
-            "whole number of words"
+            f"length {length} of {memory} is 0, longer than one dump ({MAX_DUMP_LEN} octets), "
+            "or not a whole number of words"
         )
     return None
 
 
 def _parameter_field(app: bytes, at: int) -> str | None:
     if at == 0:
-        return f"{_value(app, 0, 'B')} parameters in one TC: 1..64"
+        return f"{_value(app, 0, 'B')} parameters in one TC: 1..{MAX_LIST_COUNT}"
     r = Reader(app)
     try:
         for _ in range(r.u8("count")):
@@ -249,7 +252,7 @@ def _record_field(rec: FaultRecord, rel: int) -> tuple[str, int | str] | None:
 
 def _fault_field(app: bytes, at: int) -> str | None:
     if at == 0:
-        return f"{_value(app, 0, 'B')} fault records in one TC: 1..32"
+        return f"{_value(app, 0, 'B')} fault records in one TC: 1..{MAX_FAULT_RECORDS}"
     found = [(i, start, rec) for i, (start, rec) in enumerate(_records(app)) if start <= at]
     if not found:
         return None
