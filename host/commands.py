@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 from host.errors import CommandError, CommandFailed, CommandTimeout
+from host.failures import explain
 from host.names import tc_name
 from host.stage import Stage
 from protocol.auth import is_hazardous, sign_tc
@@ -436,9 +437,11 @@ class Tracker:
             code = FailureCode(code)
         except ValueError:
             pass  # a newer peer's code: shown as a number
+        tc = self.command
         self.result = CommandFailed(
             command=self.name, stage=stage, code=code, data=data, request_id=self.request_id,
             port=self.port, step=step, note=note,
+            words=explain(code, data, tc.service, tc.app_data),
         )  # fmt: skip
 
     def _timeout(self, stage: Stage, waited: float, now: float) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from host.failures import explain
 from host.stage import Stage
 from protocol.codes import FailureCode
 from protocol.request_id import RequestId
@@ -66,7 +67,9 @@ class CommandError(HostError):
 
 
 class CommandFailed(CommandError):
-    """The target reported a failure (TM[1,2], [1,4], [1,6] or [1,8])."""
+    """The target reported a failure (TM[1,2], [1,4], [1,6] or [1,8]). The message says it
+    in ``words`` (``host.failures.explain`` of the TC it answers; by default the code's
+    meaning), then the code and the failure data as received."""
 
     def __init__(
         self,
@@ -79,11 +82,13 @@ class CommandFailed(CommandError):
         port: str,
         step: int | None = None,
         note: str = "",
+        words: str | None = None,
     ) -> None:
         where = f"{stage.value} step {step}" if step is not None else stage.value
+        self.words = explain(code, data) if words is None else words
         message = (
-            f"{command} ({request_id}) on {port} failed at {where}: {describe_code(code)}, "
-            f"failure data {data.hex(' ') if data else '(none)'}"
+            f"{command} ({request_id}) on {port} failed at {where}: {self.words} "
+            f"({describe_code(code)}, failure data {data.hex(' ') if data else '(none)'})"
         )
         if note:
             message += f"; {note}"

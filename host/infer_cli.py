@@ -1,27 +1,25 @@
-"""``hil infer [WORKLOAD]``: a workload's test set through the chip, checked and measured."""
+"""``hil infer [WORKLOAD]``: a workload's test set through the chip, checked and measured.
+
+The workload modules (and rich's progress bar) are imported when the command runs, not
+with the parser: every other ``hil`` command starts without loading them.
+"""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from typing import TYPE_CHECKING
 
 from host.errors import HostError, UsageError
-from host.infer import Inference, InferenceResult, plan_memory
 from host.target import Target
 from testbed.config import ConfigError
-from workload.float_model import float_accuracy
-from workload.format import load_workload
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from host.infer import InferenceResult
 
 WORKLOADS = Path("configs") / "workloads"
 SHIPPED = Path(__file__).resolve().parents[1] / WORKLOADS
@@ -69,6 +67,15 @@ def report(result: InferenceResult, float_acc: float | None) -> list[str]:
 
 
 def _bar(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
     progress = Progress(
         TextColumn("[bold]infer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         TimeRemainingColumn(), console=console, disable=not console.is_terminal,
@@ -83,6 +90,12 @@ def _bar(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
 
 def cmd_infer(args: argparse.Namespace, with_target: Callable) -> int:
     """Check the workload and the arguments, then open the link and run."""
+    from rich.console import Console
+
+    from host.infer import Inference, plan_memory
+    from workload.float_model import float_accuracy
+    from workload.format import load_workload
+
     workload = load_workload(workload_path(args.workload))
     if args.batch < 1:
         raise UsageError(f"--batch must be at least 1, got {args.batch}")

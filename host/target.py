@@ -20,6 +20,7 @@ import numpy as np
 
 from host.commands import Completion
 from host.errors import CommandError, CommandFailed, HostError
+from host.failures import FAULT_REFUSALS, MAX_DIM
 from host.history import NOW, Received, Start
 from host.history import event as event_predicate
 from host.link import Link
@@ -28,9 +29,7 @@ from protocol.codes import (
     AckFlags,
     EventId,
     EventSubtype,
-    FailureCode,
     FaultInjectionSubtype,
-    FaultKind,
     FunctionId,
     HousekeepingSubtype,
     MemoryId,
@@ -41,7 +40,6 @@ from protocol.codes import (
     TestSubtype,
 )
 from protocol.crc import crc16_ccitt_false
-from protocol.errors import PacketError
 from protocol.packets import MAX_TC_APP_DATA, Telemetry
 from protocol.payloads import (
     JOB_HEADER_LEN,
@@ -69,7 +67,6 @@ from protocol.payloads import (
     parameter_ids,
     parameter_values,
     read_fault_list,
-    read_fault_refusal,
     read_parameter_values,
 )
 
@@ -97,13 +94,136 @@ def _chunks(address: int, length: int, size: int) -> list[tuple[int, int]]:
     return [(address + pos, min(size, length - pos)) for pos in range(0, length, size)]
 
 
-def _int8_matrix(name: str, value: object) -> np.ndarray:
+def integer_array(name: str, value: object, dtype: type[np.integer]) -> np.ndarray:
+    """``value`` (``name``d in errors) as an array of ``dtype``. Floats are taken only when
+    every one is a whole number: a fraction is refused, never truncated; so are values
+    outside the type, and anything not a number."""
     m = np.asarray(value)
+    info = np.iinfo(dtype)
+    allowed = f"integers ({info.min}..{info.max})"
+    if m.dtype.kind == "f":
+        broken = ~np.isfinite(m) | (m != np.round(m))
+        if broken.any():
+            at = [int(i) for i in np.argwhere(broken)[0]]
+            raise ValueError(
+                f"{name} holds {m.dtype} values that are not whole numbers ({m[tuple(at)]} at "
+                f"{at}); it must hold {allowed}: round and convert it first if that is meant"
+            )
+    elif m.dtype.kind not in "iub":
+        raise ValueError(f"{name} holds {m.dtype} values; it must hold {allowed}")
+    if m.size and (m.min() < info.min or m.max() > info.max):
+        raise ValueError(
+            f"{name} must hold {info.dtype} values ({info.min}..{info.max}), "
+            f"got {m.min()}..{m.max()}"
+        )
+    return m.astype(dtype)
+
+
+def _int8_matrix(name: str, value: object) -> np.ndarray:
+    m = integer_array(name, value, np.int8)
     if m.ndim != 2:
         raise ValueError(f"{name} must be a 2-D matrix, got shape {m.shape}")
-    if m.size and (m.min() < -128 or m.max() > 127):
-        raise ValueError(f"{name} must hold int8 values (-128..127), got {m.min()}..{m.max()}")
-    return m.astype(np.int8)
+    for what, size in zip(("rows", "columns"), m.shape, strict=True):
+        if not 1 <= size <= MAX_DIM:
+            raise ValueError(f"{name} has {size} {what}: a job's M, K and N are 1..{MAX_DIM}")
+    return m
+
+
+def check_memory_range(
+    memory: MemoryId | int, address: int, length: int, size: int, word: int = 1
+) -> None:
+    """ValueError unless ``length`` octets from ``address`` lie in a memory of ``size``
+    octets, in whole words of ``word`` octets (the scratchpad's N, ICD 15.5): what a load
+    or a dump checks before its first chunk, so that none is sent in vain."""
+    name = _memory_name(memory)
+    if not 0 <= address < size:
+        raise ValueError(
+            f"address {address:,} is outside {name}: 0..{size - 1:,} ({size:,} octets)"
+        )
+    if not 1 <= length <= size - address:
+        raise ValueError(
+            f"{length:,} octets at {address:,} do not fit {name} ({size:,} octets): the "
+            f"length must be 1..{size - address:,} from there"
+        )
+    for what, value in (("address", address), ("length", length)):
+        if value % word:
+            raise ValueError(
+                f"{what} {value:,} is not a whole number of {word}-octet words: {name} is "
+                f"read and written by word (N = {word})"
+            )
+
+
+def k_limit(array_n: int, bank_words: int, m: int, n: int, bias: bool, out_int32: bool) -> int:
+    """The largest K of an M x K x N job from FIRMWARE_RAM or inline operands on a chip of
+    array size ``array_n`` and ``bank_words`` words a bank: its blocks of min(M, N) rows
+    need K words of A in bank 0 and of B in bank 1, and room for C (and the bias) beside
+    one of them; K is never split (ICD 15.6, "Tiling")."""
+    return bank_words - max((4 if out_int32 else 1) * min(m, array_n), 4 if bias else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class JobLayout:
+    """A job as ``Target.run_gemm`` / ``run_layer`` send it: its operands and where they
+    and C go in FIRMWARE_RAM (octet addresses; inline operands travel in the TC)."""
+
+    m: int
+    k: int
+    n: int
+    operands: bytes
+    inline: bool
+    a_addr: int
+    b_addr: int
+    bias_addr: int
+    c_addr: int
+    c_len: int
+
+
+def job_layout(
+    fid: FunctionId,
+    a: object,
+    b: object,
+    bias: object | None = None,
+    *,
+    out_int32: bool,
+    ram_base: int = 0,
+    inline: bool | None = None,
+) -> JobLayout:
+    """Check a job's operands on the host and place them (nothing is sent); ValueError
+    names what is wrong: not int8 matrices (int32 for the bias), shapes that do not
+    match, dimensions outside 1..4095, or more than FIRMWARE_RAM holds."""
+    am, bm = _int8_matrix("A", a), _int8_matrix("B", b)
+    (m, k), (k2, n) = am.shape, bm.shape
+    if k != k2:
+        raise ValueError(f"A is {m} x {k} and B is {k2} x {n}: K differs")
+    bias_bytes = b""
+    if bias is not None:
+        bv = integer_array("the bias", bias, np.int32).reshape(-1)
+        if bv.shape != (n,):
+            raise ValueError(f"the bias must hold N = {n} values, got {bv.size}")
+        bias_bytes = bv.astype(">i4").tobytes()
+    c_len = m * n * (4 if out_int32 else 1)
+    operands = am.tobytes() + bm.tobytes() + bias_bytes
+    header = JOB_HEADER_LEN if fid == FunctionId.RUN_GEMM else LAYER_HEADER_LEN
+    fits = header + len(operands) <= MAX_TC_APP_DATA
+    if inline is None:
+        inline = fits
+    elif inline and not fits:
+        raise ValueError(f"{len(operands)} octets of operands do not fit one TC inline")
+    a_addr = b_addr = bias_addr = 0
+    if inline:
+        c_addr = ram_base
+    else:
+        a_addr = ram_base
+        b_addr = a_addr + am.size
+        bias_addr = b_addr + bm.size
+        c_addr = bias_addr + len(bias_bytes)
+        c_addr += -c_addr % 4
+    if c_addr + c_len > FIRMWARE_RAM_SIZE:
+        raise ValueError(
+            f"operands and result need {c_addr + c_len - ram_base:,} octets of FIRMWARE_RAM "
+            f"from {ram_base}; it has {FIRMWARE_RAM_SIZE:,}"
+        )
+    return JobLayout(m, k, n, operands, inline, a_addr, b_addr, bias_addr, c_addr, c_len)
 
 
 class Target:
@@ -112,7 +232,7 @@ class Target:
     def __init__(self, link: Link) -> None:
         self.link = link
         self._job_ids = itertools.count(random.randrange(1, 0x8000))
-        self._array_n: int | None = None
+        self._scratchpad: tuple[int, int] | None = None
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -248,9 +368,44 @@ class Target:
 
     def array_n(self) -> int:
         """The systolic array size N (HK ACCELERATOR), read once."""
-        if self._array_n is None:
-            self._array_n = int(self.housekeeping(HkStructure.ACCELERATOR)["array_n"])
-        return self._array_n
+        return self.scratchpad()[0]
+
+    def scratchpad(self) -> tuple[int, int]:
+        """The array size N and the scratchpad's words (N octets each; two banks), from HK
+        ACCELERATOR, read once."""
+        if self._scratchpad is None:
+            hk = self.housekeeping(HkStructure.ACCELERATOR)
+            self._scratchpad = int(hk["array_n"]), int(hk["spm_words"])
+        return self._scratchpad
+
+    def memory_size(self, memory: MemoryId | int) -> int:
+        """Octets of ``memory`` (the scratchpad's read from the target once)."""
+        if memory == MemoryId.ACCEL_SCRATCHPAD:
+            n, words = self.scratchpad()
+            return n * words
+        return FIRMWARE_RAM_SIZE
+
+    def check_range(self, memory: MemoryId | int, address: int, length: int) -> None:
+        """``check_memory_range`` with the target's sizes (the scratchpad's read once)."""
+        word = self.array_n() if memory == MemoryId.ACCEL_SCRATCHPAD else 1
+        check_memory_range(memory, address, length, self.memory_size(memory), word)
+
+    def check_fits(self, m: int, k: int, n: int, *, bias: bool, out_int32: bool) -> None:
+        """ValueError, with the words each part needs, unless an M x K x N job from
+        FIRMWARE_RAM fits the target's scratchpad at least in blocks (ICD 15.6)."""
+        array_n, words = self.scratchpad()
+        bank = words // 2
+        most = k_limit(array_n, bank, m, n, bias, out_int32)
+        if k <= most:
+            return
+        rows = min(m, array_n)
+        c_words = (4 if out_int32 else 1) * rows
+        raise ValueError(
+            f"the job does not fit in the scratchpad: a block of {rows} rows needs K = {k:,} "
+            f"words of A in bank 0 and of B in bank 1, and {c_words} of C"
+            f"{' and 4 of the bias' if bias else ''} beside them; a bank has {bank:,} words. "
+            f"K is never split: it can be at most {max(most, 0):,} for this job"
+        )
 
     def load(
         self,
@@ -429,8 +584,8 @@ class Target:
         (and ``bias``), its C written at ``c`` (ICD 15.6); nothing is loaded or read back,
         so that layers chain through the target's memory."""
         for name, value in (("M", m), ("K", k), ("N", n)):
-            if not 1 <= value <= 4095:
-                raise ValueError(f"{name} must be 1..4095, got {value}")
+            if not 1 <= value <= MAX_DIM:
+                raise ValueError(f"{name} must be 1..{MAX_DIM}, got {value}")
         if not 0 <= shift <= 31:
             raise ValueError(f"shift must be 0..31, got {shift}")
         flags = layer_flags(bias is not None, relu, out_int32)
@@ -455,52 +610,25 @@ class Target:
         inline: bool | None,
         progress: Progress | None,
     ) -> np.ndarray:
-        am, bm = _int8_matrix("A", a), _int8_matrix("B", b)
-        (m, k), (k2, n) = am.shape, bm.shape
-        if k != k2:
-            raise ValueError(f"A is {m} x {k} and B is {k2} x {n}: K differs")
-        bias_bytes = b""
-        if bias is not None:
-            bv = np.asarray(bias).reshape(-1)
-            if bv.shape != (n,):
-                raise ValueError(f"bias must hold N = {n} values, got {bv.size}")
-            bias_bytes = bv.astype(">i4").tobytes()
         out_int32 = bool(flags & LayerFlags.OUT_INT32)
-        c_len = m * n * (4 if out_int32 else 1)
-        operands = am.tobytes() + bm.tobytes() + bias_bytes
-        header = JOB_HEADER_LEN if fid == FunctionId.RUN_GEMM else LAYER_HEADER_LEN
-        fits = header + len(operands) <= MAX_TC_APP_DATA
-        if inline is None:
-            inline = fits
-        elif inline and not fits:
-            raise ValueError(f"{len(operands)} octets of operands do not fit one TC inline")
+        plan = job_layout(fid, a, b, bias, out_int32=out_int32, ram_base=ram_base,
+                          inline=inline)  # fmt: skip
+        self.check_fits(plan.m, plan.k, plan.n, bias=bias is not None, out_int32=out_int32)
         job_id = self.next_job_id() if job_id is None else job_id
-        a_addr = b_addr = bias_addr = 0
-        if inline:
-            c_addr = ram_base
-            source, payload = OperandSource.INLINE, operands
-        else:
-            a_addr = ram_base
-            b_addr = a_addr + am.size
-            bias_addr = b_addr + bm.size
-            c_addr = bias_addr + len(bias_bytes)
-            c_addr += -c_addr % 4
-            source, payload = OperandSource.FIRMWARE_RAM, b""
-        if c_addr + c_len > FIRMWARE_RAM_SIZE:
-            raise ValueError(
-                f"operands and result need {c_addr + c_len - ram_base} octets of FIRMWARE_RAM "
-                f"from {ram_base}; it has {FIRMWARE_RAM_SIZE}"
-            )
-        if not inline:
-            self.load(MemoryId.FIRMWARE_RAM, a_addr, operands, progress=progress)
+        source = OperandSource.INLINE if plan.inline else OperandSource.FIRMWARE_RAM
+        if not plan.inline:
+            self.load(MemoryId.FIRMWARE_RAM, plan.a_addr, plan.operands, progress=progress)
         self.send(
             Service.FUNCTION_MANAGEMENT, 1,
-            job(fid, job_id, source, m, k, n, a=a_addr, b=b_addr, c=c_addr, bias=bias_addr,
-                flags=flags, shift=shift, inline=payload),
+            job(fid, job_id, source, plan.m, plan.k, plan.n, a=plan.a_addr, b=plan.b_addr,
+                c=plan.c_addr, bias=plan.bias_addr, flags=flags, shift=shift,
+                inline=plan.operands if plan.inline else b""),
         )  # fmt: skip
-        raw = self.dump(MemoryId.FIRMWARE_RAM, c_addr, c_len)
+        raw = self.dump(MemoryId.FIRMWARE_RAM, plan.c_addr, plan.c_len)
         dtype = ">i4" if out_int32 else "i1"
-        return np.frombuffer(raw, dtype=dtype).reshape(m, n).astype(dtype.replace(">", "<"))
+        return np.frombuffer(raw, dtype=dtype).reshape(plan.m, plan.n).astype(
+            dtype.replace(">", "<")
+        )
 
     def abort_job(self) -> None:
         """ABORT_JOB: the running job and every queued one end with JOB_ABORTED."""
@@ -532,7 +660,7 @@ class Target:
         boot = self.await_event(EventId.BOOT, timeout=timeout, start=mark)
         if boot is None:
             raise ReportMissing(f"{self.link.port}: no BOOT event within {timeout} s of RESET")
-        self._array_n = None
+        self._scratchpad = None
         return boot
 
     # --- service 20 ---------------------------------------------------------------------------
@@ -573,8 +701,8 @@ class Target:
         firmware RAM (ICD 15.8).
 
         A record the target cannot apply is refused (``CommandFailed`` with a code of
-        ``FAULT_REFUSALS`` whose note names the record and why). A NEXT_JOB record is
-        only armed: the job it waits for reports whether it was injected
+        ``FAULT_REFUSALS`` whose words name the record, its field and why). A NEXT_JOB
+        record is only armed: the job it waits for reports whether it was injected
         (``JobFaults``)."""
         recs = list(records)
         if not recs:
@@ -609,15 +737,6 @@ class Target:
         return read_fault_list(tm.source_data)
 
 
-FAULT_REFUSALS: dict[int, str] = {
-    FailureCode.FAULT_SITE_ABSENT: "this build of the chip has no such site",
-    FailureCode.FAULT_NOT_PREDICTABLE: (
-        "the target cannot apply that site at that timing as this build would behave"
-    ),
-    FailureCode.FAULT_POINT_UNREACHABLE: "no job of this build has that point",
-}
-"""Failure codes of a fault record that cannot be applied, and what each means."""
-
 
 @dataclass(frozen=True, slots=True)
 class JobFaults:
@@ -630,24 +749,12 @@ class JobFaults:
 
 
 def _fault_refused(exc: CommandFailed, records: list[FaultRecord], first: int) -> CommandFailed:
-    """``exc`` with a note naming the refused record, when its code is a fault refusal."""
-    why = FAULT_REFUSALS.get(exc.code)
-    if why is None:
-        return exc
-    try:
-        offset, index = read_fault_refusal(exc.data)
-    except PacketError:
-        return exc  # failure data of a newer peer: the code alone
-    rec = records[first + index] if first + index < len(records) else None
-    what = f"record {first + index}" + (
-        f" ({FaultKind(rec.kind).name} at {rec.site_class.name})"
-        if rec is not None and rec.kind in FaultKind._value2member_map_ else ""
-    )  # fmt: skip
-    return CommandFailed(
-        command=exc.command, stage=exc.stage, code=exc.code, data=exc.data,
-        request_id=exc.request_id, port=exc.port, step=exc.step,
-        note=f"{what} cannot be injected: {why} (field at octet {offset})",
-    )  # fmt: skip
+    """``exc`` with a note saying which of ``records`` its TC held, when it was not the
+    first TC: the refusal numbers records from 0 in its own TC."""
+    if exc.code in FAULT_REFUSALS and first:
+        last = min(first + MAX_FAULT_RECORDS, len(records)) - 1
+        exc.add_note(f"that TC held records {first}..{last} of the {len(records)} given")
+    return exc
 
 
 def _memory_name(memory: int) -> str:

@@ -1,4 +1,8 @@
-"""``hil campaign run FILE`` and ``hil campaign report DIR``."""
+"""``hil campaign run FILE`` and ``hil campaign report DIR``.
+
+The campaign modules (and rich's progress bars) are imported by the commands that use
+them, not with the parser: every other ``hil`` command starts without loading them.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +11,15 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-
-from campaign.mission import run_soaks
-from campaign.outcome import CLASSES, Outcome
-from campaign.runner import CAMPAIGN, CampaignError, CampaignRun, default_workers
+from host.arguments import MAX_BAUD, integer
 from testbed.config.campaign import BACKENDS, SIMULATORS, load_campaign
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from campaign.runner import CampaignRun
 
 LOG_EVERY_S = 10.0
 """Seconds between progress lines when stderr is no terminal (a CI log)."""
@@ -32,6 +30,16 @@ class CampaignProgress:
     line every ``LOG_EVERY_S`` when stderr is not a terminal."""
 
     def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self.console = Console(stderr=True)
         self.live = self.console.is_terminal
         self.started = time.monotonic()
@@ -52,6 +60,8 @@ class CampaignProgress:
         self.progress.stop()
 
     def __call__(self, run: CampaignRun) -> None:
+        from campaign.outcome import CLASSES, Outcome
+
         counts = run.counts()
         done, total = run.done_total(), run.planned_total()
         rate = sum(counts.values()) / max(time.monotonic() - self.started, 1e-6)
@@ -66,9 +76,12 @@ class CampaignProgress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run a campaign file into its directory, then write its report."""
+    from rich.console import Console
+
     from campaign.analysis import analyse
+    from campaign.mission import run_soaks
     from campaign.report import write_report
-    from campaign.runner import run_campaign
+    from campaign.runner import CampaignError, default_workers, run_campaign
 
     campaign = load_campaign(args.file)
     if args.simulator is not None:
@@ -119,6 +132,7 @@ def soak_progress(console: Console):
 def on_port(campaign, port: str, baud: int | None):
     """The campaign run on the board at ``port`` (over the link): the build it names must
     be one, the board's."""
+    from campaign.runner import CampaignError
     from testbed.config.target import PORT_FORMAT, BoardTarget
 
     builds = campaign.build_list()
@@ -138,6 +152,8 @@ def on_port(campaign, port: str, baud: int | None):
 def campaign_of(directory: Path):
     """The campaign a directory's runs belong to (on the board they ran on, if any), and
     its ``campaign.json``."""
+    from campaign.runner import CAMPAIGN, CampaignError
+
     meta_path = directory / CAMPAIGN
     if not meta_path.exists():
         raise CampaignError(f"{directory} holds no campaign ({CAMPAIGN} is missing)")
@@ -151,6 +167,7 @@ def campaign_of(directory: Path):
 def cmd_report(args: argparse.Namespace) -> int:
     """Write the report of the runs a campaign directory holds (finished or not)."""
     from campaign.analysis import analyse
+    from campaign.mission import run_soaks
     from campaign.report import write_report
     from campaign.runner import prepare
 
@@ -164,7 +181,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     """Run one injection of a campaign directory again and say how it ended."""
-    from campaign.runner import backend_for, close_backends
+    from campaign.runner import CampaignError, backend_for, close_backends
     from testbed.sitemap_builds import Build, BuildError
 
     campaign, meta = campaign_of(args.dir)
@@ -198,6 +215,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_crosscheck(args: argparse.Namespace) -> int:
     """The campaign's injections on the model and over the link; 1 if any ended otherwise."""
+    from campaign.runner import default_workers
     from host.campaign.crosscheck import crosscheck
 
     campaign = load_campaign(args.file)
@@ -253,7 +271,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--port", metavar="PORT",
                    help="run over the link on the board (or `hil sim` chip) at this serial "
                    "port, TEST mode; the campaign must name its one build")  # fmt: skip
-    r.add_argument("--baud", type=int, help="the board's baud rate (default the link's)")
+    r.add_argument("--baud", type=integer(1, MAX_BAUD),
+                   help="the board's baud rate (default the link's)")
     r.add_argument("--resume", action="store_true",
                    help="go on with the runs DIR holds (the same campaign only)")  # fmt: skip
     r.set_defaults(run=cmd_run)
@@ -275,7 +294,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="run the second time over the serial link on the target file's chip "
                    "(the flight software too) instead of on the RTL directly")  # fmt: skip
     x.add_argument("--port", metavar="PORT", help="check the board at this serial port instead")
-    x.add_argument("--baud", type=int, help="the board's baud rate (default the link's)")
+    x.add_argument("--baud", type=integer(1, MAX_BAUD),
+                   help="the board's baud rate (default the link's)")
     x.set_defaults(run=cmd_crosscheck)
     p = csub.add_parser("replay", help="run one injection of DIR again, from its record")
     p.add_argument("dir", type=Path, help="a campaign's directory")
