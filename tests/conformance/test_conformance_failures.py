@@ -274,10 +274,17 @@ def test_abort_ends_a_running_job(hil: IntegrationApi, clean_faults: Target) -> 
                                timing=FaultTiming.NEXT_JOB)])  # fmt: skip
     app = job(1, 33, OperandSource.INLINE, 1, 1, 1, inline=b"\x01\x01")
     aborted_before = hil.housekeeping()["jobs_aborted"]
-    running: Future = hil.link.submit(Service.FUNCTION_MANAGEMENT, 1, app)
-    hil.assert_event(EventId.JOB_STARTED, {"job_id": 33})
-    target.abort_job()
-    error = running.exception(timeout=5)
+    # The hung job must still be running when the abort arrives, however slow the target
+    # (a simulated RTL on a loaded machine): its watchdog waits longer than the test does.
+    timeout_ms = target.get_parameter(ParamId.JOB_TIMEOUT)
+    target.set_parameter(ParamId.JOB_TIMEOUT, 60_000)
+    try:
+        running: Future = hil.link.submit(Service.FUNCTION_MANAGEMENT, 1, app)
+        hil.assert_event(EventId.JOB_STARTED, {"job_id": 33})
+        target.abort_job()
+        error = running.exception(timeout=30)
+    finally:
+        target.set_parameter(ParamId.JOB_TIMEOUT, timeout_ms)
     assert isinstance(error, CommandFailed)
     hil.assert_failure(error, code=F.JOB_ABORTED)
     assert hil.housekeeping()["jobs_aborted"] == aborted_before + 1
