@@ -351,7 +351,7 @@ EVENT_FIELDS: Final[dict[EventId, tuple[FieldSpec, ...]]] = {
     EventId.MODE_CHANGED: _fields("from_mode B Mode; to_mode B Mode; autonomous B bool"),
     EventId.SAFE_MODE_ENTERED: _fields("anomalies B; window_s H s; last_event H EventId"),
     EventId.WATCHDOG_RESET: _fields("watchdog_resets I"),
-    EventId.LINK_PACKET_REJECTED: _fields("reason B; since H; total I"),
+    EventId.LINK_PACKET_REJECTED: _fields("reason B; since I; total I"),
     EventId.AUTH_FAILURE: _fields("request_id I; failure_code H FailureCode; key_id H"),
     EventId.JOB_STARTED: _fields("job_id H; function H FunctionId; m H; k H; n H"),
     EventId.JOB_COMPLETED: _fields(
