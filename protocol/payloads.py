@@ -282,6 +282,18 @@ class FieldSpec:
     unit: str = "-"
 
 
+def int_range(fmt: str) -> tuple[int, int]:
+    """Smallest and largest value of the integer struct format ``fmt`` (lower case: signed)."""
+    bits = 8 * struct.calcsize("!" + fmt)
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if fmt.islower() else (0, (1 << bits) - 1)
+
+
+def saturate(value: float, fmt: str) -> int:
+    """``value`` as the integer type ``fmt``, rounded and saturated rather than wrapped."""
+    lo, hi = int_range(fmt)
+    return max(lo, min(hi, round(value)))
+
+
 def _fields(spec: str) -> tuple[FieldSpec, ...]:
     """``"uptime I s; mode B Mode"`` -> field specs (the unit may contain spaces)."""
     out = []

@@ -14,7 +14,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocol.codes import EVENT_SEVERITY, EventId, EventSubtype, FailureCode, Service, Severity
-from protocol.payloads import EVENT_FIELDS, EventSelector, ParamId, Reader, out_of_range, refuse
+from protocol.payloads import (
+    EVENT_FIELDS,
+    EventSelector,
+    ParamId,
+    Reader,
+    int_range,
+    out_of_range,
+    refuse,
+    saturate,
+)
 
 if TYPE_CHECKING:
     from firmware_sim.services.parameters import ParameterStore
@@ -32,19 +41,12 @@ RATE_LIMITED_FROM_SCRUBBER = frozenset({E.EDAC_UNCORRECTABLE})
 NO_JOB = 0xFFFF
 
 
-def _field_max(fmt: str) -> int:
-    return (1 << (8 * struct.calcsize("!" + fmt) - (1 if fmt.islower() else 0))) - 1
-
-
 def pack_aux(event_id: EventId, values: tuple) -> bytes:
     """The auxiliary data of an event with fixed fields; counts saturate at their type's
     largest value instead of wrapping."""
     fields = EVENT_FIELDS[event_id]
     fmt = "!" + "".join(f.fmt for f in fields)
-    fitted = tuple(
-        min(int(v), _field_max(f.fmt)) if f.fmt and f.fmt in "BHI" else v
-        for f, v in zip(fields, values, strict=True)
-    )
+    fitted = (saturate(v, f.fmt) for f, v in zip(fields, values, strict=True))
     return struct.pack(fmt, *fitted)
 
 
@@ -52,7 +54,7 @@ def since_max(event_id: EventId) -> int | None:
     """The largest count the event's ``since`` field holds, or None if it has none."""
     for f in EVENT_FIELDS[event_id]:
         if f.name == "since":
-            return _field_max(f.fmt)
+            return int_range(f.fmt)[1]
     return None
 
 
