@@ -390,19 +390,26 @@ class FlightSoftware:
         d_uncorr = e.uncorr.update(c.ecc_uncorr)
         d_tmr = e.tmr.update(c.tmr_mismatch)
         d_passes = e.passes.update(c.scrub_passes)
+        # A held-back report is built when it is sent: its totals are those of that moment
+        # (after a CLEAR_COUNTERS, the new ones).
         if d_corr:
-            ev.limited(EventId.EDAC_CORRECTED, d_corr, lambda since: (spm, since, e.corr.total))
+            ev.limited(
+                EventId.EDAC_CORRECTED, d_corr,
+                lambda since: (spm, since, self.edac.corr.total),
+            )  # fmt: skip
         if d_uncorr and now_address is not None:
             ev.raise_event(EventId.EDAC_UNCORRECTABLE, spm, now_address, e.uncorr.total)
         elif d_uncorr:
             ev.limited(
                 EventId.EDAC_UNCORRECTABLE, d_uncorr,
-                lambda since: (spm, NO_ADDRESS, e.uncorr.total),
+                lambda since: (spm, NO_ADDRESS, self.edac.uncorr.total),
             )  # fmt: skip
         if d_tmr:
-            ev.limited(EventId.TMR_MISMATCH, d_tmr, lambda since: (since, e.tmr.total))
+            ev.limited(EventId.TMR_MISMATCH, d_tmr, lambda since: (since, self.edac.tmr.total))
         if d_passes:
-            ev.limited(EventId.SCRUB_PASS_DONE, d_passes, lambda since: (e.passes.total, 0))
+            ev.limited(
+                EventId.SCRUB_PASS_DONE, d_passes, lambda since: (self.edac.passes.total, 0)
+            )
 
     def clear_counters(self) -> None:
         """CLEAR_COUNTERS: EDAC, TMR, scrub and link counters, firmware RAM errors."""

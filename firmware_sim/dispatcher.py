@@ -123,13 +123,13 @@ class Dispatcher:
 
     def _rejected(self, reason: RejectReason, detail: str) -> None:
         self.stats.rejected[reason] += 1
-        total = self.stats.rejected_total
         code = REJECT_REASON_CODES[reason.value]
         self.fsw.log(f"link: {reason.value}: {detail}")
+        # Built when sent: the total of that moment (counted from CLEAR_COUNTERS, if any).
         self.fsw.events.limited(
             EventId.LINK_PACKET_REJECTED,
             1,
-            lambda since: (code, min(since, 0xFFFF), total & 0xFFFFFFFF),
+            lambda since: (code, since, self.stats.rejected_total),
         )
 
     def handle(self, tc: Telecommand) -> None:

@@ -313,7 +313,7 @@ class MemoryId(enum.IntEnum):
 
 
 class FaultKind(enum.IntEnum):
-    """Kind of fault service 148 injects (see the fault model in ARCHITECTURE.md)."""
+    """Kind of fault service 148 injects (ICD 12 and 15.8; the fault model: docs/FAULTS.md)."""
 
     SBU = 1
     MBU = 2

@@ -282,6 +282,18 @@ class FieldSpec:
     unit: str = "-"
 
 
+def int_range(fmt: str) -> tuple[int, int]:
+    """Smallest and largest value of the integer struct format ``fmt`` (lower case: signed)."""
+    bits = 8 * struct.calcsize("!" + fmt)
+    return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if fmt.islower() else (0, (1 << bits) - 1)
+
+
+def saturate(value: float, fmt: str) -> int:
+    """``value`` as the integer type ``fmt``, rounded and saturated rather than wrapped."""
+    lo, hi = int_range(fmt)
+    return max(lo, min(hi, round(value)))
+
+
 def _fields(spec: str) -> tuple[FieldSpec, ...]:
     """``"uptime I s; mode B Mode"`` -> field specs (the unit may contain spaces)."""
     out = []
@@ -351,7 +363,7 @@ EVENT_FIELDS: Final[dict[EventId, tuple[FieldSpec, ...]]] = {
     EventId.MODE_CHANGED: _fields("from_mode B Mode; to_mode B Mode; autonomous B bool"),
     EventId.SAFE_MODE_ENTERED: _fields("anomalies B; window_s H s; last_event H EventId"),
     EventId.WATCHDOG_RESET: _fields("watchdog_resets I"),
-    EventId.LINK_PACKET_REJECTED: _fields("reason B; since H; total I"),
+    EventId.LINK_PACKET_REJECTED: _fields("reason B; since I; total I"),
     EventId.AUTH_FAILURE: _fields("request_id I; failure_code H FailureCode; key_id H"),
     EventId.JOB_STARTED: _fields("job_id H; function H FunctionId; m H; k H; n H"),
     EventId.JOB_COMPLETED: _fields(

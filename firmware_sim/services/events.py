@@ -3,7 +3,8 @@
 Each event's auxiliary data is laid out by ``protocol.payloads.EVENT_FIELDS``, the one
 definition both sides use; the ICD's table is checked against it. Rate-limited events
 carry how many occurrences they stand for, so that a suppressed occurrence is never lost,
-only folded into the next report.
+only folded into the next report; a count larger than its ``since`` field can hold is sent
+as the field's largest value and the rest is carried into the next report.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from protocol.codes import EVENT_SEVERITY, EventId, EventSubtype, FailureCode, Service, Severity
-from protocol.payloads import EVENT_FIELDS, EventSelector, ParamId, Reader, out_of_range, refuse
+from protocol.payloads import (
+    EVENT_FIELDS,
+    EventSelector,
+    ParamId,
+    Reader,
+    int_range,
+    out_of_range,
+    refuse,
+    saturate,
+)
 
 if TYPE_CHECKING:
     from firmware_sim.services.parameters import ParameterStore
@@ -25,14 +35,27 @@ RATE_LIMITED = frozenset(
     {E.LINK_PACKET_REJECTED, E.EDAC_CORRECTED, E.SCRUB_PASS_DONE, E.TMR_MISMATCH}
 )
 """Events sent at most once per EVENT_RATE_LIMIT; their data counts what they stand for."""
+RATE_LIMITED_FROM_SCRUBBER = frozenset({E.EDAC_UNCORRECTABLE})
+"""Events rate-limited only when the chip's counters alone found them (address unknown)."""
 
 NO_JOB = 0xFFFF
 
 
 def pack_aux(event_id: EventId, values: tuple) -> bytes:
-    """The auxiliary data of an event with fixed fields."""
-    fmt = "!" + "".join(f.fmt for f in EVENT_FIELDS[event_id])
-    return struct.pack(fmt, *values)
+    """The auxiliary data of an event with fixed fields; counts saturate at their type's
+    largest value instead of wrapping."""
+    fields = EVENT_FIELDS[event_id]
+    fmt = "!" + "".join(f.fmt for f in fields)
+    fitted = (saturate(v, f.fmt) for f, v in zip(fields, values, strict=True))
+    return struct.pack(fmt, *fitted)
+
+
+def since_max(event_id: EventId) -> int | None:
+    """The largest count the event's ``since`` field holds, or None if it has none."""
+    for f in EVENT_FIELDS[event_id]:
+        if f.name == "since":
+            return int_range(f.fmt)[1]
+    return None
 
 
 class EventService:
@@ -89,9 +112,11 @@ class EventService:
         if last is not None and self.now() - last < interval:
             self.suppressed += 1
             return
-        self._since[event_id] = 0
-        build = self._build.pop(event_id)
-        if not self.raise_event(event_id, *build(since)):
+        cap = since_max(event_id)
+        sent = since if cap is None else min(since, cap)
+        self._since[event_id] = since - sent
+        build = self._build[event_id] if since > sent else self._build.pop(event_id)
+        if not self.raise_event(event_id, *build(sent)):
             self._last_sent[event_id] = self.now()
 
     # --- the service -----------------------------------------------------------------

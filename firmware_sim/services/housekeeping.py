@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 
 from firmware_sim.services.parameters import PARAMETERS
 from protocol.codes import FailureCode, HousekeepingSubtype, Service
-from protocol.payloads import HK_FIELDS, HkStructure, ParamId, Reader, out_of_range, refuse
+from protocol.payloads import (
+    HK_FIELDS,
+    HkStructure,
+    ParamId,
+    Reader,
+    out_of_range,
+    refuse,
+    saturate,
+)
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
@@ -42,13 +50,6 @@ class _Source:
     name: str
     meaning: str
     get: Getter
-
-
-def _sat(value: float, fmt: str) -> int:
-    """A reading as the integer type ``fmt``, saturated rather than wrapped."""
-    bits = 8 * struct.calcsize("!" + fmt)
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if fmt.islower() else (0, (1 << bits) - 1)
-    return max(lo, min(hi, round(value)))
 
 
 def _landed(fsw: FlightSoftware, where: str) -> int:
@@ -83,7 +84,8 @@ _SOURCES: dict[HkStructure, tuple[_Source, ...]] = {
         F("frames_rejected", "frames and packets dropped on receipt (section 7)",
           lambda f: f.dispatcher.stats.rejected_total),
         F("tm_sent", "TM packets sent since boot", lambda f: f.tm.sent),
-        F("events_raised", "events raised since boot, sent or not",
+        F("events_raised",
+          "event reports made since boot, sent or disabled (one per rate-limited report)",
           lambda f: f.events.raised),
         F("jobs_pending", "jobs queued or running", lambda f: len(f.jobs)),
         F("jobs_deferred", "1 while queued jobs wait for power (eclipse)",
@@ -231,7 +233,7 @@ class HousekeepingService:
         fsw = self.fsw
         if sid == HkStructure.ACCELERATOR:
             fsw.check_counters()
-        values = [_sat(f.get(fsw), f.fmt) for f in HK_STRUCTURES[sid]]
+        values = [saturate(f.get(fsw), f.fmt) for f in HK_STRUCTURES[sid]]
         data = struct.pack(structure_format(sid), sid, *values)
         fsw.tm.send(Service.HOUSEKEEPING, HousekeepingSubtype.HK_REPORT, data, dest_id)
 

@@ -71,7 +71,7 @@ def test_bad_frames_are_counted_and_dropped_and_the_link_goes_on(fsw: Harness) -
     assert system["frames_rejected"] == 5
     events = fsw.run_for(10).events(EventId.LINK_PACKET_REJECTED)
     events += silent.events(EventId.LINK_PACKET_REJECTED)
-    assert sum(struct.unpack("!BHI", e)[1] for e in events) >= 1
+    assert sum(struct.unpack("!BII", e)[1] for e in events) >= 1
 
 
 def test_frames_split_anywhere_are_reassembled(fsw: Harness) -> None:
@@ -219,3 +219,13 @@ def test_random_application_data_is_refused_or_done_never_a_crash(requests) -> N
     if fsw.fsw.hung:
         fsw.run_for(6)
     assert fsw.tc(*PING).ok
+
+
+def test_anti_replay_number_is_spent_when_the_service_refuses_the_tc(nominal: Harness) -> None:
+    """ICD 13: authentication passes, the service refuses (count 0): the number stays spent."""
+    refused = nominal.tc(20, 3, b"\x00", key_id=KEY_ID, auth_seq=7)
+    assert refused.failure == (2, FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x00")
+    data = struct.pack("!BHI", 1, ParamId.JOB_TIMEOUT, 500)
+    again = nominal.tc(20, 3, data, key_id=KEY_ID, auth_seq=7)
+    assert again.failure == (2, FailureCode.AUTH_REPLAY, struct.pack("!HI", KEY_ID, 7))
+    assert nominal.tc(20, 3, data, key_id=KEY_ID, auth_seq=8).ok

@@ -154,8 +154,8 @@ def test_rate_limited_events_count_every_occurrence(fsw: Harness):
         reports += fsw.send_bytes(b"\x07\x00", dt=0.5).events(EventId.LINK_PACKET_REJECTED)
     reports += fsw.run_for(6).events(EventId.LINK_PACKET_REJECTED)
     assert 2 <= len(reports) <= 3  # 6.5 s of rejections at most once per 5 s, then the rest
-    assert sum(struct.unpack("!BHI", r)[1] for r in reports) == 12
-    assert struct.unpack("!BHI", reports[-1])[2] == 12
+    assert sum(struct.unpack("!BII", r)[1] for r in reports) == 12
+    assert struct.unpack("!BII", reports[-1])[2] == 12
 
 
 def test_clearing_faults_leaves_a_hung_job_to_its_watchdog_and_the_chip_configured(

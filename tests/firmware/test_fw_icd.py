@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import struct
 from pathlib import Path
 
 import pytest
+from fw_harness import Harness
 
-from firmware_sim.services.events import RATE_LIMITED
+from firmware_sim.services.events import RATE_LIMITED, RATE_LIMITED_FROM_SCRUBBER
 from firmware_sim.services.housekeeping import HK_STRUCTURES
 from firmware_sim.services.parameters import PARAMETERS
 from protocol.codes import FailureCode, NotInjectedReason
+from protocol.packets import Telemetry, parse_tm
 from protocol.payloads import (
     EVENT_FIELDS,
     FAULT_SITES,
@@ -53,7 +56,11 @@ def event_rows() -> list[str]:
     rows = []
     for eid, fields in EVENT_FIELDS.items():
         text = ", ".join(f"{f.name} {TYPE[f.fmt]}" for f in fields)
-        limited = "yes" if eid in RATE_LIMITED else "no"
+        limited = (
+            "yes" if eid in RATE_LIMITED
+            else "scrubber only" if eid in RATE_LIMITED_FROM_SCRUBBER
+            else "no"
+        )  # fmt: skip
         rows.append(f"| `{eid.name}` | {text} | {limited} |")
     return rows
 
@@ -131,3 +138,21 @@ def test_every_payload_code_is_in_the_icd(enum_type) -> None:
     text = ICD.read_text()
     missing = [m.name for m in enum_type if m.name != "NONE" and f"`{m.name}`" not in text]
     assert not missing, f"docs/ICD.md does not name {enum_type.__name__} members {missing}"
+
+
+def test_the_flight_software_answers_the_icd_ping_as_its_example_shows() -> None:
+    """ICD 4.6: the four TM of the example, in their order and, but for the TM sequence
+    count, the time and the CRC, octet for octet."""
+    fsw = Harness()
+    text = ICD.read_text()
+    tc = bytes.fromhex(re.search(r"source id 1:\n\n`([0-9a-f ]+)`", text)[1])
+    shown = re.findall(r"^\| `TM\[\d+,\d+\]`, count \d \| `([0-9a-f ]+)` \|$", text, re.M)
+    examples = [parse_tm(bytes.fromhex(octets)) for octets in shown]
+    answer = [t for t in fsw.raw_tc(tc).tms if t.dest_id != 0]
+    first = answer[0].seq_count
+
+    def essence(t: Telemetry) -> tuple:
+        return (t.apid, t.service, t.subtype, t.msg_counter, t.dest_id, t.source_data)
+
+    assert [essence(t) for t in answer] == [essence(t) for t in examples]
+    assert [t.seq_count - first for t in answer] == [t.seq_count for t in examples]

@@ -220,24 +220,48 @@ def test_reset_reboots_with_a_new_boot_count_and_tm_counts_from_zero(fsw: Harnes
     assert hk(fsw, HkStructure.SYSTEM)["boot_count"] == 2
 
 
+LINK_COUNTERS = (
+    "tc_received", "tc_accepted", "tc_refused", "tc_duplicates", "auth_failures",
+    "frames_rejected",
+)  # fmt: skip
+
+
 def test_clear_counters_clears_edac_and_link_counters(fsw: Harness):
     fsw.send_bytes(b"\x05\x00")
     chip = fsw.chip.chip
     chip.flip(chip.layout.cell_of(5, 3))
     dump(fsw, SPM, 20, 4)
     assert hk(fsw, HkStructure.ACCELERATOR)["ecc_corrected"] == 1
+    assert fsw.tc(20, 1, b"\x00").failure[1] == FailureCode.VALUE_OUT_OF_RANGE
+    before = hk(fsw, HkStructure.SYSTEM)
     assert fsw.tc(8, 1, struct.pack("!H", FunctionId.CLEAR_COUNTERS)).ok
     assert hk(fsw, HkStructure.ACCELERATOR)["ecc_corrected"] == 0
-    assert hk(fsw, HkStructure.SYSTEM)["frames_rejected"] == 0
+    after = hk(fsw, HkStructure.SYSTEM)
+    # ICD 15.6: the link counters are cleared (the two HK TCs since are counted) ...
+    assert {name: after[name] for name in LINK_COUNTERS} == {
+        "tc_received": 2, "tc_accepted": 2, "tc_refused": 0, "tc_duplicates": 0,
+        "auth_failures": 0, "frames_rejected": 0,
+    }  # fmt: skip
+    # ... and nothing else of SYSTEM.
+    assert after["tm_sent"] > before["tm_sent"]
+    assert after["events_raised"] >= before["events_raised"]
+    assert after["boot_count"] == before["boot_count"]
 
 
 def test_scrub_now_repairs_single_errors_and_reports_a_pass(fsw: Harness):
     chip = fsw.chip.chip
     chip.flip(chip.layout.cell_of(100, 5))
+    passes = hk(fsw, HkStructure.ACCELERATOR)["scrub_passes"]
     reply = fsw.tc(8, 1, struct.pack("!H", FunctionId.SCRUB_NOW))
     assert reply.ok
-    assert struct.unpack("!IB", reply.events(EventId.SCRUB_PASS_DONE)[0])[1] == 1
+    assert struct.unpack("!IB", reply.events(EventId.SCRUB_PASS_DONE)[0]) == (passes, 1)
     assert 100 not in chip.spm.dirty
+    # ICD 15.6: the event precedes the completion report; the pass is not a chip pass.
+    kinds = [(t.service, t.subtype) for t in reply.tms]
+    done = next(i for i, t in enumerate(reply.tms) if t.service == 5 and
+                struct.unpack_from("!H", t.source_data)[0] == EventId.SCRUB_PASS_DONE)
+    assert done < kinds.index((1, 7))
+    assert hk(fsw, HkStructure.ACCELERATOR)["scrub_passes"] == passes
 
 
 # --- service 148 --------------------------------------------------------------------------

@@ -41,7 +41,8 @@ from protocol.codes import (
 )
 from protocol.crc import CRC_CHECK_VALUE, crc16_ccitt_false
 from protocol.errors import PacketError
-from protocol.link import APID_FSW
+from protocol.framing import encode_frame
+from protocol.link import APID_FSW, SOURCE_ID_HOST
 from protocol.packets import (
     MAX_TC_APP_DATA,
     MAX_TM_SOURCE_DATA,
@@ -147,6 +148,34 @@ def test_ping_tc_matches_the_icd_example() -> None:
     raw = make_tc(Service.TEST, codes.TestSubtype.PING, b"", 0, apid=APID_FSW)
     assert raw.hex(" ") == "18 c8 c0 00 00 06 2f 11 01 00 01 b5 1c"
     assert raw.hex(" ") in ICD.read_text()
+    assert encode_frame(raw).hex(" ") in ICD.read_text()
+
+
+def test_ping_answers_match_the_icd_examples_in_the_order_of_section_9() -> None:
+    """ICD 4.6 and 15.1: the four TM answering the ping, counted 0..3 in stage order."""
+    tc = make_tc(Service.TEST, codes.TestSubtype.PING, b"", 0, apid=APID_FSW)
+    rid = RequestId.unpack(tc)
+    time = CdsTime(0x5A00, 0)
+    V = VerificationSubtype
+    expected = [
+        make_verification_tm(VerificationReport(V.ACCEPTANCE_SUCCESS, rid), 0, time=time,
+                             dest_id=SOURCE_ID_HOST),
+        make_verification_tm(VerificationReport(V.START_SUCCESS, rid), 1, time=time,
+                             dest_id=SOURCE_ID_HOST),
+        make_tm(Service.TEST, codes.TestSubtype.PING_REPORT, b"", 2, time=time,
+                dest_id=SOURCE_ID_HOST),
+        make_verification_tm(VerificationReport(V.COMPLETION_SUCCESS, rid), 3, time=time,
+                             dest_id=SOURCE_ID_HOST),
+    ]
+    text = ICD.read_text()
+    shown = re.findall(r"^\| `TM\[(\d+),(\d+)\]`, count (\d) \| `([0-9a-f ]+)` \|$", text, re.M)
+    assert [(int(s), int(t), int(n), octets) for s, t, n, octets in shown] == [
+        (1, 1, 0, expected[0].hex(" ")),
+        (1, 3, 1, expected[1].hex(" ")),
+        (17, 2, 2, expected[2].hex(" ")),
+        (1, 7, 3, expected[3].hex(" ")),
+    ]
+    assert f"`{expected[0].hex(' ')}`." in text  # the example of 15.1
 
 
 # --- TM: us on one side, spacepackets on the other --------------------------------------
