@@ -27,11 +27,13 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.progress import Progress as RichProgress
+from rich.table import Column
 from rich.text import Text
 
 OCTETS = "octets"
 MIN_OCTETS = 4096
 """Transfers smaller than this finish before a bar would help: none is drawn."""
+BAR_WIDTH = 24
 LOG_EVERY_S = 10.0
 """Seconds between plain progress lines when stderr is no terminal."""
 
@@ -40,13 +42,13 @@ class _ItemRate(ProgressColumn):
     """Items per second, from rich's own speed estimate."""
 
     def __init__(self, unit: str) -> None:
-        super().__init__()
+        super().__init__(table_column=Column(no_wrap=True))
         self.unit = unit
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         shown = "?" if speed is None else f"{speed:.1f}" if speed < 10 else f"{speed:.0f}"
-        return Text(f"{shown} {self.unit}/s", style="progress.data.speed")
+        return Text(f"{shown}/s", style="progress.data.speed")
 
 
 class Progress:
@@ -78,13 +80,20 @@ class Progress:
         self._started = time.monotonic()
 
     def _columns(self) -> list[ProgressColumn]:
+        # Every column keeps its width; a note too long for the terminal is cut short.
+        whole = Column(no_wrap=True)
         if self.unit == OCTETS:
-            amount: list[ProgressColumn] = [DownloadColumn(), TransferSpeedColumn()]
+            amount: list[ProgressColumn] = [DownloadColumn(table_column=whole),
+                                            TransferSpeedColumn(table_column=whole)]
         else:
-            amount = [MofNCompleteColumn(), TextColumn(self.unit), _ItemRate(self.unit)]
+            amount = [MofNCompleteColumn(table_column=whole),
+                      TextColumn(self.unit, table_column=whole), _ItemRate(self.unit)]
+        note = Column(no_wrap=True, overflow="ellipsis", ratio=1)
         return [
-            TextColumn("[bold]{task.description}"), BarColumn(), *amount, TaskProgressColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"),
+            TextColumn("[bold]{task.description}", table_column=whole), BarColumn(BAR_WIDTH),
+            *amount, TaskProgressColumn(table_column=whole), TextColumn("ETA"),
+            TimeRemainingColumn(table_column=whole),
+            TextColumn("{task.fields[note]}", table_column=note),
         ]  # fmt: skip
 
     def __call__(self, done: int, total: int) -> None:
