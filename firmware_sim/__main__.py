@@ -29,7 +29,7 @@ from firmware_sim.ram import FirmwareRam
 from firmware_sim.serial_port import DevicePort, Port, PtyPort
 from protocol.codes import Mode
 from protocol.link import DEFAULT_BAUD
-from testbed.build_options import add_build_options, build_error, build_of
+from testbed.build_options import add_build_options, add_config_option, build_error, build_of
 from testbed.config import (
     BACKENDS,
     BOOT_MODES,
@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--environment FILE flies the chip through a radiation environment "
         "(configs/environments). A file that cannot be used is one line on stderr, exit 2.",
     )  # fmt: skip
-    p.add_argument("--config", type=Path, metavar="FILE", help="a target file (kind: sim)")
+    add_config_option(p)
     p.add_argument("--device", help="serve this serial device instead of a new pty")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate with --device")
     p.add_argument("--backend", choices=BACKENDS, help="accelerator backend (default model)")

@@ -1,10 +1,11 @@
 """``hil``: talk to a target from a shell.
 
-    hil sim [--config T.yaml] [--environment E.yaml]  simulated chip on a new pty (until Ctrl-C)
+    hil sim [--config T.yaml] [--array-n N ...] [--environment E.yaml]  simulated chip on a
+        new pty (until Ctrl-C), with firmware-sim's build options
     hil ping  --port URL                      are you alive, and the round trip
     hil hk    --port URL [SID...] [--watch]   housekeeping with units (live with --watch)
     hil events --port URL [--follow]          event reports as they come
-    hil load  --port URL MEMORY ADDRESS FILE  memory load, with a progress line
+    hil load  --port URL MEMORY ADDRESS FILE  memory load, with a progress bar
     hil dump  --port URL MEMORY ADDRESS LENGTH [-o FILE]
     hil run   --port URL (A.npy B.npy | --random MxKxN) [--layer ...]
     hil inject --port URL KIND SITE [FIELD=VALUE...] | --list | --clear
@@ -74,7 +75,13 @@ from protocol.payloads import (
     ParamId,
     ParamType,
 )
-from testbed.build_options import add_build_options, build_error, build_flags, build_of
+from testbed.build_options import (
+    add_build_options,
+    add_config_option,
+    build_error,
+    build_flags,
+    build_of,
+)
 from testbed.config import (
     BACKENDS,
     BOOT_MODES,
@@ -785,8 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="start a simulated chip on a new pty and print its port",
                        epilog="A flag given with --config wins over the file.")  # fmt: skip
-    s.add_argument("--config", type=Path, metavar="FILE", dest="sim_config",
-                   help="target file of the chip (kind: sim): build, boot mode, key")  # fmt: skip
+    add_config_option(s, dest="sim_config")
     s.add_argument("--mode", choices=BOOT_MODES, help="boot mode (default: the file's, else test)")
     s.add_argument("--key", action="append", default=[], metavar="ID:HEX",
                    help=f"provision a key (default: the file's, else {SIM_KEY_ID}:<the test "

@@ -1,5 +1,5 @@
-"""The chip's build options on a command line, defined once for ``firmware-sim`` and
-``hil sim``.
+"""The chip's build options and target file on a command line, defined once for
+``firmware-sim`` and ``hil sim``.
 
 Each option is checked by the one build description (``testbed.sitemap_builds``), so a
 bad value reads the same from either command, the model or a target file. A flag given
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import replace
+from pathlib import Path
 
 from testbed.config.target import SimTarget
 from testbed.sitemap_builds import OPTION_RULES, Build, BuildError
@@ -26,6 +27,13 @@ def _integer(text: str) -> int:
         return int(text.replace("_", ""), 0)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+
+
+def add_config_option(parser: argparse.ArgumentParser, dest: str = "config") -> None:
+    """Add ``--config FILE``: a target file (kind: sim) that gives the build, boot mode, key."""
+    parser.add_argument("--config", type=Path, metavar="FILE", dest=dest,
+                        help="target file of the chip (kind: sim, configs/targets): build, "
+                        "boot mode, key; a flag given as well wins over the file")
 
 
 def add_build_options(parser: argparse.ArgumentParser) -> None:
