@@ -29,6 +29,7 @@ from firmware_sim.ram import FirmwareRam
 from firmware_sim.serial_port import DevicePort, Port, PtyPort
 from protocol.codes import Mode
 from protocol.link import DEFAULT_BAUD
+from testbed.build_options import add_build_options, add_config_option, build_error, build_of
 from testbed.config import (
     BACKENDS,
     BOOT_MODES,
@@ -40,11 +41,9 @@ from testbed.config import (
 )
 from testbed.rtl_sim import SIMULATORS
 from testbed.sitemap import SiteMapError
-from testbed.sitemap_builds import OPTION_RULES as RULES
-from testbed.sitemap_builds import Build, BuildError
+from testbed.sitemap_builds import BuildError
 
 MAX_WAIT_S = 0.5
-DEFAULT_BUILD = Build()
 log = logging.getLogger("firmware_sim")
 
 
@@ -53,13 +52,6 @@ def _key(text: str) -> tuple[int, bytes]:
         return parse_key(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"--key {text!r}: {exc}") from None
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
 
 
 def _positive(text: str) -> float:
@@ -80,26 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--environment FILE flies the chip through a radiation environment "
         "(configs/environments). A file that cannot be used is one line on stderr, exit 2.",
     )  # fmt: skip
-    p.add_argument("--config", type=Path, metavar="FILE", help="a target file (kind: sim)")
+    add_config_option(p)
     p.add_argument("--device", help="serve this serial device instead of a new pty")
     p.add_argument("--baud", type=int, default=DEFAULT_BAUD, help="baud rate with --device")
     p.add_argument("--backend", choices=BACKENDS, help="accelerator backend (default model)")
     p.add_argument("--simulator", choices=SIMULATORS, default="icarus",
                    help="the simulator of --backend rtl (default icarus)")  # fmt: skip
-    # The build options are checked by the one build description (testbed.sitemap_builds),
-    # so a bad one reads as it does from the model or a target file.
-    p.add_argument("--array-n", type=_integer, metavar="N",
-                   help=f"array size N, {RULES['n']} (default {DEFAULT_BUILD.n})")  # fmt: skip
-    p.add_argument("--bank-words", type=_integer, metavar="WORDS",
-                   help=f"{RULES['bank_words']} (default {DEFAULT_BUILD.bank_words})")  # fmt: skip
-    p.add_argument("--interleave", type=_integer, metavar="WAYS",
-                   help="scratchpad words bit-interleaved per physical row, "
-                   f"{RULES['interleave']} (default {DEFAULT_BUILD.interleave})")  # fmt: skip
-    p.add_argument("--no-ecc", action="store_true",
-                   help="build the chip without SECDED (and so without the scrubber)")  # fmt: skip
-    p.add_argument("--no-scrub", action="store_true", help="build the chip without the scrubber")
-    p.add_argument("--no-tmr", action="store_true",
-                   help="build the chip without TMR on its control state")  # fmt: skip
+    add_build_options(p)
     p.add_argument("--mode", choices=BOOT_MODES, help="boot mode (default nominal)")
     p.add_argument("--seed", type=int, default=1,
                    help="orbit phase and battery charge at start; the radiation draws")  # fmt: skip
@@ -131,25 +110,6 @@ def sim_target(path: Path | None) -> SimTarget | None:
             str(path), "'kind' is board: a board file is for hil; firmware-sim takes kind: sim"
         )
     return target
-
-
-def build_of(args: argparse.Namespace, target: SimTarget | None) -> Build:
-    """The chip's build: a flag wins over the target file, the file over the defaults."""
-    base = DEFAULT_BUILD if target is None else target.build()
-    ecc = base.ecc and not args.no_ecc
-    return replace(
-        base,
-        n=base.n if args.array_n is None else args.array_n,
-        bank_words=base.bank_words if args.bank_words is None else args.bank_words,
-        interleave=base.interleave if args.interleave is None else args.interleave,
-        ecc=ecc,
-        scrub=base.scrub and ecc and not args.no_scrub,
-        tmr=base.tmr and not args.no_tmr,
-    )
-
-
-#: The command-line flag of each build option.
-_FLAGS = {"n": "--array-n", "bank_words": "--bank-words", "interleave": "--interleave"}
 
 
 def _radiation(args: argparse.Namespace, chip: Chip, ram_bytes: int):
@@ -210,10 +170,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         build = build_of(args, target)
     except BuildError as exc:  # a bad flag, or flags that contradict the file
-        flag = _FLAGS.get(exc.option or "")
-        given = flag is not None and getattr(args, flag[2:].replace("-", "_")) is not None
-        where = f" ({flag})" if given else ""
-        print(f"firmware-sim: cannot build the chip{where}: {exc}", file=sys.stderr)
+        print(f"firmware-sim: {build_error(exc, args)}", file=sys.stderr)
         return 2
     backend = args.backend or (target.backend if target else None) or "model"
     if backend == "rtl":

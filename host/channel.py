@@ -401,6 +401,29 @@ class Channel:
         return data
 
 
+DESCRIPTION = "orbit-hil channel emulator: a noisy serial line between two ptys"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -408,15 +431,13 @@ def _probability(text: str) -> float:
     return value
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        prog="python -m host.channel",
-        description="orbit-hil channel emulator: a noisy serial line between two ptys",
-    )
+def add_options(p: argparse.ArgumentParser) -> None:
+    """The channel's options, for ``python -m host.channel`` and ``hil channel``."""
     p.add_argument("--target", help="the target's device (e.g. the pty firmware_sim printed); "
                    "without it a second pty is opened and printed as TARGET")  # fmt: skip
-    p.add_argument("--baud", type=int, default=None, help="line rate; bytes/s = baud/10")
-    p.add_argument("--latency-ms", type=float, default=0.0, help="one-way delay in ms")
+    p.add_argument("--baud", type=_positive_int, default=None,
+                   help="line rate; bytes/s = baud/10 (default: as fast as the ptys go)")
+    p.add_argument("--latency-ms", type=_non_negative, default=0.0, help="one-way delay in ms")
     p.add_argument("--ber", type=_probability, default=0.0, help="bit error rate")
     p.add_argument("--byte-drop", type=_probability, default=0.0, help="byte drop probability")
     p.add_argument("--byte-dup", type=_probability, default=0.0, help="byte doubling probability")
@@ -424,16 +445,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="probability of dropping a whole frame")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     p.add_argument("--link", help="keep a symlink here pointing at the host-side pty")
-    args = p.parse_args(argv)
-    if args.baud is not None and args.baud <= 0:
-        p.error(f"--baud must be a positive integer, got {args.baud}")
-    if args.latency_ms < 0:
-        p.error(f"--latency-ms must be >= 0, got {args.latency_ms}")
-    return args
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m host.channel", description=DESCRIPTION)
+    add_options(p)
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run(parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the channel of ``args`` until SIGINT or SIGTERM; its counters on stderr."""
     impairment = Impairment(
         ber=args.ber, byte_drop=args.byte_drop, byte_dup=args.byte_dup, frame_drop=args.frame_drop
     )

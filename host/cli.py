@@ -1,16 +1,18 @@
 """``hil``: talk to a target from a shell.
 
-    hil sim [--config T.yaml] [--environment E.yaml]  simulated chip on a new pty (until Ctrl-C)
+    hil sim [--config T.yaml] [--array-n N ...] [--environment E.yaml]  simulated chip on a
+        new pty (until Ctrl-C), with firmware-sim's build options
     hil ping  --port URL                      are you alive, and the round trip
     hil hk    --port URL [SID...] [--watch]   housekeeping with units (live with --watch)
     hil events --port URL [--follow]          event reports as they come
-    hil load  --port URL MEMORY ADDRESS FILE  memory load, with a progress line
+    hil load  --port URL MEMORY ADDRESS FILE  memory load, with a progress bar
     hil dump  --port URL MEMORY ADDRESS LENGTH [-o FILE]
     hil run   --port URL (A.npy B.npy | --random MxKxN) [--layer ...]
     hil inject --port URL KIND SITE [FIELD=VALUE...] | --list | --clear
     hil reset --port URL [--accel]
     hil mode  --port URL [MODE]
-    hil param --port URL [NAME[=VALUE]...]
+    hil param --port URL [NAME[=VALUE]...] [--raw]
+    hil channel [--target PTY] [--baud B] [--latency-ms MS] [--ber P]...  a noisy line
 
 ``hil --config board.yaml COMMAND`` takes the port, baud rate and key of a board from a
 target file (configs/targets, kind: board). A flag given as well wins over the file, and
@@ -32,7 +34,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from host import infer_cli
+from host import channel, infer_cli
 from host.arguments import MAX_BAUD, check_int, integer, number, parse_int, writable
 from host.campaign import cli as campaign_cli
 from host.commands import Authenticator
@@ -41,7 +43,8 @@ from host.failures import MAX_DIM, in_units
 from host.history import Received
 from host.keys import parse_key
 from host.link import Link
-from host.progress import ProgressLine
+from host.parameters import physical, raw_value
+from host.progress import Progress
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import (
     FIRMWARE_RAM_SIZE,
@@ -72,8 +75,14 @@ from protocol.payloads import (
     ParamId,
     ParamType,
 )
+from testbed.build_options import (
+    add_build_options,
+    add_config_option,
+    build_error,
+    build_flags,
+    build_of,
+)
 from testbed.config import (
-    ARRAY_SIZES,
     BACKENDS,
     BOOT_MODES,
     BoardTarget,
@@ -234,6 +243,10 @@ def cmd_sim(args: argparse.Namespace) -> int:
     # Check every file here, so that a bad one is a usage error before anything starts;
     # the flags then go to the firmware, where they win over the file as they do here.
     path, target = _sim_target(args)
+    try:
+        build = build_of(args, target)
+    except BuildError as exc:
+        raise UsageError(build_error(exc, args)) from None
     if args.log is not None:
         writable(args.log, "--log")
     try:
@@ -254,12 +267,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise UsageError("--acceleration needs --environment FILE")
     # Ctrl-C stops it even when started in the background, where SIGINT starts ignored.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with SimulatedTarget(mode=mode, keys=keys, array_n=args.array_n, config=path,
-                         args=tuple(extra), log=args.log, backend=args.backend) as sim:  # fmt: skip
+    extra += build_flags(args)
+    with SimulatedTarget(mode=mode, keys=keys, config=path, args=tuple(extra), log=args.log,
+                         backend=args.backend) as sim:  # fmt: skip
         print(f"PTY {sim.port}", flush=True)
         key_id, key = next(iter(keys.items()))
         print(
-            f"hil: simulated chip in {mode.upper()} mode on {sim.port}, key {key_id}:"
+            f"hil: simulated chip {build.name} in {mode.upper()} mode on {sim.port}, key {key_id}:"
             f"{key.hex()}\nhil: try `hil ping --port {sim.port}`; Ctrl-C stops it",
             file=sys.stderr, flush=True,
         )  # fmt: skip
@@ -382,12 +396,9 @@ def check_load(args: argparse.Namespace) -> None:
 def cmd_load(target: Target, args: argparse.Namespace) -> int:
     memory, data = args.memory_id, args.data
     _check_range(target, memory, args.address, len(data))
-    bar = ProgressLine(f"load {memory.name}")
     started = time.monotonic()
-    try:
+    with Progress(f"load {memory.name}") as bar:
         target.load(memory, args.address, data, progress=bar, verify=args.verify)
-    finally:
-        bar.close()
     took = time.monotonic() - started
     checked = ", checked" if args.verify else ""
     print(f"loaded {len(data)} octets to {memory.name} at {args.address:#x} in {took:.2f} s"
@@ -422,11 +433,8 @@ def check_dump(args: argparse.Namespace) -> None:
 def cmd_dump(target: Target, args: argparse.Namespace) -> int:
     memory = args.memory_id
     _check_range(target, memory, args.address, args.length)
-    bar = ProgressLine(f"dump {memory.name}")
-    try:
+    with Progress(f"dump {memory.name}") as bar:
         data = target.dump(memory, args.address, args.length, progress=bar)
-    finally:
-        bar.close()
     if args.output:
         _save(args.output, lambda: Path(args.output).write_bytes(data))
         print(f"dumped {len(data)} octets of {memory.name} at {args.address:#x} to {args.output}")
@@ -516,17 +524,15 @@ def cmd_run(target: Target, args: argparse.Namespace) -> int:
     out_int32 = args.int32 or not args.layer
     job_id = target.next_job_id()
     mark = target.link.history.mark()
-    bar = ProgressLine("operands")
     try:
-        if args.layer:
-            c = target.run_layer(a, b, bias, relu=args.relu, shift=shift,
-                                 out_int32=out_int32, job_id=job_id, progress=bar)  # fmt: skip
-        else:
-            c = target.run_gemm(a, b, job_id=job_id, progress=bar)
+        with Progress("operands") as bar:
+            if args.layer:
+                c = target.run_layer(a, b, bias, relu=args.relu, shift=shift,
+                                     out_int32=out_int32, job_id=job_id, progress=bar)  # fmt: skip
+            else:
+                c = target.run_gemm(a, b, job_id=job_id, progress=bar)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    finally:
-        bar.close()
     done = target.await_event(
         EventId.JOB_COMPLETED, timeout=1.0, start=mark, where=lambda e: e.args["job_id"] == job_id
     )
@@ -740,14 +746,19 @@ def check_param(args: argparse.Namespace) -> None:
         pid = _enum_arg(ParamId, name)
         if not eq:
             args.gets.append(pid)
-            continue
-        try:
-            parsed = parse_int(value)
-        except ValueError:
-            raise UsageError(f"{item!r}: the value is not an integer") from None
-        spec = PARAM_SPECS[pid]
-        unit = in_units(spec.unit).strip()
-        args.sets.append((pid, check_int(pid.name, parsed, spec.lo, spec.hi, unit)))
+        elif args.raw:
+            try:
+                parsed = parse_int(value)
+            except ValueError:
+                raise UsageError(f"{item!r}: the value is not an integer") from None
+            spec = PARAM_SPECS[pid]
+            unit = in_units(spec.unit).strip()
+            args.sets.append((pid, check_int(pid.name, parsed, spec.lo, spec.hi, unit)))
+        else:
+            try:
+                args.sets.append((pid, raw_value(pid, value)))
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
 
 
 def cmd_param(target: Target, args: argparse.Namespace) -> int:
@@ -759,7 +770,8 @@ def cmd_param(target: Target, args: argparse.Namespace) -> int:
     values = target.get_parameters(shown)
     width = max(len(p.name) for p in shown)
     for pid in shown:
-        print(f"{pid.name:<{width}}  {values[pid]} {PARAM_SPECS[pid].unit}")
+        value = f"{values[pid]} {PARAM_SPECS[pid].unit}" if args.raw else physical(pid, values[pid])
+        print(f"{pid.name:<{width}}  {value}")
     return 0
 
 
@@ -780,14 +792,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sim", help="start a simulated chip on a new pty and print its port",
                        epilog="A flag given with --config wins over the file.")  # fmt: skip
-    s.add_argument("--config", type=Path, metavar="FILE", dest="sim_config",
-                   help="target file of the chip (kind: sim): build, boot mode, key")  # fmt: skip
+    add_config_option(s, dest="sim_config")
     s.add_argument("--mode", choices=BOOT_MODES, help="boot mode (default: the file's, else test)")
     s.add_argument("--key", action="append", default=[], metavar="ID:HEX",
                    help=f"provision a key (default: the file's, else {SIM_KEY_ID}:<the test "
                    "key>)")  # fmt: skip
-    s.add_argument("--array-n", type=int, choices=ARRAY_SIZES,
-                   help="array size N (default: the file's, else 4)")  # fmt: skip
     s.add_argument("--backend", choices=BACKENDS,
                    help="the chip: model (the bit-exact model) or rtl (the RTL under Icarus "
                    "Verilog, the flight software inside the simulation; slower); default: "
@@ -804,6 +813,7 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="X", help=f"multiply every radiation rate by X, above 0 and at most "
                    f"{MAX_ACCELERATION:g} (default 1)")  # fmt: skip
     s.add_argument("--log", type=Path, default=None, help="the simulated chip's log file")
+    add_build_options(s)
     s.set_defaults(run=cmd_sim)
 
     s = sub.add_parser("ping", parents=[link], help="are-you-alive test (TC[17,1])")
@@ -890,8 +900,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_with_target(cmd_mode, check_mode))
 
     s = sub.add_parser("param", parents=[link], help="read or set parameters")
-    s.add_argument("params", nargs="*", metavar="NAME[=VALUE]", help="default: all, read")
+    s.add_argument("params", nargs="*", metavar="NAME[=VALUE]",
+                   help="default: all, read; a value in the unit shown (temp_low_limit=-20.5 "
+                   "or -20.5degC)")  # fmt: skip
+    s.add_argument("--raw", action="store_true",
+                   help="values as the ICD carries them (15.7: 0.01 degC, 0.1 %%), not scaled")
     s.set_defaults(run=_with_target(cmd_param, check_param))
+
+    s = sub.add_parser("channel", help="a noisy serial line between the host and a target: "
+                       "prints the host-side pty (PTY path) and runs until Ctrl-C",
+                       description=channel.DESCRIPTION)  # fmt: skip
+    channel.add_options(s)
+    s.set_defaults(run=channel.run)
 
     infer_cli.add_parser(sub, link, _with_target)
     campaign_cli.add_parser(sub)

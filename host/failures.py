@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from host.parameters import physical, physical_range
 from protocol.codes import FailureCode, FaultKind, FunctionId, MemoryId, Mode, Service
 from protocol.errors import PacketError
 from protocol.payloads import (
@@ -207,13 +208,12 @@ def _parameter_field(app: bytes, at: int) -> str | None:
             value = r.value(spec.type, pid.name)
             if here != at:
                 continue
-            unit = in_units(spec.unit)
             if spec.lo <= value <= spec.hi:
                 return (
-                    f"{pid.name} = {value}: TEMP_LOW_LIMIT must stay below TEMP_HIGH_LIMIT, "
-                    "and would not"
+                    f"{pid.name} = {physical(pid, value)}: TEMP_LOW_LIMIT must stay below "
+                    "TEMP_HIGH_LIMIT, and would not"
                 )
-            return f"{pid.name} = {value} is outside {spec.lo}..{spec.hi}{unit}"
+            return f"{pid.name} = {physical(pid, value)} is outside {physical_range(pid)}"
     except (PacketError, ValueError, KeyError):
         return None
     return None

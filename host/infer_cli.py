@@ -1,7 +1,7 @@
 """``hil infer [WORKLOAD]``: a workload's test set through the chip, checked and measured.
 
-The workload modules (and rich's progress bar) are imported when the command runs, not
-with the parser: every other ``hil`` command starts without loading them.
+The workload modules are imported when the command runs, not with the parser: every
+other ``hil`` command starts without loading them.
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from host.errors import HostError, UsageError
+from host.progress import Progress
 from host.target import Target
 from testbed.config import ConfigError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.progress import Progress
-
     from host.infer import InferenceResult
 
 WORKLOADS = Path("configs") / "workloads"
@@ -66,32 +64,8 @@ def report(result: InferenceResult, float_acc: float | None) -> list[str]:
     return lines
 
 
-def _bar(console: Console) -> tuple[Progress, Callable[[int, int], None]]:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(
-        TextColumn("[bold]infer"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console, disable=not console.is_terminal,
-    )  # fmt: skip
-    task = progress.add_task("infer", total=None)
-
-    def update(done: int, total: int) -> None:
-        progress.update(task, completed=done, total=total)
-
-    return progress, update
-
-
 def cmd_infer(args: argparse.Namespace, with_target: Callable) -> int:
     """Check the workload and the arguments, then open the link and run."""
-    from rich.console import Console
-
     from host.infer import Inference, plan_memory
     from workload.float_model import float_accuracy
     from workload.format import load_workload
@@ -116,13 +90,12 @@ def cmd_infer(args: argparse.Namespace, with_target: Callable) -> int:
             inference = Inference(target, workload, args.batch, args.job_timeout)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        console = Console(stderr=True)
-        console.print(f"{workload.name}: loading the weights of {len(workload.layers)} layers")
+        bar = Progress("infer", "images")
+        bar.console.print(f"{workload.name}: loading the weights of {len(workload.layers)} layers")
         inference.load()
-        progress, update = _bar(console)
-        with progress:
+        with bar:
             result = inference.run(workload.test_inputs[:count], workload.test_labels[:count],
-                                   update)  # fmt: skip
+                                   bar)  # fmt: skip
         float_acc = float_accuracy(workload) if count == total else None
         print("\n".join(report(result, float_acc)))
         if result.mismatched:

@@ -1,7 +1,7 @@
 """``hil campaign run FILE`` and ``hil campaign report DIR``.
 
-The campaign modules (and rich's progress bars) are imported by the commands that use
-them, not with the parser: every other ``hil`` command starts without loading them.
+The campaign modules are imported by the commands that use them, not with the parser:
+every other ``hil`` command starts without loading them.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from host.arguments import MAX_BAUD, integer
+from host.progress import LOG_EVERY_S, Progress
 from testbed.config.campaign import BACKENDS, SIMULATORS, load_campaign
 
 if TYPE_CHECKING:
@@ -21,57 +22,21 @@ if TYPE_CHECKING:
 
     from campaign.runner import CampaignRun
 
-LOG_EVERY_S = 10.0
-"""Seconds between progress lines when stderr is no terminal (a CI log)."""
 
-
-class CampaignProgress:
-    """A rich progress bar with rate, ETA and a live count per outcome class; a plain
-    line every ``LOG_EVERY_S`` when stderr is not a terminal."""
+class CampaignProgress(Progress):
+    """The campaign's runs on the progress bar of every ``hil`` operation, with a live
+    count per outcome class after the ETA."""
 
     def __init__(self, label: str) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        super().__init__(label, "runs")
 
-        self.console = Console(stderr=True)
-        self.live = self.console.is_terminal
-        self.started = time.monotonic()
-        self._logged = 0.0
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TaskProgressColumn(), TextColumn("{task.fields[rate]:.0f}/s"),
-            TimeRemainingColumn(), TextColumn("{task.fields[counts]}"),
-            console=self.console, disable=not self.live,
-        )  # fmt: skip
-        self.task = self.progress.add_task(label, total=None, rate=0.0, counts="")
-
-    def __enter__(self) -> CampaignProgress:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
-
-    def __call__(self, run: CampaignRun) -> None:
+    def __call__(self, run: CampaignRun) -> None:  # type: ignore[override]
         from campaign.outcome import CLASSES, Outcome
 
         counts = run.counts()
-        done, total = run.done_total(), run.planned_total()
-        rate = sum(counts.values()) / max(time.monotonic() - self.started, 1e-6)
-        text = "  ".join(f"{o.value} {counts[o.value]}" for o in (*CLASSES, Outcome.NOT_INJECTED))
-        self.progress.update(self.task, completed=done, total=total, rate=rate, counts=text)
-        now = time.monotonic()
-        if not self.live and (now - self._logged >= LOG_EVERY_S or done >= total):
-            self._logged = now
-            print(f"campaign: {done}/{total} runs  {rate:.0f}/s  {text}", file=sys.stderr,
-                  flush=True)  # fmt: skip
+        self.note("  ".join(f"{o.value} {counts[o.value]}"
+                            for o in (*CLASSES, Outcome.NOT_INJECTED)))  # fmt: skip
+        super().__call__(run.done_total(), run.planned_total())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

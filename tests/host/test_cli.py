@@ -78,13 +78,13 @@ def test_hk_watch_refreshes(sim: HilSim) -> None:
     assert "[ENVIRONMENT]" not in result.stdout
 
 
-def test_load_and_dump_round_trip_with_a_progress_line(sim: HilSim, tmp_path: Path) -> None:
+def test_load_and_dump_round_trip(sim: HilSim, tmp_path: Path) -> None:
     data = np.random.default_rng(2).integers(0, 256, 10_000, dtype=np.uint8).tobytes()
     src, dst = tmp_path / "in.bin", tmp_path / "out.bin"
     src.write_bytes(data)
     loaded = hil("load", "--port", sim.port, "ram", "0x1000", str(src), "--verify")
     assert loaded.returncode == 0, loaded.stderr
-    assert "10000/10000 octets  100 %" in loaded.stderr
+    assert loaded.stderr == ""  # a short load draws no bar in a pipe (test_operator: on a pty)
     assert "loaded 10000 octets to FIRMWARE_RAM at 0x1000" in loaded.stdout
     dumped = hil("dump", "--port", sim.port, "ram", "0x1000", "10000", "-o", str(dst))
     assert dumped.returncode == 0, dumped.stderr

@@ -154,7 +154,9 @@ LOCAL = [
     (["param", "scrub_period=70000"], ["SCRUB_PERIOD", "0..65,535 cycles"]),
     (["param", "job_timeout=0"], ["JOB_TIMEOUT", "10..600,000 ms", "got 0"]),
     (["param", "job_timeout=99999999999"], ["JOB_TIMEOUT", "10..600,000 ms"]),
-    (["param", "temp_low_limit=-20000"], ["TEMP_LOW_LIMIT", "-10,000..15,000"]),
+    (["param", "temp_low_limit=-200"], ["TEMP_LOW_LIMIT", "-100.00..150.00 degC", "got -200"]),
+    (["param", "--raw", "temp_low_limit=-20000"], ["TEMP_LOW_LIMIT", "-10,000..15,000"]),
+    (["param", "power_low_soc=20.05"], ["POWER_LOW_SOC", "a multiple of 0.1 %"]),
     # counts, intervals, timeouts and the link's options
     (["ping", "--count", "0"], ["argument --count", "at least 1", "got 0"]),
     (["ping", "--count", "-1"], ["argument --count", "at least 1"]),
@@ -192,7 +194,7 @@ def test_a_bad_value_is_one_line_and_nothing_is_sent(
         (["sim", "--time-scale", "0"], ["argument --time-scale", "more than 0"]),
         (["sim", "--time-scale", "1e300"], ["argument --time-scale", "at most 1e+06"]),
         (["sim", "--acceleration", "-1"], ["argument --acceleration", "more than 0"]),
-        (["sim", "--array-n", "3"], ["argument --array-n", "invalid choice"]),
+        (["sim", "--array-n", "3"], ["--array-n", "a power of two 2..16, got 3"]),
         (["run", "--random", "-1x4x4"], ["argument --random", "expected one argument"]),
     ],
     ids=lambda v: " ".join(v)[:60],
@@ -246,8 +248,9 @@ def test_a_site_the_chip_lacks_names_the_record_and_field(sim: HilSim) -> None:
 
 
 def test_temperature_limits_that_would_cross_are_refused_in_words(sim: HilSim) -> None:
-    line = one_line(hil("param", "--port", sim.port, "temp_low_limit=7000"), 1)
-    expect(line, "TEMP_LOW_LIMIT = 7000", "must stay below TEMP_HIGH_LIMIT", "VALUE_OUT_OF_RANGE")
+    line = one_line(hil("param", "--port", sim.port, "temp_low_limit=70"), 1)
+    expect(line, "TEMP_LOW_LIMIT = 70.00 degC", "must stay below TEMP_HIGH_LIMIT",
+           "VALUE_OUT_OF_RANGE")
 
 
 def test_an_uncorrectable_error_is_told_in_words_and_its_result_withheld(
