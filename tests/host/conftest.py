@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from hil_process import end_process, read_line
+from hil_process import HilSim, end_process, read_line
 
 from host import Link
 from host.commands import Authenticator
@@ -165,3 +165,14 @@ def start_chip() -> Iterator[Callable[..., HostTarget]]:
     yield start
     for thing in reversed(opened):
         thing.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[HilSim]:
+    """``hil sim`` in its own process, one per test module (a module may define its own
+    with other options)."""
+    s = HilSim()
+    try:
+        yield s
+    finally:
+        s.stop()

@@ -19,15 +19,6 @@ from firmware_sim.ram import FirmwareRam
 from testbed.clusters import Orientation, shape
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[HilSim]:
-    s = HilSim()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.fixture
 def silent_pty() -> Iterator[str]:
     """A raw pty nobody answers on: the path a client opens."""

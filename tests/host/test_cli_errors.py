@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,15 +29,6 @@ N, SPM_WORDS = 4, 2048
 READ_ONLY_TCS = {"TC[17,1]", "TC[3,27]"}
 """What a command may send before refusing a value checked against the target: the link's
 start ping and the one-shot housekeeping that gives the scratchpad's size."""
-
-
-@pytest.fixture(scope="module")
-def sim() -> Iterator[HilSim]:
-    s = HilSim()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
