@@ -1,7 +1,8 @@
 """Hsiao SECDED codes: the one definition used by the RTL, the model and the tests.
 
 Run ``python -m firmware_sim.accel.secded hdl/rtl`` to rewrite the Verilog
-encoder and decoder from these tables.
+encoder and decoder from these tables, and ``python -m firmware_sim.accel.secded
+--markdown`` to print the parity-check tables of docs/REGISTERS.md.
 """
 
 from __future__ import annotations
@@ -229,11 +230,45 @@ endmodule
     )
 
 
+# --- register-map table ---------------------------------------------------------------
+
+
+def _hex_mask(mask: int, data_bits: int) -> str:
+    digits = f"{mask:0{data_bits // 4}X}"
+    groups = [digits[max(0, i - 8) : i] for i in range(len(digits), 0, -8)]
+    return "0x" + "_".join(reversed(groups))
+
+
+def markdown_matrix() -> str:
+    """The parity-check matrix of every width as the tables of docs/REGISTERS.md."""
+    blocks = []
+    for dw in WIDTHS:
+        code = code_for(dw)
+        rows = [
+            f"DW = {dw} (N = {dw // 8}), P = {code.check_bits}:",
+            "",
+            "| check bit | data bits covered (bit i of the mask = data bit i) |",
+            "| --- | --- |",
+        ]
+        rows += [f"| {p} | `{_hex_mask(m, dw)}` |" for p, m in enumerate(code.masks)]
+        blocks.append("\n".join(rows))
+    return "\n\n".join(blocks) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Write scc_secded_enc.v and scc_secded_dec.v into the given folder."""
+    """Write scc_secded_enc.v and scc_secded_dec.v into the given folder, or print the
+    parity-check tables of docs/REGISTERS.md."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("outdir", type=Path)
+    parser.add_argument("outdir", type=Path, nargs="?")
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the tables of docs/REGISTERS.md"
+    )
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_matrix(), end="")
+        return
+    if args.outdir is None:
+        parser.error("give the folder to write the Verilog into, or --markdown")
     (args.outdir / "scc_secded_enc.v").write_text(verilog_encoder())
     (args.outdir / "scc_secded_dec.v").write_text(verilog_decoder())
 
