@@ -4,7 +4,9 @@
 // Bus map: registers at 0x00000-0x000FF, scratchpad window at 0x80000-0xFFFFF;
 // the two low address bits are ignored; a write with any WSTRB other than
 // 4'b1111 is answered SLVERR by the bus slave and reaches nothing.
-// A SOFT_RESET write resets everything but the bus slave and the memory.
+// A SOFT_RESET write resets everything but the AXI4-Lite slave (u_axil, so
+// the write is answered) and the banks (cells and read registers have no
+// reset); it does clear the scratchpad's bus staging and read latch (u_spm).
 // Fault sites (docs/REGISTERS.md, "Fault sites"): u_spm.u_bank{0,1}.mem_q,
 // u_array.g_row[i].g_col[j].u_pe.acc_q, u_regs.u_<register>.q_q[k],
 // u_seq.u_<state>.q_q[k].
