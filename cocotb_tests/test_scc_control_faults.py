@@ -465,13 +465,17 @@ async def idle_scrubber_fix_without_its_read_writes_back_the_last_read(dut):
     words = 2 * tb.bank_words
     tb.preload({w: int.from_bytes(rng.bytes(tb.n), "little") for w in range(words)})
     state = FlopBit("g_scrub.u_scrub.state_q", 1)
+    # A word read in an earlier round keeps its upset (a bus read corrects only what it
+    # returns): each round reads a word no round has upset, so its flips are all it holds.
+    upset: set[int] = set()
     for round_ in range(6):
         ptr = await tb.read(int(Reg.SCRUB_PTR))
         same_bank = round_ < 4
         bank = ptr // tb.bank_words if same_bank else 1 - ptr // tb.bank_words
         read = bank * tb.bank_words + int(rng.integers(tb.bank_words))
-        while read == ptr:
+        while read == ptr or read in upset:
             read = bank * tb.bank_words + int(rng.integers(tb.bank_words))
+        upset.add(read)
         flips = 1 if round_ < 3 else int(rng.integers(3))  # corrected, clean or double
         good = {w: tb.codeword(w) for w in (ptr, read)}
         await FallingEdge(clk)
