@@ -101,9 +101,6 @@ class ModelBackend:
         base, count = place.c_addr, place.c_words
         if not any(base <= w < base + count for w in chip.spm.dirty):
             state.golden_c = chip.dump(base, count).tobytes()
-        if j == 0:
-            self.cycles = chip.read_reg(Reg.CYCLES)
-            self.macs = chip.read_reg(Reg.MACS)
         return state
 
     def _result(self, chip: Accelerator, j: int, state: _JobState) -> tuple[np.ndarray | None, str]:
