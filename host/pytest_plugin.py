@@ -6,7 +6,11 @@ fresh pty, in TEST mode, with the key ``host.sim.SIM_KEY``), ``--hil-baud``,
 key with ``--hil-port``, which a target accepts only in TEST mode) and ``--hil-log FILE``
 (a session log of every frame).
 
-Fixtures: ``hil_port`` (session: the URL), ``hil_link`` (session: the open ``Link``),
+A port that ``hil serve`` owns is reached through it (its session log is the one kept;
+``--hil-log`` is then refused), so a session can run beside other clients of the target.
+
+Fixtures: ``hil_port`` (session: the URL), ``hil_link`` (session: the open link, a
+``Link`` or, through ``hil serve``, a ``SharedLink``),
 ``hil_target`` (session: ``Target``), ``hil_key`` (session: key id and key, or None), and
 ``hil`` (per test: an ``IntegrationApi`` whose history starts empty).
 """
@@ -20,7 +24,8 @@ import pytest
 from host.commands import Authenticator
 from host.integration_api import IntegrationApi
 from host.keys import parse_key
-from host.link import Link
+from host.link_api import LinkApi
+from host.served import open_link
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import Target
 from protocol.link import DEFAULT_BAUD
@@ -80,14 +85,13 @@ def hil_port(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def hil_link(
     request: pytest.FixtureRequest, hil_port: str, hil_key: tuple[int, bytes] | None
-) -> Iterator[Link]:
+) -> Iterator[LinkApi]:
     """The open link to the target for the whole session."""
     auth = Authenticator() if hil_key is None else Authenticator(*hil_key)
-    link = Link(
-        hil_port, request.config.getoption("--hil-baud"), auth=auth,
+    link = open_link(
+        hil_port, request.config.getoption("--hil-baud"), auth=auth, client="pytest",
         session_log=request.config.getoption("--hil-log"),
     )  # fmt: skip
-    link.open()
     try:
         yield link
     finally:
@@ -95,13 +99,13 @@ def hil_link(
 
 
 @pytest.fixture(scope="session")
-def hil_target(hil_link: Link) -> Target:
+def hil_target(hil_link: LinkApi) -> Target:
     """``Target`` over the session's link."""
     return Target(hil_link)
 
 
 @pytest.fixture
-def hil(hil_link: Link, hil_target: Target) -> IntegrationApi:
+def hil(hil_link: LinkApi, hil_target: Target) -> IntegrationApi:
     """The integration-test API, with the TM history cleared for this test."""
     api = IntegrationApi(hil_link, hil_target)
     api.clear_histories()

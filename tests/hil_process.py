@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -75,4 +76,45 @@ class HilSim:
 
     def stop(self) -> int:
         """Ctrl-C, as a user stops it; its exit status."""
+        return end_process(self.proc, signal.SIGINT, timeout=10)
+
+
+class HilServe:
+    """``hil serve`` in its own process, owning ``port``: ``web`` is its view's URL (empty
+    with ``--no-web``). ``env`` is the environment of it and its clients (``HIL_SERVE_DIR``
+    keeps a test's servers apart from any other)."""
+
+    def __init__(self, port: str, *args: str, env: dict[str, str], timeout: float = 20.0) -> None:
+        self.env = env
+        self.port = port
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [HIL, "serve", "--port", port, *args], cwd=REPO, stdout=subprocess.PIPE,
+            stderr=self._log, env=env,
+        )  # fmt: skip
+        self.web = ""
+        try:
+            assert self.proc.stdout is not None
+            kind, _, served = read_line(self.proc.stdout.fileno(), timeout).partition(" ")
+            assert (kind, served) == ("SERVING", port), (kind, served)
+            if "--no-web" not in args:
+                kind, _, self.web = read_line(self.proc.stdout.fileno(), timeout).partition(" ")
+                assert kind == "WEB", kind
+        except BaseException:
+            self.stop()
+            raise
+
+    def hil(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """A ``hil`` command as a client of this server sees it."""
+        return subprocess.run(
+            [HIL, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=self.env
+        )
+
+    def stderr(self) -> str:
+        """What it has logged so far."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def stop(self) -> int:
+        """Ctrl-C; its exit status."""
         return end_process(self.proc, signal.SIGINT, timeout=10)

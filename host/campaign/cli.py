@@ -25,10 +25,14 @@ if TYPE_CHECKING:
 
 class CampaignProgress(Progress):
     """The campaign's runs on the progress bar of every ``hil`` operation, with a live
-    count per outcome class after the ETA."""
+    count per outcome class after the ETA. When the campaign's target is a port that
+    ``hil serve`` owns, its progress is shown on the server's web view too."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, port: str | None = None) -> None:
         super().__init__(label, "runs")
+        self._name = label
+        self._viewer = _viewer(port)
+        self._shown = 0.0
 
     def __call__(self, run: CampaignRun) -> None:  # type: ignore[override]
         from campaign.outcome import CLASSES, Outcome
@@ -36,7 +40,38 @@ class CampaignProgress(Progress):
         counts = run.counts()
         self.note("  ".join(f"{o.value} {counts[o.value]}"
                             for o in (*CLASSES, Outcome.NOT_INJECTED)))  # fmt: skip
-        super().__call__(run.done_total(), run.planned_total())
+        done, total = run.done_total(), run.planned_total()
+        super().__call__(done, total)
+        now = time.monotonic()
+        if self._viewer is not None and (now - self._shown >= VIEW_EVERY_S or done >= total):
+            self._shown = now
+            self._viewer.publish({
+                "kind": "campaign", "name": self._name, "done": done, "total": total,
+                "counts": {o.value: counts[o.value] for o in (*CLASSES, Outcome.NOT_INJECTED)},
+            })  # fmt: skip
+
+    def __exit__(self, *exc) -> None:  # type: ignore[override]
+        super().__exit__(*exc)
+        if self._viewer is not None:
+            self._viewer.close()
+
+
+VIEW_EVERY_S = 0.5
+"""How often a campaign's progress goes to ``hil serve``'s web view."""
+
+
+def _viewer(port: str | None):
+    """A connection to the ``hil serve`` of ``port`` that shows progress, or None."""
+    from host.errors import LinkError
+    from host.served import SharedLink, find_server
+
+    record = find_server(port) if port else None
+    if record is None:
+        return None
+    try:
+        return SharedLink(record, client="hil campaign").open(start=False)
+    except LinkError:
+        return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -65,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"campaign {campaign.name}: {campaign.workload.describe()} on "
           f"{', '.join(b.name for b in campaign.build_list())}, backend {backend}, {where}; "
           f"runs in {out / 'runs.jsonl'}", file=sys.stderr)  # fmt: skip
-    with CampaignProgress(campaign.name) as progress:
+    with CampaignProgress(campaign.name, board_port(campaign)) as progress:
         run = run_campaign(campaign, out, backend=backend, workers=workers,
                            scheduler=args.scheduler, resume=args.resume,
                            progress=progress)  # fmt: skip
@@ -92,6 +127,14 @@ def soak_progress(console: Console):
             console.print(f"{label}: day {done / 86_400:.1f} of {total / 86_400:g}")
 
     return tick
+
+
+def board_port(campaign) -> str | None:
+    """The port of the campaign's board, None when it runs on simulated chips or models."""
+    from testbed.config.target import BoardTarget
+
+    target = campaign.target_config
+    return target.port if isinstance(target, BoardTarget) else None
 
 
 def on_port(campaign, port: str, baud: int | None):

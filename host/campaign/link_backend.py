@@ -23,7 +23,7 @@ from campaign.outcome import MITIGATION_COUNTERS, Observation, Outcome, Verdict,
 from campaign.plan import Injection, Plan
 from host.commands import Authenticator
 from host.errors import CommandFailed, CommandTimeout, describe_code
-from host.link import Link
+from host.served import open_link
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import FAULT_REFUSALS, Target
 from protocol.codes import FailureCode, FaultKind, MemoryId
@@ -94,8 +94,7 @@ class LinkBackend:
             key = target.key_pair()
             port, baud = target.port, target.baud
             auth = Authenticator(*key) if key else Authenticator()
-        self.link = Link(port, baud, auth=auth) if baud else Link(port, auth=auth)
-        self.link.open()
+        self.link = open_link(port, baud, auth=auth, client="hil campaign")
         self.target = Target(self.link)
         self.target.set_parameter(ParamId.JOB_TIMEOUT, JOB_TIMEOUT_MS)
         # The detected errors a campaign provokes on purpose must not send it to SAFE.
