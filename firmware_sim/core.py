@@ -33,6 +33,7 @@ from firmware_sim.services.fault_injection import FaultInjectionService
 from firmware_sim.services.functions import FunctionService
 from firmware_sim.services.housekeeping import INTERVAL_PARAM, HousekeepingService
 from firmware_sim.services.memory import MemoryService
+from firmware_sim.services.outcomes import OutcomeService
 from firmware_sim.services.parameters import ParameterService, ParameterStore
 from firmware_sim.services.test import TestService
 from firmware_sim.telemetry import TmSender
@@ -152,6 +153,7 @@ class FlightSoftware:
         self.boot_time = now
         self.nv.boot_count += 1
         self.nv.next_reset_cause = ResetCause.POWER_ON
+        interrupted = self.nv.requests.reboot()
         self.reset_cause = cause
         self.mode = self.config.mode
         self.hung = False
@@ -202,7 +204,9 @@ class FlightSoftware:
                     self.chip, self.ram, self.env, self.events, self.tm, clock,
                     mode=mode, hang=self.hang, recover=self.recover_accelerator,
                 ),
+                Service.REQUEST_OUTCOME: OutcomeService(self.nv.requests, self.tm, clock),
             },
+            self.nv.requests,
         )  # fmt: skip
         self._next_monitor = now + MONITOR_PERIOD_S
         self.driver.probe()
@@ -211,7 +215,8 @@ class FlightSoftware:
         self.events.raise_event(EventId.BOOT, self.nv.boot_count, cause, self.mode)
         if cause == ResetCause.WATCHDOG:
             self.events.raise_event(EventId.WATCHDOG_RESET, self.nv.watchdog_resets)
-        self.log(f"boot {self.nv.boot_count}, cause {cause.name}, mode {self.mode.name}")
+        self.log(f"boot {self.nv.boot_count}, cause {cause.name}, mode {self.mode.name}"
+                 + (f"; {interrupted} request(s) interrupted" if interrupted else ""))  # fmt: skip
 
     def _clock(self) -> float:
         """The time of the step being handled (what services stamp their reports with)."""

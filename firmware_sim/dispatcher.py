@@ -5,11 +5,14 @@ Order of checks for every frame (ICD sections 3, 6, 7, 8, 9, 13):
 1. framing (BAD_COBS, TOO_LONG: counted, never answered);
 2. packet receipt checks (``protocol.packets.parse_tc``): answered with TM[1,2] naming
    the first four octets as request id;
-3. duplicate of one of the last 64 accepted TCs: TM[1,2] DUPLICATE, not executed;
+3. duplicate of an accepted TC the request memory holds: TM[1,2] DUPLICATE, not run;
 4. service, then subtype known;
 5. hazardous: the auth trailer (``protocol.auth.verify_tc``);
 6. the service's own acceptance check of the application data;
 7. accepted; then the service's start check (mode, busy); then execution.
+
+Every TC that reaches step 4 goes into the request memory (``firmware_sim.requests``),
+accepted or refused, except outcome queries (service 149), which ask about the others.
 
 A service raises ``PacketError`` (code and data of ICD section 10) to refuse. Anything
 else a service raises is a bug: the request fails with INTERNAL_ERROR and the
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import struct
 import traceback
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,12 +31,12 @@ from protocol.auth import is_hazardous, verify_tc
 from protocol.codes import TC_TYPES, EventId, FailureCode, Mode, RejectReason, Service
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, FrameDecoder, FrameRejected
-from protocol.link import DUPLICATE_WINDOW
 from protocol.packets import Telecommand, parse_tc
 from protocol.payloads import REJECT_REASON_CODES
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
+    from firmware_sim.requests import RequestMemory
 
 
 class ServiceHandler(Protocol):
@@ -68,35 +70,20 @@ class LinkStats:
         return sum(self.rejected.values())
 
 
-class DuplicateWindow:
-    """The request id and CRC of the last ``size`` accepted TCs (ICD section 6)."""
-
-    def __init__(self, size: int = DUPLICATE_WINDOW) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[int, bytes], Request] = OrderedDict()
-
-    @staticmethod
-    def key(tc: Telecommand) -> tuple[int, bytes]:
-        return tc.request_id.as_u32(), tc.raw[-2:]
-
-    def find(self, tc: Telecommand) -> Request | None:
-        return self._entries.get(self.key(tc))
-
-    def add(self, req: Request) -> None:
-        self._entries[self.key(req.tc)] = req
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-
-
 class Dispatcher:
     """Receives frames, checks TCs and hands them to the services."""
 
-    def __init__(self, fsw: FlightSoftware, services: dict[Service, ServiceHandler]) -> None:
+    def __init__(
+        self,
+        fsw: FlightSoftware,
+        services: dict[Service, ServiceHandler],
+        memory: RequestMemory,
+    ) -> None:
         self.fsw = fsw
         self.services = services
         self.decoder = FrameDecoder()
         self.stats = LinkStats()
-        self.duplicates = DuplicateWindow()
+        self.memory = memory
 
     def receive_data(self, data: bytes) -> None:
         self.decoder.receive_data(data)
@@ -136,11 +123,13 @@ class Dispatcher:
         """One well-formed TC through its stages."""
         fsw = self.fsw
         req = Request(tc, fsw.tm, fsw.now)
-        original = self.duplicates.find(tc)
+        original = self.memory.duplicate_of(tc)
         if original is not None:
             self.stats.duplicates += 1
             self._refuse(req, FailureCode.DUPLICATE, original.duplicate_data())
             return
+        if tc.service != Service.REQUEST_OUTCOME:
+            self.memory.remember(req)
         try:
             handler, data = self._route(tc)
             request = handler.accept(tc.subtype, data)
@@ -152,7 +141,6 @@ class Dispatcher:
             return
         self.stats.tc_accepted += 1
         fsw.log(f"TC[{tc.service},{tc.subtype}] {tc.request_id}: accepted")
-        self.duplicates.add(req)
         req.accept(fsw.now)
         try:
             handler.start(tc.subtype, request)

@@ -1,7 +1,8 @@
 """Health of the flight computer: what survives a reset, watchdogs, anomalies, EDAC totals.
 
-- ``NonVolatile``: boot and watchdog counts, the cause of the next boot, and the last
-  anti-replay number accepted per key (ICD section 13); kept across resets.
+- ``NonVolatile``: boot and watchdog counts, the cause of the next boot, the last
+  anti-replay number accepted per key (ICD section 13) and the request memory (ICD 6);
+  kept across resets.
 - ``Watchdog``: kicked by the main loop; when it is not, the flight computer reboots.
 - ``AnomalyWindow``: anomalies in a sliding window; enough of them mean SAFE mode.
 - ``CounterTotal``: a 32-bit hardware counter that wraps and is cleared by resets, as
@@ -15,6 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware_sim.requests import RequestMemory
 from protocol.payloads import ResetCause
 
 
@@ -26,6 +28,9 @@ class NonVolatile:
     watchdog_resets: int = 0
     next_reset_cause: ResetCause = ResetCause.POWER_ON
     auth_last_seq: dict[int, int] = field(default_factory=dict)
+    requests: RequestMemory = field(default_factory=RequestMemory)
+    """The requests received lately and their outcomes (ICD 6): a retransmission is
+    recognised, and its outcome known, across a reboot."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -33,6 +38,7 @@ class NonVolatile:
                 "boot_count": self.boot_count,
                 "watchdog_resets": self.watchdog_resets,
                 "auth_last_seq": {str(k): v for k, v in self.auth_last_seq.items()},
+                "requests": self.requests.to_json(),
             }
         )
 
@@ -47,6 +53,7 @@ class NonVolatile:
                 boot_count=int(raw["boot_count"]),
                 watchdog_resets=int(raw["watchdog_resets"]),
                 auth_last_seq={int(k): int(v) for k, v in raw["auth_last_seq"].items()},
+                requests=RequestMemory.from_json(raw.get("requests", [])),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(

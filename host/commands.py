@@ -27,6 +27,7 @@ from protocol.link import (
     acceptance_timeout,
 )
 from protocol.packets import Telemetry, make_tc
+from protocol.payloads import Outcome
 from protocol.request_id import RequestId
 from protocol.verification import VerificationReport
 
@@ -71,6 +72,9 @@ class Completion:
     duplicate: bool
     sent_at: float
     done_at: float
+    recovered: bool = False
+    """The report that ended it was lost; the target said the outcome when asked
+    (TC[149,1], docs/ICD.md section 14)."""
 
     @property
     def elapsed(self) -> float:
@@ -223,6 +227,21 @@ class Tracker:
     signed_by: Authenticator | None = None
     """The authenticator that signed the octets (None: not signed)."""
     replayed: bool = False
+    copies: int = 0
+    """Copies of the octets the link began to write, rewrites after a reconnection too."""
+    collided: bool = False
+    """Its first and only copy was answered DUPLICATE: the target remembers an earlier
+    request with the same octets (another session's), so this one must be renumbered."""
+    renumbered: int = 0
+    """Times the command was given a new sequence count after a collision."""
+    asked: int = 0
+    """Outcome queries (TC[149,1]) sent about it since its last report."""
+    query_for: Tracker | None = None
+    """For an outcome query the link sends on its own: the request it asks about."""
+    query: Tracker | None = None
+    """The outcome query asking about it, while one runs."""
+    recovered: bool = False
+    """Its outcome came from an outcome query: the report saying it was lost."""
     """A second TC of the command, sent after the first was refused with AUTH_REPLAY."""
 
     @property
@@ -272,6 +291,7 @@ class Tracker:
         up for an attempt the port refused.
         """
         self.begin_write()
+        self.copies += 1
         if counts:
             self.attempts += 1
         if self.sent_at is None:
@@ -390,7 +410,12 @@ class Tracker:
             self.deadline = now + self._after_acceptance_s()
 
     def _on_duplicate(self, data: bytes, now: float) -> None:
-        """The target already accepted this TC; its data says how far the original got."""
+        """The target already accepted this TC; its data says how far the original got.
+        When no other copy was ever written, the original is not ours: a collision."""
+        if self.copies == 1 and not self.accepted:
+            self.collided = True
+            self.deadline = None
+            return
         self.duplicate = True
         if len(data) < 3:
             self._accept(now)
@@ -411,6 +436,29 @@ class Tracker:
             return
         self._reach(stage, now)
 
+    def apply_outcome(self, outcome: Outcome, now: float) -> None:
+        """The target's answer to an outcome query about this request (ICD 15.10): end it
+        as the target says, or wait again while it runs."""
+        self.asked = 0
+        if not outcome.known:
+            self._timeout(
+                self._awaited_stage(), self._after_acceptance_s(), now,
+                extra="the target, asked, no longer remembers it",
+            )  # fmt: skip
+            return
+        stage = Stage.of_report(outcome.stage)
+        if outcome.code != 0:
+            self._accept(now)
+            self._fail(
+                stage, outcome.code, outcome.data, now,
+                note="its failure report was lost; the target said it when asked (TC[149,1])",
+            )  # fmt: skip
+            return
+        self.recovered = True
+        self._reach(stage, now)
+        if not self.done:  # still running: its reports may come yet
+            self.deadline = now + self._after_acceptance_s()
+
     def _complete(self, now: float) -> None:
         assert self.request_id is not None
         self.phase = Phase.DONE
@@ -425,6 +473,7 @@ class Tracker:
             duplicate=self.duplicate,
             sent_at=self.sent_at if self.sent_at is not None else now,
             done_at=now,
+            recovered=self.recovered,
         )
 
     def _fail(
@@ -444,10 +493,12 @@ class Tracker:
             words=explain(code, data, tc.service, tc.app_data),
         )  # fmt: skip
 
-    def _timeout(self, stage: Stage, waited: float, now: float) -> None:
+    def _timeout(self, stage: Stage, waited: float, now: float, *, extra: str = "") -> None:
         self.phase = Phase.DONE
         self.deadline = None
-        notes = []
+        notes = [extra] if extra else []
+        if self.asked:
+            notes.append(f"{self.asked} outcome queries got no answer")
         if self.unwritten:
             notes.append(f"{self.unwritten} of them not written: the port was down")
         if stage is Stage.ACCEPTANCE:

@@ -70,13 +70,14 @@ from host.link_events import (
 from host.send_window import may_send_new
 from host.stage import Stage
 from host.tm_matching import TmMatcher
-from protocol.codes import FailureCode, RejectReason, Service, TestSubtype
+from protocol.codes import FailureCode, OutcomeSubtype, RejectReason, Service, TestSubtype
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, FrameRejected, encode_frame
-from protocol.link import MAX_FRAME_LEN, MAX_OUTSTANDING, SOURCE_ID_HOST
+from protocol.link import DUPLICATE_WINDOW, MAX_FRAME_LEN, MAX_OUTSTANDING, SOURCE_ID_HOST
 from protocol.packets import PacketType, PacketValidator, Telemetry, parse_tm
+from protocol.payloads import outcome_query, read_outcomes
 from protocol.request_id import RequestId
-from protocol.sequence import SeqCounter
+from protocol.sequence import SEQ_COUNT_MODULO, SeqCounter
 from protocol.verification import VerificationReport
 
 log = logging.getLogger("host.link")
@@ -197,6 +198,8 @@ class LinkCore:
         self._held_since: float | None = None
         self._last_heard = float("-inf")
         """When the last octet came from the target (the dead-target rule)."""
+        self._jumped_at = 0
+        """``send_index`` from which a collision moves the sequence counter again."""
         self._start_tracker: Tracker | None = None
         self._start_attempt = 0
         self._next_probe_at = 0.0
@@ -468,7 +471,7 @@ class LinkCore:
             return self._queue.popleft() if self._queue else None
         if self.state in _WAITING:
             for tracker in self._queue:
-                if tracker.internal:
+                if tracker.internal and tracker.query_for is None:
                     self._queue.remove(tracker)
                     return tracker
         return None
@@ -508,7 +511,9 @@ class LinkCore:
         the dead-target rule, retry pings."""
         for tracker in list(self._open.values()):
             if tracker.deadline is not None and tracker.deadline <= now:
-                if tracker.expire(now):
+                if self._may_ask(tracker):
+                    self._ask(tracker, now)
+                elif tracker.expire(now):
                     tracker.begin_write()
                     self._due.append((tracker, "retransmit"))
                 elif tracker.done:
@@ -533,7 +538,7 @@ class LinkCore:
         """The tracker waits in the queue because of the link's state, not the window."""
         if self.state is LinkState.PORT_DOWN:
             return True
-        return self.state in _WAITING and not tracker.internal
+        return self.state in _WAITING and (not tracker.internal or tracker.query_for is not None)
 
     def _held_deadline(self) -> float | None:
         if self._held_since is None:
@@ -652,6 +657,9 @@ class LinkCore:
             if tracker.on_report(report, at):
                 tracker.begin_write()
                 self._due.append((tracker, "retransmit"))
+            if tracker.collided:
+                self._renumber(tracker, at)
+                return report.request_id
             if self.fast_retransmit:
                 self._retransmit_skipped(tracker)
             self._matcher.reported(tracker, report)
@@ -707,20 +715,22 @@ class LinkCore:
         self._matcher.forget(tracker)
         if self._resend_after_replay(tracker):
             return
-        if tracker.internal:
+        if tracker.internal and tracker.query_for is None:
             result = tracker.result
             if not isinstance(result, CommandError) or result.stage is not Stage.ACCEPTANCE:
                 self.stats.start_pings_accepted += 1
             elif tracker.attempts > tracker.unwritten:
                 self.stats.start_pings_maybe += 1
         self._ended(tracker, now)
-        if tracker.link_down and not tracker.internal:
+        if tracker.link_down and (not tracker.internal or tracker.query_for is not None):
             self._on(Trigger.EXHAUSTED, now, f"{tracker.name} exhausted its retransmissions")
 
     def _ended(self, tracker: Tracker, now: float) -> None:
         if tracker.internal:
             if tracker is self._start_tracker:
                 self._start_ping_ended(tracker, now)
+            elif tracker.query_for is not None:
+                self._query_ended(tracker, now)
             return
         assert tracker.result is not None
         self._events.append(CommandEnded(tracker.order, tracker.result, now))
@@ -750,6 +760,104 @@ class LinkCore:
             self.port, tracker.name, auth.key_id, auth.next_seq,
         )  # fmt: skip
         return True
+
+    # --- sequence count collisions ----------------------------------------------------------
+
+    def _renumber(self, tracker: Tracker, now: float) -> None:
+        """ICD 6: the target answered DUPLICATE to the only copy of a TC, so it remembers an
+        earlier request with the same octets (another session's, whose counts this one's
+        random start fell among). Move the counter past the target's memory and queue the
+        command again, in its submission place, to get a new count; it has not run."""
+        del self._open[tracker.request_id]  # type: ignore[arg-type]
+        self._matcher.forget(tracker)
+        self.stats.seq_collisions += 1
+        if tracker.renumbered >= SEQ_COUNT_MODULO // DUPLICATE_WINDOW:
+            tracker.collided = False
+            tracker.duplicate = True
+            tracker.abandon(
+                CommandTimeout(
+                    command=tracker.name, stage=Stage.ACCEPTANCE, request_id=tracker.request_id,
+                    port=self.port, waited_s=now - (tracker.sent_at or now),
+                    transmissions=tracker.attempts,
+                    note="every sequence count tried is one the target remembers",
+                )  # fmt: skip
+            )
+            self._ended(tracker, now)
+            return
+        if tracker.send_index >= self._jumped_at:
+            self._seq = SeqCounter((self._seq.peek + DUPLICATE_WINDOW) % SEQ_COUNT_MODULO)
+            self._jumped_at = self._sent_count
+        again = Tracker(
+            tracker.command, self.timing, self.port, tracker.submitted_at,
+            internal=tracker.internal, order=tracker.order, replayed=tracker.replayed,
+            renumbered=tracker.renumbered + 1, query_for=tracker.query_for,
+        )  # fmt: skip
+        self._queue.insert(bisect.bisect(self._queue, again.order, key=lambda t: t.order), again)
+        if tracker is self._start_tracker:
+            self._start_tracker = again
+        if tracker.query_for is not None:
+            tracker.query_for.query = again
+        log.info("%s: %s collided with a request the target remembers; sending it renumbered",
+                 self.port, tracker.name)  # fmt: skip
+
+    # --- lost reports ----------------------------------------------------------------------
+
+    def _may_ask(self, tracker: Tracker) -> bool:
+        """A request accepted and then silent past its deadline is asked about (ICD 14, lost
+        reports), at most 1 + max_retransmissions times in a row without an answer."""
+        return (
+            tracker.phase is Phase.AWAIT_COMPLETION
+            and tracker.accepted
+            and not tracker.internal
+            and tracker.request_id is not None
+            and tracker.asked <= self.timing.max_retransmissions
+        )
+
+    def _ask(self, tracker: Tracker, now: float) -> None:
+        assert tracker.request_id is not None
+        tracker.deadline = None
+        tracker.asked += 1
+        self.stats.outcome_queries += 1
+        command = Command(
+            Service.REQUEST_OUTCOME, OutcomeSubtype.REPORT_OUTCOMES,
+            outcome_query([tracker.request_id]),
+        )  # fmt: skip
+        handle = self.submit(command, now, internal=True)
+        query = self._queue[-1]
+        assert query.order == handle
+        query.query_for = tracker
+        tracker.query = query
+
+    def _query_ended(self, query: Tracker, now: float) -> None:
+        """An outcome query ended: end the request as the target says, or ask again."""
+        tracker = query.query_for
+        assert tracker is not None
+        if tracker.done or self.state is LinkState.CLOSED:
+            return
+        outcome = None
+        if isinstance(query.result, Completion):
+            for tm in query.result.reports:
+                if (tm.service, tm.subtype) != (
+                    Service.REQUEST_OUTCOME, OutcomeSubtype.OUTCOME_REPORT
+                ):  # fmt: skip
+                    continue
+                try:
+                    outcome = next(
+                        (o for o in read_outcomes(tm.source_data)
+                         if o.request_id == tracker.request_id), None,
+                    )  # fmt: skip
+                except PacketError:
+                    self.stats.reports_malformed += 1
+        if outcome is None:
+            if self._may_ask(tracker):
+                self._ask(tracker, now)
+                return
+            tracker.expire(now)
+        else:
+            self.stats.outcomes_answered += 1
+            tracker.apply_outcome(outcome, now)
+        if tracker.done:
+            self._finish(tracker, now)
 
     # --- link start ----------------------------------------------------------------------
 

@@ -153,6 +153,13 @@ class LinkStats:
     frames_rejected: dict[RejectReason, int] = field(
         default_factory=lambda: dict.fromkeys(RejectReason, 0)
     )
+    seq_collisions: int = 0
+    """TCs renumbered because the target remembered an earlier request with their octets
+    (another session's sequence counts, ICD 6)."""
+    outcome_queries: int = 0
+    """TC[149,1] sent because a request's reports stopped coming (ICD 14, lost reports)."""
+    outcomes_answered: int = 0
+    """Of those, the ones the target answered about the request."""
     reconnects: int = 0
     link_downs: int = 0
     """Times the link went down (a TC exhausted its retransmissions, or the target fell

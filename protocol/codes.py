@@ -21,6 +21,7 @@ class Service(enum.IntEnum):
     PARAMETER_MANAGEMENT = 20
     # 128..255 are mission-specific in PUS-C.
     FAULT_INJECTION = 148
+    REQUEST_OUTCOME = 149
 
 
 class VerificationSubtype(enum.IntEnum):
@@ -97,6 +98,13 @@ class FaultInjectionSubtype(enum.IntEnum):
     LIST_REPORT = 4
 
 
+class OutcomeSubtype(enum.IntEnum):
+    """Service 149 messages (private): what became of earlier requests."""
+
+    REPORT_OUTCOMES = 1
+    OUTCOME_REPORT = 2
+
+
 SUBTYPES: dict[Service, type[enum.IntEnum]] = {
     Service.REQUEST_VERIFICATION: VerificationSubtype,
     Service.HOUSEKEEPING: HousekeepingSubtype,
@@ -106,6 +114,7 @@ SUBTYPES: dict[Service, type[enum.IntEnum]] = {
     Service.TEST: TestSubtype,
     Service.PARAMETER_MANAGEMENT: ParameterSubtype,
     Service.FAULT_INJECTION: FaultInjectionSubtype,
+    Service.REQUEST_OUTCOME: OutcomeSubtype,
 }
 """The subtype enum of each service."""
 
@@ -127,6 +136,7 @@ TC_TYPES: frozenset[tuple[int, int]] = frozenset(
         (Service.FAULT_INJECTION, FaultInjectionSubtype.INJECT),
         (Service.FAULT_INJECTION, FaultInjectionSubtype.CLEAR_ALL),
         (Service.FAULT_INJECTION, FaultInjectionSubtype.LIST),
+        (Service.REQUEST_OUTCOME, OutcomeSubtype.REPORT_OUTCOMES),
     }
 )
 """(service, subtype) pairs the flight software accepts as telecommands."""
@@ -144,6 +154,7 @@ TM_TYPES: frozenset[tuple[int, int]] = frozenset(
         (Service.TEST, TestSubtype.PING_REPORT),
         (Service.PARAMETER_MANAGEMENT, ParameterSubtype.VALUES_REPORT),
         (Service.FAULT_INJECTION, FaultInjectionSubtype.LIST_REPORT),
+        (Service.REQUEST_OUTCOME, OutcomeSubtype.OUTCOME_REPORT),
     }
 )
 """(service, subtype) pairs the flight software sends as telemetry."""
@@ -205,6 +216,7 @@ class FailureCode(enum.IntEnum):
     JOB_FAILED = 0x0200
     JOB_ABORTED = 0x0201
     TIMEOUT = 0x0202
+    INTERRUPTED = 0x0203
     INTERNAL_ERROR = 0x0FFF
 
 

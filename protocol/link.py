@@ -44,8 +44,9 @@ MAX_RETRANSMISSIONS: Final[int] = 3
 """Retransmissions of one TC (same bytes) before the host declares the link down."""
 MAX_OUTSTANDING: Final[int] = 8
 """TCs the host may have sent without their acceptance report yet (the sliding window)."""
-DUPLICATE_WINDOW: Final[int] = 64
-"""Accepted TCs the flight software remembers for duplicate detection."""
+DUPLICATE_WINDOW: Final[int] = 1024
+"""TCs the flight software remembers, accepted or refused at acceptance, with their outcome
+(ICD 6): duplicates among the accepted ones are not run again, and TC[149,1] asks about any."""
 
 
 def frame_time_s(n_bytes: int, baud: int = DEFAULT_BAUD) -> float:

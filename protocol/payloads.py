@@ -14,6 +14,7 @@ from typing import Final
 
 from protocol.codes import EventId, FailureCode, FaultKind
 from protocol.errors import PacketError
+from protocol.request_id import RequestId
 
 MAX_DUMP_LEN: Final[int] = 2016
 """Largest TC[6,5] length: fits TM[6,6] and is a whole number of words for every N."""
@@ -451,6 +452,11 @@ def event_selection(selector: EventSelector, event_ids: Sequence[int] = ()) -> b
     )
 
 
+def outcome_query(request_ids: Sequence[RequestId]) -> bytes:
+    """TC[149,1]: count u8, count x request id (4 octets, as in service 1 reports)."""
+    return _u8_count(request_ids, "request ids") + b"".join(r.pack() for r in request_ids)
+
+
 def memory_load(memory: int, address: int, data: bytes) -> bytes:
     """TC[6,2] (before its auth trailer): memory u8, address u32, length u16, data."""
     return struct.pack("!BIH", memory, address, len(data)) + bytes(data)
@@ -799,3 +805,61 @@ def read_fault_list(source_data: bytes) -> tuple[int, list[FaultRecord]]:
     records = [FaultRecord.read(r) for _ in range(count)]
     r.end()
     return active, records
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One entry of TM[149,2]: how far a request got. ``stage`` is the service 1 subtype of
+    the last stage it reached (1 accepted, 2 refused at acceptance, 3 started, 4 failed to
+    start, 5 in progress, 6 failed in progress, 7 completed, 8 failed at completion), or
+    0 when the target does not remember the request; ``code`` and ``data`` are the
+    failure's (0 and empty without one)."""
+
+    request_id: RequestId
+    stage: int
+    code: int = 0
+    data: bytes = b""
+
+    @property
+    def known(self) -> bool:
+        return self.stage != 0
+
+    @property
+    def ended(self) -> bool:
+        """Completed or failed: nothing more will happen to it."""
+        return self.stage in (2, 4, 6, 7, 8) or self.code != 0
+
+    def pack(self) -> bytes:
+        return (
+            self.request_id.pack()
+            + struct.pack("!BHB", self.stage, self.code, len(self.data))
+            + self.data
+        )
+
+    @classmethod
+    def read(cls, r: Reader) -> Outcome:
+        rid = RequestId(r.u16("packet id"), r.u16("packet sequence control"))
+        stage, code, length = r.u8("stage"), r.u16("failure code"), r.u8("failure data length")
+        return cls(rid, stage, code, r.raw(length, "failure data"))
+
+
+def read_outcome_query(data: bytes) -> list[RequestId]:
+    """TC[149,1] application data: the request ids asked about."""
+    r = Reader(data)
+    count = r.count("count")
+    ids = [RequestId(r.u16("packet id"), r.u16("packet sequence control")) for _ in range(count)]
+    r.end()
+    return ids
+
+
+def pack_outcomes(outcomes: Sequence[Outcome]) -> bytes:
+    """TM[149,2] source data: count u8, then each ``Outcome``."""
+    return struct.pack("!B", len(outcomes)) + b"".join(o.pack() for o in outcomes)
+
+
+def read_outcomes(source_data: bytes) -> list[Outcome]:
+    """TM[149,2]: the outcomes reported, in the order asked."""
+    r = Reader(source_data)
+    outcomes = [Outcome.read(r) for _ in range(r.u8("count"))]
+    r.end()
+    return outcomes

@@ -7,8 +7,6 @@ It remembers the last stage reached, which is what a DUPLICATE answer quotes.
 
 from __future__ import annotations
 
-import struct
-
 from firmware_sim.telemetry import TmSender
 from protocol.codes import AckFlags, FailureCode, Service
 from protocol.codes import VerificationSubtype as V
@@ -30,6 +28,7 @@ class Request:
         self.last_subtype = 0
         """Subtype of the last stage reached (reported or not): 0 before acceptance."""
         self.failure_code = 0
+        self.failure_data = b""
         self.steps = 0
         self.last_report = now
 
@@ -93,15 +92,12 @@ class Request:
         else:
             subtype = V.COMPLETION_FAILURE
         self.failure_code = int(code)
+        self.failure_data = bytes(data)
         self._report(
             VerificationReport(subtype, self.request_id, failure_code=int(code), failure_data=data),
             None,
             now,
         )
-
-    def duplicate_data(self) -> bytes:
-        """Failure data of DUPLICATE: last subtype reached u8, its failure code u16."""
-        return struct.pack("!BH", self.last_subtype, self.failure_code)
 
 
 def reject_unparsed(

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from protocol.auth import sign_tc
 from protocol.codes import TC_TYPES, AckFlags, EventId, FailureCode, Mode, Service
 from protocol.framing import encode_frame
-from protocol.link import MAX_FRAME_LEN
+from protocol.link import DUPLICATE_WINDOW, MAX_FRAME_LEN
 from protocol.packets import make_tc
 from protocol.payloads import HkStructure, ParamId
 from protocol.request_id import RequestId
@@ -106,11 +106,13 @@ def test_a_duplicate_of_a_failed_request_says_how_it_failed(fsw: Harness) -> Non
     )
 
 
-def test_duplicate_window_holds_the_last_64_accepted(fsw: Harness) -> None:
+def test_the_request_memory_holds_the_last_duplicate_window_requests(fsw: Harness) -> None:
     first = fsw.packet(*PING)
     fsw.raw_tc(first)
-    for _ in range(64):
+    for _ in range(DUPLICATE_WINDOW - 1):
         fsw.tc(*PING)
+    assert fsw.raw_tc(first).failure[1] == FailureCode.DUPLICATE  # still remembered
+    fsw.tc(*PING)
     assert fsw.raw_tc(first).ok  # forgotten: executed again
 
 

@@ -23,7 +23,9 @@ from firmware_sim.accel import gemm_reference
 from firmware_sim.services.housekeeping import HK_STRUCTURES, structure_format
 from protocol.codes import EventId, FailureCode, FaultKind, FunctionId, MemoryId, Mode, Service
 from protocol.link import APID_FSW
+from protocol.packets import make_tc
 from protocol.payloads import EventSelector, FaultSiteClass, HkStructure, ParamId
+from protocol.verification import VerificationReport
 
 
 def test_ping_round_trip(client: PtyClient) -> None:
@@ -215,10 +217,24 @@ class _FdPort:
 
 def test_the_non_volatile_store_keeps_the_boot_count_across_runs(tmp_path) -> None:
     store = tmp_path / "nv.json"
+    ask = make_tc(3, 27, struct.pack("!BH", 1, HkStructure.SYSTEM), 1234)
     for boot in (1, 2):
         fw = FirmwareProcess("--nv-file", str(store))
         try:
-            fw.client.tc(3, 27, struct.pack("!BH", 1, HkStructure.SYSTEM))
+            if boot == 2:
+                # The same octets again after the target's restart: a retransmission,
+                # recognised from the store, not run twice (ICD 6).
+                rid = fw.client.send(ask)
+                refused = fw.client.await_tm(is_tm(1, 2))
+                assert refused is not None
+                report = VerificationReport.unpack(2, refused.source_data)
+                assert report.request_id == rid and report.failure_code == FailureCode.DUPLICATE
+                assert report.failure_data == struct.pack("!BH", 7, 0)  # it had completed
+                assert fw.client.await_tm(is_tm(3, 25), timeout=0.5) is None
+                fw.client.seq = 2000
+                fw.client.tc(3, 27, struct.pack("!BH", 1, HkStructure.SYSTEM))
+            else:
+                fw.client.send(ask)
             tm = fw.client.await_tm(is_tm(3, 25))
             assert tm is not None
             values = struct.unpack(structure_format(HkStructure.SYSTEM), tm.source_data)

@@ -416,6 +416,8 @@ def test_every_command_ends_over_a_lossy_noisy_line(target, hk_counters, record_
     )
     counts = dict(outcome) | {
         "retransmissions": stats.retransmissions,
+        "outcome queries": stats.outcome_queries,
+        "recovered": sum(isinstance(r, Completion) and r.recovered for r in results),
         "duplicates answered": sum(isinstance(r, Completion) and r.duplicate for r in results),
         "tm_lost": stats.tm_lost,
         "frames_rejected": stats.rejected_total,
@@ -433,9 +435,20 @@ def test_every_command_ends_over_a_lossy_noisy_line(target, hk_counters, record_
     surely, maybe = accepted_bounds(results)
     surely += stats.start_pings_accepted - pings_before.start_pings_accepted
     maybe += stats.start_pings_maybe - pings_before.start_pings_maybe
+    # The outcome queries the link sent when reports were lost (ICD 14) are TCs too.
+    surely += stats.outcomes_answered - pings_before.outcomes_answered
+    asked = stats.outcome_queries - pings_before.outcome_queries
+    answered = stats.outcomes_answered - pings_before.outcomes_answered
+    maybe += asked - answered
     # Each TC the target accepted, it accepted once: no retransmission ran twice (a copy
     # arriving after the original left the target's duplicate window would).
     assert surely <= accepted <= surely + maybe, (accepted, surely, maybe, counts)
+    # No request that was accepted ends unknown: a lost report is asked about.
+    unknown = [
+        r for r in results if isinstance(r, CommandTimeout) and r.stage is not Stage.ACCEPTANCE
+    ]
+    assert not unknown, unknown[:3]
+    assert asked > 0 and answered > 0, "the line loses reports: some were asked about"
 
 
 # --- raw octets and cancelling ------------------------------------------------------------

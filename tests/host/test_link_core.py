@@ -25,12 +25,15 @@ from host.link_events import (
     StateChanged,
     TmArrived,
 )
+from host.stage import Stage
 from protocol.auth import split_auth
 from protocol.codes import AckFlags, FailureCode, VerificationSubtype
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, encode_frame
 from protocol.link import DUPLICATE_WINDOW, MAX_OUTSTANDING, SOURCE_ID_HOST
 from protocol.packets import Telecommand, make_tm, parse_tc
+from protocol.payloads import Outcome, pack_outcomes, read_outcome_query
 from protocol.request_id import RequestId
+from protocol.sequence import seq_diff
 from protocol.timecode import CdsTime
 from protocol.verification import VerificationReport, make_verification_tm
 
@@ -193,11 +196,12 @@ def test_retransmissions_stay_inside_the_targets_duplicate_window() -> None:
     while now < 6 * ACC:
         if round(now / 0.05) % 10 == 0:
             t.tm(3, 25, b"\0\1", now)  # housekeeping: the target is alive while the rest wait
-        for tc in t.tcs(now) + t.advance(now):
-            lost = lost or tc.request_id
-            order.append(tc.request_id)
-            if tc.request_id != lost:
-                t.answer_ping(tc, now)
+        for _ in range(8):  # a fast line: the window turns over several times per step
+            for tc in t.tcs(now) + t.advance(now):
+                lost = lost or tc.request_id
+                order.append(tc.request_id)
+                if tc.request_id != lost:
+                    t.answer_ping(tc, now)
         if t.core.reopen_pending:
             t.core.port_lost(now, "reopening")  # what the shell does on ReopenPort
             t.core.port_opened(now)
@@ -258,15 +262,126 @@ def test_lost_reports_end_in_a_duplicate_answer_that_completes_once() -> None:
     assert t.core.stats.tm_lost == 4
 
 
-def test_accepted_tc_is_never_sent_again_and_times_out_at_completion() -> None:
+def _answer_query(t: Target, query: Telecommand, outcome: Outcome, now: float) -> None:
+    """The target answers TC[149,1] with TM[149,2] about ``outcome``'s request."""
+    assert (query.service, query.subtype) == (149, 1)
+    assert read_outcome_query(query.app_data) == [outcome.request_id]
+    t.report(query, 1, now)
+    t.report(query, 3, now)
+    t.tm(149, 2, pack_outcomes([outcome]), now)
+    t.report(query, 7, now)
+
+
+def test_an_accepted_tc_is_never_sent_again_but_asked_about_after_its_timeout() -> None:
     t = _up()
     handle = t.core.submit(Command(17, 1, ack=AckFlags.ACCEPTANCE | AckFlags.COMPLETION), 0.0)
     (tc,) = t.tcs(0.0)
     t.report(tc, 1, 0.1)
-    t.advance(0.1 + TIMING.completion_s)
-    assert len(t.wire) == 1
-    result = t.ended()[handle]
-    assert isinstance(result, CommandTimeout) and "accepted, so not retried" in str(result)
+    (query,) = t.advance(0.1 + TIMING.completion_s)
+    assert handle not in t.ended(), "not given up: asked about"
+    assert t.core.stats.outcome_queries == 1
+    _answer_query(t, query, Outcome(tc.request_id, 7), 0.2 + TIMING.completion_s)
+    done = t.ended()[handle]
+    assert isinstance(done, Completion) and done.recovered and done.stage is Stage.COMPLETION
+    assert [f for f in t.wire if _decode(f)[0].service == 17] == t.wire[:1], "sent once"
+
+
+def test_a_lost_failure_report_ends_the_request_with_the_code_and_data_asked() -> None:
+    t = _up()
+    handle = t.core.submit(SET_JOB_TIMEOUT, 0.0)
+    (tc,) = t.tcs(0.0)
+    t.report(tc, 1, 0.1)
+    (query,) = t.advance(0.2 + TIMING.progress_s)
+    failed = Outcome(tc.request_id, 8, FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x03")
+    _answer_query(t, query, failed, 0.3 + TIMING.progress_s)
+    error = t.ended()[handle]
+    assert isinstance(error, CommandFailed) and error.stage is Stage.COMPLETION
+    assert (error.code, error.data) == (FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x03")
+    assert "when asked (TC[149,1])" in str(error)
+
+
+def test_a_request_still_running_is_awaited_again_then_ends_by_its_report() -> None:
+    t = _up()
+    handle = t.core.submit(PING, 0.0)
+    (tc,) = t.tcs(0.0)
+    t.report(tc, 1, 0.1)
+    now = 0.2 + TIMING.progress_s
+    (query,) = t.advance(now)
+    _answer_query(t, query, Outcome(tc.request_id, 3), now)
+    assert handle not in t.ended()
+    assert t.core.next_deadline() == pytest.approx(now + TIMING.progress_s)
+    t.report(tc, 7, now + 1.0)
+    assert isinstance(t.ended()[handle], Completion)
+
+
+def test_queries_whose_answers_are_lost_are_sent_anew_then_the_request_times_out() -> None:
+    t = _up()
+    handle = t.core.submit(PING, 0.0)
+    (tc,) = t.tcs(0.0)
+    t.report(tc, 1, 0.1)
+    now, asked = 0.1, []
+    while handle not in t.ended() and now < 120.0:
+        now = t.core.next_deadline() or now + 1.0
+        for query in t.advance(now):
+            asked.append(query.request_id)
+            t.report(query, 1, now)  # accepted; its TM[149,2] and completion are lost
+    assert len(asked) == 1 + TIMING.max_retransmissions
+    assert len(set(asked)) == len(asked), "each a new TC"
+    error = t.ended()[handle]
+    assert isinstance(error, CommandTimeout) and error.stage is Stage.START  # its next report
+    assert f"{len(asked)} outcome queries got no answer" in str(error)
+    assert t.changes() == []
+
+
+def test_a_query_nobody_accepts_takes_the_link_down_as_any_tc() -> None:
+    t = _up()
+    t.core.submit(PING, 0.0)
+    (tc,) = t.tcs(0.0)
+    t.report(tc, 1, 0.1)
+    sent = t.advance(0.2 + TIMING.progress_s + 4 * TIMING.acceptance_s)
+    copies = 1 + TIMING.max_retransmissions
+    assert [q.service for q in sent][:copies] == [149] * copies
+    assert len({q.request_id for q in sent[:copies]}) == 1
+    assert t.changes()[0] == "down"
+
+
+def test_a_request_the_target_forgot_times_out_saying_so() -> None:
+    t = _up()
+    handle = t.core.submit(PING, 0.0)
+    (tc,) = t.tcs(0.0)
+    t.report(tc, 1, 0.1)
+    (query,) = t.advance(0.2 + TIMING.progress_s)
+    _answer_query(t, query, Outcome(tc.request_id, 0), 0.3 + TIMING.progress_s)
+    error = t.ended()[handle]
+    assert isinstance(error, CommandTimeout) and "no longer remembers it" in str(error)
+
+
+def test_a_duplicate_answer_to_the_only_copy_renumbers_the_command() -> None:
+    """A new session's random counts fell among those the target remembers (ICD 6): the
+    TC has not run; it is sent again with a count past the target's memory."""
+    t = _up()
+    handle = t.core.submit(PING, 0.0)
+    (tc,) = t.tcs(0.0)
+    t.report(tc, 2, 0.1, FailureCode.DUPLICATE, struct.pack("!BH", 7, 0))
+    (again,) = t.tcs(0.1)
+    assert again.service == 17
+    assert seq_diff(again.seq_count, tc.seq_count) >= DUPLICATE_WINDOW
+    assert t.core.stats.seq_collisions == 1
+    t.answer_ping(again, 0.2)
+    done = t.ended()[handle]
+    assert isinstance(done, Completion) and not done.duplicate and len(done.reports) == 1
+
+
+def test_a_duplicate_answer_to_a_retransmission_is_the_original_s_outcome() -> None:
+    t = _up()
+    handle = t.core.submit(PING, 0.0)
+    (tc,) = t.tcs(0.0)
+    (copy,) = t.advance(TIMING.acceptance_s + 0.01)  # its acceptance report was lost
+    assert copy.request_id == tc.request_id
+    t.report(tc, 2, 2.0, FailureCode.DUPLICATE, struct.pack("!BH", 7, 0))
+    done = t.ended()[handle]
+    assert isinstance(done, Completion) and done.duplicate
+    assert t.core.stats.seq_collisions == 0
 
 
 # --- matching TM to commands ------------------------------------------------------------------
