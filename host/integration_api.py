@@ -9,6 +9,7 @@ Predicates are small objects (``host.history.tm``, ``host.history.event``, ``hk_
 
 from __future__ import annotations
 
+import random
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -17,14 +18,17 @@ from dataclasses import dataclass
 from host.commands import Completion
 from host.errors import CommandError, CommandFailed
 from host.history import NOW, Received, Start, TmPredicate
-from host.link import Link
+from host.link_api import LinkApi
 from host.stage import Stage
 from host.target import Target
 from host.telemetry import EventReport, Housekeeping
 from protocol.codes import AckFlags, EventId, FailureCode, HousekeepingSubtype, Service
 from protocol.framing import encode_frame
-from protocol.payloads import HkStructure
+from protocol.link import APID_FSW
+from protocol.packets import make_tc
+from protocol.payloads import MAX_LIST_COUNT, HkStructure, outcome_query, read_outcomes
 from protocol.request_id import RequestId
+from protocol.sequence import SEQ_COUNT_MODULO
 
 Value = object | Callable[[object], bool]
 """An expected value, or a test of the value."""
@@ -92,7 +96,7 @@ class EventPredicate:
 class IntegrationApi:
     """What a test drives a target with: commands, telemetry, events, and the ``Target``."""
 
-    def __init__(self, link: Link, target: Target | None = None) -> None:
+    def __init__(self, link: LinkApi, target: Target | None = None) -> None:
         self.link = link
         self.target = target if target is not None else Target(link)
 
@@ -197,6 +201,22 @@ class IntegrationApi:
         """Write octets to the port as they are (garbage, damaged frames, repeated TCs),
         between two of the link's frames; returns once written."""
         self.link.send_raw(bytes(data))
+
+    def fresh_seq(self, *, apid: int = APID_FSW) -> int:
+        """A TC sequence count that no request the target remembers has (asked with
+        TC[149,1], docs/ICD.md 15.10): a packet built by hand with it is a new request,
+        not a duplicate of an earlier one (ICD 6)."""
+        for _ in range(8):
+            counts = random.sample(range(SEQ_COUNT_MODULO), MAX_LIST_COUNT)
+            ids = [RequestId.unpack(make_tc(Service.TEST, 1, b"", c, apid=apid)) for c in counts]
+            done = self.link.send(Service.REQUEST_OUTCOME, 1, outcome_query(ids))
+            report = next((t for t in done.reports if (t.service, t.subtype) == (149, 2)), None)
+            if report is None:
+                continue  # the answer was lost: ask again
+            for outcome in read_outcomes(report.source_data):
+                if not outcome.known:
+                    return outcome.request_id.seq_count
+        raise AssertionError(f"{self.link.port}: no sequence count the target does not remember")
 
     def send_packet(self, packet: bytes) -> RequestId:
         """Frame a packet (good or bad) and write it raw; its request id (first 4 octets)."""

@@ -254,7 +254,7 @@ class _Client:
             while True:
                 try:
                     message = self.conn.recv()
-                except (EOFError, OSError, ValueError):
+                except (EOFError, OSError, ValueError, TypeError):  # TypeError: closed under us
                     return
                 if message[0] == "bye":
                     return

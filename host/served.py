@@ -385,7 +385,7 @@ class SharedLink(LinkApi):
         while True:
             try:
                 message = conn.recv()
-            except (EOFError, OSError, ValueError):
+            except (EOFError, OSError, ValueError, TypeError):  # TypeError: closed under us
                 break
             self._handle(message)
         with self._cond:

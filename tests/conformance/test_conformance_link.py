@@ -4,7 +4,6 @@ duplicates, verification stages and counts, checked from outside on any target."
 from __future__ import annotations
 
 import os
-import random
 import struct
 
 from host.history import tm
@@ -14,14 +13,10 @@ from protocol.codes import AckFlags, EventId, FailureCode, Service
 from protocol.crc import crc16_ccitt_false
 from protocol.link import MAX_FRAME_LEN, SOURCE_ID_HOST
 from protocol.packets import make_tc
-from protocol.payloads import HkStructure, ParamId
+from protocol.payloads import HkStructure, Outcome, ParamId, outcome_query, read_outcomes
 from protocol.request_id import RequestId
 
 PING = (Service.TEST, 1)
-
-
-def fresh_seq() -> int:
-    return random.randrange(16384)
 
 
 def system(hil: IntegrationApi) -> Housekeeping:
@@ -55,10 +50,10 @@ def test_ping_is_reported_in_stage_order_around_its_report(hil: IntegrationApi) 
 
 
 def test_success_reports_only_for_the_flags_set(hil: IntegrationApi) -> None:
-    silent = hil.send_packet(make_tc(*PING, b"", fresh_seq(), ack_flags=AckFlags.NONE))
+    silent = hil.send_packet(make_tc(*PING, b"", hil.fresh_seq(), ack_flags=AckFlags.NONE))
     hil.assert_telemetry(tm(17, 2))
     only_completion = hil.send_packet(
-        make_tc(*PING, b"", fresh_seq(), ack_flags=AckFlags.COMPLETION)
+        make_tc(*PING, b"", hil.fresh_seq(), ack_flags=AckFlags.COMPLETION)
     )
     assert hil.await_report(only_completion, {7}) is not None
     assert hil.await_report(silent, timeout=0.3) is None
@@ -66,14 +61,14 @@ def test_success_reports_only_for_the_flags_set(hil: IntegrationApi) -> None:
 
 
 def test_failure_reports_are_sent_whatever_the_flags(hil: IntegrationApi) -> None:
-    rid = hil.send_packet(make_tc(99, 1, b"", fresh_seq(), ack_flags=AckFlags.NONE))
+    rid = hil.send_packet(make_tc(99, 1, b"", hil.fresh_seq(), ack_flags=AckFlags.NONE))
     report = hil.await_report(rid, {2})
     assert report is not None
     assert struct.unpack_from("!H", report.source_data, 4)[0] == FailureCode.UNKNOWN_SERVICE
 
 
 def test_bad_crc_is_answered_with_the_octets_received(hil: IntegrationApi) -> None:
-    good = make_tc(*PING, b"", fresh_seq())
+    good = make_tc(*PING, b"", hil.fresh_seq())
     bad = good[:-1] + bytes([good[-1] ^ 0xFF])
     code, data = failure_of(hil, bad)
     assert code == FailureCode.BAD_CRC
@@ -81,7 +76,7 @@ def test_bad_crc_is_answered_with_the_octets_received(hil: IntegrationApi) -> No
 
 
 def test_length_field_that_disagrees_is_bad_length(hil: IntegrationApi) -> None:
-    good = make_tc(*PING, b"", fresh_seq())
+    good = make_tc(*PING, b"", hil.fresh_seq())
     body = bytearray(good[:-2])
     body[4:6] = struct.pack("!H", 40)
     code, data = failure_of(hil, with_crc(bytes(body)))
@@ -89,30 +84,30 @@ def test_length_field_that_disagrees_is_bad_length(hil: IntegrationApi) -> None:
 
 
 def test_packet_shorter_than_a_pus_tc_is_bad_length(hil: IntegrationApi) -> None:
-    header = make_tc(*PING, b"", fresh_seq())[:4] + struct.pack("!H", 3)
+    header = make_tc(*PING, b"", hil.fresh_seq())[:4] + struct.pack("!H", 3)
     packet = with_crc(header + b"\x2f\x11")
     code, data = failure_of(hil, packet)
     assert (code, data) == (FailureCode.BAD_LENGTH, struct.pack("!HH", 10, 3))
 
 
 def test_wrong_pus_version_and_tm_type_are_bad_header(hil: IntegrationApi) -> None:
-    good = bytearray(make_tc(*PING, b"", fresh_seq())[:-2])
+    good = bytearray(make_tc(*PING, b"", hil.fresh_seq())[:-2])
     pus1 = good.copy()
     pus1[6] = (1 << 4) | (pus1[6] & 0x0F)
     assert failure_of(hil, with_crc(bytes(pus1))) == (FailureCode.BAD_HEADER, b"")
-    tm_type = bytearray(make_tc(*PING, b"", fresh_seq())[:-2])
+    tm_type = bytearray(make_tc(*PING, b"", hil.fresh_seq())[:-2])
     tm_type[0] &= ~0x10
     assert failure_of(hil, with_crc(bytes(tm_type))) == (FailureCode.BAD_HEADER, b"")
 
 
 def test_unknown_apid_is_refused_naming_it(hil: IntegrationApi) -> None:
-    code, data = failure_of(hil, make_tc(*PING, b"", fresh_seq(), apid=0x0C9))
+    code, data = failure_of(hil, make_tc(*PING, b"", hil.fresh_seq(), apid=0x0C9))
     assert (code, data) == (FailureCode.ILLEGAL_APID, struct.pack("!H", 0x0C9))
 
 
 def test_retransmission_is_a_duplicate_and_not_executed_again(hil: IntegrationApi) -> None:
     before = system(hil)
-    packet = make_tc(*PING, b"", fresh_seq())
+    packet = make_tc(*PING, b"", hil.fresh_seq())
     rid = hil.send_packet(packet)
     assert hil.await_report(rid, {7}) is not None
     hil.send_packet(packet)
@@ -170,3 +165,59 @@ def test_counters_of_received_accepted_and_refused_tcs_move(hil: IntegrationApi)
     assert after["tc_accepted"] - before["tc_accepted"] == 2
     assert after["tc_refused"] - before["tc_refused"] == 1
     assert after["tm_sent"] > before["tm_sent"]
+
+
+# --- request outcomes (ICD 6, 15.10) ---------------------------------------------------------
+
+
+def outcomes_of(hil: IntegrationApi, *rids: RequestId) -> list[Outcome]:
+    done = hil.send_and_assert_command(Service.REQUEST_OUTCOME, 1, outcome_query(list(rids)))
+    (report,) = [t for t in done.reports if (t.service, t.subtype) == (149, 2)]
+    return read_outcomes(report.source_data)
+
+
+def test_the_outcome_query_says_what_became_of_each_request(hil: IntegrationApi) -> None:
+    done = hil.send_packet(make_tc(*PING, b"", hil.fresh_seq()))
+    assert hil.await_report(done, {7}) is not None
+    refused = hil.send_packet(make_tc(Service.TEST, 9, b"", hil.fresh_seq()))
+    assert hil.await_report(refused, {2}) is not None
+    never = RequestId.unpack(make_tc(*PING, b"", hil.fresh_seq()))
+    outcomes = outcomes_of(hil, done, refused, never)
+    assert outcomes == [
+        Outcome(done, 7),
+        Outcome(refused, 2, FailureCode.UNKNOWN_SUBTYPE, bytes([17, 9])),
+        Outcome(never, 0),
+    ]
+
+
+def test_the_outcome_query_is_itself_not_remembered(hil: IntegrationApi) -> None:
+    query = make_tc(Service.REQUEST_OUTCOME, 1, outcome_query([RequestId(0x18C8, 0xC000)]),
+                    hil.fresh_seq())  # fmt: skip
+    rid = hil.send_packet(query)
+    assert hil.await_report(rid, {7}) is not None
+    hil.send_packet(query)  # again: answered again, not a duplicate
+    assert len(hil.link.await_tm_count(lambda r: r.request_id == rid and r.subtype == 7, 2,
+                                       timeout=3.0) or []) == 2  # fmt: skip
+    assert outcomes_of(hil, rid) == [Outcome(rid, 0)]
+
+
+def test_an_outcome_query_of_no_request_is_out_of_range(hil: IntegrationApi) -> None:
+    hil.send_and_assert_failure(Service.REQUEST_OUTCOME, 1, b"\x00",
+                                code=FailureCode.VALUE_OUT_OF_RANGE, data=b"\x00\x00")  # fmt: skip
+    hil.send_and_assert_failure(Service.REQUEST_OUTCOME, 1, b"\x02\x18\xc8\xc0\x00",
+                                code=FailureCode.BAD_APP_DATA)  # fmt: skip
+
+
+def test_a_retransmission_after_a_reboot_is_still_a_duplicate(hil: IntegrationApi) -> None:
+    packet = make_tc(*PING, b"", hil.fresh_seq())
+    rid = hil.send_packet(packet)
+    assert hil.await_report(rid, {7}) is not None
+    hil.target.reset()
+    mark = hil.mark()
+    hil.send_packet(packet)
+    report = hil.await_report(rid, {2}, start=mark)
+    assert report is not None
+    code, reached, original_code = struct.unpack_from("!HBH", report.source_data, 4)
+    assert (code, reached, original_code) == (FailureCode.DUPLICATE, 7, 0)
+    assert hil.link.await_tm(tm(17, 2), timeout=0.3, start=mark) is None, "not run again"
+    assert outcomes_of(hil, rid) == [Outcome(rid, 7)]
