@@ -309,6 +309,7 @@
 
   function renderHeader() {
     $("#port").textContent = state.port || "–";
+    document.title = state.port ? `orbit-hil · ${state.port}` : "orbit-hil · live";
     const link = $("#link");
     const detail = $("#link-detail");
     if (state.server !== "up") {
