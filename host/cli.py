@@ -34,7 +34,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from host import channel, infer_cli
+from host import channel, infer_cli, serve_cli
 from host.arguments import MAX_BAUD, check_int, integer, number, parse_int, writable
 from host.campaign import cli as campaign_cli
 from host.commands import Authenticator
@@ -43,8 +43,10 @@ from host.failures import MAX_DIM, in_units
 from host.history import Received
 from host.keys import parse_key
 from host.link import Link
+from host.link_api import LinkApi
 from host.parameters import physical, raw_value
 from host.progress import Progress
+from host.served import SharedLink, find_server, running_servers
 from host.sim import SIM_KEY, SIM_KEY_ID, SimulatedTarget
 from host.target import (
     FIRMWARE_RAM_SIZE,
@@ -181,14 +183,19 @@ def _board(args: argparse.Namespace) -> BoardTarget | None:
     return target
 
 
-def _open(args: argparse.Namespace) -> Link:
-    # A flag wins over the board file, the file over the environment variables.
+def _link_settings(args: argparse.Namespace) -> tuple[str, int, Authenticator | None]:
+    """Port, baud and key of the link options. A flag wins over the board file, the file
+    over the environment variables. The key is None when none was given."""
     board = _board(args)
     port = args.port or (board.port if board else None) or os.environ.get("HIL_PORT")
     if not port:
+        servers = running_servers()
+        if len(servers) == 1:  # one hil serve runs: it is the target meant
+            port = servers[0].port
+    if not port:
         raise UsageError("no target: give --port URL (or set HIL_PORT); `hil sim` starts one")
     baud = args.baud if args.baud is not None else (board.baud if board else DEFAULT_BAUD)
-    auth = Authenticator()
+    auth = None
     board_key = board.key_pair() if board and not args.key else None
     if board_key is not None:
         auth = Authenticator(*board_key)
@@ -197,7 +204,22 @@ def _open(args: argparse.Namespace) -> Link:
             auth = Authenticator(*parse_key(args.key or os.environ["HIL_KEY"]))
         except ValueError as exc:
             raise UsageError(f"--key: {exc}") from None
-    link = Link(port, baud, auth=auth, acceptance_timeout_s=args.ack_timeout,
+    return port, baud, auth
+
+
+def _open(args: argparse.Namespace) -> LinkApi:
+    port, baud, auth = _link_settings(args)
+    served = find_server(port)
+    if served is not None:
+        # The server's link has its own timeouts and session log: these do not apply.
+        for option, value in (("--ack-timeout", args.ack_timeout), ("--log", args.log)):
+            if value is not None:
+                raise UsageError(
+                    f"{option}: {port} is served by hil serve (pid {served.pid}), whose link "
+                    f"sets it; give it to hil serve"
+                )
+        return SharedLink(served, auth=auth, client=f"hil {args.command}").open()
+    link = Link(port, baud, auth=auth or Authenticator(), acceptance_timeout_s=args.ack_timeout,
                 session_log=args.log)  # fmt: skip
     return link.open()
 
@@ -805,8 +827,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --backend rtl: icarus (default) or verilator (compiles longer, "
                    "runs faster)")  # fmt: skip
     s.add_argument("--seed", type=integer(), default=1, help="orbit phase and battery at start")
-    s.add_argument("--time-scale", type=number(0, MAX_TIME_SCALE, above=True), default=1.0,
-                   help=f"environment speed-up, above 0 and at most {MAX_TIME_SCALE:g}")
+    s.add_argument(
+        "--time-scale",
+        type=number(0, MAX_TIME_SCALE, above=True),
+        default=1.0,
+        help=f"environment speed-up, above 0 and at most {MAX_TIME_SCALE:g}",
+    )
     s.add_argument("--environment", type=Path, metavar="FILE",
                    help="fly this radiation environment (configs/environments)")  # fmt: skip
     s.add_argument("--acceleration", type=number(0, MAX_ACCELERATION, above=True), default=1.0,
@@ -818,23 +844,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ping", parents=[link], help="are-you-alive test (TC[17,1])")
     s.add_argument("--count", type=integer(1), default=1, help="pings to send")
-    s.add_argument("--interval", type=number(0, MAX_SECONDS, "s"), default=1.0,
-                   help="seconds between pings")
+    s.add_argument(
+        "--interval", type=number(0, MAX_SECONDS, "s"), default=1.0, help="seconds between pings"
+    )
     s.set_defaults(run=_with_target(cmd_ping))
 
     s = sub.add_parser("hk", parents=[link], help="housekeeping, with units")
     s.add_argument("structure", nargs="*", help="system, environment, accelerator (default all)")
     s.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
-    s.add_argument("--interval", type=number(0, MAX_SECONDS, "s"), default=1.0,
-                   help="seconds between refreshes")
-    s.add_argument("--count", type=integer(1), default=None,
-                   help="stop after this many refreshes")
+    s.add_argument(
+        "--interval",
+        type=number(0, MAX_SECONDS, "s"),
+        default=1.0,
+        help="seconds between refreshes",
+    )
+    s.add_argument("--count", type=integer(1), default=None, help="stop after this many refreshes")
     s.set_defaults(run=_with_target(cmd_hk, check_hk))
 
     s = sub.add_parser("events", parents=[link], help="print event reports as they come")
     s.add_argument("event", nargs="*", help="only these events (names or ids)")
-    s.add_argument("--timeout", type=number(0, MAX_SECONDS, "s", above=True), default=10.0,
-                   help="listen this long (s)")
+    s.add_argument(
+        "--timeout",
+        type=number(0, MAX_SECONDS, "s", above=True),
+        default=10.0,
+        help="listen this long (s)",
+    )
     s.add_argument("--count", type=integer(1), default=None, help="stop after this many")
     s.add_argument("--follow", action="store_true", help="listen until Ctrl-C")
     s.set_defaults(run=_with_target(cmd_events, check_events))
@@ -860,11 +894,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--layer", action="store_true", help="RUN_LAYER instead of RUN_GEMM")
     s.add_argument("--bias", help="int32 bias .npy (with --layer)")
     s.add_argument("--relu", action="store_true", help="ReLU (with --layer)")
-    s.add_argument("--shift", type=integer(0, 31), default=None,
-                   help="requantization shift, 0..31 (with --layer; default 0)")
+    s.add_argument(
+        "--shift",
+        type=integer(0, 31),
+        default=None,
+        help="requantization shift, 0..31 (with --layer; default 0)",
+    )
     s.add_argument("--int32", action="store_true", help="int32 output (with --layer)")
-    s.add_argument("--verify", action="store_true",
-                   help="compare C with the host's reference: A . B, or the layer's epilogue")
+    s.add_argument(
+        "--verify",
+        action="store_true",
+        help="compare C with the host's reference: A . B, or the layer's epilogue",
+    )
     s.add_argument("-o", "--output", help="save C as .npy")
     s.add_argument("-q", "--quiet", action="store_true", help="do not print C")
     s.set_defaults(run=_with_target(cmd_run, check_run))
@@ -878,12 +919,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("fields", nargs="*", metavar="FIELD=VALUE",
                    help="site fields, e.g. word=100 bit=3 (or the values in order); for "
                    "site: NAME bit=N, e.g. u_seq.u_state.q_q[1] bit=2")  # fmt: skip
-    s.add_argument("--sites", nargs="?", const="all", metavar="CLASS",
-                   help="list the build's site-map entries (of one class), then exit")
-    s.add_argument("--build", metavar="NAME", help="the build --sites lists, e.g. "
-                   "n4-bw1024-il1-ecc-scrub-tmr (default: --config's, or that one)")
-    s.add_argument("--width", type=integer(0, 0xFF), default=None,
-                   help="cells or bits hit (the kind's range: sbu 1, mbu 2..8, ...)")
+    s.add_argument(
+        "--sites",
+        nargs="?",
+        const="all",
+        metavar="CLASS",
+        help="list the build's site-map entries (of one class), then exit",
+    )
+    s.add_argument(
+        "--build",
+        metavar="NAME",
+        help="the build --sites lists, e.g. "
+        "n4-bw1024-il1-ecc-scrub-tmr (default: --config's, or that one)",
+    )
+    s.add_argument(
+        "--width",
+        type=integer(0, 0xFF),
+        default=None,
+        help="cells or bits hit (the kind's range: sbu 1, mbu 2..8, ...)",
+    )
     s.add_argument("--next-job", metavar="TILE:PHASE:CYCLE", help="act at this point of the "
                    "next job (phase 1 bias, 2 stream, 3 write, 4 flush; a number or "
                    "a name)")  # fmt: skip
@@ -903,8 +957,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("params", nargs="*", metavar="NAME[=VALUE]",
                    help="default: all, read; a value in the unit shown (temp_low_limit=-20.5 "
                    "or -20.5degC)")  # fmt: skip
-    s.add_argument("--raw", action="store_true",
-                   help="values as the ICD carries them (15.7: 0.01 degC, 0.1 %%), not scaled")
+    s.add_argument(
+        "--raw",
+        action="store_true",
+        help="values as the ICD carries them (15.7: 0.01 degC, 0.1 %%), not scaled",
+    )
     s.set_defaults(run=_with_target(cmd_param, check_param))
 
     s = sub.add_parser("channel", help="a noisy serial line between the host and a target: "
@@ -914,6 +971,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(run=channel.run)
 
     infer_cli.add_parser(sub, link, _with_target)
+    serve_cli.add_parser(sub, link, _link_settings)
     campaign_cli.add_parser(sub)
     return p
 

@@ -32,9 +32,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import serial
@@ -49,10 +48,12 @@ from host.errors import (
     PortConfigError,
     PortNotFound,
 )
-from host.history import NOW, History, Predicate, Received, Start
+from host.history import NOW, History
+from host.link_api import CommandOut, LinkApi, LinkEvent, Watcher
 from host.link_core import Claim, LinkCore
 from host.link_events import (
     CommandEnded,
+    CommandSent,
     FrameDropped,
     FrameOut,
     LinkState,
@@ -63,7 +64,6 @@ from host.link_events import (
     TmArrived,
 )
 from host.session_log import SessionLog
-from protocol.codes import AckFlags, Service, TestSubtype
 from protocol.link import (
     DEFAULT_BAUD,
     DUPLICATE_WINDOW,
@@ -90,25 +90,13 @@ _WARN = frozenset({"disconnected", "reconnected", "down", "retrying", "start_fai
 """Link events logged as warnings; the others are logged as information."""
 
 
-@dataclass(frozen=True, slots=True)
-class LinkEvent:
-    """Something that happened to the link: ``opened``, ``up``, ``disconnected``,
-    ``reconnected``, ``down``, ``retrying``, ``start_failed``, ``closed``. ``time`` is
-    ``time.monotonic()``."""
-
-    index: int
-    time: float
-    kind: str
-    detail: str = ""
-
-
 def _valid_baud(baud: object) -> int:
     if isinstance(baud, bool) or not isinstance(baud, int) or baud <= 0:
         raise BadBaudRate(f"baud rate must be a positive integer (e.g. 115200), got {baud!r}")
     return baud
 
 
-class Link:
+class Link(LinkApi):
     """A link to one target (see the module docstring).
 
     ``acceptance_timeout_s`` defaults to the ICD's formula at ``baud``;
@@ -186,6 +174,7 @@ class Link:
         self._raw_futures: dict[int, Future[None]] = {}
         self._events: list[LinkEvent] = []
         self._threads: list[threading.Thread] = []
+        self._watchers: list[Watcher] = []
 
     # --- what the core holds ---------------------------------------------------------------
 
@@ -345,24 +334,6 @@ class Link:
 
     # --- commands --------------------------------------------------------------------------
 
-    def submit(
-        self,
-        service: int,
-        subtype: int,
-        app_data: bytes = b"",
-        *,
-        ack: AckFlags = AckFlags.ALL,
-        timeout: float | None = None,
-        auth: Authenticator | None = None,
-    ) -> Future[Completion]:
-        """Queue a TC; the future ends with its ``Completion`` or its ``CommandError``.
-
-        ``auth`` signs this command (when hazardous) in place of the link's authenticator.
-        Until the TC is sent the future can be cancelled (``Future.cancel``): it is then
-        never sent; once sent it runs to its end.
-        """
-        return self.submit_command(Command(service, subtype, bytes(app_data), ack, timeout, auth))
-
     def submit_command(self, command: Command) -> Future[Completion]:
         """Queue a ``Command`` (see ``submit``)."""
         future: Future[Completion] = Future()
@@ -373,22 +344,6 @@ class Link:
             self._futures[handle] = future
             self._cond.notify_all()
         return future
-
-    def send(
-        self,
-        service: int,
-        subtype: int,
-        app_data: bytes = b"",
-        *,
-        ack: AckFlags = AckFlags.ALL,
-        timeout: float | None = None,
-        auth: Authenticator | None = None,
-    ) -> Completion:
-        """Send a TC and wait until it is verified as ``ack`` asks; raises CommandFailed or
-        CommandTimeout. ``timeout`` is the longest wait for the next report after acceptance
-        (default: the ICD's completion timeout, or its progress timeout when ``ack`` asks for
-        progress reports, as ALL does). ``auth`` signs it in place of the link's."""
-        return self.submit(service, subtype, app_data, ack=ack, timeout=timeout, auth=auth).result()
 
     def cancel_queued(self) -> int:
         """Cancel every command submitted and not yet sent (their futures end cancelled);
@@ -418,55 +373,6 @@ class Link:
             self._cond.notify_all()
         self._resolve(ended)
         future.result(timeout)
-
-    def send_many(self, commands: Iterable[Command | tuple]) -> list[Completion | HostError]:
-        """Send every command through the window; each result is a Completion or the error
-        that ended that command, in the order given."""
-        futures = [
-            self.submit_command(c if isinstance(c, Command) else Command(*c)) for c in commands
-        ]
-        results: list[Completion | HostError] = []
-        for future in futures:
-            try:
-                results.append(future.result())
-            except HostError as exc:
-                results.append(exc)
-        return results
-
-    def ping(self, *, ack: AckFlags = AckFlags.ALL) -> Completion:
-        """TC[17,1]: its Completion carries the TM[17,2]."""
-        return self.send(Service.TEST, TestSubtype.PING, ack=ack)
-
-    # --- telemetry -------------------------------------------------------------------------
-
-    def await_tm(
-        self, predicate: Predicate, timeout: float = 5.0, *, start: Start = None
-    ) -> Received | None:
-        """The first TM matching ``predicate`` from ``start`` (None: all still held), or None
-        when none has come by the deadline."""
-        return self.history.await_one(predicate, timeout, start)
-
-    def assert_tm(
-        self, predicate: Predicate, timeout: float = 5.0, *, start: Start = None
-    ) -> Received:
-        """As ``await_tm``, but raises AssertionError when none comes."""
-        return self.history.assert_one(predicate, timeout, start)
-
-    def await_tm_count(
-        self, predicate: Predicate, count: int, timeout: float = 5.0, *, start: Start = None
-    ) -> list[Received] | None:
-        """The first ``count`` TM matching, or None if fewer came by the deadline."""
-        return self.history.await_count(predicate, count, timeout, start)
-
-    def assert_tm_count(
-        self, predicate: Predicate, count: int, timeout: float = 5.0, *, start: Start = None
-    ) -> list[Received]:
-        """As ``await_tm_count``, but raises AssertionError on a shortfall."""
-        return self.history.assert_count(predicate, count, timeout, start)
-
-    def clear_history(self) -> None:
-        """Forget the TM received so far."""
-        self.history.clear()
 
     # --- link state ------------------------------------------------------------------------
 
@@ -514,6 +420,7 @@ class Link:
 
     def _event_locked(self, kind: str, detail: str, at: float) -> None:
         self._events.append(LinkEvent(len(self._events), at, kind, detail))
+        self._tell(self._events[-1])
         if self._session_log is not None:
             self._session_log.event(at, kind, detail)
         quiet = kind == "start_failed" and self._opening
@@ -532,7 +439,12 @@ class Link:
                 case TmArrived(tm=tm, request_id=rid, raw=raw, at=at):
                     if slog is not None:
                         slog.rx(at, raw, tm)
-                    self.history.append(tm, at, rid)
+                    item = self.history.append(tm, at, rid)
+                    self._tell(item)
+                case CommandSent(handle=handle, request_id=rid, at=at):
+                    future = self._futures.get(handle)
+                    if future is not None and self._watchers:
+                        self._tell(CommandOut(future, rid, at))
                 case CommandEnded(handle=handle, result=result):
                     future = self._futures.pop(handle, None)
                     if future is not None:

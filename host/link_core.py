@@ -56,6 +56,7 @@ from host.errors import (
 )
 from host.link_events import (
     CommandEnded,
+    CommandSent,
     Event,
     FrameDropped,
     FrameOut,
@@ -351,7 +352,7 @@ class LinkCore:
         now. Each call must be followed by ``data_written`` before the next."""
         if self._writing is not None or not self._port_ok:
             return b""
-        item = self._next_copy() or self._next_new() or self._next_raw()
+        item = self._next_copy() or self._next_new(now) or self._next_raw()
         if item is None:
             return b""
         if isinstance(item, _Write):
@@ -448,7 +449,7 @@ class LinkCore:
         handle, data = self._raw.popleft()
         return _Write(data, self._need_resync, raw_handle=handle)
 
-    def _next_new(self) -> tuple[Tracker, str] | None:
+    def _next_new(self, now: float) -> tuple[Tracker, str] | None:
         while may_send_new(self._open.values(), self._recent_writes, self.window):
             tracker = self._take_sendable()
             if tracker is None:
@@ -456,7 +457,7 @@ class LinkCore:
             claim = self._claims.pop(tracker, None)
             if claim is not None and not claim():
                 continue  # cancelled by its caller: never sent
-            self._assign(tracker)
+            self._assign(tracker, now)
             return tracker, "first"
         return None
 
@@ -472,7 +473,7 @@ class LinkCore:
                     return tracker
         return None
 
-    def _assign(self, tracker: Tracker) -> None:
+    def _assign(self, tracker: Tracker, now: float) -> None:
         tracker.signed_by = signer(tracker.command, self.auth)
         while True:
             packet = build_packet(
@@ -484,6 +485,8 @@ class LinkCore:
         self._open[tracker.request_id] = tracker  # type: ignore[index]
         tracker.send_index = self._sent_count
         self._sent_count += 1
+        if not tracker.internal:
+            self._events.append(CommandSent(tracker.order, tracker.request_id, now))
 
     # --- time ----------------------------------------------------------------------------
 

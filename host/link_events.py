@@ -43,6 +43,16 @@ class CommandEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandSent:
+    """A submitted command got its octets and request id and goes out for the first time
+    (again, with a new request id, when it is signed anew after AUTH_REPLAY)."""
+
+    handle: int
+    request_id: RequestId
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class StateChanged:
     """The link changed state; ``kind`` names the change (``up``, ``down``, ``retrying``,
     ``start_failed``, ``disconnected``, ``reconnected``), ``detail`` says why."""
@@ -102,7 +112,16 @@ class ReopenPort:
     at: float
 
 
-Event = CommandEnded | StateChanged | TmArrived | FrameDropped | FrameOut | RawDone | ReopenPort
+Event = (
+    CommandEnded
+    | CommandSent
+    | StateChanged
+    | TmArrived
+    | FrameDropped
+    | FrameOut
+    | RawDone
+    | ReopenPort
+)
 
 
 @dataclass(slots=True)

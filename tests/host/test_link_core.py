@@ -16,8 +16,10 @@ from host.errors import CommandFailed, CommandTimeout, PortNotFound
 from host.link_core import SILENCE_TIMEOUTS, LinkCore
 from host.link_events import (
     CommandEnded,
+    CommandSent,
     Event,
     FrameDropped,
+    FrameOut,
     LinkState,
     ReopenPort,
     StateChanged,
@@ -498,6 +500,19 @@ def test_a_write_cut_short_makes_the_next_frame_start_with_a_delimiter() -> None
     t.core.data_written(0.0)
 
 
+def test_a_command_says_its_request_id_when_it_first_goes_out() -> None:
+    t = _up()
+    handle = t.core.submit(PING, 0.0)
+    t.collect()
+    assert not any(isinstance(e, CommandSent) for e in t.events), "not before it is sent"
+    (tc,) = t.tcs(0.5)
+    t.collect()
+    sent = [e for e in t.events if isinstance(e, CommandSent)]
+    assert [(e.handle, e.request_id.seq_count, e.at) for e in sent] == [(handle, tc.seq_count, 0.5)]
+    t.advance(TIMING.acceptance_s + 1.0)  # a retransmission is the same request: no second
+    assert sum(isinstance(e, CommandSent) for e in t.events) == 1
+
+
 # --- octets from the line ---------------------------------------------------------------------
 
 
@@ -512,7 +527,8 @@ def test_any_octets_in_any_chunks_never_break_the_core(noise: bytes, cuts: list[
         t.core.receive_data(noise[pos : pos + cut], 0.1)
         pos += cut
     t.collect()
-    assert all(isinstance(e, TmArrived | FrameDropped) for e in t.events[1:])
+    assert [type(e) for e in t.events[:2]] == [CommandSent, FrameOut]
+    assert all(isinstance(e, TmArrived | FrameDropped) for e in t.events[2:])
     t.core.receive_data(b"\x00", 0.2)  # whatever the noise left unfinished ends here
     t.answer_ping(tc, 0.3)
     done = t.ended().get(handle)
