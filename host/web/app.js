@@ -163,9 +163,6 @@
   function drawPlot(svg, series, opts) {
     const width = Math.max(svg.clientWidth || 0, 200);
     const height = Math.max(svg.clientHeight || 0, 120);
-    const m = { left: 52, right: 14, top: 10, bottom: 34 };
-    const pw = width - m.left - m.right;
-    const ph = height - m.top - m.bottom;
     svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     svg.replaceChildren();
 
@@ -176,12 +173,14 @@
       svg.append(t);
       return;
     }
-    let t0 = Math.min(...all.map((p) => p[0]));
-    let t1 = Math.max(...all.map((p) => p[0]));
-    if (t1 - t0 < 2) {
-      t1 = Math.max(t1, t0 + 2);
-    }
+    const t0 = Math.min(...all.map((p) => p[0]));
+    const t1 = Math.max(Math.max(...all.map((p) => p[0])), t0 + 2);
     const y = yDomain(all.map((p) => p[1]), opts.zero, opts.step);
+    // Room on the left for the widest value label and the rotated unit.
+    const labelChars = Math.max(...y.ticks.map((v) => formatNumber(v).length));
+    const m = { left: 26 + labelChars * 6.4, right: 14, top: 10, bottom: 34 };
+    const pw = width - m.left - m.right;
+    const ph = height - m.top - m.bottom;
     const sx = (t) => m.left + ((t - t0) / (t1 - t0)) * pw;
     const sy = (v) => m.top + ph - ((v - y.lo) / (y.hi - y.lo)) * ph;
 
@@ -214,11 +213,15 @@
 
     for (const s of series) {
       if (s.points.length === 0) continue;
+      // A silence much longer than the usual spacing (a reboot, a lost link) breaks the line.
+      const gaps = s.points.slice(1).map((p, i) => p[0] - s.points[i][0]).sort((a, b) => a - b);
+      const usual = gaps.length ? gaps[Math.floor(gaps.length / 2)] : 0;
+      const gap = Math.max(4 * usual, 2);
       let d = "";
       s.points.forEach(([t, v], i) => {
         const px = sx(t).toFixed(1);
         const py = sy(v).toFixed(1);
-        if (i === 0) d = `M${px},${py}`;
+        if (i === 0 || t - s.points[i - 1][0] > gap) d += `M${px},${py}`;
         else if (opts.step) d += `H${px}V${py}`;
         else d += `L${px},${py}`;
       });
@@ -360,11 +363,13 @@
   // ---------------------------------------------------------------- events
 
   function eventNode(e) {
-    return el("li", { "data-name": e.name, "data-severity": e.severity },
+    // The text usually opens with the event's name, which the line already shows.
+    const text = e.text.startsWith(`${e.name} `) ? e.text.slice(e.name.length + 1) : e.text;
+    return el("li", { "data-name": e.name, "data-severity": e.severity, title: e.text },
       el("time", { text: formatClock(e.t, true) }),
       el("span", { class: "sev", text: e.severity }),
       el("span", { class: "ev-name", text: e.name }),
-      el("span", { class: "ev-text", text: e.text }));
+      el("span", { class: "ev-text", text }));
   }
 
   function renderEvents() {
@@ -422,13 +427,34 @@
     });
   }
 
+  // A command's name, which may break after each "/" of its service/subtype.
+  function commandName(name) {
+    const span = el("span", { class: "cmd" });
+    name.split("/").forEach((part, i, parts) => {
+      span.append(i < parts.length - 1 ? `${part}/` : part);
+      if (i < parts.length - 1) span.append(document.createElement("wbr"));
+    });
+    return span;
+  }
+
+  // "hil run (pid 4242)": the program, with its process id on a line of its own.
+  function clientCell(label) {
+    const cell = el("td", { class: "client" });
+    const at = label.lastIndexOf(" (pid ");
+    if (at < 0) cell.append(el("span", { class: "who", text: label }));
+    else cell.append(el("span", { class: "who", text: label.slice(0, at) }), " ",
+      el("span", { class: "pid", text: label.slice(at + 1) }));
+    return cell;
+  }
+
   function commandRow(cmd) {
-    const name = el("td", { class: "name" }, el("span", { class: "cmd", text: cmd.name }));
+    const name = el("td", { class: "name" }, commandName(cmd.name));
     if (cmd.detail) name.append(el("div", { class: "detail", text: cmd.detail }));
     return el("tr", { "data-id": String(cmd.id), "data-state": cmd.state },
-      el("td", { class: "id", text: String(cmd.id) }),
-      el("td", { class: "time", text: formatClock(cmd.t, true) }),
-      el("td", { class: "client", text: cmd.client }),
+      el("td", { class: "when" },
+        el("span", { class: "id", text: `#${cmd.id}` }),
+        el("span", { class: "time", text: formatClock(cmd.t, true) })),
+      clientCell(cmd.client),
       name,
       el("td", { class: "stages" }, ...stageBadges(cmd)),
       el("td", { class: "state" }, el("span", { class: "pill", "data-state": cmd.state, text: cmd.state })));

@@ -170,7 +170,7 @@ def test_live_page_follows_the_target(sim: HilSim, serve: HilServe, browser: Bro
     assert "No campaign running" in page.inner_text("#campaign")
 
     # A job from another client goes through the server, and the page follows its stages.
-    pid, run = client("--port", sim.port, "run", "--random", "8x8x8", "--verify")
+    pid, run = client("run", "--port", sim.port, "--random", "8x8x8", "--verify")
     assert run.returncode == 0, run.stdout + run.stderr
     page.wait_for_function(
         "pid => [...document.querySelectorAll('#commands tr[data-id]')].some(r =>"
@@ -189,20 +189,20 @@ def test_live_page_follows_the_target(sim: HilSim, serve: HilServe, browser: Bro
             "([id, st]) => document.querySelector(`#commands tr[data-id='${id}']`)"
             "?.dataset.state === st", arg=[c["id"], c["state"]], timeout=WAIT_MS,
         )  # fmt: skip
-        assert row.locator("td.client").inner_text() == c["client"]
-        assert row.locator("td.name .cmd").inner_text() == c["name"]
+        assert row.locator("td.client").text_content() == c["client"]
+        assert row.locator("td.name .cmd").text_content() == c["name"]
         shown_stages = row.locator(".badge").evaluate_all("bs => bs.map(b => b.dataset.stage)")
         expected = [s["stage"] for s in c["stages"]]
         assert set(shown_stages) == set(expected), (shown_stages, expected)
     verified = {"accepted", "started", "completed"}
     job = [c for c in mine if verified <= {s["stage"] for s in c["stages"]}]
     assert job, f"no command of the run with accepted, started and completed stages: {mine}"
-    clients = page.locator("#commands tr[data-id] td.client").all_inner_texts()
+    clients = page.locator("#commands tr[data-id] td.client").all_text_contents()
     assert sum(f"(pid {pid})" in c for c in clients) == len(mine), clients
 
     # A reboot shows as a BOOT event at the top of the log.
     boots = page.locator("#events li[data-name='BOOT']").count()
-    pid, reset = client("--port", sim.port, "reset")
+    pid, reset = client("reset", "--port", sim.port)
     assert reset.returncode == 0, reset.stdout + reset.stderr
     page.wait_for_function(
         "n => document.querySelectorAll(\"#events li[data-name='BOOT']\").length > n",
@@ -212,9 +212,20 @@ def test_live_page_follows_the_target(sim: HilSim, serve: HilServe, browser: Bro
     assert boot.get_attribute("data-severity") == "INFO"
     snap = serve.snapshot()
     boot_events = [e for e in snap["events"] if e["name"] == "BOOT"]
-    assert boot_events and boot.locator(".ev-text").inner_text() == boot_events[-1]["text"]
+    assert boot_events, snap["events"]
+    assert boot.get_attribute("title") == boot_events[-1]["text"]
+    assert boot_events[-1]["text"].endswith(boot.locator(".ev-text").inner_text())
     times = page.locator("#events li time").all_inner_texts()
     assert times == sorted(times, key=lambda s: [float(x) for x in s.split(":")], reverse=True)
+
+    # Housekeeping goes on after the reboot, and the header follows the new boot count.
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while (system := last_hk(serve.snapshot(), "system"))["t"] <= boot_events[-1]["t"]:
+        assert time.monotonic() < deadline, f"no housekeeping after the reboot: {system}"
+        page.wait_for_timeout(200)
+    boot_count = str(system["fields"]["boot_count"][0])
+    page.wait_for_function("n => document.querySelector('#boots').textContent === n",
+                           arg=boot_count, timeout=WAIT_MS)  # fmt: skip
 
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
