@@ -9,6 +9,8 @@
   const SVG_NS = "http://www.w3.org/2000/svg";
   const COLORS = ["#2563eb", "#d97706", "#059669", "#dc2626", "#7c3aed"];
   const UNIT_TEXT = { degC: "°C" };
+  // How the header colours each link state: good, on its way back, or not talking.
+  const LINK_LEVEL = { up: "ok", starting: "wait", retrying: "wait" };
 
   // Which housekeeping fields each plot shows, with the label of each line.
   const PLOTS = [
@@ -317,10 +319,12 @@
     const detail = $("#link-detail");
     if (state.server !== "up") {
       link.dataset.state = state.server === "down" ? "server-down" : "unknown";
+      link.dataset.level = state.server === "down" ? "bad" : "wait";
       link.textContent = state.server === "down" ? "server unreachable" : "connecting";
       detail.hidden = true;
     } else if (state.link) {
       link.dataset.state = state.link.state;
+      link.dataset.level = LINK_LEVEL[state.link.state] ?? "bad";
       link.textContent = state.link.state;
       detail.textContent = state.link.detail || "";
       detail.hidden = !state.link.detail;

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.request
@@ -30,14 +31,19 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class HilServe:
-    """``hil serve`` on a target's port in its own process: the web address it printed."""
+    """``hil serve`` on a target's port in its own process: the web address it printed.
+    ``env`` is the environment of its clients: the server leaves its record in a directory
+    of its own, so that only they find it (records are found by the port's path, pty
+    numbers are reused, and this user may run other servers on this machine)."""
 
     def __init__(self, port: str, log: Path, timeout: float = 20.0) -> None:
         self.log = log
+        self._records = tempfile.TemporaryDirectory(prefix="hil-serve-")
+        self.env = {**ENV, "HIL_SERVE_DIR": self._records.name}
         self._stderr = log.open("wb")
         self.proc = subprocess.Popen(
             [HIL, "serve", "--port", port, "--http-port", "0", "--hk-interval", "0.5"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=self._stderr, env=ENV,
+            cwd=REPO, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env,
         )  # fmt: skip
         try:
             assert self.proc.stdout is not None
@@ -66,6 +72,7 @@ class HilServe:
         """Ctrl-C, as a user stops it; its exit status."""
         status = end_process(self.proc, signal.SIGINT, timeout=10)
         self._stderr.close()
+        self._records.cleanup()
         return status
 
 
@@ -91,9 +98,10 @@ def browser() -> Iterator[Browser]:
             b.close()
 
 
-def client(*args: str) -> tuple[int, subprocess.CompletedProcess[str]]:
-    """``hil ARGS`` to its end: its pid (the page names a client by it) and its output."""
-    proc = subprocess.Popen([HIL, *args], cwd=REPO, env=ENV, text=True,
+def client(serve: HilServe, *args: str) -> tuple[int, subprocess.CompletedProcess[str]]:
+    """``hil ARGS``, a client of ``serve``, to its end: its pid (the page names a client by
+    it) and its output."""
+    proc = subprocess.Popen([HIL, *args], cwd=REPO, env=serve.env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         out, err = proc.communicate(timeout=30)
@@ -170,7 +178,7 @@ def test_live_page_follows_the_target(sim: HilSim, serve: HilServe, browser: Bro
     assert "No campaign running" in page.inner_text("#campaign")
 
     # A job from another client goes through the server, and the page follows its stages.
-    pid, run = client("run", "--port", sim.port, "--random", "8x8x8", "--verify")
+    pid, run = client(serve, "run", "--port", sim.port, "--random", "8x8x8", "--verify")
     assert run.returncode == 0, run.stdout + run.stderr
     page.wait_for_function(
         "pid => [...document.querySelectorAll('#commands tr[data-id]')].some(r =>"
@@ -202,7 +210,7 @@ def test_live_page_follows_the_target(sim: HilSim, serve: HilServe, browser: Bro
 
     # A reboot shows as a BOOT event at the top of the log.
     boots = page.locator("#events li[data-name='BOOT']").count()
-    pid, reset = client("reset", "--port", sim.port)
+    pid, reset = client(serve, "reset", "--port", sim.port)
     assert reset.returncode == 0, reset.stdout + reset.stderr
     page.wait_for_function(
         "n => document.querySelectorAll(\"#events li[data-name='BOOT']\").length > n",
