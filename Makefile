@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: test lint bench demo sitemap synth venv iverilog verilator clean
+.PHONY: test lint bench demo sitemap synth venv iverilog verilator chromium clean
 
 venv: $(STAMP)
 
@@ -24,7 +24,12 @@ iverilog:
 verilator:
 	@tools/ensure-tool.sh verilator verilator
 
-test: venv iverilog
+# Debian's Chromium, which the live page's browser test drives through Playwright (no
+# browser is downloaded).
+chromium:
+	@tools/ensure-tool.sh chromium chromium
+
+test: venv iverilog chromium
 	$(PY) -m pytest -n $(JOBS) --junitxml=results/junit.xml
 
 lint: venv verilator
