@@ -1,4 +1,5 @@
-"""Link reliability: 10,000 pings over a noisy, lossy line; every one must end, once.
+"""Link reliability: 10,000 pings over a noisy, lossy line; every one must end, once, and
+with its outcome known (``unknown_outcomes``, target 0: a lost report is asked about).
 
 The flight software (``python -m firmware_sim``) runs in its own process; the channel
 emulator (``host.channel``) sits between it and the host link with a bit error rate of
@@ -58,6 +59,14 @@ def accepted_bounds(results: list[Completion | HostError]) -> tuple[int, int]:
     return surely, maybe
 
 
+def unknown(result: Completion | HostError) -> bool:
+    """The host does not know whether the command ran: it timed out after the target
+    accepted it, or after being sent with no answer at all."""
+    if not isinstance(result, CommandTimeout):
+        return False
+    return result.stage is not Stage.ACCEPTANCE or result.transmissions > 0
+
+
 def run(
     pings: int = 10_000,
     *,
@@ -109,6 +118,11 @@ def run(
     restart_pings = stats.start_pings - pings_before.start_pings
     surely += stats.start_pings_accepted - pings_before.start_pings_accepted
     maybe += stats.start_pings_maybe - pings_before.start_pings_maybe
+    # The outcome queries the link sent when reports were lost (ICD 14) are TCs too.
+    asked = stats.outcome_queries - pings_before.outcome_queries
+    answered = stats.outcomes_answered - pings_before.outcomes_answered
+    surely += answered
+    maybe += asked - answered
     accepted = after["tc_accepted"] - before["tc_accepted"] - 1  # less the second HK TC
     return {
         "pings": pings,
@@ -119,6 +133,11 @@ def run(
         "fast_retransmit": fast_retransmit,
         "endings": dict(endings),
         "all_ended": sum(endings.values()) == pings,
+        "unknown_outcomes": sum(unknown(r) for r in results),
+        "outcome_queries": asked,
+        "outcomes_answered": answered,
+        "recovered_by_query": sum(isinstance(r, Completion) and r.recovered for r in results),
+        "sequence_collisions": stats.seq_collisions - pings_before.seq_collisions,
         "target_accepted": accepted,
         "surely_accepted": surely,
         "maybe_accepted": maybe,

@@ -168,6 +168,9 @@ class LinkCore:
         self._events: deque[Event] = deque()
         self._queue: deque[Tracker] = deque()
         """Trackers not yet sent, in submission order (``Tracker.order``)."""
+        self._asking: deque[Tracker] = deque()
+        """Outcome queries not yet sent: they go before the queue, while the target still
+        remembers the requests they ask about."""
         self._claims: dict[Tracker, Claim] = {}
         self._orders = 0
         self._open: dict[RequestId, Tracker] = {}
@@ -176,7 +179,6 @@ class LinkCore:
         self._raw: deque[tuple[int, bytes]] = deque()
         self._raws = 0
         self._writing: _Write | None = None
-        self._recent_writes: deque[tuple[int, Tracker]] = deque()
         self._sent_count = 0
         self._write_count = 0
         self._epoch = 0
@@ -244,8 +246,9 @@ class LinkCore:
         command still pending ends now with ``PortNotFound`` naming ``why``, and so does
         every command submitted until the port opens again."""
         self._gone = why
-        pending = list(self._queue) + list(self._open.values())
+        pending = list(self._queue) + list(self._asking) + list(self._open.values())
         self._queue.clear()
+        self._asking.clear()
         self._open.clear()
         self._due.clear()
         for tracker in pending:
@@ -272,8 +275,9 @@ class LinkCore:
 
     def close(self, now: float) -> None:
         """End every command and raw write still pending with ``LinkClosed``."""
-        pending = list(self._queue) + list(self._open.values())
+        pending = list(self._queue) + list(self._asking) + list(self._open.values())
         self._queue.clear()
+        self._asking.clear()
         self._open.clear()
         self._due.clear()
         self._on(Trigger.CLOSE, now)
@@ -291,21 +295,25 @@ class LinkCore:
     # --- commands ------------------------------------------------------------------------
 
     def submit(
-        self, command: Command, now: float, *, internal: bool = False, claim: Claim | None = None
-    ) -> int:
+        self, command: Command, now: float, *, internal: bool = False, claim: Claim | None = None,
+        query_for: Tracker | None = None,
+    ) -> int:  # fmt: skip
         """Queue a command; its handle names it in ``CommandEnded``. ``claim`` is asked, when
-        the command is about to leave the queue, whether it still may (see ``Claim``)."""
+        the command is about to leave the queue, whether it still may (see ``Claim``).
+        ``internal``: the link's own (a link-start ping, or an outcome query ``query_for``
+        a request)."""
         if self.state is LinkState.CLOSED:
             raise LinkClosed(f"{command.name}: the link on {self.port} is not open")
         if self._gone:
             raise PortNotFound(f"{command.name} on {self.port}: {self._gone}")
-        tracker = Tracker(command, self.timing, self.port, now, internal=internal)
+        tracker = Tracker(command, self.timing, self.port, now, internal=internal,
+                          query_for=query_for)  # fmt: skip
         tracker.order = self._orders
         self._orders += 1
-        self._queue.append(tracker)
+        (self._queue if query_for is None else self._asking).append(tracker)
         if claim is not None:
             self._claims[tracker] = claim
-        if internal:
+        if internal and query_for is None:
             self.stats.start_pings += 1
         return tracker.order
 
@@ -337,7 +345,7 @@ class LinkCore:
     @property
     def queued(self) -> int:
         """Commands submitted and not yet sent."""
-        return len(self._queue)
+        return len(self._queue) + len(self._asking)
 
     @property
     def in_flight(self) -> int:
@@ -378,7 +386,6 @@ class LinkCore:
         self._write_count += 1
         write.stamp = (self._epoch, self._write_count)
         write.lost_mark = self._lost_mark()
-        self._recent_writes.append((self._write_count, tracker))
         self._writing = write
         note = {"retransmit": "retransmission", "rewrite": "after reconnection"}.get(kind, "")
         self._events.append(FrameOut(write.data, tracker.packet, note, now))
@@ -453,7 +460,13 @@ class LinkCore:
         return _Write(data, self._need_resync, raw_handle=handle)
 
     def _next_new(self, now: float) -> tuple[Tracker, str] | None:
-        while may_send_new(self._open.values(), self._recent_writes, self.window):
+        while True:
+            # An outcome query is not remembered by the target (ICD 6), so only the window
+            # of ICD 14 holds it back: it must go while its request is still remembered.
+            query = self.state is LinkState.UP and bool(self._asking)
+            if not may_send_new(self._open.values(), self._write_count, self.window,
+                                query=query):  # fmt: skip
+                return None
             tracker = self._take_sendable()
             if tracker is None:
                 return None
@@ -462,12 +475,13 @@ class LinkCore:
                 continue  # cancelled by its caller: never sent
             self._assign(tracker, now)
             return tracker, "first"
-        return None
 
     def _take_sendable(self) -> Tracker | None:
         """The next tracker that may leave the queue: any while the link is up, only the
         link's own pings while it waits for the link start (ICD 14)."""
         if self.state is LinkState.UP:
+            if self._asking:
+                return self._asking.popleft()
             return self._queue.popleft() if self._queue else None
         if self.state in _WAITING:
             for tracker in self._queue:
@@ -545,7 +559,7 @@ class LinkCore:
             return None
         times = [
             max(t.submitted_at, self._held_since) + self.down_timeout_s
-            for t in self._queue
+            for t in (*self._queue, *self._asking)
             if self._held(t)
         ]
         return min(times) if times else None
@@ -558,12 +572,12 @@ class LinkCore:
             LinkState.PORT_DOWN: "the port is down and did not come back",
             LinkState.STARTING: "the link start did not end",
         }.get(self.state, "the link is down: the target stopped answering")
-        for tracker in list(self._queue):
+        for tracker in [*self._queue, *self._asking]:
             held_since = max(tracker.submitted_at, self._held_since)
             # The same sum as _held_deadline: a deadline met is a deadline acted on.
             if not self._held(tracker) or now < held_since + self.down_timeout_s:
                 continue
-            self._queue.remove(tracker)
+            (self._queue if tracker.query_for is None else self._asking).remove(tracker)
             self._claims.pop(tracker, None)
             tracker.abandon(
                 CommandTimeout(
@@ -792,7 +806,12 @@ class LinkCore:
             internal=tracker.internal, order=tracker.order, replayed=tracker.replayed,
             renumbered=tracker.renumbered + 1, query_for=tracker.query_for,
         )  # fmt: skip
-        self._queue.insert(bisect.bisect(self._queue, again.order, key=lambda t: t.order), again)
+        if again.query_for is not None:
+            self._asking.appendleft(again)
+        else:
+            self._queue.insert(
+                bisect.bisect(self._queue, again.order, key=lambda t: t.order), again
+            )
         if tracker is self._start_tracker:
             self._start_tracker = again
         if tracker.query_for is not None:
@@ -822,17 +841,16 @@ class LinkCore:
             Service.REQUEST_OUTCOME, OutcomeSubtype.REPORT_OUTCOMES,
             outcome_query([tracker.request_id]),
         )  # fmt: skip
-        handle = self.submit(command, now, internal=True)
-        query = self._queue[-1]
+        handle = self.submit(command, now, internal=True, query_for=tracker)
+        query = self._asking[-1]
         assert query.order == handle
-        query.query_for = tracker
         tracker.query = query
 
     def _query_ended(self, query: Tracker, now: float) -> None:
         """An outcome query ended: end the request as the target says, or ask again."""
         tracker = query.query_for
         assert tracker is not None
-        if tracker.done or self.state is LinkState.CLOSED:
+        if tracker.done or self.state is LinkState.CLOSED or self._gone:
             return
         outcome = None
         if isinstance(query.result, Completion):

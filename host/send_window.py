@@ -6,7 +6,6 @@ reasoning is long and self-contained.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Collection
 
 from host.commands import Tracker
@@ -14,40 +13,41 @@ from protocol.link import DUPLICATE_WINDOW
 
 
 def may_send_new(
-    open_: Collection[Tracker], recent: deque[tuple[int, Tracker]], window: int
+    open_: Collection[Tracker], writes: int, window: int, *, query: bool = False
 ) -> bool:
-    """The window of ICD 14, and a bound that keeps every retransmission inside the
-    target's duplicate window (ICD 6: the last DUPLICATE_WINDOW TCs it accepted).
+    """The window of ICD 14, and a bound that keeps every request in flight inside the
+    target's request memory (ICD 6: the last DUPLICATE_WINDOW TCs it received): a
+    retransmission is then always recognised as a duplicate, and an outcome query about a
+    request whose reports were lost always answered.
 
-    The target takes TCs in arrival order, which is our write order, so a TC ``w`` that
-    may still be written again (not known accepted) stays in its duplicate window while
-    fewer than DUPLICATE_WINDOW other TCs can be accepted after it: those with a copy
-    written after ``w``'s first copy, those that may still be written again, and the new
-    one. Counting only new TCs sent after ``w`` is not enough: a retransmission of an
-    older TC, written after ``w``'s first copy, is accepted after ``w`` too.
+    The target takes TCs in arrival order, which is our write order, so a request ``w``
+    in flight (written, not ended) stays in the memory while fewer than DUPLICATE_WINDOW
+    other TCs can arrive after it: those with a copy written after ``w``'s first copy,
+    those that may still be written again, and the new one. Counting only new TCs sent
+    after ``w`` is not enough: a retransmission of an older TC, written after ``w``'s
+    first copy, arrives after ``w`` too. Every copy written after it is counted, which
+    counts a TC written twice twice: the bound is met a few TCs early, never late. Only
+    the oldest request in flight needs checking.
 
-    ``recent`` holds (write number, tracker) of each copy written; entries older than the
-    oldest first write that matters are dropped from it here.
+    Outcome queries are not remembered by the target: they are neither checked nor held
+    back by this bound (``query``: the new TC is one), though their copies are counted.
+    ``writes`` is the number of the link's last write (``Tracker.first_write[1]`` counts
+    the same way).
     """
     if sum(t.in_window for t in open_) >= window:
         return False
-    again = [t for t in open_ if t.may_write_again]
-    written = [t for t in again if t.first_write is not None]
-    if not written:
-        recent.clear()
+    if query:
         return True
-    written.sort(key=lambda t: t.first_write[1], reverse=True)  # type: ignore[index]
-    oldest = written[-1].first_write[1]  # type: ignore[index]
-    while recent and recent[0][0] < oldest:
-        recent.popleft()
-    later = set(again)
-    copies = reversed(recent)
-    entry = next(copies, None)
-    for tracker in written:
-        first = tracker.first_write[1]  # type: ignore[index]
-        while entry is not None and entry[0] > first:
-            later.add(entry[1])
-            entry = next(copies, None)
-        if len(later) - (tracker in later) + 1 >= DUPLICATE_WINDOW:
-            return False
-    return True
+    oldest: int | None = None
+    again = 0
+    for t in open_:
+        if t.query_for is not None:
+            continue
+        if t.may_write_again:
+            again += 1
+        if t.first_write is not None and not t.done:
+            first = t.first_write[1]
+            oldest = first if oldest is None else min(oldest, first)
+    if oldest is None:
+        return True
+    return (writes - oldest) + again + 1 < DUPLICATE_WINDOW

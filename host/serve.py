@@ -45,7 +45,7 @@ from host.link import Link
 from host.link_api import CommandOut, LinkEvent
 from host.served import ServeRecord, find_server, pack_outcome, serve_dir
 from host.telemetry import EventReport, Housekeeping, scale
-from protocol.codes import HousekeepingSubtype, Service, VerificationSubtype
+from protocol.codes import EventId, HousekeepingSubtype, Service, VerificationSubtype
 from protocol.payloads import HkStructure, hk_intervals
 from protocol.request_id import RequestId
 
@@ -284,8 +284,12 @@ class _Owned:
 class Server:
     """Owns ``link`` (open) and serves it to clients and web viewers (module docstring)."""
 
-    def __init__(self, link: Link, *, log_path: str = "") -> None:
+    def __init__(
+        self, link: Link, *, log_path: str = "", hk_interval_s: float | None = None
+    ) -> None:
         self.link = link
+        self.hk_interval_s = hk_interval_s
+        """Housekeeping interval asked of the target at start and after each of its boots."""
         self.view = View(link.port)
         self.log_path = log_path
         self._t0 = time.monotonic()
@@ -363,6 +367,19 @@ class Server:
             client.outbox.put(None)
             with contextlib.suppress(OSError):
                 client.conn.close()
+
+    def ask_for_housekeeping(self) -> None:
+        """Ask the target for each housekeeping structure every ``hk_interval_s`` (TC[3,31]);
+        a refusal is logged, not raised (the view then shows the target's own rate)."""
+        if self.hk_interval_s is None:
+            return
+        ms = round(self.hk_interval_s * 1000)
+        intervals = hk_intervals([(structure, ms) for structure in HkStructure])
+        command = Command(Service.HOUSEKEEPING, HousekeepingSubtype.MODIFY_INTERVAL, intervals)
+        try:
+            self.submit(command).result()
+        except HostError as exc:
+            log.warning("housekeeping every %g s not set: %s", self.hk_interval_s, exc)
 
     # --- clients ---
 
@@ -522,6 +539,10 @@ class Server:
             text = str(report).split(None, 1)[1] if " " in str(report) else str(report)
             self.view.add({"kind": "event", "t": self._t(item.time), "name": report.name,
                            "severity": severity, "text": text})  # fmt: skip
+            if report.event_id == EventId.BOOT and self.hk_interval_s is not None:
+                # A reboot restores the target's own intervals: ask for ours again (not
+                # from here, which runs on the link's thread).
+                threading.Thread(target=self.ask_for_housekeeping, daemon=True).start()
         elif service == Service.REQUEST_VERIFICATION and item.request_id is not None:
             self._stage(item, subtype)
 
@@ -579,9 +600,3 @@ class Server:
         return {**row, "stages": list(row["stages"])}
 
 
-def set_hk_interval(server: Server, seconds: float) -> None:
-    """Ask the target for each housekeeping structure every ``seconds`` (TC[3,31])."""
-    intervals = hk_intervals([(structure, round(seconds * 1000)) for structure in HkStructure])
-    server.submit(
-        Command(Service.HOUSEKEEPING, HousekeepingSubtype.MODIFY_INTERVAL, intervals)
-    ).result()

@@ -18,7 +18,7 @@ from host.arguments import number, writable
 from host.commands import Authenticator
 from host.errors import HostError, UsageError
 from host.link import Link
-from host.serve import Server, set_hk_interval
+from host.serve import Server
 from host.served import find_server
 
 DEFAULT_HTTP_PORT = 8470
@@ -70,7 +70,8 @@ def cmd_serve(
     link = Link(port, baud, auth=auth or Authenticator(), acceptance_timeout_s=args.ack_timeout,
                 session_log=args.log)  # fmt: skip
     link.open()
-    server = Server(link, log_path=str(Path(args.log).resolve()) if args.log else "")
+    server = Server(link, log_path=str(Path(args.log).resolve()) if args.log else "",
+                    hk_interval_s=args.hk_interval)  # fmt: skip
     try:
         server.start(http_port=None if args.no_web else args.http_port)
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,8 +79,7 @@ def cmd_serve(
         print(f"SERVING {port}", flush=True)
         if server.web_url:
             print(f"WEB {server.web_url}", flush=True)
-        if args.hk_interval is not None:
-            set_hk_interval(server, args.hk_interval)
+        server.ask_for_housekeeping()
         while not server.wait(0.5):
             pass
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -10,12 +11,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 HIL = shutil.which("hil", path=str(Path(sys.executable).parent)) or "hil"
 ENV = {k: v for k, v in os.environ.items() if k not in ("HIL_PORT", "HIL_KEY")}
 """The environment of a user who has set no port or key."""
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def read_line(fd: int, timeout: float) -> str:
@@ -109,6 +112,12 @@ class HilServe:
         return subprocess.run(
             [HIL, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=self.env
         )
+
+    def snapshot(self) -> dict:
+        """Its web view's state (``GET /api/snapshot``), fetched past any proxy."""
+        with _DIRECT.open(self.web + "api/snapshot", timeout=10) as response:
+            assert response.headers.get_content_type() == "application/json"
+            return json.load(response)
 
     def stderr(self) -> str:
         """What it has logged so far."""

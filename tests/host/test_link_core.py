@@ -356,6 +356,36 @@ def test_a_request_the_target_forgot_times_out_saying_so() -> None:
     assert isinstance(error, CommandTimeout) and "no longer remembers it" in str(error)
 
 
+def test_new_tcs_wait_rather_than_push_a_request_in_flight_out_of_the_target_s_memory() -> None:
+    """A request accepted and then silent must still be in the target's memory when the
+    link asks about it (ICD 6, 14): fewer than DUPLICATE_WINDOW other TCs go after it
+    until it ends; the outcome query itself still goes."""
+    t = _up()
+    handles = [t.core.submit(PING, 0.0) for _ in range(2 * DUPLICATE_WINDOW)]
+    stuck: Telecommand | None = None
+    order: list[int] = []  # service of each TC written after the stuck one
+    now = 0.0
+    while len(t.ended()) < len(handles) and now < 60.0:
+        for _ in range(8):
+            for tc in t.tcs(now) + t.advance(now):
+                if stuck is None:
+                    stuck = tc
+                    t.report(tc, 1, now)  # accepted; the rest of its reports are lost
+                    continue
+                order.append(tc.service)
+                if tc.service == 149:
+                    _answer_query(t, tc, Outcome(stuck.request_id, 7), now)
+                else:
+                    t.answer_ping(tc, now)
+        now += 0.05
+    before_query = order.index(149)
+    assert DUPLICATE_WINDOW - MAX_OUTSTANDING <= before_query <= DUPLICATE_WINDOW - 1
+    done = t.ended()[handles[0]]
+    assert isinstance(done, Completion) and done.recovered
+    ended = t.ended()
+    assert all(isinstance(ended[h], Completion) for h in handles), "then the rest went"
+
+
 def test_a_duplicate_answer_to_the_only_copy_renumbers_the_command() -> None:
     """A new session's random counts fell among those the target remembers (ICD 6): the
     TC has not run; it is sent again with a count past the target's memory."""

@@ -5,17 +5,13 @@ the page watches. What the page shows is checked against the server's own /api/s
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import tempfile
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hil_process import ENV, HIL, REPO, HilSim, end_process, read_line
+from hil_process import ENV, HIL, REPO, HilServe, HilSim
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,58 +23,13 @@ SCREENSHOT = REPO / "results" / "hil-serve.png"
 WAIT_MS = 15_000
 """How long the page may take to show what the server already holds (the stream pushes it
 within a fraction of a second; this is for a loaded machine)."""
-NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-class HilServe:
-    """``hil serve`` on a target's port in its own process: the web address it printed.
-    ``env`` is the environment of its clients: the server leaves its record in a directory
-    of its own, so that only they find it (records are found by the port's path, pty
-    numbers are reused, and this user may run other servers on this machine)."""
-
-    def __init__(self, port: str, log: Path, timeout: float = 20.0) -> None:
-        self.log = log
-        self._records = tempfile.TemporaryDirectory(prefix="hil-serve-")
-        self.env = {**ENV, "HIL_SERVE_DIR": self._records.name}
-        self._stderr = log.open("wb")
-        self.proc = subprocess.Popen(
-            [HIL, "serve", "--port", port, "--http-port", "0", "--hk-interval", "0.5"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=self._stderr, env=self.env,
-        )  # fmt: skip
-        try:
-            assert self.proc.stdout is not None
-            fd = self.proc.stdout.fileno()
-            serving = read_line(fd, timeout)
-            assert serving.startswith("SERVING "), self._failure(f"first line {serving!r}")
-            web = read_line(fd, timeout)
-            assert web.startswith("WEB http://"), self._failure(f"second line {web!r}")
-            self.url = web.split(" ", 1)[1]
-        except BaseException:
-            self.stop()
-            raise
-        # Whatever it prints later is read, so that a full pipe never stalls it.
-        threading.Thread(target=self.proc.stdout.read, daemon=True).start()
-
-    def _failure(self, what: str) -> str:
-        self._stderr.flush()
-        return f"hil serve: {what}; stderr: {self.log.read_text(errors='replace')[-2000:]}"
-
-    def snapshot(self) -> dict:
-        with NO_PROXY.open(self.url + "api/snapshot", timeout=10) as response:
-            assert response.headers.get_content_type() == "application/json"
-            return json.load(response)
-
-    def stop(self) -> int:
-        """Ctrl-C, as a user stops it; its exit status."""
-        status = end_process(self.proc, signal.SIGINT, timeout=10)
-        self._stderr.close()
-        self._records.cleanup()
-        return status
 
 
 @pytest.fixture
 def serve(sim: HilSim, tmp_path: Path) -> Iterator[HilServe]:
-    s = HilServe(sim.port, tmp_path / "serve.stderr")
+    # The server's record in a directory of this test's own: only its clients find it.
+    env = {**ENV, "HIL_SERVE_DIR": str(tmp_path / "serve")}
+    s = HilServe(sim.port, "--http-port", "0", "--hk-interval", "0.5", env=env)
     try:
         yield s
     finally:
@@ -104,7 +55,7 @@ def client(serve: HilServe, *args: str) -> tuple[int, subprocess.CompletedProces
     proc = subprocess.Popen([HIL, *args], cwd=REPO, env=serve.env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
@@ -130,12 +81,14 @@ def points_drawn(page: Page, plot: str, series: str) -> int:
     return int(path.get_attribute("data-n") or 0)
 
 
-def test_live_page_follows_the_target(sim: HilSim, serve: HilServe, browser: Browser) -> None:
+def test_live_page_follows_the_target(
+    sim: HilSim, serve: HilServe, browser: Browser, tmp_path: Path
+) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
     page.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
-    page.goto(serve.url)
+    page.goto(serve.web)
 
     # Housekeeping arrives every 0.5 s and every plot draws it.
     for plot, series in [("plot-power", "solar_power"), ("plot-battery", "battery_soc"),
@@ -207,6 +160,31 @@ def test_live_page_follows_the_target(sim: HilSim, serve: HilServe, browser: Bro
     assert job, f"no command of the run with accepted, started and completed stages: {mine}"
     clients = page.locator("#commands tr[data-id] td.client").all_text_contents()
     assert sum(f"(pid {pid})" in c for c in clients) == len(mine), clients
+
+    # A campaign on the served chip shows its progress and outcome counts.
+    campaign = tmp_path / "served.yaml"
+    campaign.write_text(json.dumps({
+        "name": "served", "target": str(REPO / "configs/targets/sim-protected.yaml"),
+        "builds": ["n4-bw1024-il1-ecc-scrub-tmr"],
+        "workload": {"kind": "gemm", "m": 8, "k": 8, "n": 8, "bias": True, "relu": True,
+                     "shift": 7},
+        "faults": ["sbu"], "sites": ["operand_memory", "accumulator"],
+        "injections": 4, "seed": 3,
+    }))  # fmt: skip
+    _, ran = client(serve, "campaign", "run", str(campaign), "--out", str(tmp_path / "c"),
+                    "--port", sim.port)  # fmt: skip
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    shown = serve.snapshot()["campaign"]
+    assert shown is not None and shown["done"] == shown["total"] > 0
+    page.wait_for_function(
+        "() => document.querySelector('#campaign').dataset.state === 'finished'",
+        timeout=WAIT_MS,
+    )  # fmt: skip
+    panel = page.inner_text("#campaign")
+    assert "served" in panel and f"{shown['done']}" in panel
+    for outcome, count in shown["counts"].items():
+        if count:
+            assert str(count) in panel, (outcome, count, panel)
 
     # A reboot shows as a BOOT event at the top of the log.
     boots = page.locator("#events li[data-name='BOOT']").count()
