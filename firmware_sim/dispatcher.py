@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from firmware_sim.services.verification import Request, reject_unparsed
-from protocol.auth import is_hazardous, verify_tc
+from protocol.auth import ReplayWindow, is_hazardous, verify_tc
 from protocol.codes import TC_TYPES, EventId, FailureCode, Mode, RejectReason, Service
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, FrameDecoder, FrameRejected
@@ -192,7 +192,7 @@ class Dispatcher:
                 tc,
                 fsw.keys,
                 allow_null_key=fsw.mode == Mode.TEST,
-                last_seq=fsw.nv.auth_last_seq,
+                replay=fsw.nv.auth_replay,
             )
         except PacketError as exc:
             self.stats.auth_failures += 1
@@ -202,7 +202,7 @@ class Dispatcher:
             fsw.events.raise_event(EventId.AUTH_FAILURE, tc.request_id.as_u32(), exc.code, key_id)
             raise
         if trailer.key_id != 0:
-            fsw.nv.auth_last_seq[trailer.key_id] = trailer.seq
+            fsw.nv.auth_replay.setdefault(trailer.key_id, ReplayWindow()).accept(trailer.seq)
         return data
 
     def _refuse(self, req: Request, code: int, data: bytes, why: str = "") -> None:

@@ -1,7 +1,7 @@
 """Health of the flight computer: what survives a reset, watchdogs, anomalies, EDAC totals.
 
 - ``NonVolatile``: boot and watchdog counts, the cause of the next boot, the last
-  anti-replay number accepted per key (ICD section 13) and the request memory (ICD 6);
+  anti-replay window per key (ICD section 13) and the request memory (ICD 6);
   kept across resets.
 - ``Watchdog``: kicked by the main loop; when it is not, the flight computer reboots.
 - ``AnomalyWindow``: anomalies in a sliding window; enough of them mean SAFE mode.
@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware_sim.requests import RequestMemory
+from protocol.auth import ReplayWindow
 from protocol.payloads import ResetCause
 
 
@@ -27,7 +28,8 @@ class NonVolatile:
     boot_count: int = 0
     watchdog_resets: int = 0
     next_reset_cause: ResetCause = ResetCause.POWER_ON
-    auth_last_seq: dict[int, int] = field(default_factory=dict)
+    auth_replay: dict[int, ReplayWindow] = field(default_factory=dict)
+    """Per key id, the anti-replay window (ICD 13)."""
     requests: RequestMemory = field(default_factory=RequestMemory)
     """The requests received lately and their outcomes (ICD 6): a retransmission is
     recognised, and its outcome known, across a reboot."""
@@ -37,7 +39,7 @@ class NonVolatile:
             {
                 "boot_count": self.boot_count,
                 "watchdog_resets": self.watchdog_resets,
-                "auth_last_seq": {str(k): v for k, v in self.auth_last_seq.items()},
+                "auth_replay": {str(k): [w.last, w.seen] for k, w in self.auth_replay.items()},
                 "requests": self.requests.to_json(),
             }
         )
@@ -52,19 +54,27 @@ class NonVolatile:
             return cls(
                 boot_count=int(raw["boot_count"]),
                 watchdog_resets=int(raw["watchdog_resets"]),
-                auth_last_seq={int(k): int(v) for k, v in raw["auth_last_seq"].items()},
+                auth_replay=_replay(raw),
                 requests=RequestMemory.from_json(raw.get("requests", [])),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(
                 f"{path}: not a non-volatile store written by firmware_sim ({exc}); "
-                "expected JSON with boot_count, watchdog_resets and auth_last_seq"
+                "expected JSON with boot_count, watchdog_resets and auth_replay"
             ) from exc
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(self.to_json())
         tmp.replace(path)
+
+
+def _replay(raw: dict) -> dict[int, ReplayWindow]:
+    """The anti-replay windows of a store; one written before windows holds the highest
+    number only (``auth_last_seq``), which is all a window starts from."""
+    if "auth_replay" in raw:
+        return {int(k): ReplayWindow(int(v[0]), int(v[1])) for k, v in raw["auth_replay"].items()}
+    return {int(k): ReplayWindow(int(v)) for k, v in raw["auth_last_seq"].items()}
 
 
 class Watchdog:

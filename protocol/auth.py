@@ -37,6 +37,34 @@ TAG_LEN: Final[int] = 16
 TRAILER_LEN: Final[int] = 2 + 4 + TAG_LEN
 MIN_KEY_LEN: Final[int] = 16
 NULL_TAG: Final[bytes] = bytes(TAG_LEN)
+ANTI_REPLAY_WINDOW: Final[int] = 64
+"""Numbers below a key's highest accepted one that may still be accepted once (ICD 13)."""
+
+
+@dataclass(slots=True)
+class ReplayWindow:
+    """The anti-replay state of one key (ICD 13, as CCSDS SDLS's window): the highest
+    number accepted, and which of the ANTI_REPLAY_WINDOW numbers up to it were (bit i of
+    ``seen``: ``last - i``). Number 0 counts as used: a sender starts at 1."""
+
+    last: int = 0
+    seen: int = 1
+
+    def fresh(self, seq: int) -> bool:
+        """Above the highest, or inside the window and not accepted yet."""
+        if seq > self.last:
+            return True
+        back = self.last - seq
+        return back < ANTI_REPLAY_WINDOW and not (self.seen >> back) & 1
+
+    def accept(self, seq: int) -> None:
+        if seq > self.last:
+            shift = seq - self.last
+            self.seen = ((self.seen << shift) | 1) if shift < ANTI_REPLAY_WINDOW else 1
+            self.seen &= (1 << ANTI_REPLAY_WINDOW) - 1
+            self.last = seq
+        else:
+            self.seen |= 1 << (self.last - seq)
 
 HAZARDOUS: Final[frozenset[tuple[int, int]]] = frozenset(
     {
@@ -161,13 +189,14 @@ def verify_tc(
     keys: Mapping[int, bytes],
     *,
     allow_null_key: bool,
-    last_seq: Mapping[int, int] | None = None,
+    replay: Mapping[int, ReplayWindow] | None = None,
 ) -> tuple[bytes, AuthTrailer]:
     """Check a hazardous TC's trailer; return (request data, trailer) or raise PacketError.
 
-    ``allow_null_key`` is True only in TEST mode. ``last_seq`` maps key id to the last
-    accepted anti-replay seq (missing: 0); the caller records ``trailer.seq`` once the TC
-    is accepted. Check order: trailer present, null-key policy, key known, tag, freshness.
+    ``allow_null_key`` is True only in TEST mode. ``replay`` maps key id to its anti-replay
+    window (missing: nothing accepted yet); the caller records ``trailer.seq`` in it once
+    the TC is accepted. Check order: trailer present, null-key policy, key known, tag,
+    freshness.
     """
     try:
         data, trailer = split_auth(tc.app_data)
@@ -199,11 +228,13 @@ def verify_tc(
             request_id=tc.request_id,
             data=struct.pack("!H", trailer.key_id),
         )
-    last = (last_seq or {}).get(trailer.key_id, 0)
-    if trailer.seq <= last:
+    window = (replay or {}).get(trailer.key_id) or ReplayWindow()
+    if not window.fresh(trailer.seq):
+        last = window.last
         raise PacketError(
-            f"{where}: anti-replay seq {trailer.seq} for key id {trailer.key_id} is not above "
-            f"the last accepted {last}",
+            f"{where}: anti-replay seq {trailer.seq} for key id {trailer.key_id} is neither "
+            f"above the highest accepted, {last}, nor one of the {ANTI_REPLAY_WINDOW} up to it "
+            "not accepted yet",
             code=FailureCode.AUTH_REPLAY,
             request_id=tc.request_id,
             data=struct.pack("!HI", trailer.key_id, last),

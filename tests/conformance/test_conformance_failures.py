@@ -13,7 +13,7 @@ from host.errors import CommandFailed
 from host.integration_api import IntegrationApi
 from host.stage import Stage
 from host.target import Target
-from protocol.auth import sign_tc
+from protocol.auth import ANTI_REPLAY_WINDOW, sign_tc
 from protocol.codes import EventId, FailureCode, FaultKind, FunctionId, MemoryId, Mode, Service
 from protocol.packets import make_tc
 from protocol.payloads import (
@@ -312,3 +312,37 @@ def test_event_selection_by_severity_is_accepted(hil: IntegrationApi) -> None:
         if selector != EventSelector.LISTED:
             hil.target.set_events(False, selector)
     hil.target.set_events(True, EventSelector.ALL)
+
+
+def test_a_lost_hazardous_tc_is_accepted_once_inside_the_anti_replay_window(
+    hil: IntegrationApi, needs_key: tuple[int, bytes]
+) -> None:
+    key_id, key = needs_key
+    hil.target.load(RAM, 0, b"\x01")  # signed by the link: the target's number is known low
+    base = (hil.link.auth.next_seq if hil.link.auth else 1) + 1000
+
+    def load(seq: int, octet: int) -> bytes:
+        return sign_tc(6, 2, memory_load(RAM, 0, bytes([octet])), hil.fresh_seq(),
+                       key_id=key_id, auth_seq=seq, key=key)  # fmt: skip
+
+    def stage(packet: bytes) -> tuple[int, bytes]:
+        mark = hil.mark()
+        rid = hil.send_packet(packet)
+        report = hil.await_report(rid, {2, 7}, start=mark)
+        assert report is not None, f"no answer about {rid}"
+        return report.subtype, report.source_data[4:]
+
+    late = load(base, 2)
+    assert stage(load(base + 1, 3)) == (7, b"")  # the later one arrives first
+    assert stage(late) == (7, b""), "inside the window: accepted, without signing anew"
+    assert hil.target.dump(RAM, 0, 1) == b"\x02"
+    again = stage(late)[1]
+    assert again[:2] == u16(F.DUPLICATE)  # the same octets again: a retransmission, not run
+    other = stage(load(base, 4))[1]  # another TC with that number: it is spent
+    assert other[:2] == u16(F.AUTH_REPLAY) and other[2:4] == u16(key_id)
+    too_old = stage(load(base + 1 - ANTI_REPLAY_WINDOW, 5))[1]
+    assert too_old[:2] == u16(F.AUTH_REPLAY)
+    assert struct.unpack("!I", too_old[4:8])[0] == base + 1  # the highest accepted
+    assert hil.target.dump(RAM, 0, 1) == b"\x02"
+    if hil.link.auth is not None:
+        hil.link.auth.next_seq = max(hil.link.auth.next_seq, base + 2)

@@ -21,11 +21,13 @@ from spacepackets.ecss.tm import ManagedParams, PusTm
 
 from protocol import codes
 from protocol.auth import (
+    ANTI_REPLAY_WINDOW,
     HAZARDOUS,
     NULL_TAG,
     TAG_LEN,
     TRAILER_LEN,
     AuthTrailer,
+    ReplayWindow,
     is_hazardous,
     sign_tc,
     split_auth,
@@ -474,7 +476,7 @@ def test_auth_trailer_layout_and_tag() -> None:
     expected = hmac.new(KEY, raw[: -2 - TAG_LEN], hashlib.sha256).digest()[:16]
     assert trailer == AuthTrailer(key_id=1, seq=5, tag=expected)
     assert AuthTrailer.unpack(trailer.pack()) == trailer
-    assert verify_tc(tc, KEYS, allow_null_key=False, last_seq={1: 4}) == (data, trailer)
+    assert verify_tc(tc, KEYS, allow_null_key=False, replay={1: ReplayWindow(4)}) == (data, trailer)
 
 
 @FAST
@@ -500,10 +502,12 @@ def test_auth_failures_have_their_codes() -> None:
     assert code_of(signed_load(key=bytes(32)), allow_null_key=True) is FailureCode.AUTH_FAILED
     assert code_of(signed_load(key_id=2), allow_null_key=True) is FailureCode.AUTH_FAILED
     replayed = signed_load(auth_seq=7)
-    assert code_of(replayed, allow_null_key=False, last_seq={1: 7}) is FailureCode.AUTH_REPLAY
+    used = {1: ReplayWindow(7)}
+    assert code_of(replayed, allow_null_key=False, replay=used) is FailureCode.AUTH_REPLAY
+    too_old = {1: ReplayWindow(7 + ANTI_REPLAY_WINDOW)}
     with pytest.raises(PacketError) as info:
-        verify_tc(parse_tc(replayed), KEYS, allow_null_key=False, last_seq={1: 9})
-    assert info.value.data == struct.pack("!HI", 1, 9)
+        verify_tc(parse_tc(replayed), KEYS, allow_null_key=False, replay=too_old)
+    assert info.value.data == struct.pack("!HI", 1, 7 + ANTI_REPLAY_WINDOW)
     assert info.value.request_id == RequestId.unpack(replayed)
     null = signed_load(key_id=0, key=None)
     assert code_of(null, allow_null_key=False) is FailureCode.AUTH_REQUIRED
@@ -554,3 +558,17 @@ def test_every_event_has_a_severity() -> None:
 def test_every_reject_reason_of_a_packet_maps_to_a_failure_code() -> None:
     frame_only = {RejectReason.BAD_COBS, RejectReason.TOO_LONG}
     assert set(codes.FAILURE_FOR_REJECT) == set(RejectReason) - frame_only
+
+
+def test_the_anti_replay_window_takes_each_number_once() -> None:
+    w = ReplayWindow()
+    assert not w.fresh(0) and w.fresh(1)
+    w.accept(10)
+    assert w.fresh(9) and w.fresh(10 - ANTI_REPLAY_WINDOW + 1)  # lost, then retransmitted
+    assert not w.fresh(10) and not w.fresh(10 - ANTI_REPLAY_WINDOW)
+    w.accept(9)
+    assert not w.fresh(9) and w.fresh(8) and w.fresh(11)
+    w.accept(10 + ANTI_REPLAY_WINDOW - 1)  # the window slides: 9 leaves it, 10 stays
+    assert not w.fresh(9) and not w.fresh(10) and w.fresh(11)
+    w.accept(10_000)  # a jump past the whole window forgets it
+    assert w.seen == 1 and w.fresh(9_999) and not w.fresh(10_000 - ANTI_REPLAY_WINDOW)
