@@ -73,7 +73,13 @@ from host.tm_matching import TmMatcher
 from protocol.codes import FailureCode, OutcomeSubtype, RejectReason, Service, TestSubtype
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, FrameRejected, encode_frame
-from protocol.link import DUPLICATE_WINDOW, MAX_FRAME_LEN, MAX_OUTSTANDING, SOURCE_ID_HOST
+from protocol.link import (
+    DUPLICATE_WINDOW,
+    MAX_FRAME_LEN,
+    MAX_OUTCOME_QUERIES,
+    MAX_OUTSTANDING,
+    SOURCE_ID_HOST,
+)
 from protocol.packets import PacketType, PacketValidator, Telemetry, parse_tm
 from protocol.payloads import outcome_query, read_outcomes
 from protocol.request_id import RequestId
@@ -823,13 +829,13 @@ class LinkCore:
 
     def _may_ask(self, tracker: Tracker) -> bool:
         """A request accepted and then silent past its deadline is asked about (ICD 14, lost
-        reports), at most 1 + max_retransmissions times in a row without an answer."""
+        reports), at most MAX_OUTCOME_QUERIES times in a row without an answer."""
         return (
             tracker.phase is Phase.AWAIT_COMPLETION
             and tracker.accepted
             and not tracker.internal
             and tracker.request_id is not None
-            and tracker.asked <= self.timing.max_retransmissions
+            and tracker.asked < MAX_OUTCOME_QUERIES
         )
 
     def _ask(self, tracker: Tracker, now: float) -> None:
@@ -853,8 +859,8 @@ class LinkCore:
         if tracker.done or self.state is LinkState.CLOSED or self._gone:
             return
         outcome = None
-        if isinstance(query.result, Completion):
-            for tm in query.result.reports:
+        if query.reports:  # its report counts even when the query's completion was lost
+            for tm in query.reports:
                 if (tm.service, tm.subtype) != (
                     Service.REQUEST_OUTCOME, OutcomeSubtype.OUTCOME_REPORT
                 ):  # fmt: skip

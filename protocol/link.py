@@ -42,6 +42,8 @@ PROGRESS_TIMEOUT_S: Final[float] = 3.0 * PROGRESS_INTERVAL_S
 """Host gives up on a request that asked for progress after this long without a report."""
 MAX_RETRANSMISSIONS: Final[int] = 3
 """Retransmissions of one TC (same bytes) before the host declares the link down."""
+MAX_OUTCOME_QUERIES: Final[int] = 8
+"""Outcome queries (TC[149,1]) in a row the host sends about one request before giving up."""
 MAX_OUTSTANDING: Final[int] = 8
 """TCs the host may have sent without their acceptance report yet (the sliding window)."""
 DUPLICATE_WINDOW: Final[int] = 1024

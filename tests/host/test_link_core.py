@@ -29,7 +29,7 @@ from host.stage import Stage
 from protocol.auth import split_auth
 from protocol.codes import AckFlags, FailureCode, VerificationSubtype
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, encode_frame
-from protocol.link import DUPLICATE_WINDOW, MAX_OUTSTANDING, SOURCE_ID_HOST
+from protocol.link import DUPLICATE_WINDOW, MAX_OUTCOME_QUERIES, MAX_OUTSTANDING, SOURCE_ID_HOST
 from protocol.packets import Telecommand, make_tm, parse_tc
 from protocol.payloads import Outcome, pack_outcomes, read_outcome_query
 from protocol.request_id import RequestId
@@ -325,7 +325,7 @@ def test_queries_whose_answers_are_lost_are_sent_anew_then_the_request_times_out
         for query in t.advance(now):
             asked.append(query.request_id)
             t.report(query, 1, now)  # accepted; its TM[149,2] and completion are lost
-    assert len(asked) == 1 + TIMING.max_retransmissions
+    assert len(asked) == MAX_OUTCOME_QUERIES
     assert len(set(asked)) == len(asked), "each a new TC"
     error = t.ended()[handle]
     assert isinstance(error, CommandTimeout) and error.stage is Stage.START  # its next report
@@ -343,6 +343,20 @@ def test_a_query_nobody_accepts_takes_the_link_down_as_any_tc() -> None:
     assert [q.service for q in sent][:copies] == [149] * copies
     assert len({q.request_id for q in sent[:copies]}) == 1
     assert t.changes()[0] == "down"
+
+
+def test_an_answer_whose_query_lost_its_completion_report_still_counts() -> None:
+    t = _up()
+    handle = t.core.submit(PING, 0.0)
+    (tc,) = t.tcs(0.0)
+    t.report(tc, 1, 0.1)
+    now = 0.2 + TIMING.progress_s
+    (query,) = t.advance(now)
+    t.report(query, 1, now)
+    t.tm(149, 2, pack_outcomes([Outcome(tc.request_id, 7)]), now)  # its TM[1,7] is lost
+    assert [q.service for q in t.advance(now + 10.0)] == []  # not asked again
+    done = t.ended()[handle]
+    assert isinstance(done, Completion) and done.recovered
 
 
 def test_a_request_the_target_forgot_times_out_saying_so() -> None:
