@@ -141,6 +141,17 @@ class BoardTarget(Schema):
         if path is None:
             return None
         try:
+            mode = path.stat().st_mode & 0o777
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            raise ConfigError(
+                self._source,
+                f"'key_file': {path} can be read by others (mode {mode:o}): a key must be "
+                f"its owner's alone; run chmod 600 {path}",
+                self._key_file_line,
+            )
+        try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"

@@ -127,6 +127,7 @@ def test_a_board_file_gives_port_and_key_and_the_chip_is_the_files(
     board = tmp_path / "board.yaml"
     board.write_text(f"kind: board\nport: {n8_in_orbit.port}\nbaud: 115200\nkey_file: k.key\n")
     (tmp_path / "k.key").write_text(n8_in_orbit.key + "\n")
+    (tmp_path / "k.key").chmod(0o600)
     assert hk_field(board, "array_n") == 8
     # A hazardous command in NOMINAL mode is accepted only when signed with the file's key.
     result = run(HIL, "--config", str(board), "mode", "nominal")

@@ -168,7 +168,23 @@ def test_an_unreadable_key_file_names_its_line(tmp_path: Path) -> None:
 def test_a_key_file_is_read_relative_to_the_board_file(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("kind: board\nport: loop://\nkey_file: k.key\n")
     (tmp_path / "k.key").write_text("7:" + "ab" * 16 + "\n")
+    (tmp_path / "k.key").chmod(0o600)
     assert load_target(tmp_path / "b.yaml").key_pair() == (7, bytes([0xAB] * 16))
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_key_file_others_can_read_is_refused(tmp_path: Path, mode: int) -> None:
+    (tmp_path / "b.yaml").write_text("kind: board\nport: loop://\nkey_file: k.key\n")
+    key = tmp_path / "k.key"
+    key.write_text("7:" + "ab" * 16 + "\n")
+    key.chmod(mode)
+    with pytest.raises(ConfigError) as caught:
+        load_target(tmp_path / "b.yaml").key_pair()
+    assert str(caught.value) == (
+        f"{tmp_path}/b.yaml:3: 'key_file': {key} can be read by others (mode {mode:o}): "
+        f"a key must be its owner's alone; run chmod 600 {key}"
+    )
+    assert "ab" * 16 not in str(caught.value)
 
 
 def test_a_nested_value_is_named_by_its_path(tmp_path: Path) -> None:
