@@ -92,6 +92,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="multiply every radiation rate by X (default 1)")  # fmt: skip
     p.add_argument("--key", type=_key, action="append", default=[], metavar="ID:HEX",
                    help="an authentication key (ICD section 13); repeatable")  # fmt: skip
+    p.add_argument("--master-key", type=_key, metavar="ID:HEX",
+                   help="the master key, which signs key management (TC[150,1]) and nothing "
+                   "else (ICD section 13)")  # fmt: skip
     p.add_argument("--nv-file", type=Path, help="keep the non-volatile store in this JSON file")
     p.add_argument("--log", type=Path, help="write a log to this file")
     args = p.parse_args(argv)
@@ -198,10 +201,17 @@ def fly(
     keys = dict(args.key)
     if not keys and target is not None and target.key_pair() is not None:
         keys = dict([target.key_pair()])
+    master = None
+    if args.master_key is not None:
+        master = args.master_key[0]
+        if master in keys and keys[master] != args.master_key[1]:
+            raise SystemExit(f"--master-key: key id {master} is also given by --key")
+        keys[master] = args.master_key[1]
     env_config = EnvironmentConfig.from_seed(args.seed)
     config = FswConfig(
         mode=Mode.TEST if mode == "test" else Mode.NOMINAL,
         keys=keys,
+        master_key_id=master,
         time_scale=args.time_scale,
         epoch_unix=time.time(),
         env=env_config,

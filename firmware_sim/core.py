@@ -32,11 +32,13 @@ from firmware_sim.services.events import NO_JOB, EventService
 from firmware_sim.services.fault_injection import FaultInjectionService
 from firmware_sim.services.functions import FunctionService
 from firmware_sim.services.housekeeping import INTERVAL_PARAM, HousekeepingService
+from firmware_sim.services.keys import KeyService
 from firmware_sim.services.memory import MemoryService
 from firmware_sim.services.outcomes import OutcomeService
 from firmware_sim.services.parameters import ParameterService, ParameterStore
 from firmware_sim.services.test import TestService
 from firmware_sim.telemetry import TmSender
+from protocol.auth import derive_key
 from protocol.codes import EventId, MemoryId, Mode, Service
 from protocol.link import PROGRESS_INTERVAL_S
 from protocol.payloads import AccelState, ParamId, ResetCause
@@ -61,6 +63,8 @@ class FswConfig:
     """Mode at every boot."""
     keys: Mapping[int, bytes] = field(default_factory=dict)
     """Authentication keys by key id (ICD section 13); never key id 0."""
+    master_key_id: int | None = None
+    """The key among ``keys`` that signs key management, and only that (ICD 13)."""
     ram_bytes: int = DEFAULT_RAM_BYTES
     epoch_unix: float = DEFAULT_EPOCH_UNIX
     time_scale: float = 1.0
@@ -76,6 +80,8 @@ class FswConfig:
                     f"key id {kid}: ids are 1..65535 and keys at least 16 octets, "
                     f"got {len(key)} octets"
                 )
+        if self.master_key_id is not None and self.master_key_id not in self.keys:
+            raise ValueError(f"master key id {self.master_key_id} is not one of the keys")
         if self.time_scale <= 0:
             raise ValueError(f"time_scale must be positive, got {self.time_scale}")
 
@@ -131,7 +137,8 @@ class FlightSoftware:
         self.config = config or FswConfig()
         self.chip = chip
         self.nv = nv if nv is not None else NonVolatile()
-        self.keys = MappingProxyType(dict(self.config.keys))
+        self.keys: Mapping[int, bytes] = MappingProxyType({})
+        self.rekey()
         self.env = Environment(self.config.env)
         self.driver = AccelDriver(chip)
         self.ram = FirmwareRam(self.config.ram_bytes)
@@ -144,6 +151,16 @@ class FlightSoftware:
         self._world_time = now
         self._actions: list[Action] = []
         self._boot(now, self.nv.next_reset_cause)
+
+    def rekey(self) -> None:
+        """The keys in force: the configured ones, each derived key (ICD 13, key
+        management) of the generation the non-volatile store names in its place."""
+        keys = dict(self.config.keys)
+        master = self.config.master_key_id
+        if master is not None:
+            for key_id, generation in self.nv.key_generations.items():
+                keys[key_id] = derive_key(self.config.keys[master], key_id, generation)
+        self.keys = MappingProxyType(keys)
 
     # --- boot ------------------------------------------------------------------------
 
@@ -205,6 +222,9 @@ class FlightSoftware:
                     mode=mode, hang=self.hang, recover=self.recover_accelerator,
                 ),
                 Service.REQUEST_OUTCOME: OutcomeService(self.nv.requests, self.tm, clock),
+                Service.KEY_MANAGEMENT: KeyService(
+                    self.nv, self.config.master_key_id, self.events, self.rekey, clock
+                ),
             },
             self.nv.requests,
         )  # fmt: skip

@@ -28,7 +28,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from firmware_sim.services.verification import Request, reject_unparsed
 from protocol.auth import ReplayWindow, is_hazardous, verify_tc
-from protocol.codes import TC_TYPES, EventId, FailureCode, Mode, RejectReason, Service
+from protocol.codes import (
+    TC_TYPES,
+    EventId,
+    FailureCode,
+    KeySubtype,
+    Mode,
+    RejectReason,
+    Service,
+)
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, FrameDecoder, FrameRejected
 from protocol.packets import Telecommand, parse_tc
@@ -194,6 +202,7 @@ class Dispatcher:
                 allow_null_key=fsw.mode == Mode.TEST,
                 replay=fsw.nv.auth_replay,
             )
+            self._check_key_role(tc, trailer.key_id)
         except PacketError as exc:
             self.stats.auth_failures += 1
             key_id = struct.unpack_from("!H", exc.data)[0] if len(exc.data) >= 2 else 0xFFFF
@@ -204,6 +213,24 @@ class Dispatcher:
         if trailer.key_id != 0:
             fsw.nv.auth_replay.setdefault(trailer.key_id, ReplayWindow()).accept(trailer.seq)
         return data
+
+    def _check_key_role(self, tc: Telecommand, key_id: int) -> None:
+        """ICD 13: the master key signs key management (TC[150,1]) and nothing else."""
+        master = self.fsw.config.master_key_id
+        managing = (tc.service, tc.subtype) == (Service.KEY_MANAGEMENT, KeySubtype.DERIVE_KEY)
+        if managing == (master is not None and key_id == master):
+            return
+        why = (
+            "key management must be signed by the master key"
+            if managing
+            else "the master key signs key management only"
+        )
+        raise PacketError(
+            f"TC[{tc.service},{tc.subtype}] {tc.request_id}: key id {key_id}: {why}",
+            code=FailureCode.KEY_NOT_ALLOWED,
+            request_id=tc.request_id,
+            data=struct.pack("!H", key_id),
+        )
 
     def _refuse(self, req: Request, code: int, data: bytes, why: str = "") -> None:
         self.stats.tc_refused += 1

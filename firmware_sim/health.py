@@ -30,6 +30,8 @@ class NonVolatile:
     next_reset_cause: ResetCause = ResetCause.POWER_ON
     auth_replay: dict[int, ReplayWindow] = field(default_factory=dict)
     """Per key id, the anti-replay window (ICD 13)."""
+    key_generations: dict[int, int] = field(default_factory=dict)
+    """Per key id, the generation of the key derived from the master key (ICD 13)."""
     requests: RequestMemory = field(default_factory=RequestMemory)
     """The requests received lately and their outcomes (ICD 6): a retransmission is
     recognised, and its outcome known, across a reboot."""
@@ -40,6 +42,7 @@ class NonVolatile:
                 "boot_count": self.boot_count,
                 "watchdog_resets": self.watchdog_resets,
                 "auth_replay": {str(k): [w.last, w.seen] for k, w in self.auth_replay.items()},
+                "key_generations": {str(k): g for k, g in self.key_generations.items()},
                 "requests": self.requests.to_json(),
             }
         )
@@ -55,6 +58,7 @@ class NonVolatile:
                 boot_count=int(raw["boot_count"]),
                 watchdog_resets=int(raw["watchdog_resets"]),
                 auth_replay=_replay(raw),
+                key_generations={int(k): int(g) for k, g in raw.get("key_generations", {}).items()},
                 requests=RequestMemory.from_json(raw.get("requests", [])),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

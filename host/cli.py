@@ -34,7 +34,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from host import channel, infer_cli, serve_cli
+from host import channel, infer_cli, key_cli, serve_cli
 from host.arguments import MAX_BAUD, check_int, integer, number, parse_int, writable
 from host.campaign import cli as campaign_cli
 from host.commands import Authenticator
@@ -279,6 +279,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
         keys = dict([target.key_pair()])
     mode = args.mode or (target.mode if target else None) or "test"
     extra = ["--seed", str(args.seed), "--time-scale", str(args.time_scale)]
+    if args.master_key is not None:
+        try:
+            master_id, _ = parse_key(args.master_key)
+        except ValueError as exc:
+            raise UsageError(f"--master-key: {exc}") from None
+        if master_id in keys:
+            raise UsageError(f"--master-key: key id {master_id} is also a --key")
+        extra += ["--master-key", args.master_key]
     if args.simulator is not None:
         extra += ["--simulator", args.simulator]
     if args.environment is not None:
@@ -819,6 +827,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", action="append", default=[], metavar="ID:HEX",
                    help=f"provision a key (default: the file's, else {SIM_KEY_ID}:<the test "
                    "key>)")  # fmt: skip
+    s.add_argument("--master-key", metavar="ID:HEX",
+                   help="provision a master key, which signs key management only "
+                   "(`hil key rotate`)")  # fmt: skip
     s.add_argument("--backend", choices=BACKENDS,
                    help="the chip: model (the bit-exact model) or rtl (the RTL under Icarus "
                    "Verilog, the flight software inside the simulation; slower); default: "
@@ -972,6 +983,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     infer_cli.add_parser(sub, link, _with_target)
     serve_cli.add_parser(sub, link, _link_settings)
+    key_cli.add_parser(sub, link, _with_target)
     campaign_cli.add_parser(sub)
     return p
 

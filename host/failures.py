@@ -45,8 +45,14 @@ MEANINGS: dict[int, str] = {
     F.BAD_APP_DATA: "the application data is malformed",
     F.DUPLICATE: "a retransmission of a TC already accepted; not executed again",
     F.AUTH_FAILED: "the signature of a hazardous TC failed (no trailer, unknown key, wrong tag)",
-    F.AUTH_REPLAY: "the anti-replay number was not above the last one the key used",
+    F.AUTH_REPLAY: (
+        "the anti-replay number was used already, or is too far below the highest one the "
+        "key used"
+    ),
     F.AUTH_REQUIRED: "a hazardous TC with the null key, which only TEST mode accepts",
+    F.KEY_NOT_ALLOWED: (
+        "the master key signs key management and nothing else, and nothing else signs it"
+    ),
     F.WRONG_MODE: "not allowed in the current mode",
     F.NOT_IN_TEST_MODE: "fault injection runs in TEST mode only",
     F.BUSY: "the accelerator or the memory is in use; send it again later",
@@ -68,6 +74,7 @@ MEANINGS: dict[int, str] = {
         "the accelerator never finished within JOB_TIMEOUT (a hung chip, counted as a SEFI); "
         "it was soft-reset"
     ),
+    F.INTERRUPTED: "the target rebooted while the request was running",
     F.INTERNAL_ERROR: "the flight software failed: a bug on the target",
 }
 """What each failure code of ICD section 10 means, whatever the TC."""
@@ -363,7 +370,10 @@ def _decoded(code: int, data: bytes, service: int, app: bytes) -> str | None:
         return f"{MEANINGS[code]}: {key}"
     if code == F.AUTH_REPLAY and len(data) == 6:
         key, last = struct.unpack("!HI", data)
-        return f"key {key} last signed number {last}; this TC's was not above it"
+        return (
+            f"key {key}'s highest accepted number is {last}; this TC's was used already or "
+            "is too far below it"
+        )
     if code == F.BAD_CRC and len(data) == 4:
         computed, received = struct.unpack("!HH", data)
         return f"{MEANINGS[code]}: computed {computed:#06x}, received {received:#06x}"

@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from host.commands import Completion
+from host.commands import Authenticator, Completion
 from host.errors import CommandError, CommandFailed, HostError
 from host.failures import FAULT_REFUSALS, MAX_DIM
 from host.history import NOW, Received, Start
 from host.history import event as event_predicate
 from host.link import Link
 from host.telemetry import EventReport, Housekeeping
+from protocol.auth import derive_key
 from protocol.codes import (
     AckFlags,
     EventId,
@@ -32,6 +33,7 @@ from protocol.codes import (
     FaultInjectionSubtype,
     FunctionId,
     HousekeepingSubtype,
+    KeySubtype,
     MemoryId,
     MemorySubtype,
     Mode,
@@ -60,6 +62,7 @@ from protocol.payloads import (
     hk_intervals,
     hk_structures,
     job,
+    key_derivation,
     layer_flags,
     memory_check,
     memory_dump,
@@ -689,6 +692,17 @@ class Target:
     def set_parameter(self, pid: ParamId | int, value: int) -> None:
         """TC[20,3] of one parameter."""
         self.set_parameters([(ParamId(pid), value)])
+
+    # --- service 150 --------------------------------------------------------------------------
+
+    def derive_key(self, key_id: int, generation: int, master: Authenticator) -> bytes:
+        """TC[150,1] signed by the ``master`` key: key ``key_id`` becomes ``generation`` of
+        those derived from it, on the target and here; the new key (ICD 13)."""
+        if master.key is None:
+            raise ValueError("key management needs the master key, not the null key")
+        self.link.send(Service.KEY_MANAGEMENT, KeySubtype.DERIVE_KEY,
+                       key_derivation(key_id, generation), auth=master)  # fmt: skip
+        return derive_key(master.key, key_id, generation)
 
     # --- service 148 --------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from protocol.codes import (
     FaultInjectionSubtype,
     FunctionId,
     FunctionSubtype,
+    KeySubtype,
     MemorySubtype,
     ParameterSubtype,
     Service,
@@ -37,6 +38,19 @@ TAG_LEN: Final[int] = 16
 TRAILER_LEN: Final[int] = 2 + 4 + TAG_LEN
 MIN_KEY_LEN: Final[int] = 16
 NULL_TAG: Final[bytes] = bytes(TAG_LEN)
+DERIVED_KEY_LABEL: Final[bytes] = b"orbit-hil key"
+"""What a derived key's HMAC starts with (ICD 13, key management)."""
+
+
+def derive_key(master: bytes, key_id: int, generation: int) -> bytes:
+    """The key ``key_id`` of ``generation``, derived from the master key (ICD 13):
+    HMAC-SHA256(master, "orbit-hil key" | key id u16 | generation u32), 32 octets. Both
+    ends compute it; no key travels on the link."""
+    return hmac.new(
+        master, DERIVED_KEY_LABEL + struct.pack("!HI", key_id, generation), hashlib.sha256
+    ).digest()
+
+
 ANTI_REPLAY_WINDOW: Final[int] = 64
 """Numbers below a key's highest accepted one that may still be accepted once (ICD 13)."""
 
@@ -75,6 +89,7 @@ HAZARDOUS: Final[frozenset[tuple[int, int]]] = frozenset(
         (Service.FAULT_INJECTION, FaultInjectionSubtype.INJECT),
         (Service.FAULT_INJECTION, FaultInjectionSubtype.CLEAR_ALL),
     }
+    | {(Service.KEY_MANAGEMENT, KeySubtype.DERIVE_KEY)}
 )
 """(service, subtype) pairs that are hazardous whatever their application data."""
 

@@ -22,6 +22,7 @@ class Service(enum.IntEnum):
     # 128..255 are mission-specific in PUS-C.
     FAULT_INJECTION = 148
     REQUEST_OUTCOME = 149
+    KEY_MANAGEMENT = 150
 
 
 class VerificationSubtype(enum.IntEnum):
@@ -105,6 +106,12 @@ class OutcomeSubtype(enum.IntEnum):
     OUTCOME_REPORT = 2
 
 
+class KeySubtype(enum.IntEnum):
+    """Service 150 messages (private): keys derived on board from the master key."""
+
+    DERIVE_KEY = 1
+
+
 SUBTYPES: dict[Service, type[enum.IntEnum]] = {
     Service.REQUEST_VERIFICATION: VerificationSubtype,
     Service.HOUSEKEEPING: HousekeepingSubtype,
@@ -115,6 +122,7 @@ SUBTYPES: dict[Service, type[enum.IntEnum]] = {
     Service.PARAMETER_MANAGEMENT: ParameterSubtype,
     Service.FAULT_INJECTION: FaultInjectionSubtype,
     Service.REQUEST_OUTCOME: OutcomeSubtype,
+    Service.KEY_MANAGEMENT: KeySubtype,
 }
 """The subtype enum of each service."""
 
@@ -137,6 +145,7 @@ TC_TYPES: frozenset[tuple[int, int]] = frozenset(
         (Service.FAULT_INJECTION, FaultInjectionSubtype.CLEAR_ALL),
         (Service.FAULT_INJECTION, FaultInjectionSubtype.LIST),
         (Service.REQUEST_OUTCOME, OutcomeSubtype.REPORT_OUTCOMES),
+        (Service.KEY_MANAGEMENT, KeySubtype.DERIVE_KEY),
     }
 )
 """(service, subtype) pairs the flight software accepts as telecommands."""
@@ -199,6 +208,7 @@ class FailureCode(enum.IntEnum):
     AUTH_FAILED = 0x0020
     AUTH_REPLAY = 0x0021
     AUTH_REQUIRED = 0x0022
+    KEY_NOT_ALLOWED = 0x0023
     # Start / execution.
     WRONG_MODE = 0x0100
     NOT_IN_TEST_MODE = 0x0101
@@ -249,6 +259,7 @@ class EventId(enum.IntEnum):
     WATCHDOG_RESET = 0x0004
     LINK_PACKET_REJECTED = 0x0010
     AUTH_FAILURE = 0x0011
+    KEY_CHANGED = 0x0012
     JOB_STARTED = 0x0020
     JOB_COMPLETED = 0x0021
     JOB_FAILED = 0x0022
@@ -275,6 +286,7 @@ EVENT_SEVERITY: dict[EventId, Severity] = {
     EventId.WATCHDOG_RESET: Severity.HIGH,
     EventId.LINK_PACKET_REJECTED: Severity.LOW,
     EventId.AUTH_FAILURE: Severity.MEDIUM,
+    EventId.KEY_CHANGED: Severity.INFO,
     EventId.JOB_STARTED: Severity.INFO,
     EventId.JOB_COMPLETED: Severity.INFO,
     EventId.JOB_FAILED: Severity.MEDIUM,

@@ -366,6 +366,7 @@ EVENT_FIELDS: Final[dict[EventId, tuple[FieldSpec, ...]]] = {
     EventId.WATCHDOG_RESET: _fields("watchdog_resets I"),
     EventId.LINK_PACKET_REJECTED: _fields("reason B; since I; total I"),
     EventId.AUTH_FAILURE: _fields("request_id I; failure_code H FailureCode; key_id H"),
+    EventId.KEY_CHANGED: _fields("key_id H; generation I"),
     EventId.JOB_STARTED: _fields("job_id H; function H FunctionId; m H; k H; n H"),
     EventId.JOB_COMPLETED: _fields(
         "job_id H; cycles I cycles; macs I; result_crc I; faults H; not_injected H"
@@ -455,6 +456,11 @@ def event_selection(selector: EventSelector, event_ids: Sequence[int] = ()) -> b
 def outcome_query(request_ids: Sequence[RequestId]) -> bytes:
     """TC[149,1]: count u8, count x request id (4 octets, as in service 1 reports)."""
     return _u8_count(request_ids, "request ids") + b"".join(r.pack() for r in request_ids)
+
+
+def key_derivation(key_id: int, generation: int) -> bytes:
+    """TC[150,1] (before its auth trailer): key id u16, generation u32."""
+    return struct.pack("!HI", key_id, generation)
 
 
 def memory_load(memory: int, address: int, data: bytes) -> bytes:

@@ -17,7 +17,7 @@ from pydantic import AfterValidator, Field, PrivateAttr, model_validator
 
 from protocol.link import DEFAULT_BAUD
 from testbed.config.errors import ConfigError
-from testbed.config.keys import KEY_FORMAT, parse_key
+from testbed.config.keys import KEY_FORMAT, parse_key, read_key_file
 from testbed.config.schema import Schema, cross_field, validate
 from testbed.config.yamlfile import read_yaml
 from testbed.sitemap_builds import (
@@ -141,29 +141,9 @@ class BoardTarget(Schema):
         if path is None:
             return None
         try:
-            mode = path.stat().st_mode & 0o777
-        except OSError:
-            mode = 0
-        if mode & 0o077:
-            raise ConfigError(
-                self._source,
-                f"'key_file': {path} can be read by others (mode {mode:o}): a key must be "
-                f"its owner's alone; run chmod 600 {path}",
-                self._key_file_line,
-            )
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise ConfigError(
-                self._source, f"'key_file': cannot read {path}: {why}", self._key_file_line
-            ) from None
-        try:
-            return parse_key(text)
+            return read_key_file(path)
         except ValueError as exc:
-            raise ConfigError(
-                self._source, f"'key_file': {path}: {exc}", self._key_file_line
-            ) from None
+            raise ConfigError(self._source, f"'key_file': {exc}", self._key_file_line) from None
 
 
 Target = SimTarget | BoardTarget
