@@ -148,6 +148,9 @@ def serve(fsw: FlightSoftware, port: Port, stop_fd: int, nv_file: Path | None) -
 def emit(fsw: FlightSoftware, out: Output, port: Port, nv_file: Path | None) -> None:
     """Send what the core produced and act on what it reported."""
     port.write(out.data)
+    lost = port.frames_dropped - fsw.tm_overflow_total
+    if lost > 0:  # the host has not read its TM for a while: say how much was lost
+        fsw.tm_overflowed(lost)
     for action in out.actions:
         if isinstance(action, Log):
             log.info(action.message)

@@ -146,11 +146,20 @@ class FlightSoftware:
         self.radiation = (
             None if radiation is None else UpsetLander(radiation, chip, self.ram, self.env)
         )
+        self.tm_overflow_total = 0
+        """TM frames dropped on the way out since the process started (ICD 11, TM_OVERFLOW)."""
         self.t0 = now
         self.now = now
         self._world_time = now
         self._actions: list[Action] = []
         self._boot(now, self.nv.next_reset_cause)
+
+    def tm_overflowed(self, frames: int) -> None:
+        """``frames`` TM frames were dropped on the way out, oldest first: the host did not
+        read its TM while the target's output backlog was full. Said by TM_OVERFLOW."""
+        self.tm_overflow_total += frames
+        total = self.tm_overflow_total
+        self.events.limited(EventId.TM_OVERFLOW, frames, lambda since: (since, total))
 
     def rekey(self) -> None:
         """The keys in force: the configured ones, each derived key (ICD 13, key

@@ -30,6 +30,9 @@ class Port(Protocol):
     @property
     def backlog(self) -> int: ...
 
+    @property
+    def frames_dropped(self) -> int: ...
+
     def send_some(self) -> None: ...
 
     def close(self) -> None: ...
@@ -41,6 +44,7 @@ class _Backlog:
     def __init__(self) -> None:
         self.buf = bytearray()
         self.dropped = 0
+        self.frames_dropped = 0
 
     def add(self, data: bytes) -> None:
         self.buf += data
@@ -49,6 +53,7 @@ class _Backlog:
             cut = self.buf.find(0, excess)
             cut = len(self.buf) if cut < 0 else cut + 1
             self.dropped += cut
+            self.frames_dropped += self.buf.count(0, 0, cut)
             del self.buf[:cut]
 
 
@@ -65,6 +70,11 @@ class _QueuedOutput:
     @property
     def backlog(self) -> int:
         return len(self._out.buf)
+
+    @property
+    def frames_dropped(self) -> int:
+        """TM frames dropped, oldest first, because the backlog was full."""
+        return self._out.frames_dropped
 
     def send_some(self) -> None:
         raise NotImplementedError

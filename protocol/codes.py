@@ -260,6 +260,7 @@ class EventId(enum.IntEnum):
     LINK_PACKET_REJECTED = 0x0010
     AUTH_FAILURE = 0x0011
     KEY_CHANGED = 0x0012
+    TM_OVERFLOW = 0x0013
     JOB_STARTED = 0x0020
     JOB_COMPLETED = 0x0021
     JOB_FAILED = 0x0022
@@ -287,6 +288,7 @@ EVENT_SEVERITY: dict[EventId, Severity] = {
     EventId.LINK_PACKET_REJECTED: Severity.LOW,
     EventId.AUTH_FAILURE: Severity.MEDIUM,
     EventId.KEY_CHANGED: Severity.INFO,
+    EventId.TM_OVERFLOW: Severity.LOW,
     EventId.JOB_STARTED: Severity.INFO,
     EventId.JOB_COMPLETED: Severity.INFO,
     EventId.JOB_FAILED: Severity.MEDIUM,

@@ -22,6 +22,7 @@ from spacepackets.ecss.tm import PusTm
 from firmware_sim.accel import gemm_reference
 from firmware_sim.services.housekeeping import HK_STRUCTURES, structure_format
 from protocol.codes import EventId, FailureCode, FaultKind, FunctionId, MemoryId, Mode, Service
+from protocol.framing import encode_frame
 from protocol.link import APID_FSW
 from protocol.packets import make_tc
 from protocol.payloads import EventSelector, FaultSiteClass, HkStructure, ParamId
@@ -241,3 +242,25 @@ def test_the_non_volatile_store_keeps_the_boot_count_across_runs(tmp_path) -> No
             assert values[3] == boot  # SID, uptime, mode, boot_count
         finally:
             fw.close()
+
+
+def test_tm_the_host_does_not_read_is_dropped_oldest_first_and_said(
+    firmware_process: FirmwareProcess,
+) -> None:
+    client = firmware_process.client
+    # 4,000 pings written without reading a TM: 16,000 reports, far more than the
+    # target's bounded output backlog holds (serial_port.MAX_BACKLOG).
+    packets = b"".join(encode_frame(make_tc(17, 1, b"", client.next_seq())) for _ in range(4000))
+    client.port.write(packets)
+    client.port.flush()
+    time.sleep(2.0)  # the target answers all of them meanwhile
+    received: list = []
+    while batch := client.poll(1.0):  # everything it kept, until it has nothing more
+        received += batch
+    overflows = [t for t in received if is_event(EventId.TM_OVERFLOW)(t)]
+    assert overflows, "the overflow is said"
+    since, total = struct.unpack("!II", overflows[0].source_data[2:])
+    assert 0 < since <= total
+    pongs = sum((t.service, t.subtype) == (17, 2) for t in received)
+    assert 0 < pongs < 4000, "the oldest were dropped, the newest kept"
+    completes(client, client.tc(17, 1))  # and it answers on
