@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: test lint bench demo sitemap synth venv iverilog verilator clean
+.PHONY: test lint bench fuzz demo sitemap synth venv iverilog verilator clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ lint: venv verilator
 
 bench: venv iverilog
 	$(PY) -m bench
+
+# Hostile input: a million frames over a pty to the flight software, with its counters,
+# memory and state checked afterwards (bench/results/fuzz.json). Not part of `make test`.
+fuzz: venv
+	$(PY) -m bench.fuzz_link
 
 demo: venv
 	$(PY) -m host.demo
