@@ -35,9 +35,14 @@ bench: venv iverilog
 	$(PY) -m bench
 
 # Hostile input: a million frames over a pty to the flight software, with its counters,
-# memory and state checked afterwards (bench/results/fuzz.json). Not part of `make test`.
+# memory and state checked afterwards (bench/results/fuzz.json); then coverage-guided
+# fuzzing of the frame decoder and the dispatcher in process for FUZZ_SECONDS, from the
+# corpus in tests/fuzz/corpus (failing inputs go to results/fuzz/). Not part of `make test`.
+FUZZ_SECONDS ?= 300
+
 fuzz: venv
 	$(PY) -m bench.fuzz_link
+	$(PY) -m bench.fuzz_inprocess --seconds $(FUZZ_SECONDS)
 
 demo: venv
 	$(PY) -m host.demo
