@@ -140,8 +140,21 @@ def seeds() -> dict[str, bytes]:
     out["decoder-empty-frames"] = bytes([DECODER | 8]) + b"\x00\x00\x00" + frame + b"\x00"
     out["decoder-largest"] = bytes([DECODER | 10]) + encode_frame(
         tc(6, 2, bytes(range(256)) * 7 + bytes(2035 - 7 * 256)))
+    out["decoder-exact-bound"] = bytes([DECODER | 14]) + _largest_frame(make_tc) + frame
     out["decoder-split-frame"] = bytes([DECODER | 12]) + frame[:5]
     return out  # fmt: skip
+
+
+def _largest_frame(make_tc) -> bytes:
+    """A frame of a largest packet with no 0x00 in it: exactly MAX_FRAME_LEN octets before
+    its delimiter."""
+    from protocol.framing import encode_frame
+
+    for seq in range(1, 300):
+        packet = make_tc(6, 2, b"\x5a" * 2035, seq, source_id=0x0101)
+        if 0 not in packet:
+            return encode_frame(packet)
+    raise RuntimeError("no largest packet without a 0x00")
 
 
 def make_corpus(directory: Path) -> int:

@@ -256,15 +256,15 @@ def check_dispatcher(stream: bytes) -> None:
         else:
             expect(len(mine) <= 1 and all(m[0] == 2 for m in mine), "unasked acceptance success")
         accepted = not mine or mine[0][0] == 1
+        if unauthentic:
+            expect(not accepted, "a hazardous TC without a valid tag was accepted")
+            expect(not rebooted and _state(fsw) == before, "a hazardous TC without a tag acted")
+            expect(not events & HAZARD_EVENTS, "a hazardous TC without a tag raised its events")
         if isinstance(predicted, Refused):
             expect(
                 not accepted and mine[0][2] == struct.pack("!H", predicted.code),
                 f"refusal {mine} where the model says {predicted.code!r}",
             )
-        if unauthentic:
-            expect(not accepted, "a hazardous TC without a valid tag was accepted")
-            expect(not rebooted and _state(fsw) == before, "a hazardous TC without a tag acted")
-            expect(not events & HAZARD_EVENTS, "a hazardous TC without a tag raised its events")
         if accepted:
             model._accepted(packet)
         if rebooted:
