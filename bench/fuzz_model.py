@@ -94,10 +94,12 @@ def cobs_decode(encoded: bytes) -> bytes | None:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """A frame or packet dropped on receipt (ICD 7); ``code`` is the TM[1,2] failure code
-    it is answered with, None when it is not answered."""
+    it is answered with, None when it is not answered, and ``data`` its failure data
+    (ICD 10)."""
 
     reason: RejectReason
     code: FailureCode | None
+    data: bytes = b""
 
 
 def receipt(segment: bytes) -> Rejected | bytes:
@@ -109,27 +111,33 @@ def receipt(segment: bytes) -> Rejected | bytes:
     if packet is None:
         return Rejected(RejectReason.BAD_COBS, None)
     n = len(packet)
+    length_field = struct.unpack_from("!H", packet, 4)[0] if n >= PRIMARY_LEN else 0xFFFF
+    lengths = struct.pack("!HH", min(n, 0xFFFF), length_field)
 
-    def rejected(reason: RejectReason) -> Rejected:
+    def rejected(reason: RejectReason, data: bytes = b"") -> Rejected:
         # A packet shorter than a request id is not answered (ICD 7).
-        return Rejected(reason, REJECT_CODE[reason] if n >= 4 else None)
+        if n < 4:
+            return Rejected(reason, None)
+        return Rejected(reason, REJECT_CODE[reason], data)
 
     if n < PRIMARY_LEN + 2:
-        return rejected(RejectReason.TOO_SHORT)
-    if crc16(packet[:-2]) != struct.unpack_from("!H", packet, n - 2)[0]:
-        return rejected(RejectReason.BAD_CRC)
-    if struct.unpack_from("!H", packet, 4)[0] + 7 != n or n > MAX_PACKET_LEN:
-        return rejected(RejectReason.BAD_LENGTH)
+        return rejected(RejectReason.TOO_SHORT, lengths)
+    computed, received = crc16(packet[:-2]), struct.unpack_from("!H", packet, n - 2)[0]
+    if computed != received:
+        return rejected(RejectReason.BAD_CRC, struct.pack("!HH", computed, received))
+    if length_field + 7 != n or n > MAX_PACKET_LEN:
+        return rejected(RejectReason.BAD_LENGTH, lengths)
     if packet[0] >> 5 != 0 or not packet[0] & 0x10 or not packet[0] & 0x08:
         return rejected(RejectReason.BAD_HEADER)
     if packet[2] >> 6 != 0b11:
         return rejected(RejectReason.BAD_HEADER)
     if n < TC_MIN_LEN:
-        return rejected(RejectReason.BAD_LENGTH)
+        return rejected(RejectReason.BAD_LENGTH, lengths)
     if packet[6] >> 4 != 2:
         return rejected(RejectReason.BAD_HEADER)
-    if ((packet[0] & 0x07) << 8 | packet[1]) != APID_FSW:
-        return rejected(RejectReason.UNKNOWN_APID)
+    apid = (packet[0] & 0x07) << 8 | packet[1]
+    if apid != APID_FSW:
+        return rejected(RejectReason.UNKNOWN_APID, struct.pack("!H", apid))
     return packet
 
 
@@ -160,9 +168,11 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """A TC refused at acceptance with ``code`` (one TM[1,2])."""
+    """A TC refused at acceptance with ``code`` (one TM[1,2]) and failure ``data`` (None
+    when the model does not say)."""
 
     code: FailureCode
+    data: bytes | None = None
     auth: bool = False
 
 
@@ -214,14 +224,14 @@ class TargetModel:
             return Refused(FailureCode.DUPLICATE)
         service, subtype = packet[7], packet[8]
         if service not in SERVICE_IDS:
-            return Refused(FailureCode.UNKNOWN_SERVICE)
+            return Refused(FailureCode.UNKNOWN_SERVICE, bytes([service]))
         if (service, subtype) not in TC_TYPES:
-            return Refused(FailureCode.UNKNOWN_SUBTYPE)
+            return Refused(FailureCode.UNKNOWN_SUBTYPE, bytes([service, subtype]))
         ack = bool(packet[6] & ACK_ACCEPTANCE)
         if is_hazardous(packet):
-            code = self._auth(packet)
-            if code is not None:
-                return Refused(code, auth=True)
+            refused = self._auth(packet)
+            if refused is not None:
+                return refused
             if not valid:
                 raise Unpredictable("an authentic hazardous TC whose data is not vouched for")
             return Accepted(ack)
@@ -229,22 +239,25 @@ class TargetModel:
             raise Unpredictable(f"TC[{service},{subtype}] with data the model cannot judge")
         return Accepted(ack)
 
-    def _auth(self, packet: bytes) -> FailureCode | None:
+    def _auth(self, packet: bytes) -> Refused | None:
+        """ICD 13's policy: the refusal of a hazardous TC, or None if it is authentic."""
         app_len = len(packet) - 13
         if app_len < TRAILER_LEN:
-            return FailureCode.AUTH_FAILED
+            return Refused(FailureCode.AUTH_FAILED, struct.pack("!H", 0xFFFF), auth=True)
         start = len(packet) - 2 - TRAILER_LEN
         key_id, seq = struct.unpack_from("!HI", packet, start)
         if key_id == 0:
-            return None if self.test_mode else FailureCode.AUTH_REQUIRED
+            return None if self.test_mode else Refused(FailureCode.AUTH_REQUIRED, b"", auth=True)
         key = self.keys.get(key_id)
+        failed = Refused(FailureCode.AUTH_FAILED, struct.pack("!H", key_id), auth=True)
         if key is None:
-            return FailureCode.AUTH_FAILED
+            return failed
         tag = hmac.new(key, packet[: start + 6], hashlib.sha256).digest()[:TAG_LEN]
         if tag != packet[start + 6 : start + 6 + TAG_LEN]:
-            return FailureCode.AUTH_FAILED
-        if seq <= self.last_seq.get(key_id, 0):
-            return FailureCode.AUTH_REPLAY
+            return failed
+        last = self.last_seq.get(key_id, 0)
+        if seq <= last:
+            return Refused(FailureCode.AUTH_REPLAY, struct.pack("!HI", key_id, last), auth=True)
         return None
 
     def predict(self, wire: bytes, valid: bool = False) -> list[Outcome]:

@@ -218,11 +218,11 @@ def check_dispatcher(stream: bytes) -> None:
                 expect("INTERNAL ERROR" not in action.message, action.message)
         rebooted = any(isinstance(a, Rebooted) for a in out.actions)
         verification = [
-            (tm.subtype, tm.source_data[:4], tm.source_data[4:6])
+            (tm.subtype, tm.source_data[:4], tm.source_data[4:6], tm.source_data[6:])
             for tm in tms
             if tm.service == 1
         ]
-        for subtype, _, code in verification:
+        for subtype, _, code, _ in verification:
             expect(
                 subtype % 2 == 1 or struct.unpack("!H", code)[0] != FailureCode.INTERNAL_ERROR,
                 "INTERNAL_ERROR reported",
@@ -238,9 +238,10 @@ def check_dispatcher(stream: bytes) -> None:
                 expect(not acceptance, f"{got.reason} answered")
             else:
                 packet = cobs_decode(seg) or b""
+                want = (2, packet[:4], struct.pack("!H", got.code), got.data)
                 expect(
-                    acceptance == [(2, packet[:4], struct.pack("!H", got.code))],
-                    f"{got.reason} answered with {acceptance}, not one TM[1,2] {got.code!r}",
+                    acceptance == [want],
+                    f"{got.reason} answered with {acceptance}, not one TM[1,2] {want}",
                 )
             continue
         packet = got
@@ -262,8 +263,10 @@ def check_dispatcher(stream: bytes) -> None:
             expect(not events & HAZARD_EVENTS, "a hazardous TC without a tag raised its events")
         if isinstance(predicted, Refused):
             expect(
-                not accepted and mine[0][2] == struct.pack("!H", predicted.code),
-                f"refusal {mine} where the model says {predicted.code!r}",
+                not accepted
+                and mine[0][2] == struct.pack("!H", predicted.code)
+                and (predicted.data is None or mine[0][3] == predicted.data),
+                f"refusal {mine} where the model says {predicted}",
             )
         if accepted:
             model._accepted(packet)
