@@ -36,7 +36,7 @@ the services behind it, and the model the inputs are judged by."""
 
 def seeds() -> dict[str, bytes]:
     """The seed inputs by file name: valid frames of every service, and broken ones."""
-    from bench.fuzz_targets import DECODER, DISPATCHER, KEY, KEY_ID
+    from bench.fuzz_targets import DECODER, DISPATCHER, KEY, KEY_ID, REPAIR, SIGN
     from protocol.auth import sign_tc
     from protocol.codes import FunctionId, MemoryId, Mode
     from protocol.crc import crc16_ccitt_false
@@ -125,6 +125,9 @@ def seeds() -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for name, packet in {**valid, **broken}.items():
         out[f"dispatcher-{name}"] = bytes([DISPATCHER]) + b"\x00" + encode_frame(packet)
+    for name, packet in valid.items():  # mutated, these keep a good CRC and tag
+        out[f"dispatcher-repaired-{name}"] = bytes([DISPATCHER | REPAIR | SIGN]) + b"\x00" + (
+            encode_frame(packet))  # fmt: skip
     frame = encode_frame(ping)
     out["dispatcher-duplicate"] = bytes([DISPATCHER]) + frame + frame
     out["dispatcher-load-then-replay"] = bytes([DISPATCHER]) + encode_frame(

@@ -312,12 +312,16 @@ class TargetModel:
                 exp.acceptance_successes += outcome.acceptance_report
         return outcomes
 
+    def spend(self, packet: bytes) -> None:
+        """An authentic hazardous TC spends its anti-replay number (null key: nothing)."""
+        start = len(packet) - 2 - TRAILER_LEN
+        key_id, seq = struct.unpack_from("!HI", packet, start)
+        if key_id != 0:
+            self.last_seq[key_id] = seq
+
     def _accepted(self, packet: bytes) -> None:
         if is_hazardous(packet):
-            start = len(packet) - 2 - TRAILER_LEN
-            key_id, seq = struct.unpack_from("!HI", packet, start)
-            if key_id != 0:
-                self.last_seq[key_id] = seq
+            self.spend(packet)
         self.window[(packet[:4], packet[-2:])] = None
         self.window.move_to_end((packet[:4], packet[-2:]))
         while len(self.window) > DUPLICATE_WINDOW:

@@ -40,6 +40,7 @@ from bench.fuzz_model import (
     TargetModel,
     Unpredictable,
     cobs_decode,
+    crc16,
     is_hazardous,
     receipt,
 )
@@ -54,6 +55,9 @@ KEY_ID = 1
 KEY = bytes.fromhex("8d3b5e0c1f2a4b6c7d8e9fa0b1c2d3e4f5061728394a5b6c7d8e9f0a1b2c3d4e")
 """The key the in-process target is provisioned with (a test key)."""
 DECODER, DISPATCHER = 0, 1
+REPAIR, SIGN = 2, 4
+"""Bits of a dispatcher input's first octet: repair each frame's length and CRC; and the
+tag of its hazardous TCs (``repaired``)."""
 STEP_S = 1e-6
 """Simulated time between two frames fed to the flight software."""
 PING = make_tc(17, 1, b"", 0x1234)
@@ -61,6 +65,11 @@ HAZARD_EVENTS = frozenset(
     {EventId.PARAMETER_CHANGED, EventId.FAULT_INJECTED, EventId.FAULTS_CLEARED,
      EventId.MODE_CHANGED}
 )  # fmt: skip
+
+
+AUTH_CODES = frozenset(
+    {FailureCode.AUTH_FAILED, FailureCode.AUTH_REPLAY, FailureCode.AUTH_REQUIRED}
+)
 
 
 class InvariantBroken(AssertionError):
@@ -79,7 +88,7 @@ def run_input(data: bytes) -> None:
     if data[0] & 1 == DECODER:
         check_decoder(data[1:], data[0] >> 1)
     else:
-        check_dispatcher(data[1:])
+        check_dispatcher(data[1:], repair=bool(data[0] & REPAIR), sign=bool(data[0] & SIGN))
 
 
 # --- the frame decoder --------------------------------------------------------------------
@@ -190,13 +199,34 @@ def _valid_tag(packet: bytes, keys: dict[int, bytes]) -> bool:
     return tag == packet[start + 6 : start + 22]
 
 
-def check_dispatcher(stream: bytes) -> None:
+def repaired(segment: bytes, sign: bool) -> bytes:
+    """``segment`` with its packet's length field and CRC made good and, with ``sign``, the
+    tag of a hazardous TC that names the target's key made good too: so that mutations of
+    a frame reach the packet checks, the dispatcher and the services behind it."""
+    packet = cobs_decode(segment)
+    if packet is None or len(packet) < 8:
+        return segment
+    p = bytearray(packet)
+    struct.pack_into("!H", p, 4, (len(p) - 7) & 0xFFFF)
+    if sign and len(p) >= 13 + 22 and is_hazardous(bytes(p)):
+        start = len(p) - 24
+        if struct.unpack_from("!H", p, start)[0] == KEY_ID:
+            p[start + 6 : start + 22] = hmac.new(KEY, p[: start + 6], hashlib.sha256).digest()[:16]
+    p[-2:] = struct.pack("!H", crc16(p[:-2]))
+    return encode_frame(p)[:-1]
+
+
+def check_dispatcher(stream: bytes, repair: bool = False, sign: bool = False) -> None:
+    """Feed ``stream`` frame by frame to a new flight software and check its answers;
+    ``repair``: make each frame's length field and CRC good first (``repaired``)."""
     fsw, now = new_target()
     model = TargetModel({KEY_ID: KEY})
     keys = {KEY_ID: KEY}
     pieces = stream.split(b"\x00")
     for i, seg in enumerate(pieces):
         last = i == len(pieces) - 1
+        if repair and seg and not last:
+            seg = repaired(seg, sign)
         piece = seg if last else seg + b"\x00"
         if not piece:
             continue
@@ -268,6 +298,11 @@ def check_dispatcher(stream: bytes) -> None:
                 and (predicted.data is None or mine[0][3] == predicted.data),
                 f"refusal {mine} where the model says {predicted}",
             )
+        authentic = is_hazardous(packet) and model._auth(packet) is None
+        if authentic and not accepted:
+            code = struct.unpack("!H", mine[0][2])[0]
+            expect(code not in AUTH_CODES, f"an authentic TC refused with {code:#06x}")
+            model.spend(packet)  # spent before the service checks the request (ICD 13)
         if accepted:
             model._accepted(packet)
         if rebooted:

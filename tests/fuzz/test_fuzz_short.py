@@ -116,9 +116,9 @@ def test_decoder(stream: bytes, seed: int) -> None:
 
 
 @SHORT
-@given(stream=streams())
-def test_dispatcher(stream: bytes) -> None:
-    check_dispatcher(b"\x00" + stream)
+@given(stream=streams(), repair=st.booleans(), sign=st.booleans())
+def test_dispatcher(stream: bytes, repair: bool, sign: bool) -> None:
+    check_dispatcher(b"\x00" + stream, repair=repair, sign=sign)
 
 
 # --- the invariants catch what they are for -----------------------------------------------
