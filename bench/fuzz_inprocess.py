@@ -176,7 +176,11 @@ def replay(path: Path) -> int:
 
     files = sorted(p for p in path.iterdir() if p.is_file()) if path.is_dir() else [path]
     for file in files:
-        run_input(file.read_bytes())
+        try:
+            run_input(file.read_bytes())
+        except BaseException:
+            print(f"{file}: an invariant is broken", file=sys.stderr)
+            raise
     print(f"{len(files)} inputs replayed without an invariant broken", file=sys.stderr)
     return 0
 

@@ -216,12 +216,24 @@ def repaired(segment: bytes, sign: bool) -> bytes:
     return encode_frame(p)[:-1]
 
 
+def _auth_event(packet: bytes, refused: Refused) -> bytes:
+    """Auxiliary data of the AUTH_FAILURE event a refusal raises (ICD 11)."""
+    if refused.code == FailureCode.AUTH_REQUIRED:
+        key_id = 0
+    elif len(packet) < 13 + 22:
+        key_id = 0xFFFF
+    else:
+        key_id = struct.unpack_from("!H", packet, len(packet) - 24)[0]
+    return packet[:4] + struct.pack("!HH", refused.code, key_id)
+
+
 def check_dispatcher(stream: bytes, repair: bool = False, sign: bool = False) -> None:
     """Feed ``stream`` frame by frame to a new flight software and check its answers;
     ``repair``: make each frame's length field and CRC good first (``repaired``)."""
     fsw, now = new_target()
     model = TargetModel({KEY_ID: KEY})
     keys = {KEY_ID: KEY}
+    events_disabled = False  # by an accepted TC[5,6]: events may then be missing
     pieces = stream.split(b"\x00")
     for i, seg in enumerate(pieces):
         last = i == len(pieces) - 1
@@ -248,17 +260,21 @@ def check_dispatcher(stream: bytes, repair: bool = False, sign: bool = False) ->
                 expect("INTERNAL ERROR" not in action.message, action.message)
         rebooted = any(isinstance(a, Rebooted) for a in out.actions)
         verification = [
-            (tm.subtype, tm.source_data[:4], tm.source_data[4:6], tm.source_data[6:])
+            (tm.subtype, tm.source_data[:4], tm.source_data[4:6], tm.source_data[6:], tm.dest_id)
             for tm in tms
             if tm.service == 1
         ]
-        for subtype, _, code, _ in verification:
+        for subtype, _, code, _, _ in verification:
             expect(
                 subtype % 2 == 1 or struct.unpack("!H", code)[0] != FailureCode.INTERNAL_ERROR,
                 "INTERNAL_ERROR reported",
             )
         acceptance = [v for v in verification if v[0] in (1, 2)]
         events = {struct.unpack_from("!H", tm.source_data)[0] for tm in tms if tm.service == 5}
+        auth_events = [
+            tm.source_data[2:] for tm in tms
+            if tm.service == 5 and tm.source_data[:2] == struct.pack("!H", EventId.AUTH_FAILURE)
+        ]  # fmt: skip
         if last or not seg:
             expect(not acceptance, "an acceptance report for no complete frame")
             continue
@@ -268,7 +284,8 @@ def check_dispatcher(stream: bytes, repair: bool = False, sign: bool = False) ->
                 expect(not acceptance, f"{got.reason} answered")
             else:
                 packet = cobs_decode(seg) or b""
-                want = (2, packet[:4], struct.pack("!H", got.code), got.data)
+                # the source id is not trusted: destination 0 (ICD 7)
+                want = (2, packet[:4], struct.pack("!H", got.code), got.data, 0)
                 expect(
                     acceptance == [want],
                     f"{got.reason} answered with {acceptance}, not one TM[1,2] {want}",
@@ -287,6 +304,8 @@ def check_dispatcher(stream: bytes, repair: bool = False, sign: bool = False) ->
         else:
             expect(len(mine) <= 1 and all(m[0] == 2 for m in mine), "unasked acceptance success")
         accepted = not mine or mine[0][0] == 1
+        source_id = struct.unpack_from("!H", packet, 9)[0]
+        expect(all(m[4] == source_id for m in mine), "a report not sent to the TC's source")
         if unauthentic:
             expect(not accepted, "a hazardous TC without a valid tag was accepted")
             expect(not rebooted and _state(fsw) == before, "a hazardous TC without a tag acted")
@@ -298,6 +317,13 @@ def check_dispatcher(stream: bytes, repair: bool = False, sign: bool = False) ->
                 and (predicted.data is None or mine[0][3] == predicted.data),
                 f"refusal {mine} where the model says {predicted}",
             )
+            if predicted.auth and not events_disabled:
+                expect(auth_events == [_auth_event(packet, predicted)], "AUTH_FAILURE event")
+        if not (isinstance(predicted, Refused) and predicted.auth):
+            expect(not auth_events, "AUTH_FAILURE event for a TC that did not fail it")
+        if mine and mine[0][2] == struct.pack("!H", FailureCode.DUPLICATE):
+            stage = mine[0][3][:1]
+            expect(len(mine[0][3]) == 3 and 1 <= stage[0] <= 8, "DUPLICATE data")
         authentic = is_hazardous(packet) and model._auth(packet) is None
         if authentic and not accepted:
             code = struct.unpack("!H", mine[0][2])[0]
@@ -305,5 +331,6 @@ def check_dispatcher(stream: bytes, repair: bool = False, sign: bool = False) ->
             model.spend(packet)  # spent before the service checks the request (ICD 13)
         if accepted:
             model._accepted(packet)
+            events_disabled |= (packet[7], packet[8]) == (5, 6)
         if rebooted:
             model.window.clear()
