@@ -656,6 +656,7 @@ def run(frames: int, seed: int) -> dict:
         "frames_per_category": dict(sorted(per_category.items())),
         "expected": {
             **want,
+            "frames_seen_by_target": exp.frames_rejected + exp.tc_received + exp.empty_frames,
             "empty_frames": exp.empty_frames,
             "rejected_per_reason": {
                 r.name: n for r, n in sorted(exp.rejected.items(), key=lambda kv: kv[0].name)
