@@ -36,7 +36,7 @@ the services behind it, and the model the inputs are judged by."""
 
 def seeds() -> dict[str, bytes]:
     """The seed inputs by file name: valid frames of every service, and broken ones."""
-    from bench.fuzz_targets import DECODER, DISPATCHER, KEY, KEY_ID, REPAIR, SIGN
+    from bench.fuzz_targets import DECODER, DISPATCHER, KEY, KEY_ID, REPAIR, SIGN, TEST
     from protocol.auth import sign_tc
     from protocol.codes import FunctionId, MemoryId, Mode
     from protocol.crc import crc16_ccitt_false
@@ -128,6 +128,12 @@ def seeds() -> dict[str, bytes]:
     for name, packet in valid.items():  # mutated, these keep a good CRC and tag
         out[f"dispatcher-repaired-{name}"] = bytes([DISPATCHER | REPAIR | SIGN]) + b"\x00" + (
             encode_frame(packet))  # fmt: skip
+    test = bytes([DISPATCHER | REPAIR | TEST])
+    for name in ("memory-load", "params-set", "faults-inject", "faults-clear"):
+        service, subtype = valid[f"{name}-signed"][7:9]
+        data = valid[f"{name}-signed"][11:-24]
+        out[f"dispatcher-test-mode-{name}-null-key"] = test + b"\x00" + encode_frame(
+            signed(service, subtype, data, key_id=0, key=None))  # fmt: skip
     frame = encode_frame(ping)
     out["dispatcher-duplicate"] = bytes([DISPATCHER]) + frame + frame
     out["dispatcher-load-then-replay"] = bytes([DISPATCHER]) + encode_frame(

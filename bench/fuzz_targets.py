@@ -55,9 +55,10 @@ KEY_ID = 1
 KEY = bytes.fromhex("8d3b5e0c1f2a4b6c7d8e9fa0b1c2d3e4f5061728394a5b6c7d8e9f0a1b2c3d4e")
 """The key the in-process target is provisioned with (a test key)."""
 DECODER, DISPATCHER = 0, 1
-REPAIR, SIGN = 2, 4
+REPAIR, SIGN, TEST = 2, 4, 8
 """Bits of a dispatcher input's first octet: repair each frame's length and CRC; and the
-tag of its hazardous TCs (``repaired``)."""
+tag of its hazardous TCs (``repaired``); boot in mode TEST (null key allowed, service 148
+runs)."""
 STEP_S = 1e-6
 """Simulated time between two frames fed to the flight software."""
 PING = make_tc(17, 1, b"", 0x1234)
@@ -88,7 +89,12 @@ def run_input(data: bytes) -> None:
     if data[0] & 1 == DECODER:
         check_decoder(data[1:], data[0] >> 1)
     else:
-        check_dispatcher(data[1:], repair=bool(data[0] & REPAIR), sign=bool(data[0] & SIGN))
+        check_dispatcher(
+            data[1:],
+            repair=bool(data[0] & REPAIR),
+            sign=bool(data[0] & SIGN),
+            mode=Mode.TEST if data[0] & TEST else Mode.NOMINAL,
+        )
 
 
 # --- the frame decoder --------------------------------------------------------------------
@@ -163,8 +169,8 @@ def check_decoder(stream: bytes, seed: int) -> None:
 # --- the dispatcher -----------------------------------------------------------------------
 
 
-def new_target() -> tuple[FlightSoftware, float]:
-    fsw = FlightSoftware(ModelChip(), FswConfig(mode=Mode.NOMINAL, keys={KEY_ID: KEY}), now=0.0)
+def new_target(mode: Mode = Mode.NOMINAL) -> tuple[FlightSoftware, float]:
+    fsw = FlightSoftware(ModelChip(), FswConfig(mode=mode, keys={KEY_ID: KEY}), now=0.0)
     fsw.step(0.0)
     return fsw, 0.0
 
@@ -227,10 +233,12 @@ def _auth_event(packet: bytes, refused: Refused) -> bytes:
     return packet[:4] + struct.pack("!HH", refused.code, key_id)
 
 
-def check_dispatcher(stream: bytes, repair: bool = False, sign: bool = False) -> None:
+def check_dispatcher(
+    stream: bytes, repair: bool = False, sign: bool = False, mode: Mode = Mode.NOMINAL
+) -> None:
     """Feed ``stream`` frame by frame to a new flight software and check its answers;
     ``repair``: make each frame's length field and CRC good first (``repaired``)."""
-    fsw, now = new_target()
+    fsw, now = new_target(mode)
     model = TargetModel({KEY_ID: KEY})
     keys = {KEY_ID: KEY}
     events_disabled = False  # by an accepted TC[5,6]: events may then be missing

@@ -27,7 +27,7 @@ from bench.fuzz_targets import (
 from firmware_sim.dispatcher import Dispatcher
 from firmware_sim.services.verification import Request
 from protocol.auth import HAZARDOUS, sign_tc
-from protocol.codes import TC_TYPES
+from protocol.codes import TC_TYPES, Mode
 from protocol.framing import FrameDecoder, encode_frame
 from protocol.packets import make_tc
 
@@ -116,9 +116,10 @@ def test_decoder(stream: bytes, seed: int) -> None:
 
 
 @SHORT
-@given(stream=streams(), repair=st.booleans(), sign=st.booleans())
-def test_dispatcher(stream: bytes, repair: bool, sign: bool) -> None:
-    check_dispatcher(b"\x00" + stream, repair=repair, sign=sign)
+@given(stream=streams(), repair=st.booleans(), sign=st.booleans(), test_mode=st.booleans())
+def test_dispatcher(stream: bytes, repair: bool, sign: bool, test_mode: bool) -> None:
+    mode = Mode.TEST if test_mode else Mode.NOMINAL
+    check_dispatcher(b"\x00" + stream, repair=repair, sign=sign, mode=mode)
 
 
 # --- the invariants catch what they are for -----------------------------------------------
