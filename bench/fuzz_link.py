@@ -22,6 +22,7 @@ import random
 import select
 import struct
 import sys
+import tempfile
 import threading
 import time
 import tty
@@ -504,6 +505,21 @@ def state_over_link(port: str) -> dict:
     }
 
 
+def read_target_log(path: Path) -> tuple[Counter, int]:
+    """Rejections per reason the flight software logged (one ``link: REASON: ...`` line
+    each), and its lines about internal errors or failed steps."""
+    reasons: Counter = Counter()
+    errors = 0
+    with path.open(errors="replace") as f:
+        for line in f:
+            _, found, rest = line.partition(" INFO link: ")
+            if found:
+                reasons[rest.split(":", 1)[0]] += 1
+            elif "INTERNAL ERROR" in line or "step failed" in line:
+                errors += 1
+    return reasons, errors
+
+
 def check(checks: dict, name: str, ok: bool, detail: object) -> None:
     checks[name] = {"pass": bool(ok), "detail": detail}
     print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", file=sys.stderr, flush=True)
@@ -525,7 +541,9 @@ def run(frames: int, seed: int) -> dict:
     names = list(CATEGORIES)
     weights = [CATEGORIES[n] for n in names]
     checks: dict = {}
-    with SimulatedTarget(mode="nominal", keys={SIM_KEY_ID: SIM_KEY}) as sim:
+    logdir = tempfile.TemporaryDirectory(prefix="fuzz-link-")
+    target_log = Path(logdir.name) / "target.log"
+    with SimulatedTarget(mode="nominal", keys={SIM_KEY_ID: SIM_KEY}, log=target_log) as sim:
         assert sim.proc is not None
         rss = RssSampler(sim.proc.pid)
         rss.sample()
@@ -642,6 +660,14 @@ def run(frames: int, seed: int) -> dict:
           {"first_kb": samples[0], "max_kb": max(samples), "last_kb": samples[-1],
            "growth_kb": growth, "limit_kb": RSS_GROWTH_LIMIT_KB})  # fmt: skip
 
+    logged, internal_errors = read_target_log(target_log)
+    logdir.cleanup()
+    want_reasons = {r.value: n for r, n in exp.rejected.items() if n}
+    logged_reasons = dict(sorted(logged.items()))
+    check(checks, "rejections per reason (target's log)", logged == want_reasons,
+          {"target": logged_reasons, "expected": dict(sorted(want_reasons.items()))})  # fmt: skip
+    check(checks, "no internal error in the target's log", internal_errors == 0, internal_errors)
+
     reasons = Counter()
     for reason, s, _ in reader.link_rejections:
         reasons[reason] += s
@@ -666,6 +692,7 @@ def run(frames: int, seed: int) -> dict:
         },  # fmt: skip
         "target": {
             "counters": got,
+            "rejected_per_reason_logged": logged_reasons,
             "acceptance_failures": _named(acc_fail),
             "reports_per_failure_code": {
                 f"TM[1,{sub}] {_name(code)}": n
