@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: test lint bench demo sitemap synth venv iverilog verilator chromium clean
+.PHONY: test lint bench fuzz demo sitemap synth venv iverilog verilator chromium clean
 
 venv: $(STAMP)
 
@@ -38,6 +38,16 @@ lint: venv verilator
 
 bench: venv iverilog
 	$(PY) -m bench
+
+# Hostile input: a million frames over a pty to the flight software, with its counters,
+# memory and state checked afterwards (bench/results/fuzz.json); then coverage-guided
+# fuzzing of the frame decoder and the dispatcher in process for FUZZ_SECONDS, from the
+# corpus in tests/fuzz/corpus (failing inputs go to results/fuzz/). Not part of `make test`.
+FUZZ_SECONDS ?= 300
+
+fuzz: venv
+	$(PY) -m bench.fuzz_link
+	$(PY) -m bench.fuzz_inprocess --seconds $(FUZZ_SECONDS)
 
 demo: venv
 	$(PY) -m host.demo
