@@ -381,26 +381,6 @@ class Link(LinkApi):
         with self._cond:
             return self._port is not None
 
-    @property
-    def link_events(self) -> list[LinkEvent]:
-        with self._cond:
-            return list(self._events)
-
-    def await_link_event(
-        self, kind: str, timeout: float = 5.0, *, start: int = 0
-    ) -> LinkEvent | None:
-        """The first link event of ``kind`` with index >= ``start``, or None at the deadline."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for ev in self._events[start:]:
-                    if ev.kind == kind:
-                        return ev
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
-
     def await_started(self, timeout: float = 10.0) -> bool:
         """Wait until the port is open, no reopening is pending and the link is up (no link
         start or retry is running); False when that has not happened by the deadline."""

@@ -13,6 +13,8 @@ with its lock held: they must return at once and never call the link.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -50,11 +52,14 @@ Watcher = Callable[[Received | LinkEvent | CommandOut], None]
 
 class LinkApi:
     """The calls every link offers (see the module docstring). A subclass provides
-    ``port``, ``history``, ``submit_command`` and ``_watchers``."""
+    ``port``, ``history``, ``submit_command``, ``_watchers``, and ``_events`` (its link
+    events) under the condition ``_cond``, notified when one is added."""
 
     port: str
     history: History
     _watchers: list[Watcher]
+    _events: list[LinkEvent]
+    _cond: threading.Condition
 
     def submit_command(self, command: Command) -> Future[Completion]:
         raise NotImplementedError
@@ -66,6 +71,28 @@ class LinkApi:
     def _tell(self, note: Received | LinkEvent | CommandOut) -> None:
         for watcher in self._watchers:
             watcher(note)
+
+    # --- link state ------------------------------------------------------------------------
+
+    @property
+    def link_events(self) -> list[LinkEvent]:
+        with self._cond:
+            return list(self._events)
+
+    def await_link_event(
+        self, kind: str, timeout: float = 5.0, *, start: int = 0
+    ) -> LinkEvent | None:
+        """The first link event of ``kind`` with index >= ``start``, or None at the deadline."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for ev in self._events[start:]:
+                    if ev.kind == kind:
+                        return ev
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
 
     # --- commands --------------------------------------------------------------------------
 

@@ -235,11 +235,6 @@ class SharedLink(LinkApi):
             return self._conn is not None and self._state is not LinkState.PORT_DOWN
 
     @property
-    def link_events(self) -> list[LinkEvent]:
-        with self._cond:
-            return list(self._events)
-
-    @property
     def stats(self) -> LinkStats:
         """The server's link counters (all its clients together)."""
         return self._ask(("stats",))
@@ -305,20 +300,6 @@ class SharedLink(LinkApi):
                     return False
                 self._cond.wait(left)
             return True
-
-    def await_link_event(
-        self, kind: str, timeout: float = 5.0, *, start: int = 0
-    ) -> LinkEvent | None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for ev in self._events[start:]:
-                    if ev.kind == kind:
-                        return ev
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
 
     # --- commands --------------------------------------------------------------------------
 

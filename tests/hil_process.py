@@ -127,3 +127,16 @@ class HilServe:
     def stop(self) -> int:
         """Ctrl-C; its exit status."""
         return end_process(self.proc, signal.SIGINT, timeout=10)
+
+
+def board_campaign(path: Path, sites: list[str], injections: int) -> Path:
+    """A small campaign file for the protected chip at a serial port (``--port``): an 8x8x8
+    layer under single-bit upsets in ``sites``."""
+    path.write_text(json.dumps({
+        "name": "served", "target": str(REPO / "configs/targets/sim-protected.yaml"),
+        "builds": ["n4-bw1024-il1-ecc-scrub-tmr"],
+        "workload": {"kind": "gemm", "m": 8, "k": 8, "n": 8, "bias": True, "relu": True,
+                     "shift": 7},
+        "faults": ["sbu"], "sites": sites, "injections": injections, "seed": 3,
+    }))  # fmt: skip
+    return path

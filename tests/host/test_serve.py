@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hil_process import ENV, HIL, REPO, HilServe, HilSim
+from hil_process import ENV, HIL, REPO, HilServe, HilSim, board_campaign
 
 from host.commands import Command
 from host.errors import CommandFailed, LinkClosed
@@ -218,15 +218,8 @@ def test_pytest_and_a_campaign_run_through_the_server(
     assert session.returncode == 0, session.stdout[-3000:]
     assert " passed" in session.stdout and "skipped" not in session.stdout
     port = served.port
-    campaign = tmp_path / "c.yaml"
-    campaign.write_text(json.dumps({
-        "name": "served", "target": str(REPO / "configs/targets/sim-protected.yaml"),
-        "builds": ["n4-bw1024-il1-ecc-scrub-tmr"],
-        "workload": {"kind": "gemm", "m": 8, "k": 8, "n": 8, "bias": True, "relu": True,
-                     "shift": 7},
-        "faults": ["sbu"], "sites": ["operand_memory", "configuration_register"],
-        "injections": 3, "seed": 3,
-    }))  # fmt: skip
+    campaign = board_campaign(tmp_path / "c.yaml", ["operand_memory", "configuration_register"],
+                              injections=3)  # fmt: skip
     ran = served.hil("campaign", "run", str(campaign), "--out", str(tmp_path / "out"),
                      "--port", port, timeout=300)  # fmt: skip
     assert ran.returncode == 0, ran.stderr

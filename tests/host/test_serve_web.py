@@ -4,14 +4,13 @@ the page watches. What the page shows is checked against the server's own /api/s
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hil_process import ENV, HIL, REPO, HilServe, HilSim
+from hil_process import ENV, HIL, REPO, HilServe, HilSim, board_campaign
 from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -162,15 +161,8 @@ def test_live_page_follows_the_target(
     assert sum(f"(pid {pid})" in c for c in clients) == len(mine), clients
 
     # A campaign on the served chip shows its progress and outcome counts.
-    campaign = tmp_path / "served.yaml"
-    campaign.write_text(json.dumps({
-        "name": "served", "target": str(REPO / "configs/targets/sim-protected.yaml"),
-        "builds": ["n4-bw1024-il1-ecc-scrub-tmr"],
-        "workload": {"kind": "gemm", "m": 8, "k": 8, "n": 8, "bias": True, "relu": True,
-                     "shift": 7},
-        "faults": ["sbu"], "sites": ["operand_memory", "accumulator"],
-        "injections": 4, "seed": 3,
-    }))  # fmt: skip
+    campaign = board_campaign(tmp_path / "served.yaml", ["operand_memory", "accumulator"],
+                              injections=4)  # fmt: skip
     _, ran = client(serve, "campaign", "run", str(campaign), "--out", str(tmp_path / "c"),
                     "--port", sim.port)  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
