@@ -55,6 +55,7 @@ def main() -> int:
         infer_bench,
         link_bench,
         link_dead_target,
+        link_flood,
         link_goodput,
         link_reliability,
         model_injection,
@@ -69,6 +70,7 @@ def main() -> int:
         ("link-goodput", link_goodput),
         ("link-reliability", link_reliability),
         ("link-dead-target", link_dead_target),
+        ("link-flood", link_flood),
         ("infer", infer_bench),
     ):
         figures = bench.run()
