@@ -381,6 +381,12 @@ class Link(LinkApi):
         with self._cond:
             return self._port is not None
 
+    @property
+    def gone(self) -> str:
+        """Why the port cannot come back (a pty whose target process ended), or empty."""
+        with self._cond:
+            return self._core.gone
+
     def await_started(self, timeout: float = 10.0) -> bool:
         """Wait until the port is open, no reopening is pending and the link is up (no link
         start or retry is running); False when that has not happened by the deadline."""

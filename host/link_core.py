@@ -265,6 +265,11 @@ class LinkCore:
         return LinkError(f"{self.port}: the port is down (disconnected): raw octets not written")
 
     @property
+    def gone(self) -> str:
+        """Why the port cannot come back (a pty whose target process ended), or empty."""
+        return self._gone
+
+    @property
     def port_open(self) -> bool:
         """The core believes the port is there."""
         return self._port_open

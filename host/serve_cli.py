@@ -2,7 +2,8 @@
 
 It prints ``SERVING <port>`` and ``WEB <url>`` on stdout once clients may connect, then
 logs one line per client and per change of the link's state on stderr until Ctrl-C or
-SIGTERM, and exits 0.
+SIGTERM, and exits 0; when the target's pseudo-terminal is gone for good (a simulated
+chip that ended), it says so in one line and exits 1.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from host.arguments import number, writable
 from host.commands import Authenticator
-from host.errors import HostError, UsageError
+from host.errors import HostError, LinkError, UsageError
 from host.link import Link
 from host.serve import Server
 from host.served import find_server
@@ -46,8 +47,8 @@ def add_parser(
         "--hk-interval",
         type=number(0.1, MAX_HK_INTERVAL_S, "s"),
         metavar="S",
-        help="ask the target for its housekeeping every S seconds, "
-        f"0.1..{MAX_HK_INTERVAL_S:g} (default: leave its intervals as they are)",
+        help="ask the target for its housekeeping every S seconds, again after each of its "
+        f"reboots, 0.1..{MAX_HK_INTERVAL_S:g} (default: leave its intervals as they are)",
     )
     s.set_defaults(run=lambda args: cmd_serve(args, settings))
 
@@ -81,7 +82,8 @@ def cmd_serve(
             print(f"WEB {server.web_url}", flush=True)
         server.ask_for_housekeeping()
         while not server.wait(0.5):
-            pass
+            if link.gone:  # a simulated chip that ended: nothing is left to serve
+                raise LinkError(f"{port}: {link.gone}; hil serve stops")
     finally:
         server.stop()
         link.close()

@@ -266,3 +266,21 @@ def test_a_refused_command_shows_its_failure_in_words_on_the_view(served: HilSer
     assert row["state"] == "failed" and row["detail"] == refused.value.words
     assert row["stages"][-1] == {**row["stages"][-1], "stage": "failed", "of": "accepted",
                                  "ok": False}  # fmt: skip
+
+
+def test_the_server_stops_in_one_line_when_its_simulated_chip_ends(
+    serve_env: dict[str, str],
+) -> None:
+    sim = HilSim("--mode", "test")
+    server = HilServe(sim.port, "--no-web", env=serve_env)
+    try:
+        assert find_server(sim.port) is not None
+        sim.stop()
+        server.proc.wait(timeout=30)
+        assert server.proc.returncode == 1
+        last = server.stderr().strip().splitlines()[-1]
+        assert last.startswith("hil serve: ") and "pseudo-terminal is gone" in last, last
+        assert "Traceback" not in server.stderr()
+        assert find_server(sim.port) is None, "its record went with it"
+    finally:
+        server.stop()
