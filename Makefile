@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: test lint bench fuzz demo sitemap synth venv iverilog verilator chromium clean
+.PHONY: test lint bench fuzz coverage demo sitemap synth venv iverilog verilator chromium clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,13 @@ bench: venv iverilog
 # fuzzing of the frame decoder and the dispatcher in process for FUZZ_SECONDS, from the
 # corpus in tests/fuzz/corpus (failing inputs go to results/fuzz/). Not part of `make test`.
 FUZZ_SECONDS ?= 300
+
+# Line and toggle coverage of the RTL per module, from the cocotb tests under Verilator
+# (results/coverage.md, results/coverage.json with every point never reached).
+# COVERAGE_TESTS picks the cocotb test files or tests (default: all of cocotb_tests).
+COVERAGE_TESTS ?=
+coverage: venv
+	$(PY) -m testbed.coverage $(COVERAGE_TESTS)
 
 fuzz: venv
 	$(PY) -m bench.fuzz_link

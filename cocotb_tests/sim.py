@@ -23,6 +23,8 @@ RESULTS = ROOT / "results"
 PARAMS_ENV = "SCC_PARAMS"
 #: Environment variable naming the simulator (``testbed.rtl_sim.SIMULATORS``; icarus).
 SIMULATOR_ENV = "SCC_SIMULATOR"
+#: Environment variable asking for Verilator's line and toggle coverage (``make coverage``).
+COVERAGE_ENV = "SCC_COVERAGE"
 
 
 def run(
@@ -39,6 +41,8 @@ def run(
     tag = rtl_sim.build_tag(toplevel, parameters)
     if simulator != "icarus":
         tag = f"{tag}-{simulator}"
+    if coverage():
+        tag = f"{tag}-coverage"
     seed = int(os.environ.get("COCOTB_RANDOM_SEED", random.randrange(1 << 31)))
     RESULTS.mkdir(exist_ok=True)
     results = RESULTS / f"{tag}-{test_module.rsplit('.', 1)[-1]}.xml"
@@ -70,7 +74,8 @@ def _build_and_test(
 ) -> None:
     """One build directory per parameter set; raises SystemExit when a test fails."""
     runner = rtl_sim.build(toplevel, parameters, build_dir, waves=waves,
-                           simulator=os.environ.get(SIMULATOR_ENV, "icarus"))  # fmt: skip
+                           simulator=os.environ.get(SIMULATOR_ENV, "icarus"),
+                           coverage=coverage())  # fmt: skip
     runner.test(
         hdl_toplevel=toplevel,
         test_module=test_module,
@@ -81,7 +86,20 @@ def _build_and_test(
         extra_env={PARAMS_ENV: json.dumps(parameters), "PYTHONPATH": rtl_sim.python_path()},
         waves=waves,
         results_xml=str(results),
+        plusargs=[f"+verilator+coverage+file+{build_dir / _coverage_file(test_module)}"]
+        if coverage()
+        else [],
     )
+
+
+def _coverage_file(test_module: str) -> str:
+    """Where a coverage run of ``test_module`` writes its counts (one file a module)."""
+    return f"coverage-{test_module.rsplit('.', 1)[-1]}.dat"
+
+
+def coverage() -> bool:
+    """Whether this run collects code coverage (Verilator only)."""
+    return os.environ.get(COVERAGE_ENV) == "1" and os.environ.get(SIMULATOR_ENV) == "verilator"
 
 
 def hdl_parameters() -> dict[str, int]:

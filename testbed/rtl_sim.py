@@ -85,8 +85,11 @@ def build(
     simulator: str = "icarus",
     waves: bool = False,
     log_file: Path | None = None,
+    coverage: bool = False,
 ):
     """Compile ``toplevel`` with ``parameters`` into ``build_dir``; the runner, ready to test.
+    ``coverage`` (Verilator only) builds with line and toggle coverage, which each run
+    writes to ``coverage.dat`` in its test directory.
 
     Processes that build the same directory at once (a campaign's workers) take turns:
     the first compiles, the others find it up to date."""
@@ -94,11 +97,16 @@ def build(
     build_dir.mkdir(parents=True, exist_ok=True)
     with open(build_dir / ".build.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _build(sim, toplevel, parameters, build_dir, waves, log_file)
+        _build(sim, toplevel, parameters, build_dir, waves, log_file, coverage)
     return sim
 
 
-def _build(sim, toplevel, parameters, build_dir, waves, log_file) -> None:
+COVERAGE_ARGS = ("--coverage-line", "--coverage-toggle")
+"""Verilator's options for the code coverage of ``make coverage``."""
+
+
+def _build(sim, toplevel, parameters, build_dir, waves, log_file, coverage=False) -> None:
+    extra = {"build_args": list(COVERAGE_ARGS)} if coverage else {}
     sim.build(
         sources=sources(),
         hdl_toplevel=toplevel,
@@ -107,4 +115,5 @@ def _build(sim, toplevel, parameters, build_dir, waves, log_file) -> None:
         timescale=("1ns", "1ps"),
         waves=waves,
         log_file=log_file,
+        **extra,
     )
