@@ -10,6 +10,7 @@ line and toggle points the tests reached, with the points never reached listed i
 ``results/coverage.json`` and a table in ``results/coverage.md``.
 
     python -m testbed.coverage [cocotb_tests/test_scc.py ...]
+    python -m testbed.coverage --report     # the figures again from the counts kept
 
 Verilator's coverage file is a text file of lines ``C '<fields>' <count>``; the fields
 are key/value pairs, each key after a 0x01 octet and its value after a 0x02 octet
@@ -99,14 +100,18 @@ def table(report: dict[str, dict[str, dict]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    tests = list(argv if argv is not None else sys.argv[1:]) or list(DEFAULT_TESTS)
-    env = {**os.environ, "SCC_SIMULATOR": "verilator", "SCC_COVERAGE": "1"}
-    for old in BUILD_ROOT.glob("*-verilator-coverage/coverage-*.dat"):
-        old.unlink()
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
+    args = list(argv if argv is not None else sys.argv[1:])
+    report_only = "--report" in args
+    tests = [a for a in args if a != "--report"] or list(DEFAULT_TESTS)
+    returncode = 0
+    if not report_only:
+        env = {**os.environ, "SCC_SIMULATOR": "verilator", "SCC_COVERAGE": "1"}
+        for old in BUILD_ROOT.glob("*-verilator-coverage/coverage-*.dat"):
+            old.unlink()
+        returncode = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+            cwd=ROOT, env=env,
+        ).returncode  # fmt: skip
     files = sorted(BUILD_ROOT.glob("*-verilator-coverage/coverage-*.dat"))
     if not files:
         print("coverage: no coverage file was written (did the cocotb tests run?)",
@@ -120,16 +125,18 @@ def main(argv: list[str] | None = None) -> int:
         indent=2,
     ))  # fmt: skip
     text = (
-        f"Line and toggle coverage of the RTL under Verilator, from {', '.join(tests)} over "
-        f"{len(builds)} builds ({len(files)} runs); points never reached are listed in "
-        "results/coverage.json.\n\n" + table(report) + "\n"
+        f"Line and toggle coverage of the RTL under Verilator, from "
+        f"{', '.join(sorted({f.stem.removeprefix('coverage-') for f in files}))} over "
+        f"{len(builds)} builds ({len(files)} runs), a point counted reached when any build "
+        "reached it; points never reached are listed in results/coverage.json.\n\n"
+        + table(report) + "\n"
     )
     (RESULTS / "coverage.md").write_text(text)
     print(text)
-    if run.returncode != 0:
+    if returncode != 0:
         print("coverage: some cocotb tests failed; the figures count the runs that ended",
               file=sys.stderr)  # fmt: skip
-    return run.returncode
+    return returncode
 
 
 if __name__ == "__main__":
