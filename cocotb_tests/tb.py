@@ -16,6 +16,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
+from cocotb_tests.axil_checker import AxiLiteChecker
 from cocotb_tests.sim import hdl_parameters
 from firmware_sim import accel
 from firmware_sim.accel.layout import Cell, Layout
@@ -65,6 +66,7 @@ class SccTb:
         self.axil = AxiLiteMaster(
             AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk_i, dut.rst_ni, reset_active_level=False
         )
+        self.checker = AxiLiteChecker(dut, dut.clk_i, dut.rst_ni)
         self.axil.write_if.log.setLevel(logging.WARNING)
         self.axil.read_if.log.setLevel(logging.WARNING)
         if stall:
@@ -83,6 +85,7 @@ class SccTb:
         """Start the clock, reset chip and model, and clear the RTL memory to match the new
         model (the simulator keeps memory from one test to the next)."""
         Clock(self.dut.clk_i, 10, unit="ns").start()
+        self.checker.start()
         for bank in range(2):
             for row in range(self.layout.rows):
                 self._row(bank, row).value = 0
@@ -102,6 +105,7 @@ class SccTb:
         """Write over AXI4-Lite and to the model; the responses must agree."""
         value &= 0xFFFFFFFF
         rtl = await self.axil.write(addr, value.to_bytes(4, "little"))
+        self.checker.check()
         expected = self.model.bus_write(addr, value)
         assert int(rtl.resp) == int(expected), (
             f"write {addr:#07x}={value:#x}: RTL resp {int(rtl.resp)}, model {int(expected)}"
@@ -116,6 +120,7 @@ class SccTb:
         strobe = sum(1 << lane for lane in lanes)
         data = (value & 0xFFFFFFFF).to_bytes(4, "little")[lanes.start : lanes.stop]
         rtl = await self.axil.write((addr & ~3) + lanes.start, data)
+        self.checker.check()
         wdata = int.from_bytes(data, "little") << (8 * lanes.start)
         expected = self.model.bus_write(addr & ~3, wdata, strobe)
         assert int(rtl.resp) == int(expected), (
@@ -127,6 +132,7 @@ class SccTb:
     async def read(self, addr: int) -> int:
         """Read over AXI4-Lite and from the model; data and response must agree."""
         rtl = await self.axil.read(addr, 4)
+        self.checker.check()
         value, resp = self.model.bus_read(addr)
         got = int.from_bytes(rtl.data, "little")
         assert (got, int(rtl.resp)) == (value, int(resp)), (
