@@ -123,6 +123,8 @@ def run(
     answered = stats.outcomes_answered - pings_before.outcomes_answered
     surely += answered
     maybe += asked - answered
+    # A query's copies are each answered (the target does not remember queries, ICD 6).
+    maybe += stats.outcome_query_resends - pings_before.outcome_query_resends
     accepted = after["tc_accepted"] - before["tc_accepted"] - 1  # less the second HK TC
     return {
         "pings": pings,

@@ -394,6 +394,8 @@ class LinkCore:
         tracker.writing(now, counts=kind != "rewrite")
         if kind == "retransmit":
             self.stats.retransmissions += 1
+        if tracker.query_for is not None and tracker.copies > 1:
+            self.stats.outcome_query_resends += 1
         self._write_count += 1
         write.stamp = (self._epoch, self._write_count)
         write.lost_mark = self._lost_mark()

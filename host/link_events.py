@@ -160,6 +160,9 @@ class LinkStats:
     """TC[149,1] sent because a request's reports stopped coming (ICD 14, lost reports)."""
     outcomes_answered: int = 0
     """Of those, the ones the target answered about the request."""
+    outcome_query_resends: int = 0
+    """Copies of outcome queries written again. The target does not remember queries
+    (ICD 6), so each copy that arrives is answered, and counted as a TC it accepted."""
     reconnects: int = 0
     link_downs: int = 0
     """Times the link went down (a TC exhausted its retransmissions, or the target fell
