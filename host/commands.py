@@ -238,8 +238,6 @@ class Tracker:
     """Outcome queries (TC[149,1]) sent about it since its last report."""
     query_for: Tracker | None = None
     """For an outcome query the link sends on its own: the request it asks about."""
-    query: Tracker | None = None
-    """The outcome query asking about it, while one runs."""
     recovered: bool = False
     """Its outcome came from an outcome query: the report saying it was lost."""
     """A second TC of the command, sent after the first was refused with AUTH_REPLAY."""

@@ -799,8 +799,6 @@ class LinkCore:
         self._matcher.forget(tracker)
         self.stats.seq_collisions += 1
         if tracker.renumbered >= SEQ_COUNT_MODULO // DUPLICATE_WINDOW:
-            tracker.collided = False
-            tracker.duplicate = True
             tracker.abandon(
                 CommandTimeout(
                     command=tracker.name, stage=Stage.ACCEPTANCE, request_id=tracker.request_id,
@@ -827,8 +825,6 @@ class LinkCore:
             )
         if tracker is self._start_tracker:
             self._start_tracker = again
-        if tracker.query_for is not None:
-            tracker.query_for.query = again
         log.info("%s: %s collided with a request the target remembers; sending it renumbered",
                  self.port, tracker.name)  # fmt: skip
 
@@ -855,9 +851,7 @@ class LinkCore:
             outcome_query([tracker.request_id]),
         )  # fmt: skip
         handle = self.submit(command, now, internal=True, query_for=tracker)
-        query = self._asking[-1]
-        assert query.order == handle
-        tracker.query = query
+        assert self._asking[-1].order == handle
 
     def _query_ended(self, query: Tracker, now: float) -> None:
         """An outcome query ended: end the request as the target says, or ask again."""
@@ -866,19 +860,19 @@ class LinkCore:
         if tracker.done or self.state is LinkState.CLOSED or self._gone:
             return
         outcome = None
-        if query.reports:  # its report counts even when the query's completion was lost
-            for tm in query.reports:
-                if (tm.service, tm.subtype) != (
-                    Service.REQUEST_OUTCOME, OutcomeSubtype.OUTCOME_REPORT
-                ):  # fmt: skip
-                    continue
-                try:
-                    outcome = next(
-                        (o for o in read_outcomes(tm.source_data)
-                         if o.request_id == tracker.request_id), None,
-                    )  # fmt: skip
-                except PacketError:
-                    self.stats.reports_malformed += 1
+        # Its report counts even when the query's own completion report was lost.
+        for tm in query.reports:
+            if (tm.service, tm.subtype) != (Service.REQUEST_OUTCOME, OutcomeSubtype.OUTCOME_REPORT):
+                continue
+            try:
+                outcome = next(
+                    (o for o in read_outcomes(tm.source_data)
+                     if o.request_id == tracker.request_id), None,
+                )  # fmt: skip
+            except PacketError:
+                self.stats.reports_malformed += 1
+            if outcome is not None:
+                break
         if outcome is None:
             if self._may_ask(tracker):
                 self._ask(tracker, now)

@@ -428,7 +428,7 @@ class Server:
         try:
             if kind == "submit":
                 _, cid, command = message
-                self._submit(client, cid, command)
+                self.submit(command, client, cid)
             elif kind == "cancel":
                 future = client.futures.get(message[1])
                 if future is not None:
@@ -468,9 +468,6 @@ class Server:
             self._sent(early)
         future.add_done_callback(self._ended)
         return future
-
-    def _submit(self, client: _Client, cid: int, command: Command) -> None:
-        self.submit(command, client, cid)
 
     def _raw(self, client: _Client, cid: int, data: bytes) -> None:
         try:
