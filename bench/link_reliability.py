@@ -1,5 +1,11 @@
-"""Link reliability: 10,000 pings over a noisy, lossy line; every one must end, once, and
-with its outcome known (``unknown_outcomes``, target 0: a lost report is asked about).
+"""Link reliability: 10,000 commands over a noisy, lossy line; every one must end, once,
+with its outcome known (``unknown_outcomes``, target 0: a lost report is asked about), and
+in the order sent (``out_of_order``, target 0: ICD 6.1).
+
+The commands are parameter reports (TC[20,1]), which run in sequence-count order (a ping
+would not wait for a missing count). The order the target ran them in is read from the
+acceptance reports, which it sends as it runs each one; a lost report hides one request
+but not the order of the others.
 
 The flight software (``python -m firmware_sim``) runs in its own process; the channel
 emulator (``host.channel``) sits between it and the host link with a bit error rate of
@@ -7,7 +13,7 @@ emulator (``host.channel``) sits between it and the host link with a bit error r
 command ended, what the line did, how many TCs the target accepted (housekeeping
 counters, read over a clean line before and after) and the goodput.
 
-    python -m bench.link_reliability [pings]
+    python -m bench.link_reliability [commands]
 """
 
 from __future__ import annotations
@@ -25,8 +31,16 @@ from pathlib import Path
 from host import Command, Completion, Link, Stage
 from host.channel import TO_HOST, TO_TARGET, Channel
 from host.errors import CommandTimeout, HostError
+from host.history import Received
 from host.impairment import Impairment
 from host.sim import SimulatedTarget
+from protocol.payloads import ParamId, parameter_ids
+from protocol.request_id import RequestId
+from protocol.sequence import seq_diff
+from protocol.verification import VerificationReport
+
+COMMAND = Command(20, 1, parameter_ids([ParamId.JOB_TIMEOUT]))
+"""What the run sends: TC[20,1], one parameter's value."""
 
 
 @contextlib.contextmanager
@@ -59,6 +73,19 @@ def accepted_bounds(results: list[Completion | HostError]) -> tuple[int, int]:
     return surely, maybe
 
 
+def run_order(received: list[Received], ours: set[RequestId]) -> tuple[int, int]:
+    """(acceptance reports seen about ``ours``, how many of them name a request whose count
+    is not above the one before): the target runs TCs as it accepts them."""
+    counts = [
+        rid.seq_count
+        for item in received
+        if (item.service, item.subtype) == (1, 1)
+        and (rid := VerificationReport.unpack(1, item.source_data).request_id) in ours
+    ]
+    late = sum(1 for a, b in zip(counts, counts[1:], strict=False) if seq_diff(b, a) <= 0)
+    return len(counts), late
+
+
 def unknown(result: Completion | HostError) -> bool:
     """The host does not know whether the command ran: it timed out after the target
     accepted it, or after being sent with no answer at all."""
@@ -68,7 +95,7 @@ def unknown(result: Completion | HostError) -> bool:
 
 
 def run(
-    pings: int = 10_000,
+    commands: int = 10_000,
     *,
     baud: int = 1_000_000,
     ber: float = 1e-4,
@@ -79,7 +106,8 @@ def run(
     session_log: str | Path | None = None,
     firmware_log: str | Path | None = None,
 ) -> dict:
-    """Send ``pings`` pings through the window over the impaired line; count the endings.
+    """Send ``commands`` TC[20,1] through the window over the impaired line; count the
+    endings and check their order.
 
     ``acceptance_timeout_s`` None uses the ICD formula (1.33 s at 1 Mbaud); 0.3 s is ample
     for a pty target and keeps the run short. ``session_log`` and ``firmware_log`` are
@@ -96,16 +124,18 @@ def run(
     ):  # fmt: skip
         before = tc_counters(link)
         pings_before = replace(link.stats)
+        mark = link.history.mark()
         channel.set_impairment(TO_TARGET, noisy)
         channel.set_impairment(TO_HOST, noisy)
         start = time.monotonic()
-        results = link.send_many([Command(17, 1)] * pings)
+        results = link.send_many([COMMAND] * commands)
         elapsed = time.monotonic() - start
         channel.set_impairment(TO_TARGET, Impairment())
         channel.set_impairment(TO_HOST, Impairment())
         # A TC that exhausts its retransmissions takes the link down; the link then starts
         # again with pings of its own (ICD 14), which the target may accept too: let them end.
         started = link.await_started(timeout=30.0)
+        received = link.history.items(mark)
         after = tc_counters(link)
         stats = replace(link.stats)
         line = channel.counters()
@@ -114,10 +144,13 @@ def run(
         for r in results
     )
     completed = endings["completed"]
+    seen, out_of_order = run_order(
+        received, {r.request_id for r in results if isinstance(r, Completion)}
+    )
     surely, maybe = accepted_bounds(results)
-    restart_pings = stats.start_pings - pings_before.start_pings
-    surely += stats.start_pings_accepted - pings_before.start_pings_accepted
-    maybe += stats.start_pings_maybe - pings_before.start_pings_maybe
+    restart_tcs = stats.start_tcs - pings_before.start_tcs
+    surely += stats.start_tcs_accepted - pings_before.start_tcs_accepted
+    maybe += stats.start_tcs_maybe - pings_before.start_tcs_maybe
     # The outcome queries the link sent when reports were lost (ICD 14) are TCs too.
     asked = stats.outcome_queries - pings_before.outcome_queries
     answered = stats.outcomes_answered - pings_before.outcomes_answered
@@ -127,14 +160,17 @@ def run(
     maybe += stats.outcome_query_resends - pings_before.outcome_query_resends
     accepted = after["tc_accepted"] - before["tc_accepted"] - 1  # less the second HK TC
     return {
-        "pings": pings,
+        "commands": commands,
+        "command": COMMAND.name,
         "baud": baud,
         "ber": ber,
         "frame_drop": frame_drop,
         "acceptance_timeout_s": link.timing.acceptance_s,
         "fast_retransmit": fast_retransmit,
         "endings": dict(endings),
-        "all_ended": sum(endings.values()) == pings,
+        "all_ended": sum(endings.values()) == commands,
+        "acceptances_seen": seen,
+        "out_of_order": out_of_order,
         "unknown_outcomes": sum(unknown(r) for r in results),
         "outcome_queries": asked,
         "outcomes_answered": answered,
@@ -143,7 +179,7 @@ def run(
         "target_accepted": accepted,
         "surely_accepted": surely,
         "maybe_accepted": maybe,
-        "restart_pings": restart_pings,
+        "restart_tcs": restart_tcs,
         "accepted_once": started and surely <= accepted <= surely + maybe,
         "duplicates_answered": after["tc_duplicates"] - before["tc_duplicates"],
         "retransmissions": stats.retransmissions,

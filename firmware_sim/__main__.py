@@ -218,6 +218,7 @@ def fly(
         time_scale=args.time_scale,
         epoch_unix=time.time(),
         env=env_config,
+        baud=args.baud,
     )
     try:
         environment, radiation = _radiation(args, chip, config.ram_bytes)

@@ -40,7 +40,7 @@ from firmware_sim.services.test import TestService
 from firmware_sim.telemetry import TmSender
 from protocol.auth import derive_key
 from protocol.codes import EventId, MemoryId, Mode, Service
-from protocol.link import PROGRESS_INTERVAL_S
+from protocol.link import DEFAULT_BAUD, PROGRESS_INTERVAL_S, gap_timeout
 from protocol.payloads import AccelState, ParamId, ResetCause
 from protocol.timecode import CdsTime
 
@@ -69,6 +69,8 @@ class FswConfig:
     epoch_unix: float = DEFAULT_EPOCH_UNIX
     time_scale: float = 1.0
     """Simulated environment seconds per second of ``now``."""
+    baud: int = DEFAULT_BAUD
+    """Line rate of the link, which sets how long TCs wait for a missing count (ICD 6)."""
     env: EnvironmentConfig = field(default_factory=EnvironmentConfig)
 
     def __post_init__(self) -> None:
@@ -180,6 +182,7 @@ class FlightSoftware:
         self.nv.boot_count += 1
         self.nv.next_reset_cause = ResetCause.POWER_ON
         interrupted = self.nv.requests.reboot()
+        self.nv.order.reboot()
         self.reset_cause = cause
         self.mode = self.config.mode
         self.hung = False
@@ -230,12 +233,16 @@ class FlightSoftware:
                     self.chip, self.ram, self.env, self.events, self.tm, clock,
                     mode=mode, hang=self.hang, recover=self.recover_accelerator,
                 ),
-                Service.REQUEST_OUTCOME: OutcomeService(self.nv.requests, self.tm, clock),
+                Service.REQUEST_OUTCOME: OutcomeService(
+                    self.nv.requests, self.nv.order, self.tm, clock, self.log
+                ),
                 Service.KEY_MANAGEMENT: KeyService(
                     self.nv, self.config.master_key_id, self.events, self.rekey, clock
                 ),
             },
             self.nv.requests,
+            self.nv.order,
+            gap_timeout(self.config.baud),
         )  # fmt: skip
         self._next_monitor = now + MONITOR_PERIOD_S
         self.driver.probe()
@@ -276,6 +283,7 @@ class FlightSoftware:
                 self._reboot = ResetCause.WATCHDOG
         else:
             self.dispatcher.process()
+            self.dispatcher.tick()
             self._guarded(self._advance_world)
             self.jobs.poll()
             if self.now >= self._next_monitor:
@@ -318,7 +326,8 @@ class FlightSoftware:
         for job in self.jobs.jobs():
             if job.request.wants_progress():
                 due = min(due, job.request.last_report + PROGRESS_INTERVAL_S)
-        return due
+        gap = self.dispatcher.order.deadline(self.dispatcher.gap_timeout_s)
+        return due if gap is None else min(due, gap)
 
     # --- services' hooks -------------------------------------------------------------
 

@@ -5,14 +5,17 @@ Order of checks for every frame (ICD sections 3, 6, 7, 8, 9, 13):
 1. framing (BAD_COBS, TOO_LONG: counted, never answered);
 2. packet receipt checks (``protocol.packets.parse_tc``): answered with TM[1,2] naming
    the first four octets as request id;
-3. duplicate of an accepted TC the request memory holds: TM[1,2] DUPLICATE, not run;
-4. service, then subtype known;
-5. hazardous: the auth trailer (``protocol.auth.verify_tc``);
-6. the service's own acceptance check of the application data;
-7. accepted; then the service's start check (mode, busy); then execution.
+3. in-order execution (``firmware_sim.ordering``): a TC ahead of a missing sequence count
+   waits for it (steps 4 to 8 follow when its turn comes); a start-sequence (TC[149,3]) sets
+   where the order starts;
+4. duplicate of an accepted TC the request memory holds: TM[1,2] DUPLICATE, not run;
+5. service, then subtype known;
+6. hazardous: the auth trailer (``protocol.auth.verify_tc``);
+7. the service's own acceptance check of the application data;
+8. accepted; then the service's start check (mode, busy); then execution.
 
-Every TC that reaches step 4 goes into the request memory (``firmware_sim.requests``),
-accepted or refused, except outcome queries (service 149), which ask about the others.
+Every TC that reaches step 5 goes into the request memory (``firmware_sim.requests``),
+accepted or refused, except outcome queries (TC[149,1]), which ask about the others.
 
 A service raises ``PacketError`` (code and data of ICD section 10) to refuse. Anything
 else a service raises is a bug: the request fails with INTERNAL_ERROR and the
@@ -34,8 +37,10 @@ from protocol.codes import (
     FailureCode,
     KeySubtype,
     Mode,
+    OutcomeSubtype,
     RejectReason,
     Service,
+    TestSubtype,
 )
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, FrameDecoder, FrameRejected
@@ -44,7 +49,13 @@ from protocol.payloads import REJECT_REASON_CODES
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
+    from firmware_sim.ordering import InOrder
     from firmware_sim.requests import RequestMemory
+
+START_SEQUENCE = (Service.REQUEST_OUTCOME, OutcomeSubtype.START_SEQUENCE)
+NEVER_WAIT = frozenset({(Service.TEST, TestSubtype.PING), (Service.REQUEST_OUTCOME,
+                                                           OutcomeSubtype.REPORT_OUTCOMES)})
+"""TCs that only read: they run on arrival even ahead of a missing count (ICD 6)."""
 
 
 class ServiceHandler(Protocol):
@@ -86,12 +97,16 @@ class Dispatcher:
         fsw: FlightSoftware,
         services: dict[Service, ServiceHandler],
         memory: RequestMemory,
+        order: InOrder,
+        gap_timeout_s: float,
     ) -> None:
         self.fsw = fsw
         self.services = services
         self.decoder = FrameDecoder()
         self.stats = LinkStats()
         self.memory = memory
+        self.order = order
+        self.gap_timeout_s = gap_timeout_s
 
     def receive_data(self, data: bytes) -> None:
         self.decoder.receive_data(data)
@@ -128,7 +143,36 @@ class Dispatcher:
         )
 
     def handle(self, tc: Telecommand) -> None:
-        """One well-formed TC through its stages."""
+        """One well-formed TC: in order (ICD 6), then through its stages."""
+        if (tc.service, tc.subtype) == START_SEQUENCE:
+            starts = self.order.starts
+            self._run(tc)  # when it runs, it sets the order itself
+            if self.order.starts != starts:
+                return
+            never_wait = True  # refused (or a duplicate): its count is spent all the same
+        else:
+            never_wait = (tc.service, tc.subtype) in NEVER_WAIT or (
+                self.memory.duplicate_of(tc) is not None
+            )
+        for ready in self.order.arrive(tc, self.fsw.now, handle_now=never_wait):
+            if ready is not tc or (tc.service, tc.subtype) != START_SEQUENCE:
+                self._run(ready)
+
+    def tick(self) -> None:
+        """Skip a missing sequence count that did not come in time (ICD 6): the TCs that
+        waited for it run in order, and SEQUENCE_GAP says what was skipped."""
+        expired = self.order.expire(self.fsw.now, self.gap_timeout_s)
+        if expired is None:
+            return
+        gap, ready = expired
+        self.fsw.log(f"link: sequence counts {gap.first}+{gap.missing} never came; "
+                     f"running the {gap.held} TC(s) that waited for them")  # fmt: skip
+        self.fsw.events.raise_event(EventId.SEQUENCE_GAP, gap.first, gap.missing, gap.held)
+        for tc in ready:
+            self._run(tc)
+
+    def _run(self, tc: Telecommand) -> None:
+        """One TC whose turn has come, through its stages."""
         fsw = self.fsw
         req = Request(tc, fsw.tm, fsw.now)
         original = self.memory.duplicate_of(tc)
@@ -136,7 +180,7 @@ class Dispatcher:
             self.stats.duplicates += 1
             self._refuse(req, FailureCode.DUPLICATE, original.duplicate_data())
             return
-        if tc.service != Service.REQUEST_OUTCOME:
+        if (tc.service, tc.subtype) != (Service.REQUEST_OUTCOME, OutcomeSubtype.REPORT_OUTCOMES):
             self.memory.remember(req)
         try:
             handler, data = self._route(tc)

@@ -1,8 +1,8 @@
 """Health of the flight computer: what survives a reset, watchdogs, anomalies, EDAC totals.
 
 - ``NonVolatile``: boot and watchdog counts, the cause of the next boot, the last
-  anti-replay window per key (ICD section 13) and the request memory (ICD 6);
-  kept across resets.
+  anti-replay window per key (ICD section 13), the request memory and the next
+  sequence count expected (ICD 6); kept across resets.
 - ``Watchdog``: kicked by the main loop; when it is not, the flight computer reboots.
 - ``AnomalyWindow``: anomalies in a sliding window; enough of them mean SAFE mode.
 - ``CounterTotal``: a 32-bit hardware counter that wraps and is cleared by resets, as
@@ -16,9 +16,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware_sim.ordering import InOrder
 from firmware_sim.requests import RequestMemory
 from protocol.auth import ReplayWindow
 from protocol.payloads import ResetCause
+from protocol.sequence import MAX_SEQ_COUNT
 
 
 @dataclass(slots=True)
@@ -35,6 +37,9 @@ class NonVolatile:
     requests: RequestMemory = field(default_factory=RequestMemory)
     """The requests received lately and their outcomes (ICD 6): a retransmission is
     recognised, and its outcome known, across a reboot."""
+    order: InOrder = field(default_factory=InOrder)
+    """The next sequence count expected for in-order execution (ICD 6); the TCs waiting
+    for it are volatile."""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -44,6 +49,7 @@ class NonVolatile:
                 "auth_replay": {str(k): [w.last, w.seen] for k, w in self.auth_replay.items()},
                 "key_generations": {str(k): g for k, g in self.key_generations.items()},
                 "requests": self.requests.to_json(),
+                "expected_seq": self.order.expected,
             }
         )
 
@@ -60,6 +66,7 @@ class NonVolatile:
                 auth_replay=_replay(raw),
                 key_generations={int(k): int(g) for k, g in raw.get("key_generations", {}).items()},
                 requests=RequestMemory.from_json(raw.get("requests", [])),
+                order=InOrder(_expected(raw.get("expected_seq"))),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(
@@ -71,6 +78,14 @@ class NonVolatile:
         tmp = path.with_suffix(path.suffix + ".tmp")
         tmp.write_text(self.to_json())
         tmp.replace(path)
+
+
+def _expected(raw: object) -> int | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, int) or not 0 <= raw <= MAX_SEQ_COUNT:
+        raise ValueError(f"expected_seq must be a sequence count 0..{MAX_SEQ_COUNT}, got {raw!r}")
+    return raw
 
 
 def _replay(raw: dict) -> dict[int, ReplayWindow]:

@@ -24,11 +24,15 @@ from host.target import Target
 from host.telemetry import EventReport, Housekeeping
 from protocol.codes import AckFlags, EventId, FailureCode, HousekeepingSubtype, Service
 from protocol.framing import encode_frame
-from protocol.link import APID_FSW
+from protocol.link import APID_FSW, HOLD_WINDOW
 from protocol.packets import make_tc
 from protocol.payloads import MAX_LIST_COUNT, HkStructure, outcome_query, read_outcomes
 from protocol.request_id import RequestId
-from protocol.sequence import SEQ_COUNT_MODULO
+from protocol.sequence import SEQ_COUNT_MODULO, seq_diff
+
+CLEAR_AHEAD = 512
+"""How far past the link's latest count ``fresh_seq`` keeps a hand-built packet's count:
+further than the link's own TCs go during a test."""
 
 Value = object | Callable[[object], bool]
 """An expected value, or a test of the value."""
@@ -205,7 +209,9 @@ class IntegrationApi:
     def fresh_seq(self, *, apid: int = APID_FSW) -> int:
         """A TC sequence count that no request the target remembers has (asked with
         TC[149,1], docs/ICD.md 15.10): a packet built by hand with it is a new request,
-        not a duplicate of an earlier one (ICD 6)."""
+        not a duplicate of an earlier one (ICD 6). It is also clear of the link's own next
+        counts, so the packet runs as it comes rather than waiting in their sequence (ICD
+        6.1)."""
         for _ in range(8):
             counts = random.sample(range(SEQ_COUNT_MODULO), MAX_LIST_COUNT)
             ids = [RequestId.unpack(make_tc(Service.TEST, 1, b"", c, apid=apid)) for c in counts]
@@ -213,9 +219,12 @@ class IntegrationApi:
             report = next((t for t in done.reports if (t.service, t.subtype) == (149, 2)), None)
             if report is None:
                 continue  # the answer was lost: ask again
+            assert done.request_id is not None
+            ours = done.request_id.seq_count  # the link's own sequence is about here
             for outcome in read_outcomes(report.source_data):
-                if not outcome.known:
-                    return outcome.request_id.seq_count
+                count = outcome.request_id.seq_count
+                if not outcome.known and not -HOLD_WINDOW <= seq_diff(count, ours) <= CLEAR_AHEAD:
+                    return count
         raise AssertionError(f"{self.link.port}: no sequence count the target does not remember")
 
     def send_packet(self, packet: bytes) -> RequestId:

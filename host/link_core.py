@@ -88,6 +88,9 @@ from protocol.verification import VerificationReport
 
 log = logging.getLogger("host.link")
 
+START_SEQUENCE = (Service.REQUEST_OUTCOME, OutcomeSubtype.START_SEQUENCE)
+"""The TC that starts in-order execution at the target from its own count (ICD 6.1)."""
+
 SILENCE_TIMEOUTS = 2
 """Acceptance timeouts without an octet from the target, with a TC awaiting acceptance,
 after which the link is down (a dead board behind a live serial adapter)."""
@@ -101,7 +104,7 @@ class Trigger(enum.Enum):
 
     OPENED = "port opened"
     LOST = "port lost"
-    STARTED = "link-start ping answered"
+    STARTED = "link start answered"
     START_FAILED = "link start failed"
     SILENT = "target silent"
     EXHAUSTED = "a TC exhausted its retransmissions"
@@ -209,6 +212,10 @@ class LinkCore:
         self._jumped_at = 0
         """``send_index`` from which a collision moves the sequence counter again."""
         self._start_tracker: Tracker | None = None
+        """The link start's TC in flight: its ping, then its start-sequence."""
+        self._sync: Tracker | None = None
+        """The start-sequence TC (ICD 6.1) not yet known accepted: no new TC but outcome
+        queries goes after it until it is."""
         self._start_attempt = 0
         self._next_probe_at = 0.0
 
@@ -325,8 +332,21 @@ class LinkCore:
         if claim is not None:
             self._claims[tracker] = claim
         if internal and query_for is None:
-            self.stats.start_pings += 1
+            self.stats.start_tcs += 1
         return tracker.order
+
+    def _submit_sync(self, now: float) -> Tracker:
+        """Queue a start-sequence TC, to go before any other new TC but outcome queries
+        (ICD 6.1). One still queued serves; one already sent is dropped, so that no late
+        copy of it can move the target's expected count back."""
+        old = self._sync
+        if old is not None and any(t is old for t in self._queue):
+            return old
+        if old is not None and not old.done:
+            self._drop(old, now, "a newer start-sequence replaces it")
+        self.submit(Command(*START_SEQUENCE), now, internal=True)
+        self._sync = self._queue[-1]
+        return self._sync
 
     def send_raw(self, data: bytes, now: float) -> int:
         """Queue octets to write as they are, between two frames; ``RawDone`` says how it went.
@@ -478,7 +498,7 @@ class LinkCore:
             # of ICD 14 holds it back: it must go while its request is still remembered.
             query = self.state is LinkState.UP and bool(self._asking)
             if not may_send_new(self._open.values(), self._write_count, self.window,
-                                query=query):  # fmt: skip
+                                self._seq.peek, query=query):  # fmt: skip
                 return None
             tracker = self._take_sendable()
             if tracker is None:
@@ -491,10 +511,19 @@ class LinkCore:
 
     def _take_sendable(self) -> Tracker | None:
         """The next tracker that may leave the queue: any while the link is up, only the
-        link's own pings while it waits for the link start (ICD 14)."""
+        link's own TCs while it waits for the link start (ICD 14). Outcome queries go
+        first; then a start-sequence, and nothing else until it is accepted (ICD 6.1)."""
+        sync = self._sync
+        if sync is not None and (sync.done or sync.accepted):
+            self._sync = sync = None
         if self.state is LinkState.UP:
             if self._asking:
                 return self._asking.popleft()
+            if sync is not None:
+                if any(t is sync for t in self._queue):
+                    self._queue.remove(sync)
+                    return sync
+                return None  # sent, not yet accepted
             return self._queue.popleft() if self._queue else None
         if self.state in _WAITING:
             for tracker in self._queue:
@@ -742,19 +771,42 @@ class LinkCore:
         self._matcher.forget(tracker)
         if self._resend_after_replay(tracker):
             return
-        if tracker.internal and tracker.query_for is None:
+        if self._own(tracker):
             result = tracker.result
             if not isinstance(result, CommandError) or result.stage is not Stage.ACCEPTANCE:
-                self.stats.start_pings_accepted += 1
+                self.stats.start_tcs_accepted += 1
             elif tracker.attempts > tracker.unwritten:
-                self.stats.start_pings_maybe += 1
+                self.stats.start_tcs_maybe += 1
+        starting = tracker is self._start_tracker  # its failure is the link start's
         self._ended(tracker, now)
-        if tracker.link_down and (not tracker.internal or tracker.query_for is not None):
+        if tracker.link_down and not starting:
             self._on(Trigger.EXHAUSTED, now, f"{tracker.name} exhausted its retransmissions")
+
+    @staticmethod
+    def _own(tracker: Tracker) -> bool:
+        """A TC the link sent on its own that is not an outcome query: a link-start ping or
+        a start-sequence."""
+        return tracker.internal and tracker.query_for is None
+
+    def _drop(self, tracker: Tracker, now: float, why: str) -> None:
+        """Stop retransmitting one of the link's own TCs: it ends here, unanswered."""
+        tracker.abandon(
+            CommandTimeout(
+                command=tracker.name, stage=Stage.ACCEPTANCE, request_id=tracker.request_id,
+                port=self.port, waited_s=now - (tracker.sent_at or now),
+                transmissions=tracker.attempts, note=why,
+            )  # fmt: skip
+        )
+        self._finish(tracker, now)
 
     def _ended(self, tracker: Tracker, now: float) -> None:
         if tracker.internal:
-            if tracker is self._start_tracker:
+            command = tracker.command
+            if tracker is self._start_tracker and (command.service, command.subtype) == (
+                START_SEQUENCE
+            ):
+                self._start_sync_ended(tracker, now)
+            elif tracker is self._start_tracker:
                 self._start_ping_ended(tracker, now)
             elif tracker.query_for is not None:
                 self._query_ended(tracker, now)
@@ -809,7 +861,8 @@ class LinkCore:
             )
             self._ended(tracker, now)
             return
-        if tracker.send_index >= self._jumped_at:
+        jumped = tracker.send_index >= self._jumped_at
+        if jumped:
             self._seq = SeqCounter((self._seq.peek + DUPLICATE_WINDOW) % SEQ_COUNT_MODULO)
             self._jumped_at = self._sent_count
         again = Tracker(
@@ -825,6 +878,10 @@ class LinkCore:
             )
         if tracker is self._start_tracker:
             self._start_tracker = again
+        if tracker is self._sync:
+            self._sync = again
+        elif jumped and self.state is LinkState.UP:
+            self._submit_sync(now)  # in-order execution follows the count's jump (ICD 6.1)
         log.info("%s: %s collided with a request the target remembers; sending it renumbered",
                  self.port, tracker.name)  # fmt: skip
 
@@ -893,18 +950,42 @@ class LinkCore:
         self._start_attempt += 1
 
     def _start_ping_ended(self, tracker: Tracker, now: float) -> None:
-        """ICD 14 link start: the link is up when a ping's TM[17,2] comes. TM is never
-        retransmitted, so a ping whose report or completion was lost is followed by a new
-        one, up to 1 + max_retransmissions pings; a ping nobody accepts ends the attempt at
-        once. While the link is down, pings go on (one at a time) until one is answered."""
+        """ICD 14 link start: when a ping's TM[17,2] comes, the start-sequence follows. TM
+        is never retransmitted, so a ping whose report or completion was lost is followed by
+        a new one, up to 1 + max_retransmissions pings; a ping nobody accepts ends the
+        attempt at once. While the link is down, pings go on (one at a time) until one is
+        answered."""
         self._start_tracker = None
         result = tracker.result
-        attempt = self._start_attempt
         if isinstance(result, LinkClosed) or self.state is LinkState.CLOSED:
             return
         if isinstance(result, Completion) and result.reports:
-            self._on(Trigger.STARTED, now, f"the target answered link-start ping {attempt}")
+            self._start_tracker = self._submit_sync(now)
             return
+        self._start_step_failed(tracker, now)
+
+    def _start_sync_ended(self, tracker: Tracker, now: float) -> None:
+        """ICD 14 link start, second step: the link is up once the target accepted the
+        start-sequence (ICD 6.1), or refused it as unknown (it does not order TCs)."""
+        self._start_tracker = None
+        result = tracker.result
+        if isinstance(result, LinkClosed) or self.state is LinkState.CLOSED:
+            return
+        attempt = self._start_attempt
+        if tracker.accepted:
+            self._on(Trigger.STARTED, now, f"the target answered link-start ping {attempt} "
+                     "and runs TCs in order from here")  # fmt: skip
+            return
+        if isinstance(result, CommandFailed) and result.stage is Stage.ACCEPTANCE:
+            self._on(Trigger.STARTED, now, f"the target answered link-start ping {attempt}; "
+                     f"it refused the start of in-order execution: {result.words}")  # fmt: skip
+            return
+        self._start_step_failed(tracker, now)
+
+    def _start_step_failed(self, tracker: Tracker, now: float) -> None:
+        """A link-start TC ended without starting the link: try again, or give up."""
+        result = tracker.result
+        attempt = self._start_attempt
         self._next_probe_at = (tracker.sent_at or now) + self.timing.acceptance_s
         if self.state is not LinkState.STARTING and self.state is not LinkState.PORT_DOWN:
             return  # retrying: _may_probe sends the next one

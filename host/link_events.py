@@ -138,13 +138,14 @@ class LinkStats:
     """TM missing from the target's sequence counts (ICD section 6)."""
     tm_count_restarts: int = 0
     """Times the TM sequence count went back (the target restarted)."""
-    start_pings: int = 0
-    """Link-start pings the link submitted on its own (on opening, after a reconnection,
-    while retrying after the link went down)."""
-    start_pings_accepted: int = 0
-    """Link-start pings that ended past acceptance: the target surely accepted them."""
-    start_pings_maybe: int = 0
-    """Link-start pings that ended at acceptance after being sent: accepted or not."""
+    start_tcs: int = 0
+    """TCs the link submitted on its own, outcome queries aside: link-start pings (on
+    opening, after a reconnection, while retrying after the link went down) and the
+    start-sequence TCs that follow them or a jump of the sequence count (ICD 6.1)."""
+    start_tcs_accepted: int = 0
+    """Of those, the ones that ended past acceptance: the target surely accepted them."""
+    start_tcs_maybe: int = 0
+    """Of those, the ones that ended at acceptance after being sent: accepted or not."""
     reports_unmatched: int = 0
     """Service 1 reports about a request id not in flight (late, corrupted, or not ours)."""
     reports_malformed: int = 0

@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from host.commands import Tracker
-from protocol.link import DUPLICATE_WINDOW
+from protocol.link import DUPLICATE_WINDOW, HOLD_WINDOW
+from protocol.sequence import seq_diff
 
 
 def may_send_new(
-    open_: Collection[Tracker], writes: int, window: int, *, query: bool = False
-) -> bool:
+    open_: Collection[Tracker], writes: int, window: int, next_count: int, *,
+    query: bool = False,
+) -> bool:  # fmt: skip
     """The window of ICD 14, and a bound that keeps every request in flight inside the
     target's request memory (ICD 6: the last DUPLICATE_WINDOW TCs it received): a
     retransmission is then always recognised as a duplicate, and an outcome query about a
@@ -33,8 +35,18 @@ def may_send_new(
     back by this bound (``query``: the new TC is one), though their copies are counted.
     ``writes`` is the number of the link's last write (``Tracker.first_write[1]`` counts
     the same way).
+
+    And the reach of in-order execution (ICD 6.1): the new TC's count (``next_count``)
+    stays less than HOLD_WINDOW past the count of every TC awaiting acceptance, so that
+    the target can hold it until those arrive.
     """
-    if sum(t.in_window for t in open_) >= window:
+    waiting = [t for t in open_ if t.in_window]
+    if len(waiting) >= window:
+        return False
+    if any(
+        t.request_id is not None and seq_diff(next_count, t.request_id.seq_count) >= HOLD_WINDOW
+        for t in waiting
+    ):
         return False
     if query:
         return True

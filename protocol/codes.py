@@ -100,10 +100,12 @@ class FaultInjectionSubtype(enum.IntEnum):
 
 
 class OutcomeSubtype(enum.IntEnum):
-    """Service 149 messages (private): what became of earlier requests."""
+    """Service 149 messages (private): what became of earlier requests, and the sequence
+    count from which requests run in order."""
 
     REPORT_OUTCOMES = 1
     OUTCOME_REPORT = 2
+    START_SEQUENCE = 3
 
 
 class KeySubtype(enum.IntEnum):
@@ -145,6 +147,7 @@ TC_TYPES: frozenset[tuple[int, int]] = frozenset(
         (Service.FAULT_INJECTION, FaultInjectionSubtype.CLEAR_ALL),
         (Service.FAULT_INJECTION, FaultInjectionSubtype.LIST),
         (Service.REQUEST_OUTCOME, OutcomeSubtype.REPORT_OUTCOMES),
+        (Service.REQUEST_OUTCOME, OutcomeSubtype.START_SEQUENCE),
         (Service.KEY_MANAGEMENT, KeySubtype.DERIVE_KEY),
     }
 )
@@ -261,6 +264,7 @@ class EventId(enum.IntEnum):
     AUTH_FAILURE = 0x0011
     KEY_CHANGED = 0x0012
     TM_OVERFLOW = 0x0013
+    SEQUENCE_GAP = 0x0014
     JOB_STARTED = 0x0020
     JOB_COMPLETED = 0x0021
     JOB_FAILED = 0x0022
@@ -289,6 +293,7 @@ EVENT_SEVERITY: dict[EventId, Severity] = {
     EventId.AUTH_FAILURE: Severity.MEDIUM,
     EventId.KEY_CHANGED: Severity.INFO,
     EventId.TM_OVERFLOW: Severity.LOW,
+    EventId.SEQUENCE_GAP: Severity.LOW,
     EventId.JOB_STARTED: Severity.INFO,
     EventId.JOB_COMPLETED: Severity.INFO,
     EventId.JOB_FAILED: Severity.MEDIUM,

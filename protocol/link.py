@@ -59,3 +59,17 @@ def frame_time_s(n_bytes: int, baud: int = DEFAULT_BAUD) -> float:
 def acceptance_timeout(baud: int = DEFAULT_BAUD, outstanding: int = MAX_OUTSTANDING) -> float:
     """Acceptance timeout for a TC with ``outstanding`` max-size frames queued each way."""
     return ACCEPTANCE_TIMEOUT_S + 2 * outstanding * frame_time_s(MAX_FRAME_LEN + 1, baud)
+
+
+HOLD_WINDOW: Final[int] = 64
+"""How far ahead of the next expected sequence count a TC may arrive and wait for the
+counts before it (ICD 6.1). The host sends no TC this far or further past one awaiting
+acceptance (ICD 14), so every count in its window is within reach; 8 TCs in the window
+leave room for the pings and outcome queries that do not wait and end meanwhile."""
+
+
+def gap_timeout(baud: int = DEFAULT_BAUD) -> float:
+    """How long the flight software holds TCs behind a missing sequence count (ICD 6): until
+    half an acceptance timeout after the host's last copy of the missing TC could arrive,
+    so a gap is skipped only when the host has stopped sending it."""
+    return (MAX_RETRANSMISSIONS + 0.5) * acceptance_timeout(baud)

@@ -368,6 +368,7 @@ EVENT_FIELDS: Final[dict[EventId, tuple[FieldSpec, ...]]] = {
     EventId.AUTH_FAILURE: _fields("request_id I; failure_code H FailureCode; key_id H"),
     EventId.KEY_CHANGED: _fields("key_id H; generation I"),
     EventId.TM_OVERFLOW: _fields("since I; total I"),
+    EventId.SEQUENCE_GAP: _fields("first H; missing H; held B"),
     EventId.JOB_STARTED: _fields("job_id H; function H FunctionId; m H; k H; n H"),
     EventId.JOB_COMPLETED: _fields(
         "job_id H; cycles I cycles; macs I; result_crc I; faults H; not_injected H"

@@ -3,7 +3,6 @@ be driven to from outside, at the stage and with the failure data the ICD gives.
 
 from __future__ import annotations
 
-import random
 import struct
 from concurrent.futures import Future
 
@@ -166,7 +165,7 @@ def test_null_key_outside_test_mode_is_auth_required(hil: IntegrationApi, nomina
 def _signed(
     hil: IntegrationApi, key_id: int, key: bytes | None, auth_seq: int, data: bytes
 ) -> tuple[int, bytes]:
-    packet = sign_tc(6, 2, data, random.randrange(16384), key_id=key_id, auth_seq=auth_seq,
+    packet = sign_tc(6, 2, data, hil.fresh_seq(), key_id=key_id, auth_seq=auth_seq,
                      key=key)  # fmt: skip
     rid = hil.send_packet(packet)
     report = hil.await_report(rid, {1, 2})
@@ -187,16 +186,16 @@ def test_authentication_failures(hil: IntegrationApi, needs_key: tuple[int, byte
     code, data = _signed(hil, key_id, key, 1, load)
     assert code == F.AUTH_REPLAY and data[:2] == u16(key_id)
     assert struct.unpack("!I", data[2:])[0] >= 1
-    short = hil.send_packet(make_short_hazardous())
+    short = hil.send_packet(make_short_hazardous(hil.fresh_seq()))
     report = hil.await_report(short, {2})
     assert report is not None and report.source_data[4:] == u16(F.AUTH_FAILED, 0xFFFF)
     assert hil.housekeeping()["auth_failures"] == before + 4
     hil.assert_event_count(lambda n: n >= 4, EventId.AUTH_FAILURE, timeout=2.0)
 
 
-def make_short_hazardous() -> bytes:
+def make_short_hazardous(seq: int) -> bytes:
     """A TC[20,3] whose application data cannot hold an auth trailer."""
-    return make_tc(20, 3, b"\x01\x00\x10\x00\x01", random.randrange(16384))
+    return make_tc(20, 3, b"\x01\x00\x10\x00\x01", seq)
 
 
 def test_jobs_refused_in_safe_mode(hil: IntegrationApi, needs_key: tuple[int, bytes]) -> None:

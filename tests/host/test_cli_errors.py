@@ -26,9 +26,10 @@ from protocol.payloads import LayerFlags, OperandSource, job, memory_dump
 
 N, SPM_WORDS = 4, 2048
 """The default chip of ``hil sim``: array size and scratchpad words (HK ACCELERATOR)."""
-READ_ONLY_TCS = {"TC[17,1]", "TC[3,27]"}
+READ_ONLY_TCS = {"TC[17,1]", "TC[149,3]", "TC[3,27]"}
 """What a command may send before refusing a value checked against the target: the link's
-start ping and the one-shot housekeeping that gives the scratchpad's size."""
+start (a ping, then the start of in-order execution) and the one-shot housekeeping that
+gives the scratchpad's size."""
 
 
 @pytest.fixture(scope="module")

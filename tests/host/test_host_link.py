@@ -44,7 +44,9 @@ from host.impairment import Impairment
 from protocol.codes import AckFlags, EventId, FailureCode, RejectReason, VerificationSubtype
 from protocol.framing import FrameDecoder
 from protocol.packets import make_tc, parse_tc, parse_tm
+from protocol.payloads import ParamId, parameter_ids
 from protocol.request_id import RequestId
+from protocol.sequence import seq_diff
 from protocol.verification import VerificationReport
 
 PARAM_JOB_TIMEOUT = 0x0011  # ICD 15.7
@@ -246,7 +248,7 @@ def test_dead_target_behind_a_live_port_is_down_within_two_timeouts_and_idle(
             used = (_cpu_s() - cpu) / (time.monotonic() - wall)
             kinds = [e.kind for e in link.link_events]
             lines = [r.getMessage() for r in caplog.records if r.name == "host.link"]
-            retries = link.stats.start_pings
+            retries = link.stats.start_tcs
     finally:
         stop.set()
         sink.join(timeout=2.0)
@@ -390,6 +392,41 @@ def accepted_bounds(results: list) -> tuple[int, int]:
     return surely, maybe
 
 
+def test_commands_run_in_the_order_sent_over_a_lossy_line(target, record_property) -> None:
+    """ICD 6.1: 300 TC[20,1] with BER 1e-4 and 5 % of frames dropped each way, eight in
+    flight. A lost TC is retransmitted after TCs sent behind it arrived; the target holds
+    those until it comes, so the acceptance reports (sent as the target runs each TC) name
+    the requests in the order of their counts."""
+    noisy = Impairment(ber=1e-4, frame_drop=0.05)
+    report = Command(20, 1, parameter_ids([ParamId.JOB_TIMEOUT]))
+    with (
+        Channel(target.path, baud=1_000_000, seed=7) as ch,
+        Link(ch.host_path, 1_000_000, acceptance_timeout_s=0.3).open() as link,
+    ):
+        start = link.history.mark()
+        ch.set_impairment(TO_TARGET, noisy)
+        ch.set_impairment(TO_HOST, noisy)
+        results = link.send_many([report] * 300)
+        ch.set_impairment(TO_TARGET, Impairment())
+        ch.set_impairment(TO_HOST, Impairment())
+        stats = replace(link.stats)
+        received = link.history.items(start)
+        dropped = ch.counters()[TO_TARGET].stream.frames_dropped
+    ours = {r.request_id for r in results if isinstance(r, Completion)}
+    order = [
+        VerificationReport.unpack(1, item.source_data).request_id
+        for item in received
+        if (item.service, item.subtype) == (1, 1)
+    ]
+    order = [rid.seq_count for rid in order if rid in ours]
+    late = [(a, b) for a, b in zip(order, order[1:], strict=False) if seq_diff(b, a) <= 0]
+    record_property("ordered_run", {"accepted_seen": len(order), "dropped_to_target": dropped,
+                                    "retransmissions": stats.retransmissions})  # fmt: skip
+    assert len(ours) >= 280 and dropped > 0 and stats.retransmissions > 0
+    assert len(order) >= 250, "most acceptance reports arrive"
+    assert late == [], f"requests accepted out of order: {late[:5]}"
+
+
 def test_every_command_ends_over_a_lossy_noisy_line(target, hk_counters, record_property) -> None:
     """1,000 pings, BER 1e-4 and 5 % of frames dropped each way at 1 Mbaud."""
     noisy = Impairment(ber=1e-4, frame_drop=0.05)
@@ -433,8 +470,8 @@ def test_every_command_ends_over_a_lossy_noisy_line(target, hk_counters, record_
     assert line[TO_HOST].stream.frames_dropped > 0 and line[TO_TARGET].stream.bits_flipped > 0
     accepted = after["tc_accepted"] - before["tc_accepted"] - 1  # less the second HK
     surely, maybe = accepted_bounds(results)
-    surely += stats.start_pings_accepted - pings_before.start_pings_accepted
-    maybe += stats.start_pings_maybe - pings_before.start_pings_maybe
+    surely += stats.start_tcs_accepted - pings_before.start_tcs_accepted
+    maybe += stats.start_tcs_maybe - pings_before.start_tcs_maybe
     # The outcome queries the link sent when reports were lost (ICD 14) are TCs too.
     surely += stats.outcomes_answered - pings_before.outcomes_answered
     asked = stats.outcome_queries - pings_before.outcome_queries
@@ -549,7 +586,8 @@ def test_session_log_has_one_line_per_frame_each_way(target, tmp_path: Path) -> 
     lines = [line for line in log.read_text().splitlines() if not line.startswith("#")]
     tx = [line for line in lines if " -> " in line]
     rx = [line for line in lines if " <- " in line]
-    assert len(tx) == 3 and len(rx) >= 9  # 2 pings (with link start) + refused TC
+    # The link start (a ping, then the start of in-order execution), a ping, a refused TC.
+    assert len(tx) == 4 and len(rx) >= 12
     assert any("TM[1,2] REQUEST_VERIFICATION/ACCEPTANCE_FAILURE" in x and "UNKNOWN_SERVICE" in x
                for x in rx)  # fmt: skip
     for line in tx + rx:

@@ -29,7 +29,13 @@ from host.stage import Stage
 from protocol.auth import split_auth
 from protocol.codes import AckFlags, FailureCode, VerificationSubtype
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, encode_frame
-from protocol.link import DUPLICATE_WINDOW, MAX_OUTCOME_QUERIES, MAX_OUTSTANDING, SOURCE_ID_HOST
+from protocol.link import (
+    DUPLICATE_WINDOW,
+    HOLD_WINDOW,
+    MAX_OUTCOME_QUERIES,
+    MAX_OUTSTANDING,
+    SOURCE_ID_HOST,
+)
 from protocol.packets import Telecommand, make_tm, parse_tc
 from protocol.payloads import Outcome, pack_outcomes, read_outcome_query
 from protocol.request_id import RequestId
@@ -97,6 +103,12 @@ class Target:
         self.core.receive_data(_ping_answer(tc, self.seq), now)
         self.seq += 4
         self.collect()
+
+    def answer_sync(self, tc: Telecommand, now: float) -> None:
+        """Every report of a start-sequence TC[149,3] (ICD 6.1): accepted, started, done."""
+        assert (tc.service, tc.subtype) == (149, 3), tc
+        for sub in (1, 3, 7):
+            self.report(tc, sub, now)
 
     def collect(self) -> None:
         while (ev := self.core.next_event()) is not None:
@@ -184,16 +196,18 @@ def test_window_of_one_sends_in_submission_order() -> None:
     assert isinstance(t.ended()[handles[0]], Completion)
 
 
-def test_retransmissions_stay_inside_the_targets_duplicate_window() -> None:
-    """One TC is lost with every copy while the target answers all the others: no copy
-    is written once DUPLICATE_WINDOW other TCs could have been accepted after its first
-    copy (a later copy could then run it twice), so the others wait for it to end."""
+def test_tcs_after_a_lost_one_stay_within_the_reach_of_in_order_execution() -> None:
+    """One TC is lost with every copy while the target answers all the others (as a
+    target that does not order TCs would): no new TC goes HOLD_WINDOW counts or more past
+    it (ICD 14), so a target that orders TCs could hold every one of them (ICD 6.1), and
+    the others wait for it to end. This also keeps every copy of it inside the target's
+    duplicate window."""
     t = _up()
     handles = [t.core.submit(PING, 0.0) for _ in range(2 * DUPLICATE_WINDOW)]
     order: list[RequestId] = []
     lost: RequestId | None = None
     now = 0.0
-    while now < 6 * ACC:
+    while len(t.ended()) < len(handles) and now < 60 * ACC:
         if round(now / 0.05) % 10 == 0:
             t.tm(3, 25, b"\0\1", now)  # housekeeping: the target is alive while the rest wait
         for _ in range(8):  # a fast line: the window turns over several times per step
@@ -209,7 +223,8 @@ def test_retransmissions_stay_inside_the_targets_duplicate_window() -> None:
     copies = [i for i, rid in enumerate(order) if rid == lost]
     assert len(copies) == 4, "the lost TC went 4 times"
     others = set(order[copies[0] : copies[-1]]) - {lost}
-    assert DUPLICATE_WINDOW - MAX_OUTSTANDING <= len(others) < DUPLICATE_WINDOW
+    assert HOLD_WINDOW - MAX_OUTSTANDING <= len(others) < HOLD_WINDOW
+    assert all(seq_diff(rid.seq_count, lost.seq_count) < HOLD_WINDOW for rid in others)
     ended = t.ended()
     assert isinstance(ended[handles[0]], CommandTimeout)
     assert sum(isinstance(ended.get(h), Completion) for h in handles) == len(handles) - 1
@@ -407,9 +422,13 @@ def test_a_duplicate_answer_to_the_only_copy_renumbers_the_command() -> None:
     handle = t.core.submit(PING, 0.0)
     (tc,) = t.tcs(0.0)
     t.report(tc, 2, 0.1, FailureCode.DUPLICATE, struct.pack("!BH", 7, 0))
-    (again,) = t.tcs(0.1)
-    assert again.service == 17
-    assert seq_diff(again.seq_count, tc.seq_count) >= DUPLICATE_WINDOW
+    (sync,) = t.tcs(0.1)
+    assert (sync.service, sync.subtype) == (149, 3), "in-order execution follows the jump"
+    assert seq_diff(sync.seq_count, tc.seq_count) >= DUPLICATE_WINDOW
+    assert t.tcs(0.15) == [], "nothing new goes until the start-sequence is accepted"
+    t.answer_sync(sync, 0.15)
+    (again,) = t.tcs(0.15)
+    assert again.service == 17 and again.seq_count == sync.seq_count + 1
     assert t.core.stats.seq_collisions == 1
     t.answer_ping(again, 0.2)
     done = t.ended()[handle]
@@ -536,7 +555,7 @@ def _starting() -> Target:
     return t
 
 
-def test_link_start_pings_first_and_holds_commands_until_the_target_answers() -> None:
+def test_link_start_tcs_first_and_holds_commands_until_the_target_answers() -> None:
     t = _starting()
     handle = t.core.submit(Command(3, 27, b"\1\0\1"), 0.0)
     frames = t.written(0.0)
@@ -544,12 +563,39 @@ def test_link_start_pings_first_and_holds_commands_until_the_target_answers() ->
     (ping,) = _decode(frames[0])
     assert (ping.service, ping.subtype) == (17, 1)
     t.answer_ping(ping, 0.1)
+    (sync,) = t.tcs(0.1)
+    assert sync.seq_count == ping.seq_count + 1, "then the start of in-order execution"
+    assert t.changes() == [] and not t.core.started
+    t.answer_sync(sync, 0.15)
     assert t.changes() == ["up"] and t.core.started
-    assert [tc.service for tc in t.tcs(0.1)] == [3]
+    assert [tc.service for tc in t.tcs(0.15)] == [3]
     assert handle not in t.ended()
 
 
-def test_link_start_pings_again_when_the_ping_report_is_lost() -> None:
+def test_a_target_that_does_not_order_tcs_is_up_all_the_same() -> None:
+    """ICD 14: a start-sequence refused at acceptance (a target without ICD 6.1)."""
+    t = _starting()
+    (ping,) = t.tcs(0.0)
+    t.answer_ping(ping, 0.1)
+    (sync,) = t.tcs(0.1)
+    t.report(sync, 2, 0.2, FailureCode.UNKNOWN_SUBTYPE, bytes([149, 3]))
+    assert t.changes() == ["up"]
+    up = [e for e in t.events if isinstance(e, StateChanged)][-1]
+    assert "refused the start of in-order execution" in up.detail
+
+
+def test_a_start_sequence_nobody_accepts_fails_the_link_start() -> None:
+    t = _starting()
+    (ping,) = t.tcs(0.0)
+    t.answer_ping(ping, 0.1)
+    t.tcs(0.1)
+    t.advance(0.1 + 4 * ACC)
+    assert t.changes() == ["start_failed"] and not t.core.started
+    error = t.core.start_error
+    assert isinstance(error, CommandTimeout) and "TC[149,3]" in str(error)
+
+
+def test_link_start_tcs_again_when_the_ping_report_is_lost() -> None:
     t = _starting()
     (ping,) = t.tcs(0.0)
     t.report(ping, 1, 0.1)
@@ -558,7 +604,8 @@ def test_link_start_pings_again_when_the_ping_report_is_lost() -> None:
     (second,) = t.tcs(0.1)
     assert second.service == 17 and second.request_id != ping.request_id
     t.answer_ping(second, 0.2)
-    assert t.changes() == ["up"] and t.core.stats.start_pings == 2
+    t.answer_sync(*t.tcs(0.2), 0.2)
+    assert t.changes() == ["up"] and t.core.stats.start_tcs == 3
 
 
 def test_link_start_nobody_answers_fails_after_every_transmission() -> None:
@@ -601,6 +648,7 @@ def test_a_silent_target_is_down_after_two_acceptance_timeouts_and_retried_quiet
     t.advance(13 * ACC)
     (probe,) = _decode(t.wire[-1])
     t.answer_ping(probe, 13 * ACC + 0.1)
+    t.answer_sync(*t.tcs(13 * ACC + 0.1), 13 * ACC + 0.1)
     assert t.changes() == ["down", "retrying", "up"]
     after = t.core.submit(PING, 13.2 * ACC)
     assert len(t.tcs(13.2 * ACC)) == 1 and after not in t.ended()
