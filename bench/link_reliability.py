@@ -124,7 +124,8 @@ def run(
     ):  # fmt: skip
         before = tc_counters(link)
         pings_before = replace(link.stats)
-        mark = link.history.mark()
+        received: list[Received] = []
+        link.watch(lambda note: received.append(note) if isinstance(note, Received) else None)
         channel.set_impairment(TO_TARGET, noisy)
         channel.set_impairment(TO_HOST, noisy)
         start = time.monotonic()
@@ -135,7 +136,6 @@ def run(
         # A TC that exhausts its retransmissions takes the link down; the link then starts
         # again with pings of its own (ICD 14), which the target may accept too: let them end.
         started = link.await_started(timeout=30.0)
-        received = link.history.items(mark)
         after = tc_counters(link)
         stats = replace(link.stats)
         line = channel.counters()
@@ -184,6 +184,7 @@ def run(
         "duplicates_answered": after["tc_duplicates"] - before["tc_duplicates"],
         "retransmissions": stats.retransmissions,
         "fast_retransmissions": stats.fast_retransmissions,
+        "gap_retransmissions": stats.gap_retransmissions - pings_before.gap_retransmissions,
         "tm_received": stats.tm_received,
         "tm_lost": stats.tm_lost,
         "frames_rejected": stats.rejected_total,

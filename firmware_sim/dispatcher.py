@@ -45,7 +45,7 @@ from protocol.codes import (
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, FrameDecoder, FrameRejected
 from protocol.packets import Telecommand, parse_tc
-from protocol.payloads import REJECT_REASON_CODES
+from protocol.payloads import REJECT_REASON_CODES, GapReport
 
 if TYPE_CHECKING:
     from firmware_sim.core import FlightSoftware
@@ -157,6 +157,13 @@ class Dispatcher:
         for ready in self.order.arrive(tc, self.fsw.now, handle_now=never_wait):
             if ready is not tc or (tc.service, tc.subtype) != START_SEQUENCE:
                 self._run(ready)
+        gap = self.order.take_gap()
+        if gap is not None:
+            # ICD 6.1: say at once which count is missing, so the host resends it now.
+            self.fsw.tm.send(
+                Service.REQUEST_OUTCOME, OutcomeSubtype.GAP_REPORT, GapReport(*gap).pack(),
+                tc.source_id,
+            )  # fmt: skip
 
     def tick(self) -> None:
         """Skip a missing sequence count that did not come in time (ICD 6): the TCs that

@@ -57,6 +57,10 @@ class InOrder:
     """TCs that waited for an earlier count."""
     starts: int = 0
     """Start-sequences run."""
+    gap_due: bool = False
+    """A TC has just begun to wait for a missing count, or a copy of one waiting came:
+    the host should hear which count is missing (``take_gap``)."""
+    _gap_trigger: int = 0
 
     @property
     def waiting(self) -> int:
@@ -87,12 +91,22 @@ class InOrder:
             self._arrived.add(tc.seq_count)
             return [tc]
         earlier = self._waiting.get(tc.seq_count)
+        self.gap_due, self._gap_trigger = True, tc.seq_count
         if earlier is not None and bytes(earlier[0].raw) == bytes(tc.raw):
             self.copies_dropped += 1
             return []
         self._waiting[tc.seq_count] = (tc, now)
         self.waited += 1
         return []
+
+    def take_gap(self) -> tuple[int, int, int] | None:
+        """(missing count, count of the TC that arrived ahead of it, TCs waiting) when the
+        host should hear it (``gap_due``), once; else None."""
+        if not self.gap_due or self.expected is None or not self._waiting:
+            self.gap_due = False
+            return None
+        self.gap_due = False
+        return self.expected, self._gap_trigger, len(self._waiting)
 
     def deadline(self, gap_timeout_s: float) -> float | None:
         """When the gap in front of the waiting TCs is skipped (None: none waits)."""

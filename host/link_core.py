@@ -81,7 +81,7 @@ from protocol.link import (
     SOURCE_ID_HOST,
 )
 from protocol.packets import PacketType, PacketValidator, Telemetry, parse_tm
-from protocol.payloads import outcome_query, read_outcomes
+from protocol.payloads import GapReport, outcome_query, read_outcomes
 from protocol.request_id import RequestId
 from protocol.sequence import SEQ_COUNT_MODULO, SeqCounter
 from protocol.verification import VerificationReport
@@ -90,6 +90,8 @@ log = logging.getLogger("host.link")
 
 START_SEQUENCE = (Service.REQUEST_OUTCOME, OutcomeSubtype.START_SEQUENCE)
 """The TC that starts in-order execution at the target from its own count (ICD 6.1)."""
+GAP_REPORT = (Service.REQUEST_OUTCOME, OutcomeSubtype.GAP_REPORT)
+"""The target's word that TCs wait for a missing count (ICD 6.1)."""
 
 SILENCE_TIMEOUTS = 2
 """Acceptance timeouts without an octet from the target, with a TC awaiting acceptance,
@@ -724,12 +726,45 @@ class LinkCore:
             return report.request_id
         if tm.dest_id == 0 or tm.dest_id != self.source_id:
             return None
+        if (tm.service, tm.subtype) == GAP_REPORT:
+            return self._on_gap(tm)
         tracker = self._matcher.attribute(tm, self._open.values())
         if tracker is None:
             self.stats.tm_unattributed += 1
             return None
         tracker.add_report_tm(tm)
         return tracker.request_id
+
+    def _on_gap(self, tm: Telemetry) -> RequestId | None:
+        """ICD 6.1: the target holds TCs for a missing count. If our latest copy of that TC
+        was written before the first copy of the TC that arrived ahead of it, that copy was
+        lost (the line keeps the order of writes): write it again now, without waiting for
+        its acceptance timeout. The TC of the missing count, if ours."""
+        try:
+            gap = GapReport.unpack(tm.source_data)
+        except PacketError:
+            self.stats.reports_malformed += 1
+            return None
+        by_count = {t.request_id.seq_count: t for t in self._open.values() if t.request_id}
+        missing, arrived = by_count.get(gap.missing), by_count.get(gap.arrived)
+        if missing is None:
+            return None
+        last = missing.last_write
+        first = None if arrived is None else arrived.first_write
+        if (
+            missing.phase is Phase.AWAIT_ACCEPTANCE
+            and missing.retransmittable
+            and missing.deadline is not None  # not being written already
+            and missing.attempts <= self.timing.max_retransmissions
+            and last is not None
+            and first is not None
+            and last[0] == first[0]
+            and last[1] < first[1]
+        ):
+            missing.begin_write()
+            self._due.append((missing, "retransmit"))
+            self.stats.gap_retransmissions += 1
+        return missing.request_id
 
     def _lost_mark(self) -> int:
         return self.stats.tm_lost + self.stats.tm_count_restarts

@@ -133,6 +133,9 @@ class LinkStats:
     retransmissions: int = 0
     fast_retransmissions: int = 0
     """Retransmissions sent before the acceptance timeout (``fast_retransmit``)."""
+    gap_retransmissions: int = 0
+    """Retransmissions sent at once because the target said it waits for that TC's
+    count and a later TC's copy had arrived (TM[149,4], ICD 6.1)."""
     tm_received: int = 0
     tm_lost: int = 0
     """TM missing from the target's sequence counts (ICD section 6)."""

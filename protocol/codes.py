@@ -106,6 +106,7 @@ class OutcomeSubtype(enum.IntEnum):
     REPORT_OUTCOMES = 1
     OUTCOME_REPORT = 2
     START_SEQUENCE = 3
+    GAP_REPORT = 4
 
 
 class KeySubtype(enum.IntEnum):
@@ -167,6 +168,7 @@ TM_TYPES: frozenset[tuple[int, int]] = frozenset(
         (Service.PARAMETER_MANAGEMENT, ParameterSubtype.VALUES_REPORT),
         (Service.FAULT_INJECTION, FaultInjectionSubtype.LIST_REPORT),
         (Service.REQUEST_OUTCOME, OutcomeSubtype.OUTCOME_REPORT),
+        (Service.REQUEST_OUTCOME, OutcomeSubtype.GAP_REPORT),
     }
 )
 """(service, subtype) pairs the flight software sends as telemetry."""

@@ -871,3 +871,23 @@ def read_outcomes(source_data: bytes) -> list[Outcome]:
     outcomes = [Outcome.read(r) for _ in range(r.u8("count"))]
     r.end()
     return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class GapReport:
+    """TM[149,4] (ICD 6.1): TCs wait for ``missing``; the one with count ``arrived`` has
+    just arrived ahead of it (or again), and ``waiting`` TCs wait in all."""
+
+    missing: int
+    arrived: int
+    waiting: int
+
+    def pack(self) -> bytes:
+        return struct.pack("!HHB", self.missing, self.arrived, min(self.waiting, 0xFF))
+
+    @classmethod
+    def unpack(cls, source_data: bytes) -> GapReport:
+        r = Reader(source_data)
+        report = cls(r.u16("missing"), r.u16("arrived"), r.u8("waiting"))
+        r.end()
+        return report

@@ -13,6 +13,7 @@ from firmware_sim.health import NonVolatile
 from protocol.codes import EventId, FailureCode, FunctionId
 from protocol.framing import encode_frame
 from protocol.link import HOLD_WINDOW, gap_timeout
+from protocol.payloads import GapReport
 from protocol.request_id import RequestId
 
 PING = (17, 1)
@@ -46,6 +47,8 @@ def test_a_tc_ahead_of_a_missing_count_waits_for_it_then_both_run_in_order() -> 
     early = send(h, third, second)
     assert early.reports == [], "ahead of count 501: they wait, unanswered"
     assert h.fsw.dispatcher.order.waiting == 2
+    gaps = [GapReport.unpack(t.source_data) for t in early.of(149, 4)]
+    assert gaps == [GapReport(501, 503, 1), GapReport(501, 502, 2)], "count 501 is missing"
     filled = send(h, first)
     assert accepted(filled) == [501, 502, 503]
     assert all(r.success for r in filled.reports)
@@ -55,8 +58,10 @@ def test_a_tc_ahead_of_a_missing_count_waits_for_it_then_both_run_in_order() -> 
 def test_a_copy_of_a_waiting_tc_is_dropped_and_the_tc_runs_once() -> None:
     h = started(Harness())
     first, second = h.packet(*SET_MODE_TEST), h.packet(*SET_MODE_TEST)
-    assert send(h, second, second, second).reports == []
+    copies = send(h, second, second, second)
+    assert copies.reports == []
     assert h.fsw.dispatcher.order.copies_dropped == 2
+    assert len(copies.of(149, 4)) == 3, "each copy says again that 501 is missing"
     reply = send(h, first)
     assert accepted(reply) == [501, 502]
     again = send(h, second)

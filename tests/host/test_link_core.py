@@ -37,7 +37,7 @@ from protocol.link import (
     SOURCE_ID_HOST,
 )
 from protocol.packets import Telecommand, make_tm, parse_tc
-from protocol.payloads import Outcome, pack_outcomes, read_outcome_query
+from protocol.payloads import GapReport, Outcome, pack_outcomes, read_outcome_query
 from protocol.request_id import RequestId
 from protocol.sequence import seq_diff
 from protocol.timecode import CdsTime
@@ -413,6 +413,40 @@ def test_new_tcs_wait_rather_than_push_a_request_in_flight_out_of_the_target_s_m
     assert isinstance(done, Completion) and done.recovered
     ended = t.ended()
     assert all(isinstance(ended[h], Completion) for h in handles), "then the rest went"
+
+
+def _gap(t: Target, missing: Telecommand, arrived: Telecommand, now: float) -> None:
+    """The target's TM[149,4]: TCs wait for ``missing``; ``arrived`` came ahead of it."""
+    t.tm(149, 4, GapReport(missing.seq_count, arrived.seq_count, 1).pack(), now)
+
+
+def test_a_gap_report_sends_the_lost_tc_again_at_once() -> None:
+    """ICD 6.1, 14: the first TC was lost, the second arrived and waits for it; the target
+    says so and the first goes again before its acceptance timeout."""
+    t = _up()
+    handles = [t.core.submit(PING, 0.0) for _ in range(2)]
+    lost, waiting = t.tcs(0.0)
+    _gap(t, lost, waiting, 0.01)
+    (again,) = t.tcs(0.01)
+    assert again.request_id == lost.request_id and t.core.stats.gap_retransmissions == 1
+    _gap(t, lost, waiting, 0.02)  # the same report again: that copy is not known lost
+    assert t.tcs(0.02) == []
+    t.answer_ping(again, 0.03)
+    t.answer_ping(waiting, 0.03)
+    assert all(isinstance(t.ended()[h], Completion) for h in handles)
+    assert t.core.stats.retransmissions == 1
+
+
+def test_a_gap_report_about_a_copy_written_after_the_arrival_sends_nothing() -> None:
+    t = _up()
+    t.core.submit(PING, 0.0)
+    (first,) = t.tcs(0.0)
+    t.core.submit(PING, 0.5)
+    (second,) = t.tcs(0.5)
+    (copy,) = t.advance(ACC)  # the first's acceptance timeout: its copy goes
+    assert copy.request_id == first.request_id
+    _gap(t, first, second, ACC + 0.01)  # about the second, written before the copy
+    assert t.tcs(ACC + 0.01) == [] and t.core.stats.gap_retransmissions == 0
 
 
 def test_a_duplicate_answer_to_the_only_copy_renumbers_the_command() -> None:
