@@ -2,10 +2,10 @@
 with its outcome known (``unknown_outcomes``, target 0: a lost report is asked about), and
 in the order sent (``out_of_order``, target 0: ICD 6.1).
 
-The commands are parameter reports (TC[20,1]), which run in sequence-count order (a ping
-would not wait for a missing count). The order the target ran them in is read from the
-acceptance reports, which it sends as it runs each one; a lost report hides one request
-but not the order of the others.
+The commands are parameter reports (TC[20,1]), which start in sequence-count order (a
+ping would not wait for a missing count). The order the target started them in is read
+from the start reports, which it sends as it starts each one; a lost report hides one
+request but not the order of the others.
 
 The flight software (``python -m firmware_sim``) runs in its own process; the channel
 emulator (``host.channel``) sits between it and the host link with a bit error rate of
@@ -74,13 +74,13 @@ def accepted_bounds(results: list[Completion | HostError]) -> tuple[int, int]:
 
 
 def run_order(received: list[Received], ours: set[RequestId]) -> tuple[int, int]:
-    """(acceptance reports seen about ``ours``, how many of them name a request whose count
-    is not above the one before): the target runs TCs as it accepts them."""
+    """(start reports seen about ``ours``, how many of them name a request whose count is
+    not above the one before)."""
     counts = [
         rid.seq_count
         for item in received
-        if (item.service, item.subtype) == (1, 1)
-        and (rid := VerificationReport.unpack(1, item.source_data).request_id) in ours
+        if (item.service, item.subtype) == (1, 3)
+        and (rid := VerificationReport.unpack(3, item.source_data).request_id) in ours
     ]
     late = sum(1 for a, b in zip(counts, counts[1:], strict=False) if seq_diff(b, a) <= 0)
     return len(counts), late
@@ -169,7 +169,7 @@ def run(
         "fast_retransmit": fast_retransmit,
         "endings": dict(endings),
         "all_ended": sum(endings.values()) == commands,
-        "acceptances_seen": seen,
+        "starts_seen": seen,
         "out_of_order": out_of_order,
         "unknown_outcomes": sum(unknown(r) for r in results),
         "outcome_queries": asked,

@@ -233,9 +233,7 @@ class FlightSoftware:
                     self.chip, self.ram, self.env, self.events, self.tm, clock,
                     mode=mode, hang=self.hang, recover=self.recover_accelerator,
                 ),
-                Service.REQUEST_OUTCOME: OutcomeService(
-                    self.nv.requests, self.nv.order, self.tm, clock, self.log
-                ),
+                Service.REQUEST_OUTCOME: OutcomeService(self.nv.requests, self.tm, clock),
                 Service.KEY_MANAGEMENT: KeyService(
                     self.nv, self.config.master_key_id, self.events, self.rekey, clock
                 ),

@@ -5,16 +5,16 @@ Order of checks for every frame (ICD sections 3, 6, 7, 8, 9, 13):
 1. framing (BAD_COBS, TOO_LONG: counted, never answered);
 2. packet receipt checks (``protocol.packets.parse_tc``): answered with TM[1,2] naming
    the first four octets as request id;
-3. in-order execution (``firmware_sim.ordering``): a TC ahead of a missing sequence count
-   waits for it (steps 4 to 8 follow when its turn comes); a start-sequence (TC[149,3]) sets
-   where the order starts;
-4. duplicate of an accepted TC the request memory holds: TM[1,2] DUPLICATE, not run;
-5. service, then subtype known;
-6. hazardous: the auth trailer (``protocol.auth.verify_tc``);
-7. the service's own acceptance check of the application data;
-8. accepted; then the service's start check (mode, busy); then execution.
+3. duplicate of an accepted TC the request memory holds: TM[1,2] DUPLICATE, not run;
+4. service, then subtype known;
+5. hazardous: the auth trailer (``protocol.auth.verify_tc``);
+6. the service's own acceptance check of the application data;
+7. accepted;
+8. in order (``firmware_sim.ordering``, ICD 6.1): a TC accepted ahead of a missing
+   sequence count waits for it; a start-sequence (TC[149,3]) sets where the order starts;
+9. when its turn comes, the service's start check (mode, busy); then execution.
 
-Every TC that reaches step 5 goes into the request memory (``firmware_sim.requests``),
+Every TC that reaches step 4 goes into the request memory (``firmware_sim.requests``),
 accepted or refused, except outcome queries (TC[149,1]), which ask about the others.
 
 A service raises ``PacketError`` (code and data of ICD section 10) to refuse. Anything
@@ -69,6 +69,15 @@ class ServiceHandler(Protocol):
 
     def execute(self, subtype: int, request: Any, req: Request) -> None:
         """Do it: send its TM, then complete or fail ``req`` (now or later)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """An accepted TC waiting for its turn to start (ICD 6.1)."""
+
+    req: Request
+    handler: ServiceHandler
+    request: Any
 
 
 @dataclass(slots=True)
@@ -143,20 +152,20 @@ class Dispatcher:
         )
 
     def handle(self, tc: Telecommand) -> None:
-        """One well-formed TC: in order (ICD 6), then through its stages."""
-        if (tc.service, tc.subtype) == START_SEQUENCE:
-            starts = self.order.starts
-            self._run(tc)  # when it runs, it sets the order itself
-            if self.order.starts != starts:
-                return
-            never_wait = True  # refused (or a duplicate): its count is spent all the same
+        """One well-formed TC: checked and accepted (or refused) now; started now or, when
+        it arrives ahead of a missing count, when its turn comes (ICD 6.1)."""
+        staged = self._accept(tc)
+        kind = (tc.service, tc.subtype)
+        if staged is None or kind in NEVER_WAIT or kind == START_SEQUENCE:
+            ready = self.order.passed(tc.seq_count)
+            if staged is not None:
+                self._start(staged)
+                if kind == START_SEQUENCE and staged.req.completed:
+                    ready += self._start_sequence(tc.seq_count)
         else:
-            never_wait = (tc.service, tc.subtype) in NEVER_WAIT or (
-                self.memory.duplicate_of(tc) is not None
-            )
-        for ready in self.order.arrive(tc, self.fsw.now, handle_now=never_wait):
-            if ready is not tc or (tc.service, tc.subtype) != START_SEQUENCE:
-                self._run(ready)
+            ready = self.order.arrive(tc.seq_count, staged, self.fsw.now)
+        for item in ready:
+            self._start(item)
         gap = self.order.take_gap()
         if gap is not None:
             # ICD 6.1: say at once which count is missing, so the host resends it now.
@@ -165,28 +174,38 @@ class Dispatcher:
                 tc.source_id,
             )  # fmt: skip
 
+    def _start_sequence(self, count: int) -> list[Staged]:
+        """A start-sequence completed (ICD 6.1): order from the next count. The TCs still
+        waiting start first."""
+        leftovers = self.order.start(count)
+        self.fsw.log(
+            f"in-order execution from sequence count {self.order.expected}"
+            + (f"; starting the {len(leftovers)} TC(s) that waited" if leftovers else "")
+        )
+        return leftovers
+
     def tick(self) -> None:
-        """Skip a missing sequence count that did not come in time (ICD 6): the TCs that
-        waited for it run in order, and SEQUENCE_GAP says what was skipped."""
+        """Skip a missing sequence count that did not come in time (ICD 6.1): the TCs that
+        waited for it start in order, and SEQUENCE_GAP says what was skipped."""
         expired = self.order.expire(self.fsw.now, self.gap_timeout_s)
         if expired is None:
             return
         gap, ready = expired
         self.fsw.log(f"link: sequence counts {gap.first}+{gap.missing} never came; "
-                     f"running the {gap.held} TC(s) that waited for them")  # fmt: skip
+                     f"starting the {gap.held} TC(s) that waited for them")  # fmt: skip
         self.fsw.events.raise_event(EventId.SEQUENCE_GAP, gap.first, gap.missing, gap.held)
-        for tc in ready:
-            self._run(tc)
+        for item in ready:
+            self._start(item)
 
-    def _run(self, tc: Telecommand) -> None:
-        """One TC whose turn has come, through its stages."""
+    def _accept(self, tc: Telecommand) -> Staged | None:
+        """Steps 4 to 7: accepted (TM[1,1] sent, if asked for), or refused (None)."""
         fsw = self.fsw
         req = Request(tc, fsw.tm, fsw.now)
         original = self.memory.duplicate_of(tc)
         if original is not None:
             self.stats.duplicates += 1
             self._refuse(req, FailureCode.DUPLICATE, original.duplicate_data())
-            return
+            return None
         if (tc.service, tc.subtype) != (Service.REQUEST_OUTCOME, OutcomeSubtype.REPORT_OUTCOMES):
             self.memory.remember(req)
         try:
@@ -194,13 +213,19 @@ class Dispatcher:
             request = handler.accept(tc.subtype, data)
         except PacketError as exc:
             self._refuse(req, exc.code, exc.data, exc.message)
-            return
+            return None
         except Exception:  # a bug in a service must not stop the flight software
             self._bug(req, "acceptance")
-            return
+            return None
         self.stats.tc_accepted += 1
         fsw.log(f"TC[{tc.service},{tc.subtype}] {tc.request_id}: accepted")
         req.accept(fsw.now)
+        return Staged(req, handler, request)
+
+    def _start(self, staged: Staged) -> None:
+        """Step 8: an accepted TC whose turn has come: its start check, then execution."""
+        fsw, req, handler, request = self.fsw, staged.req, staged.handler, staged.request
+        tc = req.tc
         try:
             handler.start(tc.subtype, request)
         except PacketError as exc:

@@ -1,33 +1,39 @@
-"""In-order execution of the host's TCs (ICD section 6), in the spirit of COP-1's FARM.
+"""In-order execution of the host's TCs (ICD section 6.1), in the spirit of COP-1's FARM.
 
-After a ``TC[149,3]`` start-sequence with count c, the flight software expects count
-c + 1 next. A TC that arrives with the expected count is handled at once, and the
-expected count moves on past it and past every count already handled or waiting. A TC
-that arrives up to ``HOLD_WINDOW`` counts ahead of the expected one waits: it is handled,
-in count order, when the counts before it have arrived. A copy of a waiting TC is
-dropped (the first is handled once). Every other count (behind the expected one, far
-ahead of it, or before any start-sequence) is handled at once, as without ordering.
+A TC is checked and accepted (or refused) as it arrives; what waits is the start of its
+execution. After a ``TC[149,3]`` start-sequence with count c, the flight software expects
+count c + 1 next:
 
-Some TCs never wait (``handle_now``: pings, outcome queries, duplicates): they only read,
-or say what happened already. One that arrives ahead of the expected count is handled at
-once and its count marked as arrived.
+- an accepted TC with the expected count starts at once, and then every TC waiting whose
+  turn has come, in count order; the expected count moves past each count handled;
+- an accepted TC up to ``HOLD_WINDOW`` counts ahead of the expected one waits to start
+  until the counts before it have arrived;
+- every other count (behind the expected one, far ahead of it, before any start-sequence)
+  starts at once, as without ordering;
+- a TC handled at once whatever its count (``passed``: refused at acceptance, a
+  duplicate, a ping or an outcome query, which only read) only marks its count as
+  arrived; a copy of a TC that waits says the host is resending it.
+
+Each time a TC begins to wait, or a copy of one waiting arrives, ``take_gap`` has a gap
+report for the host (TM[149,4]): the missing count, so that the host resends it now.
 
 When the missing count has not come ``gap_timeout_s`` after the oldest TC waiting began
 to wait (the host has stopped sending it: ``protocol.link.gap_timeout``), the gap is
-skipped: the waiting TCs run in count order and the caller raises ``SEQUENCE_GAP``. A
-start-sequence drops the TCs waiting (a new host session does not run the last one's
-leftovers; TCs the host still waits for it retransmits). The expected count is kept in
-the non-volatile store; the waiting TCs are not (a reboot loses them, unanswered, and the
-host retransmits them).
+skipped: the waiting TCs start in count order and the caller raises ``SEQUENCE_GAP``. A
+start-sequence first starts the TCs still waiting, in count order. The expected count
+is kept in the non-volatile store; the waiting TCs are not (a reboot ends them as
+``INTERRUPTED``, as any request it cuts short).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from protocol.link import HOLD_WINDOW
-from protocol.packets import Telecommand
 from protocol.sequence import SEQ_COUNT_MODULO, seq_diff
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,72 +47,77 @@ class Gap:
 
 
 @dataclass(slots=True)
-class InOrder:
-    """The sequence state of the host's TCs (see the module docstring)."""
+class InOrder(Generic[T]):
+    """The sequence state of the host's TCs (see the module docstring); ``T`` is what the
+    caller keeps of an accepted TC until it starts."""
 
     expected: int | None = None
     """The count the next TC in order has; None before any start-sequence."""
     hold: int = HOLD_WINDOW
-    _waiting: dict[int, tuple[Telecommand, float]] = field(default_factory=dict)
-    """By count: a TC waiting for the counts before it, and when it began to wait."""
+    _waiting: dict[int, tuple[T, float]] = field(default_factory=dict)
+    """By count: an accepted TC waiting for the counts before it, and since when."""
     _arrived: set[int] = field(default_factory=set)
-    """Counts ahead of ``expected`` already handled (TCs that do not wait)."""
-    copies_dropped: int = 0
-    """Copies of waiting TCs dropped."""
+    """Counts ahead of ``expected`` already handled at once."""
     waited: int = 0
     """TCs that waited for an earlier count."""
     starts: int = 0
     """Start-sequences run."""
-    gap_due: bool = False
-    """A TC has just begun to wait for a missing count, or a copy of one waiting came:
-    the host should hear which count is missing (``take_gap``)."""
-    _gap_trigger: int = 0
+    _gap: tuple[int, int] | None = None
+    """(missing count, count that arrived) for the next gap report, if one is due."""
 
     @property
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def start(self, count: int) -> int:
-        """A start-sequence with ``count``: expect ``count + 1`` next; drop the TCs waiting.
-        How many were dropped."""
-        dropped = len(self._waiting)
+    def start(self, count: int) -> list[T]:
+        """A start-sequence with ``count`` ran: expect ``count + 1`` next. The TCs still
+        waiting, in count order, to start now."""
+        leftovers = [self._waiting[c][0] for c in self._by_distance(self._waiting)]
         self._waiting.clear()
         self._arrived.clear()
+        self._gap = None
         self.expected = (count + 1) % SEQ_COUNT_MODULO
         self.starts += 1
-        return dropped
+        return leftovers
 
-    def arrive(self, tc: Telecommand, now: float, *, handle_now: bool = False) -> list[Telecommand]:
-        """``tc`` passed the receipt checks: the TCs to handle now, in order (none while it
-        waits; more than it when it fills a gap)."""
+    def arrive(self, count: int, item: T, now: float) -> list[T]:
+        """An accepted TC with ``count``: what starts now, in order (none while it waits;
+        more than it when it fills a gap)."""
         if self.expected is None:
-            return [tc]
-        ahead = seq_diff(tc.seq_count, self.expected)
+            return [item]
+        ahead = seq_diff(count, self.expected)
         if ahead == 0:
             self._advance()
-            return [tc, *self._release()]
+            return [item, *self._release()]
         if not 0 < ahead <= self.hold:
-            return [tc]
-        if handle_now:
-            self._arrived.add(tc.seq_count)
-            return [tc]
-        earlier = self._waiting.get(tc.seq_count)
-        self.gap_due, self._gap_trigger = True, tc.seq_count
-        if earlier is not None and bytes(earlier[0].raw) == bytes(tc.raw):
-            self.copies_dropped += 1
-            return []
-        self._waiting[tc.seq_count] = (tc, now)
+            return [item]
+        self._waiting[count] = (item, now)
         self.waited += 1
+        self._gap = (self.expected, count)
+        return []
+
+    def passed(self, count: int) -> list[T]:
+        """A TC with ``count`` was handled at once: what starts now that its count arrived."""
+        if self.expected is None:
+            return []
+        ahead = seq_diff(count, self.expected)
+        if ahead == 0:
+            self._advance()
+            return self._release()
+        if 0 < ahead <= self.hold:
+            if count in self._waiting:
+                self._gap = (self.expected, count)  # the host resends it: it lacks the gap
+            else:
+                self._arrived.add(count)
         return []
 
     def take_gap(self) -> tuple[int, int, int] | None:
-        """(missing count, count of the TC that arrived ahead of it, TCs waiting) when the
-        host should hear it (``gap_due``), once; else None."""
-        if not self.gap_due or self.expected is None or not self._waiting:
-            self.gap_due = False
+        """(missing count, count that arrived ahead of it, TCs waiting) once, when the host
+        should hear it; else None."""
+        gap, self._gap = self._gap, None
+        if gap is None or not self._waiting:
             return None
-        self.gap_due = False
-        return self.expected, self._gap_trigger, len(self._waiting)
+        return gap[0], gap[1], len(self._waiting)
 
     def deadline(self, gap_timeout_s: float) -> float | None:
         """When the gap in front of the waiting TCs is skipped (None: none waits)."""
@@ -114,16 +125,15 @@ class InOrder:
             return None
         return min(since for _, since in self._waiting.values()) + gap_timeout_s
 
-    def expire(self, now: float, gap_timeout_s: float) -> tuple[Gap, list[Telecommand]] | None:
-        """Skip the gap when its time has come: the gap and the TCs to handle, in order."""
+    def expire(self, now: float, gap_timeout_s: float) -> tuple[Gap, list[T]] | None:
+        """Skip the gap when its time has come: the gap and the TCs to start, in order."""
         due = self.deadline(gap_timeout_s)
         if due is None or now < due or self.expected is None:
             return None
         first = self.expected
-        nearest = min(self._waiting, key=lambda c: seq_diff(c, first))
-        missing = seq_diff(nearest, first) - sum(
-            1 for c in self._arrived if 0 <= seq_diff(c, first) < seq_diff(nearest, first)
-        )
+        nearest = self._by_distance(self._waiting)[0]
+        span = seq_diff(nearest, first)
+        missing = span - sum(1 for c in self._arrived if 0 <= seq_diff(c, first) < span)
         held = len(self._waiting)
         self.expected = nearest
         self._arrived = {c for c in self._arrived if seq_diff(c, nearest) > 0}
@@ -133,6 +143,12 @@ class InOrder:
         """The waiting TCs are lost with the volatile memory; the expected count stays."""
         self._waiting.clear()
         self._arrived.clear()
+        self._gap = None
+
+    def _by_distance(self, counts: dict[int, object]) -> list[int]:
+        """``counts`` in the order they follow the expected count."""
+        first = self.expected or 0
+        return sorted(counts, key=lambda c: seq_diff(c, first))
 
     def _advance(self) -> None:
         assert self.expected is not None
@@ -141,9 +157,9 @@ class InOrder:
             self._arrived.discard(self.expected)
             self.expected = (self.expected + 1) % SEQ_COUNT_MODULO
 
-    def _release(self) -> list[Telecommand]:
+    def _release(self) -> list[T]:
         """The waiting TCs whose turn has come, in order, moving the expected count on."""
-        out: list[Telecommand] = []
+        out: list[T] = []
         while self.expected in self._waiting:
             out.append(self._waiting.pop(self.expected)[0])
             self._advance()

@@ -11,7 +11,6 @@ from protocol.payloads import Reader, pack_outcomes, read_outcome_query
 from protocol.request_id import RequestId
 
 if TYPE_CHECKING:
-    from firmware_sim.ordering import InOrder
     from firmware_sim.requests import RequestMemory
     from firmware_sim.services.verification import Request
     from firmware_sim.telemetry import TmSender
@@ -19,17 +18,13 @@ if TYPE_CHECKING:
 
 class OutcomeService:
     """TC[149,1], answered by TM[149,2] in every mode from the request memory; TC[149,3],
-    the start of in-order execution from its own sequence count."""
+    the start of in-order execution from its own sequence count, which the dispatcher
+    acts on once it completed (``firmware_sim.dispatcher``)."""
 
-    def __init__(
-        self, memory: RequestMemory, order: InOrder, tm: TmSender, now: Callable[[], float],
-        log: Callable[[str], None],
-    ) -> None:  # fmt: skip
+    def __init__(self, memory: RequestMemory, tm: TmSender, now: Callable[[], float]) -> None:
         self.memory = memory
-        self.order = order
         self.tm = tm
         self.now = now
-        self.log = log
 
     def accept(self, subtype: int, data: bytes) -> list[RequestId]:
         if subtype == OutcomeSubtype.START_SEQUENCE:
@@ -42,11 +37,6 @@ class OutcomeService:
 
     def execute(self, subtype: int, request: list[RequestId], req: Request) -> None:
         if subtype == OutcomeSubtype.START_SEQUENCE:
-            dropped = self.order.start(req.tc.seq_count)
-            self.log(
-                f"in-order execution from sequence count {self.order.expected}"
-                + (f"; {dropped} TC(s) waiting dropped" if dropped else "")
-            )
             req.complete(self.now())
             return
         outcomes = [self.memory.outcome(rid) for rid in request]

@@ -43,6 +43,10 @@ class Request:
         return self.last_subtype >= V.START_SUCCESS and self.last_subtype != V.START_FAILURE
 
     @property
+    def completed(self) -> bool:
+        return self.last_subtype == V.COMPLETION_SUCCESS and self.failure_code == 0
+
+    @property
     def finished(self) -> bool:
         """A failure was reported or the request completed."""
         return self.failure_code != 0 or self.last_subtype == V.COMPLETION_SUCCESS
