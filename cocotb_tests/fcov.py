@@ -19,6 +19,7 @@ builds can hit each one: shapes are classed against the build's own N.
 from __future__ import annotations
 
 import argparse
+import ast
 import atexit
 import os
 import sys
@@ -279,9 +280,14 @@ def sample_job(d: Descriptor, dump) -> None:
         _saturation("below_minus_128")
 
 
+def code_name(code: int) -> str:
+    """An ERR_CODE by name; a value no job sets (an upset status) matches no bin."""
+    return ErrCode(code).name if code in ErrCode._value2member_map_ else f"invalid {code}"
+
+
 def sample_outcome(code: int) -> None:
     """A job's ERR_CODE as the sequencer set it in its DONE cycle."""
-    _outcome(ErrCode(code).name)
+    _outcome(code_name(code))
 
 
 def sample_start(busy: bool, done: bool, code: int) -> None:
@@ -289,7 +295,7 @@ def sample_start(busy: bool, done: bool, code: int) -> None:
     if busy:
         _start("while_busy")
     elif done:
-        _start(f"after_{ErrCode(code).name}")
+        _start(f"after_{code_name(code)}")
     else:
         _start("after_cleared")
 
@@ -359,9 +365,16 @@ def merge(files: Iterable[Path]) -> dict[str, dict[str, int]]:
     return hits
 
 
+def label(b: str) -> str:
+    """A bin as the report names it: a cross's pair of bins as ``a x b``."""
+    if b.startswith("("):
+        return " x ".join(str(part) for part in ast.literal_eval(b))
+    return b
+
+
 def missed(hits: dict[str, dict[str, int]]) -> dict[str, list[str]]:
     """The bins never hit, by cover item (items with none left out)."""
-    return {name: [b for b, n in bins.items() if not n] for name, bins in hits.items()
+    return {name: [label(b) for b, n in bins.items() if not n] for name, bins in hits.items()
             if not all(bins.values())}  # fmt: skip
 
 
@@ -379,7 +392,7 @@ def markdown(hits: dict[str, dict[str, int]], files: int) -> str:
         "| --- | --- | --- |",
     ]
     for name, bins in hits.items():
-        never = [b for b, n in bins.items() if not n]
+        never = [label(b) for b, n in bins.items() if not n]
         got = len(bins) - len(never)
         lines.append(f"| `{name}` | {got} / {len(bins)} | {', '.join(never) or '-'} |")
     return "\n".join(lines) + "\n"

@@ -110,7 +110,7 @@ class SccTb:
         (memory kept on both)."""
         if self.dut.rst_ni.value.is_resolvable and int(self.dut.rst_ni.value):
             await FallingEdge(self.dut.clk_i)
-            fcov.sample_reset("hard", int(self.dut.u_seq.state.value))
+            fcov.sample_reset("hard", self._signals("u_seq.state")["u_seq.state"])
         self.dut.rst_ni.value = 0
         await ClockCycles(self.dut.clk_i, 2)
         self.dut.rst_ni.value = 1
@@ -154,12 +154,12 @@ class SccTb:
                 job = self._descriptor()
             if now["u_seq.done_o"] == 1 and before["u_seq.done_o"] == 0:
                 fcov.sample_outcome(now["u_seq.err_code_o"])
-                if job is not None and now["u_seq.err_code_o"] == 0:
+                if job is not None and now["u_seq.err_code_o"] == 0 and job.valid():
                     fcov.sample_job(job, self.model.dump)
                 job = None
             if now["irq_o"] == 1 and before["irq_o"] == 0:
                 rose_with_done = before["u_seq.done_o"] == 0
-                fcov.sample_irq(True, f"done_{accel.ErrCode(now['u_seq.err_code_o']).name}"
+                fcov.sample_irq(True, f"done_{fcov.code_name(now['u_seq.err_code_o'])}"
                                 if rose_with_done else "irq_en_set_while_done")  # fmt: skip
             elif now["irq_o"] == 0 and before["irq_o"] == 1:
                 if now["rst_ni"] == 0:
