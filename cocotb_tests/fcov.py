@@ -329,8 +329,17 @@ def export(path: str | os.PathLike | None = None) -> None:
     coverage.coverage_db.export_to_yaml(str(path))
 
 
-# The simulator ends the process after its last test: the database is written then.
-atexit.register(export)
+_recording = False
+
+
+def record() -> None:
+    """Write this process's database when it ends (the simulator ends it after its last
+    test); a testbench that samples calls this, so a run that samples nothing leaves no
+    file."""
+    global _recording
+    if not _recording:
+        atexit.register(export)
+        _recording = True
 
 
 # ---- merging and the report -------------------------------------------------------------

@@ -61,6 +61,7 @@ class SccTb:
         self.log = logging.getLogger("cocotb.tb")
         self.rng = random.Random(cocotb.RANDOM_SEED)
         self.log.info("seed %d, parameters %s", cocotb.RANDOM_SEED, p)
+        fcov.record()
         self.model = accel.Accelerator(
             n=self.n,
             bank_words=self.bank_words,
