@@ -79,6 +79,7 @@ class SccTb:
             AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk_i, dut.rst_ni, reset_active_level=False
         )
         self.checker = AxiLiteChecker(dut, dut.clk_i, dut.rst_ni)
+        self._handles: dict[str, object] = {}
         self.axil.write_if.log.setLevel(logging.WARNING)
         self.axil.read_if.log.setLevel(logging.WARNING)
         if stall:
@@ -124,9 +125,12 @@ class SccTb:
         """Single values of RTL signals by path below scc_top; an unknown one reads -1."""
         values = {}
         for name in names:
-            handle = self.dut
-            for part in name.split("."):
-                handle = getattr(handle, part)
+            handle = self._handles.get(name)
+            if handle is None:
+                handle = self.dut
+                for part in name.split("."):
+                    handle = getattr(handle, part)
+                self._handles[name] = handle
             value = handle.value
             values[name] = int(value) if value.is_resolvable else -1
         return values
@@ -208,6 +212,9 @@ class SccTb:
         while True:
             await First(regs.corr_inc_i.value_change, regs.uncorr_inc_i.value_change)
             await ReadOnly()
+            if self._signals("u_regs.corr_inc_i", "u_regs.uncorr_inc_i") == {
+                "u_regs.corr_inc_i": 0, "u_regs.uncorr_inc_i": 0}:  # fmt: skip
+                continue  # the cycle after an error
             r = self._signals("u_seq.busy_o", "u_seq.state", "u_spm.rd_pend_q",
                               *([scrub_state] if scrub_state else []))  # fmt: skip
             for bank in (0, 1):
@@ -226,22 +233,22 @@ class SccTb:
                 fcov.sample_ecc(where, double == 1)
 
     async def _watch_voters(self) -> None:
-        """Each TMR voter that saw its copies disagree (with TMR)."""
+        """Each TMR voter that saw its copies disagree (with TMR). A voter is watched until
+        its first disagreement: a copy held stuck disagrees in every cycle, and watching it
+        on would cost Python in every cycle for a bin already hit."""
         if not self.tmr:
             return
         voters = {name: getattr(self.dut.u_regs, f"u_{name.lower()}").mismatch_o
                   for name in CONFIG_STORAGE}  # fmt: skip
         voters |= {f"seq.{name}": getattr(self.dut.u_seq, f"u_{name}").mismatch_o
                    for name in SEQ_WIDTHS}  # fmt: skip
-        before = {name: 0 for name in voters}
-        while True:
+        while voters:
             await First(*(v.value_change for v in voters.values()))
             await ReadOnly()
-            for name, voter in voters.items():
-                value = int(voter.value) if voter.value.is_resolvable else 0
-                if value and not before[name]:
+            for name, voter in list(voters.items()):
+                if voter.value.is_resolvable and int(voter.value):
                     fcov.sample_tmr(name)
-                before[name] = value
+                    del voters[name]
 
     # ---- bus ---------------------------------------------------------------
 
