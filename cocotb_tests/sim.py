@@ -87,8 +87,11 @@ def _build_and_test(
         seed=seed,
         build_dir=build_dir,
         test_dir=build_dir,
-        extra_env={PARAMS_ENV: json.dumps(parameters), "PYTHONPATH": rtl_sim.python_path(),
-                   fcov.FILE_ENV: str(coverage_db or "")},  # fmt: skip
+        extra_env={
+            PARAMS_ENV: json.dumps(parameters),
+            "PYTHONPATH": rtl_sim.python_path(),
+            fcov.FILE_ENV: str(coverage_db or ""),
+        },
         waves=waves,
         results_xml=str(results),
         plusargs=[f"+verilator+coverage+file+{build_dir / _coverage_file(test_module)}"]

@@ -160,6 +160,8 @@ class SccTb:
             if now["u_seq.done_o"] == 1 and before["u_seq.done_o"] == 0:
                 fcov.sample_outcome(now["u_seq.err_code_o"])
                 if job is not None and now["u_seq.err_code_o"] == 0 and job.valid():
+                    # Its operands from the model's scratchpad, which every test holds
+                    # equal to the RTL's (C overlaps none of them).
                     fcov.sample_job(job, self.model.dump)
                 job = None
             if now["irq_o"] == 1 and before["irq_o"] == 0:
@@ -182,16 +184,14 @@ class SccTb:
 
     def _descriptor(self) -> Descriptor:
         """The job the RTL's configuration registers describe."""
-        r = self._signals("u_regs.m_o", "u_regs.k_o", "u_regs.n_o", "u_regs.a_addr_o",
-                          "u_regs.b_addr_o", "u_regs.bias_addr_o", "u_regs.c_addr_o",
-                          "u_regs.bias_en_o", "u_regs.relu_o", "u_regs.out32_o",
-                          "u_regs.shift_o")  # fmt: skip
-        v = [r[k] for k in r]
+        outputs = ("m", "k", "n", "a_addr", "b_addr", "bias_addr", "c_addr", "bias_en", "relu",
+                   "out32", "shift")  # fmt: skip
+        v = list(self._signals(*(f"u_regs.{o}_o" for o in outputs)).values())
         return Descriptor(self.n, self.bank_words, *v[:7], bool(v[7]), bool(v[8]), bool(v[9]),
                           v[10])  # fmt: skip
 
     async def _watch_ctrl_writes(self) -> None:
-        """A START written while a job runs (which the chip ignores)."""
+        """A START written while a job runs (which the chip ignores; ``start_o`` stays low)."""
         regs = self.dut.u_regs
         while True:
             await RisingEdge(regs.req_i)
@@ -215,7 +215,7 @@ class SccTb:
             if self._signals("u_regs.corr_inc_i", "u_regs.uncorr_inc_i") == {
                 "u_regs.corr_inc_i": 0, "u_regs.uncorr_inc_i": 0}:  # fmt: skip
                 continue  # the cycle after an error
-            r = self._signals("u_seq.busy_o", "u_seq.state", "u_spm.rd_pend_q",
+            r = self._signals("u_seq.busy_o", "u_seq.state",
                               *([scrub_state] if scrub_state else []))  # fmt: skip
             for bank in (0, 1):
                 b = self._signals(f"u_spm.u_bank{bank}.rvalid_o", f"u_spm.u_bank{bank}.single_o",
@@ -464,4 +464,3 @@ class SccTb:
                 await FallingEdge(self.dut.clk_i)
                 self.deposit(sites)
         assert not pending, f"job ended before the fault points {sorted(pending)}"
-

@@ -432,8 +432,8 @@ async def soft_reset_latency(tb: SccTb) -> int:
     reaches the registers (the bus idle); the model resets with the chip."""
     dut = tb.dut
     await FallingEdge(dut.clk_i)
-    write = cocotb.start_soon(tb.axil.write(int(Reg.CTRL), int(accel.Ctrl.SOFT_RESET).to_bytes(4,
-                                                                                      "little")))
+    soft_reset = int(accel.Ctrl.SOFT_RESET).to_bytes(4, "little")
+    write = cocotb.start_soon(tb.axil.write(int(Reg.CTRL), soft_reset))
     edges = 0
     while True:
         await ReadOnly()
@@ -489,8 +489,12 @@ async def reset_in_every_sequencer_state(dut):
                 assert latency is not None
                 await tb.start_job()
                 d = tb.model.descriptor()
-                x = {"BIAS": d.bias_start(1) + 2, "STREAM": d.stream_start(1) + 2,
-                     "FLUSH": d.flush_start + 1, "DONE": tb.model.last_job.cycles - 1}[name]
+                x = {
+                    "BIAS": d.bias_start(1) + 2,
+                    "STREAM": d.stream_start(1) + 2,
+                    "FLUSH": d.flush_start + 1,
+                    "DONE": tb.model.last_job.cycles - 1,
+                }[name]
                 while True:  # CYCLES reads j in job cycle j
                     await FallingEdge(dut.clk_i)
                     now = int(dut.u_regs.cycles_q.value)
