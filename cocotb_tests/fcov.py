@@ -98,7 +98,13 @@ STARTS = [f"after_{code}" for code in OUTCOMES] + ["after_cleared", "while_busy"
 
 #: Who read a scratchpad word, and which part of the scratchpad: a job's operand regions,
 #: the scrubber's and the bus's banks.
-JOB_REGIONS = ["a", "b", "bias"]
+JOB_REGIONS = [
+    name
+    for name, _, _ in Descriptor(
+        n=2, bank_words=2, m=1, k=1, ncols=1, a_addr=0, b_addr=0, bias_addr=0, c_addr=0,
+        bias_en=True, relu=False, out_int32=False, shift=0,
+    ).regions()
+]  # fmt: skip
 ECC_WHERE = [f"job.{r}" for r in JOB_REGIONS] + [
     f"{reader}.bank{bank}" for reader in ("scrubber", "bus") for bank in (0, 1)
 ]
@@ -237,6 +243,7 @@ def epilogue_mode(bias_en: bool, relu: bool, out_int32: bool) -> str:
 
 
 def shift_class(shift: int) -> str:
+    """EPILOGUE.SHIFT against its range (``SHIFT_CLASSES``)."""
     return "zero" if shift == 0 else "largest" if shift == SHIFT_LARGEST else "between"
 
 
@@ -252,8 +259,8 @@ def operands(d: Descriptor, dump) -> tuple[np.ndarray, np.ndarray, np.ndarray | 
 
 
 def sample_job(d: Descriptor, dump) -> None:
-    """A job that ran to its end with ERR_CODE NONE: its shape against N, epilogue, shift,
-    saturation and operand extremes."""
+    """A job that ran to its end with ERR_CODE NONE: its shape against N, epilogue and
+    operand extremes, and with int8 output its shift and whether it saturated."""
     _dim_m(dim_class(d.m, d.n))
     _dim_k(dim_class(d.k, d.n))
     _dim_n(dim_class(d.ncols, d.n))
