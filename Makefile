@@ -29,8 +29,11 @@ verilator:
 chromium:
 	@tools/ensure-tool.sh chromium chromium
 
+# Every test; then the functional coverage of the cocotb runs (results/fcov/) is merged into
+# results/functional-coverage.md, and a declared bin never hit fails the target.
 test: venv iverilog chromium
 	$(PY) -m pytest -n $(JOBS) --junitxml=results/junit.xml
+	$(PY) -m cocotb_tests.fcov report
 
 lint: venv verilator
 	PY=$(PY) hdl/lint.sh

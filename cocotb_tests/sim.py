@@ -14,6 +14,7 @@ import random
 from collections.abc import Mapping
 from pathlib import Path
 
+from cocotb_tests import fcov
 from testbed import rtl_sim
 from testbed.rtl_sim import BUILD_ROOT, ROOT
 
@@ -45,10 +46,11 @@ def run(
         tag = f"{tag}-coverage"
     seed = int(os.environ.get("COCOTB_RANDOM_SEED", random.randrange(1 << 31)))
     RESULTS.mkdir(exist_ok=True)
-    results = RESULTS / f"{tag}-{test_module.rsplit('.', 1)[-1]}.xml"
+    name = f"{tag}-{test_module.rsplit('.', 1)[-1]}"
+    results = RESULTS / f"{name}.xml"
     try:
         _build_and_test(toplevel, test_module, parameters, testcase, seed, BUILD_ROOT / tag,
-                        results)  # fmt: skip
+                        results, fcov.FCOV_DIR / f"{name}.yml")  # fmt: skip
     except SystemExit as failure:
         waves_dir = BUILD_ROOT / f"{tag}-waves"
         try:
@@ -70,9 +72,11 @@ def _build_and_test(
     seed: int,
     build_dir: Path,
     results: Path,
+    coverage_db: Path | None = None,
     waves: bool = False,
 ) -> None:
-    """One build directory per parameter set; raises SystemExit when a test fails."""
+    """One build directory per parameter set; raises SystemExit when a test fails. The run
+    writes its functional coverage to ``coverage_db`` (none from a replay)."""
     runner = rtl_sim.build(toplevel, parameters, build_dir, waves=waves,
                            simulator=os.environ.get(SIMULATOR_ENV, "icarus"),
                            coverage=coverage())  # fmt: skip
@@ -83,7 +87,11 @@ def _build_and_test(
         seed=seed,
         build_dir=build_dir,
         test_dir=build_dir,
-        extra_env={PARAMS_ENV: json.dumps(parameters), "PYTHONPATH": rtl_sim.python_path()},
+        extra_env={
+            PARAMS_ENV: json.dumps(parameters),
+            "PYTHONPATH": rtl_sim.python_path(),
+            fcov.FILE_ENV: str(coverage_db or ""),
+        },
         waves=waves,
         results_xml=str(results),
         plusargs=[f"+verilator+coverage+file+{build_dir / _coverage_file(test_module)}"]

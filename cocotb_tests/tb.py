@@ -13,19 +13,30 @@ import random
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge, with_timeout
+from cocotb.triggers import (
+    ClockCycles,
+    FallingEdge,
+    First,
+    ReadOnly,
+    RisingEdge,
+    with_timeout,
+)
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 
+from cocotb_tests import fcov
 from cocotb_tests.axil_checker import AxiLiteChecker
 from cocotb_tests.sim import hdl_parameters
 from firmware_sim import accel
+from firmware_sim.accel.job import Descriptor
 from firmware_sim.accel.layout import Cell, Layout
-from firmware_sim.accel.regs import Reg
+from firmware_sim.accel.regs import CONFIG_STORAGE, SEQ_WIDTHS, Ctrl, Reg
 from firmware_sim.accel.secded import code_for
 from testbed.sitemap_builds import bus_parts
 
 #: Sequencer state codes of scc_seq.v that a job point can name.
 STATE_PHASE = {2: "bias", 3: "stream", 4: "flush"}
+#: The scrubber's state (scc_scrub.v) in the cycle its read's word is decoded.
+SCRUB_FIX = 2
 
 SPM_BASE = 0x80000
 
@@ -50,6 +61,7 @@ class SccTb:
         self.log = logging.getLogger("cocotb.tb")
         self.rng = random.Random(cocotb.RANDOM_SEED)
         self.log.info("seed %d, parameters %s", cocotb.RANDOM_SEED, p)
+        fcov.record()
         self.model = accel.Accelerator(
             n=self.n,
             bank_words=self.bank_words,
@@ -67,6 +79,7 @@ class SccTb:
             AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk_i, dut.rst_ni, reset_active_level=False
         )
         self.checker = AxiLiteChecker(dut, dut.clk_i, dut.rst_ni)
+        self._handles: dict[str, object] = {}
         self.axil.write_if.log.setLevel(logging.WARNING)
         self.axil.read_if.log.setLevel(logging.WARNING)
         if stall:
@@ -86,18 +99,156 @@ class SccTb:
         model (the simulator keeps memory from one test to the next)."""
         Clock(self.dut.clk_i, 10, unit="ns").start()
         self.checker.start()
+        for monitor in (self._watch_control, self._watch_ctrl_writes, self._watch_ecc,
+                        self._watch_voters):  # fmt: skip
+            cocotb.start_soon(monitor())
         for bank in range(2):
             for row in range(self.layout.rows):
                 self._row(bank, row).value = 0
         await self.hard_reset()
 
     async def hard_reset(self) -> None:
-        """Pulse rst_ni; the model resets alike (memory kept on both)."""
+        """Pulse rst_ni (from a falling edge once out of reset); the model resets alike
+        (memory kept on both)."""
+        if self.dut.rst_ni.value.is_resolvable and int(self.dut.rst_ni.value):
+            await FallingEdge(self.dut.clk_i)
+            fcov.sample_reset("hard", self._signals("u_seq.state")["u_seq.state"])
         self.dut.rst_ni.value = 0
         await ClockCycles(self.dut.clk_i, 2)
         self.dut.rst_ni.value = 1
         await ClockCycles(self.dut.clk_i, 2)
         self.model.reset()
+
+    # ---- functional coverage (cocotb_tests.fcov): what the RTL did -------------
+
+    def _signals(self, *names: str) -> dict[str, int]:
+        """Single values of RTL signals by path below scc_top; an unknown one reads -1."""
+        values = {}
+        for name in names:
+            handle = self._handles.get(name)
+            if handle is None:
+                handle = self.dut
+                for part in name.split("."):
+                    handle = getattr(handle, part)
+                self._handles[name] = handle
+            value = handle.value
+            values[name] = int(value) if value.is_resolvable else -1
+        return values
+
+    async def _watch_control(self) -> None:
+        """STARTs taken, jobs started and ended, resets, and the edges of irq_o."""
+        dut, seq, regs = self.dut, self.dut.u_seq, self.dut.u_regs
+        names = ("irq_o", "rst_ni", "soft_rst_q", "u_regs.start_o", "u_regs.soft_reset_o",
+                 "u_regs.irq_en_o", "u_seq.job_start_o", "u_seq.done_o", "u_seq.busy_o",
+                 "u_seq.err_code_o", "u_seq.state")  # fmt: skip
+        watched = (dut.irq_o, dut.rst_ni, regs.start_o, regs.soft_reset_o, regs.irq_en_o,
+                   seq.job_start_o, seq.done_o)  # fmt: skip
+        before = self._signals(*names)
+        job: Descriptor | None = None
+        while True:
+            await First(*(s.value_change for s in watched))
+            await ReadOnly()
+            now = self._signals(*names)
+            if now["u_regs.soft_reset_o"] == 1 and before["u_regs.soft_reset_o"] != 1:
+                fcov.sample_reset("soft", now["u_seq.state"])
+            if now["rst_ni"] == 0 or now["soft_rst_q"] == 1:
+                job = None
+            if now["u_regs.start_o"] == 1 and before["u_regs.start_o"] != 1:
+                fcov.sample_start(False, now["u_seq.done_o"] == 1, now["u_seq.err_code_o"])
+            if now["u_seq.job_start_o"] == 1 and before["u_seq.job_start_o"] != 1:
+                job = self._descriptor()
+            if now["u_seq.done_o"] == 1 and before["u_seq.done_o"] == 0:
+                fcov.sample_outcome(now["u_seq.err_code_o"])
+                if job is not None and now["u_seq.err_code_o"] == 0 and job.valid():
+                    # Its operands from the model's scratchpad, which every test holds
+                    # equal to the RTL's (C overlaps none of them).
+                    fcov.sample_job(job, self.model.dump)
+                job = None
+            if now["irq_o"] == 1 and before["irq_o"] == 0:
+                rose_with_done = before["u_seq.done_o"] == 0
+                fcov.sample_irq(True, f"done_{fcov.code_name(now['u_seq.err_code_o'])}"
+                                if rose_with_done else "irq_en_set_while_done")  # fmt: skip
+            elif now["irq_o"] == 0 and before["irq_o"] == 1:
+                if now["rst_ni"] == 0:
+                    cause = "hard_reset"
+                elif now["soft_rst_q"] == 1:
+                    cause = "soft_reset"
+                elif now["u_regs.irq_en_o"] == 0:
+                    cause = "irq_en_cleared"
+                elif now["u_seq.busy_o"] == 1:
+                    cause = "start"
+                else:
+                    cause = "status_w1c"
+                fcov.sample_irq(False, cause)
+            before = now
+
+    def _descriptor(self) -> Descriptor:
+        """The job the RTL's configuration registers describe."""
+        outputs = ("m", "k", "n", "a_addr", "b_addr", "bias_addr", "c_addr", "bias_en", "relu",
+                   "out32", "shift")  # fmt: skip
+        v = list(self._signals(*(f"u_regs.{o}_o" for o in outputs)).values())
+        return Descriptor(self.n, self.bank_words, *v[:7], bool(v[7]), bool(v[8]), bool(v[9]),
+                          v[10])  # fmt: skip
+
+    async def _watch_ctrl_writes(self) -> None:
+        """A START written while a job runs (which the chip ignores; ``start_o`` stays low)."""
+        regs = self.dut.u_regs
+        while True:
+            await RisingEdge(regs.req_i)
+            await ReadOnly()
+            r = self._signals("u_regs.we_i", "u_regs.addr_i", "u_regs.wdata_i", "u_seq.busy_o")
+            if (r["u_regs.we_i"] == 1 and r["u_regs.addr_i"] == int(Reg.CTRL)
+                    and r["u_regs.wdata_i"] & Ctrl.START and r["u_seq.busy_o"] == 1):  # fmt: skip
+                fcov.sample_start(True, False, 0)
+
+    async def _watch_ecc(self) -> None:
+        """Each decoded read with an error: the bank, who read it and, for a job, which
+        operand (by the sequencer's phase: BIAS reads the bias, STREAM A from bank 0 and
+        B from bank 1)."""
+        if not self.ecc:
+            return
+        regs = self.dut.u_regs
+        scrub_state = "g_scrub.u_scrub.state_q" if self.scrub else None
+        while True:
+            await First(regs.corr_inc_i.value_change, regs.uncorr_inc_i.value_change)
+            await ReadOnly()
+            if self._signals("u_regs.corr_inc_i", "u_regs.uncorr_inc_i") == {
+                "u_regs.corr_inc_i": 0, "u_regs.uncorr_inc_i": 0}:  # fmt: skip
+                continue  # the cycle after an error
+            r = self._signals("u_seq.busy_o", "u_seq.state",
+                              *([scrub_state] if scrub_state else []))  # fmt: skip
+            for bank in (0, 1):
+                b = self._signals(f"u_spm.u_bank{bank}.rvalid_o", f"u_spm.u_bank{bank}.single_o",
+                                  f"u_spm.u_bank{bank}.double_o")  # fmt: skip
+                valid, single, double = b.values()
+                if valid != 1 or (single, double) == (0, 0):
+                    continue
+                if r["u_seq.busy_o"] == 1:
+                    phase = STATE_PHASE.get(r["u_seq.state"])
+                    where = "job.bias" if phase == "bias" else f"job.{'ab'[bank]}"
+                elif scrub_state and r[scrub_state] == SCRUB_FIX:
+                    where = f"scrubber.bank{bank}"
+                else:
+                    where = f"bus.bank{bank}"
+                fcov.sample_ecc(where, double == 1)
+
+    async def _watch_voters(self) -> None:
+        """Each TMR voter that saw its copies disagree (with TMR). A voter is watched until
+        its first disagreement: a copy held stuck disagrees in every cycle, and watching it
+        on would cost Python in every cycle for a bin already hit."""
+        if not self.tmr:
+            return
+        voters = {name: getattr(self.dut.u_regs, f"u_{name.lower()}").mismatch_o
+                  for name in CONFIG_STORAGE}  # fmt: skip
+        voters |= {f"seq.{name}": getattr(self.dut.u_seq, f"u_{name}").mismatch_o
+                   for name in SEQ_WIDTHS}  # fmt: skip
+        while voters:
+            await First(*(v.value_change for v in voters.values()))
+            await ReadOnly()
+            for name, voter in list(voters.items()):
+                if voter.value.is_resolvable and int(voter.value):
+                    fcov.sample_tmr(name)
+                    del voters[name]
 
     # ---- bus ---------------------------------------------------------------
 
@@ -110,6 +261,7 @@ class SccTb:
         assert int(rtl.resp) == int(expected), (
             f"write {addr:#07x}={value:#x}: RTL resp {int(rtl.resp)}, model {int(expected)}"
         )
+        fcov.sample_bus(True, addr, int(rtl.resp))
         return int(rtl.resp)
 
     async def write_lanes(self, addr: int, value: int, lanes: range) -> int:
@@ -127,6 +279,7 @@ class SccTb:
             f"write {addr:#07x} strobe {strobe:#06b}: RTL resp {int(rtl.resp)}, "
             f"model {int(expected)}"
         )
+        fcov.sample_bus(True, addr, int(rtl.resp))
         return int(rtl.resp)
 
     async def read(self, addr: int) -> int:
@@ -139,6 +292,7 @@ class SccTb:
             f"read {addr:#07x}: RTL {got:#x} resp {int(rtl.resp)}, "
             f"model {value:#x} resp {int(resp)}"
         )
+        fcov.sample_bus(False, addr, int(rtl.resp))
         return got
 
     async def write_word(self, word: int, data: int) -> None:
@@ -310,4 +464,3 @@ class SccTb:
                 await FallingEdge(self.dut.clk_i)
                 self.deposit(sites)
         assert not pending, f"job ended before the fault points {sorted(pending)}"
-

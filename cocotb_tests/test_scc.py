@@ -12,15 +12,16 @@ import cocotb
 import numpy as np
 import pytest
 from cocotb.handle import Force, Release
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
-from cocotb_tests import builds
+from cocotb_tests import builds, fcov
 from cocotb_tests.sim import SIMULATOR_ENV, hdl_parameters, run
 from cocotb_tests.tb import SPM_BASE, SccTb
 from firmware_sim import accel
 from firmware_sim.accel import Epilogue, ErrCode, Reg, Resp, Status
 from firmware_sim.accel.packing import words_to_int
 from firmware_sim.accel.reference import gemm_reference
+from firmware_sim.accel.regs import SEQ_WIDTHS
 
 #: Whether the build under simulation has the scrubber (its test is skipped otherwise).
 SCRUB = bool(hdl_parameters().get("SCRUB_EN", 1))
@@ -269,16 +270,54 @@ async def partial_writes_are_refused(dut):
 # ---- jobs -------------------------------------------------------------------------------
 
 
+#: Dimension classes against the array size N that constrained-random jobs cycle through
+#: (the largest dimension is the limits test's: it needs a large scratchpad).
+SHAPE_CLASSES = [c for c in fcov.DIM_CLASSES if c != "largest"]
+
+
+def dimension_in(cls: str, n: int, rng: np.random.Generator) -> int:
+    """A random dimension of class ``cls`` (``fcov.DIM_CLASSES``) against array size ``n``;
+    ``below_n`` with N = 2 (no such dimension) gives 1."""
+    if cls == "one" or (cls == "below_n" and n == 2):
+        return 1
+    if cls == "below_n":
+        return int(rng.integers(2, n))
+    if cls == "equal_n":
+        return n
+    if cls == "multiple_of_n":
+        return n * int(rng.integers(2, 4))
+    return n * int(rng.integers(1, 3)) + int(rng.integers(1, n))
+
+
+def constrained_shape(tb: SccTb, rng: np.random.Generator, i: int) -> tuple[int, int, int]:
+    """Job ``i``'s M, K, N: each from a class of ``SHAPE_CLASSES``, shifted by one per
+    dimension so that every class meets every dimension within five jobs; drawn again
+    until it fits the scratchpad."""
+    classes = [SHAPE_CLASSES[(i + d) % len(SHAPE_CLASSES)] for d in range(3)]
+    while True:
+        m, k, ncols = (dimension_in(c, tb.n, rng) for c in classes)
+        try:
+            accel.place_operands(tb.n, tb.bank_words, m, k, ncols, bias=True, out_int32=True)
+        except ValueError:
+            continue
+        return m, k, ncols
+
+
 @cocotb.test()
 async def random_jobs_match_model(dut):
-    """Back-to-back jobs of random shapes, values and epilogues, including 1 x 1 x 1."""
+    """Back-to-back jobs, constrained random: 1 x 1 x 1, then every epilogue mode once (in a
+    random order, random shift) on shapes whose dimensions go through every class against
+    the array size, with random values (extremes well represented)."""
     tb = SccTb(dut)
     await tb.start()
     rng = np.random.default_rng(cocotb.RANDOM_SEED)
-    shapes = [(1, 1, 1), (tb.n, tb.n, tb.n), (tb.n + 1, 3, 2 * tb.n - 1)]
-    shapes += [random_shape(tb, rng) for _ in range(4)]
-    for i, (m, k, ncols) in enumerate(shapes):
-        job = Job(tb, m, k, ncols, seed=int(rng.integers(1 << 30)))
+    modes = rng.permutation(len(fcov.EPILOGUE_MODES))
+    jobs = [((1, 1, 1), int(rng.integers(len(modes))))]
+    jobs += [(constrained_shape(tb, rng, i), int(mode)) for i, mode in enumerate(modes)]
+    for i, ((m, k, ncols), mode) in enumerate(jobs):
+        flags = {f.name.lower(): bool(mode & f) for f in fcov.EPILOGUE_FLAGS}
+        job = Job(tb, m, k, ncols, seed=int(rng.integers(1 << 30)), bias=flags["bias_en"],
+                  relu=flags["relu"], out_int32=flags["out_int32"])  # fmt: skip
         tb.log.info("job %d: %d x %d x %d, epilogue %#x", i, m, k, ncols, job.epilogue)
         await job.program(tb)
         await tb.start_job()
@@ -351,6 +390,268 @@ async def reset_in_the_middle_of_a_job(dut):
         await job.program(tb)
         await tb.start_job()
         await job_done(tb)
+
+
+#: The directed tests of every sequencer state, chained jobs, ECC readers and sequencer
+#: voters run on one build that has every protection (their bins need no other).
+EVERY_PROTECTION = (
+    all(hdl_parameters().get(p, 1) for p in ("ECC_EN", "SCRUB_EN", "TMR_EN"))
+    and hdl_parameters().get("N") == 4
+    and hdl_parameters().get("INTERLEAVE", 1) == 1
+)
+
+
+def adopt_rtl_words(tb: SccTb, words: range) -> None:
+    """Tell the model what the RTL holds in ``words`` (C of a job a reset cut short: the
+    model ran it whole at START)."""
+    dw = 8 * tb.n
+    for word in words:
+        code = tb.codeword(word)
+        tb.model.poke(word, code & ((1 << dw) - 1), code >> dw if tb.ecc else None)
+
+
+async def until_state(tb: SccTb, state: int) -> None:
+    """Wait, cycle by cycle, for the sequencer to be in ``state`` (then at ReadOnly)."""
+    for _ in range(100_000):
+        await RisingEdge(tb.dut.clk_i)
+        await ReadOnly()
+        if int(tb.dut.u_seq.state.value) == state:
+            return
+    raise AssertionError(f"the sequencer never reached state {state}")
+
+
+async def state_at_soft_reset(tb: SccTb) -> int:
+    """The sequencer's state in the cycle the next SOFT_RESET reaches the registers."""
+    await RisingEdge(tb.dut.u_regs.soft_reset_o)
+    await ReadOnly()
+    return int(tb.dut.u_seq.state.value)
+
+
+async def soft_reset_latency(tb: SccTb) -> int:
+    """Clock edges from launching a SOFT_RESET write at a falling edge to the cycle it
+    reaches the registers (the bus idle); the model resets with the chip."""
+    dut = tb.dut
+    await FallingEdge(dut.clk_i)
+    soft_reset = int(accel.Ctrl.SOFT_RESET).to_bytes(4, "little")
+    write = cocotb.start_soon(tb.axil.write(int(Reg.CTRL), soft_reset))
+    edges = 0
+    while True:
+        await ReadOnly()
+        if int(dut.u_regs.soft_reset_o.value):
+            break
+        await RisingEdge(dut.clk_i)
+        edges += 1
+    assert int(dut.u_seq.state.value) == 0
+    await write
+    tb.model.bus_write(int(Reg.CTRL), int(accel.Ctrl.SOFT_RESET))
+    return edges
+
+
+@cocotb.test(skip=not EVERY_PROTECTION)
+async def reset_in_every_sequencer_state(dut):
+    """rst_ni in every sequencer state and SOFT_RESET in every state a bus write can reach
+    (not CHECK: a write reaches the registers three cycles after the START's at the
+    earliest), an interrupt pending in IDLE: registers reset, STATUS, CYCLES and MACS 0,
+    the memory outside C kept, C untouched in CHECK and whole in DONE, the next job right."""
+    tb = SccTb(dut)
+    await tb.start()
+    job = Job(tb, 2 * tb.n + 1, 2 * tb.n + 3, 2 * tb.n, seed=21, bias=True, out_int32=False)
+    c_words = range(job.place.c_addr, job.place.c_addr + job.place.c_words)
+    d = None
+    names = {v: k for k, v in fcov.SEQ_STATES.items()}
+    latency = None
+    for kind in fcov.RESETS:
+        for name in fcov.SEQ_STATES.values():
+            if (kind, name) in fcov.SOFT_RESET_NEVER:
+                continue
+            state = names[name]
+            tb.preload(dict.fromkeys(c_words, 0))
+            await job.program(tb)
+            if name == "IDLE":
+                # A finished job whose DONE is still set: its interrupt drops with the reset.
+                await tb.start_job()
+                await tb.wait_done()
+                assert int(dut.irq_o.value)
+            if kind == "hard":
+                if name == "CHECK":
+                    # The START's response is due in CHECK: the reset takes it, nobody waits.
+                    cocotb.start_soon(tb.axil.write(int(Reg.CTRL), b"\x01\0\0\0"))
+                    tb.model.run()
+                elif name != "IDLE":
+                    await tb.start_job()
+                if name != "IDLE":
+                    await until_state(tb, state)
+                await tb.hard_reset()
+                tb.model.reset()
+            elif name == "IDLE":
+                latency = await soft_reset_latency(tb)
+            else:
+                assert latency is not None
+                await tb.start_job()
+                d = tb.model.descriptor()
+                x = {
+                    "BIAS": d.bias_start(1) + 2,
+                    "STREAM": d.stream_start(1) + 2,
+                    "FLUSH": d.flush_start + 1,
+                    "DONE": tb.model.last_job.cycles - 1,
+                }[name]
+                while True:  # CYCLES reads j in job cycle j
+                    await FallingEdge(dut.clk_i)
+                    now = int(dut.u_regs.cycles_q.value)
+                    assert now < x - latency, f"too late for a SOFT_RESET in {name}"
+                    if now == x - latency - 1:
+                        break
+                seen = cocotb.start_soon(state_at_soft_reset(tb))
+                await FallingEdge(dut.clk_i)
+                await tb.write(int(Reg.CTRL), int(accel.Ctrl.SOFT_RESET))
+                assert await seen == state, f"SOFT_RESET missed {name}"
+            tb.log.info("%s reset in %s", kind, name)
+            assert await tb.read(int(Reg.STATUS)) == 0
+            assert await tb.read(int(Reg.CYCLES)) == 0 and await tb.read(int(Reg.MACS)) == 0
+            assert not int(dut.irq_o.value)
+            if name == "CHECK":
+                assert not any(tb.data_word(w) for w in c_words), "C written in CHECK"
+            if name in ("DONE", "IDLE"):
+                assert np.array_equal(job.c_of_rtl(tb), job.reference()), name
+            adopt_rtl_words(tb, c_words)
+            await tb.compare_registers()
+            tb.compare_memory()
+    await job.program(tb)
+    await tb.start_job()
+    await job_done(tb, job)
+
+
+@cocotb.test(skip=not EVERY_PROTECTION)
+async def back_to_back_jobs_and_the_interrupt(dut):
+    """Jobs chained without clearing DONE (after a clean one, a refused descriptor and an
+    ECC error), a START while a job runs (ignored: CYCLES is the one job's), and the
+    interrupt raised by each outcome and by IRQ_EN while DONE, dropped by IRQ_EN, START,
+    STATUS and reset."""
+    tb = SccTb(dut)
+    await tb.start()
+    job = Job(tb, tb.n + 1, 5, tb.n + 2, seed=31, bias=True, out_int32=False)
+    done = Status.DONE
+    await job.program(tb)
+    await tb.start_job()
+    await tb.wait_done()
+    assert await tb.read(int(Reg.STATUS)) == done
+    # IRQ_EN off and on again while DONE stays set.
+    await tb.write(int(Reg.IRQ_EN), 0)
+    assert not int(dut.irq_o.value)
+    await tb.write(int(Reg.IRQ_EN), 1)
+    assert int(dut.irq_o.value)
+    # A refused descriptor started with DONE still set: START drops the interrupt.
+    await tb.program(DIM_K=0)
+    await tb.start_job()
+    await tb.wait_done()
+    assert await tb.read(int(Reg.STATUS)) == done | Status.ERROR | ErrCode.DESCRIPTOR << 4
+    # An uncorrectable A word, started after the refusal.
+    await tb.program(DIM_K=job.k)
+    good = tb.codeword(job.place.a_addr)
+    await FallingEdge(dut.clk_i)
+    tb.upset(cells_of(tb, job.place.a_addr, [0, 1]))
+    await tb.start_job()
+    await tb.wait_done()
+    assert await tb.read(int(Reg.STATUS)) == done | Status.ERROR | ErrCode.ECC << 4
+    await FallingEdge(dut.clk_i)
+    tb.upset(cells_of(tb, job.place.a_addr, [0, 1]))
+    await RisingEdge(dut.clk_i)  # the deposit has landed
+    assert tb.codeword(job.place.a_addr) == good
+    # The clean job again after the ECC error, with a START while it runs.
+    await tb.start_job()
+    await ClockCycles(dut.clk_i, 4)
+    assert int(dut.u_seq.busy_o.value)
+    rtl = await tb.axil.write(int(Reg.CTRL), b"\x01\0\0\0")  # the model is not told
+    assert int(rtl.resp) == Resp.OKAY and int(dut.u_seq.busy_o.value)
+    await job_done(tb, job)  # CYCLES of one job; STATUS written 1s: the interrupt drops
+    assert not int(dut.irq_o.value)
+
+
+@cocotb.test(skip=not EVERY_PROTECTION)
+async def ecc_errors_by_every_reader_in_every_region(dut):
+    """A corrected and an uncorrectable word read by the bus and by the scrubber in each
+    bank, and by a job in A, B and the bias: each counted once in ECC_CORR or
+    ECC_UNCORR, a job ended with ECC by B and by the bias, the scrubber's single-bit words
+    repaired and its double-bit words left."""
+    tb = SccTb(dut)
+    await tb.start()
+    bw = tb.bank_words
+    await FallingEdge(dut.clk_i)
+
+    def flip(word: int, bits: int) -> list[accel.SpmCell]:
+        return cells_of(tb, word, tb.rng.sample(range(tb.cw), bits))
+
+    # The bus: words 10 and 11 of each bank, set right again after (a read corrects only
+    # what it returns).
+    bus = [(bank * bw + 10 + i, 1 + i) for bank in (0, 1) for i in (0, 1)]
+    cells = [c for word, bits in bus for c in flip(word, bits)]
+    tb.upset(cells)
+    for word, _ in bus:
+        await tb.read_word(word)
+    assert await tb.read(int(Reg.ECC_CORR)) == 2 and await tb.read(int(Reg.ECC_UNCORR)) == 2
+    await FallingEdge(dut.clk_i)
+    tb.upset(cells)
+    # The scrubber: words 100 and 101 of each bank, from word 0 into bank 1.
+    await tb.write(int(Reg.CTRL), int(accel.Ctrl.CLEAR_COUNTERS))
+    scrubbed = [(bank * bw + 100 + i, 1 + i) for bank in (0, 1) for i in (0, 1)]
+    good = {word: tb.codeword(word) for word, _ in scrubbed}
+    await FallingEdge(dut.clk_i)
+    tb.upset([c for word, bits in scrubbed for c in flip(word, bits)])
+    await tb.write(int(Reg.SCRUB_PERIOD), 1)
+    scrub = dut.g_scrub.u_scrub
+    while int(scrub.ptr_q.value) < bw + 102:
+        await ClockCycles(dut.clk_i, 64)
+    await tb.write(int(Reg.SCRUB_PERIOD), 0)
+    await ClockCycles(dut.clk_i, 4)
+    tb.model.scrub_steps(int(scrub.ptr_q.value))
+    await tb.compare_registers()
+    tb.compare_memory()
+    assert await tb.read(int(Reg.ECC_CORR)) == 2 and await tb.read(int(Reg.ECC_UNCORR)) == 2
+    for word, bits in scrubbed:
+        assert (tb.codeword(word) == good[word]) == (bits == 1), f"word {word}"
+    # A job: a single-bit error in A; a double-bit one in B, then in the bias.
+    await tb.write(int(Reg.CTRL), int(accel.Ctrl.CLEAR_COUNTERS))
+    job = Job(tb, tb.n, 4, tb.n, seed=41, bias=True, out_int32=False)
+    await job.program(tb)
+    await FallingEdge(dut.clk_i)
+    tb.upset(flip(job.place.a_addr + 1, 1))
+    await tb.start_job()
+    await job_done(tb, job)
+    assert await tb.read(int(Reg.ECC_CORR)) == 1
+    for n, word in enumerate((job.place.b_addr + 2, job.place.bias_addr + 3), start=1):
+        clean = tb.codeword(word)
+        await FallingEdge(dut.clk_i)
+        cells = flip(word, 2)
+        tb.upset(cells)
+        await tb.start_job()
+        await tb.wait_done()
+        status = await tb.read(int(Reg.STATUS))
+        assert status == Status.DONE | Status.ERROR | ErrCode.ECC << 4, f"word {word}"
+        assert await tb.read(int(Reg.ECC_UNCORR)) == n
+        await job_done(tb)
+        await FallingEdge(dut.clk_i)
+        tb.upset(cells)
+        await RisingEdge(dut.clk_i)
+        assert tb.codeword(word) == clean
+
+
+@cocotb.test(skip=not EVERY_PROTECTION)
+async def a_flipped_copy_of_every_sequencer_register_is_outvoted(dut):
+    """One copy of each sequencer register flipped in its own cycle of a job: outvoted,
+    the job right, and TMR_MISMATCH counts one cycle for each."""
+    tb = SccTb(dut)
+    await tb.start()
+    job = Job(tb, 2 * tb.n, 6, tb.n, seed=51, bias=True, out_int32=False)
+    await job.program(tb)
+    faults = [
+        accel.ScheduledFault(accel.JobPoint(0, accel.Phase.STREAM, 1 + i),
+                             accel.SeqCopy(name, tb.rng.randrange(3), tb.rng.randrange(width)))
+        for i, (name, width) in enumerate(SEQ_WIDTHS.items())
+    ]  # fmt: skip
+    tb.log.info("faults %s", faults)
+    await tb.start_job(faults)
+    await job_done(tb, job)
+    assert await tb.read(int(Reg.TMR_MISMATCH)) == len(SEQ_WIDTHS)
 
 
 # ---- ECC, scrubbing, TMR and faults ----------------------------------------------------

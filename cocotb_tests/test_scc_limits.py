@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from cocotb.triggers import FallingEdge
 
-from cocotb_tests import builds
-from cocotb_tests.sim import run
+from cocotb_tests import builds, fcov
+from cocotb_tests.sim import hdl_parameters, run
 from cocotb_tests.tb import SPM_BASE, SccTb
 from cocotb_tests.test_scc import Job, cells_of
 from firmware_sim.accel import ErrCode, Reg, Status
@@ -106,6 +106,25 @@ async def descriptors_past_the_scratchpad_are_refused(dut):
         assert await tb.read(int(Reg.MACS)) == 0, fields
         assert await tb.read(int(Reg.ECC_CORR)) == 0, fields
         assert not np.any([tb.data_word(job.place.c_addr + i) for i in range(job.place.c_words)])
+        await tb.write(int(Reg.STATUS), 0x6)
+
+
+@cocotb.test(skip=hdl_parameters().get("N") != 8)
+async def jobs_of_the_largest_dimensions(dut):
+    """M, K and then N at the largest value their registers hold (4095), the others small:
+    C is A @ B + bias, with CYCLES and MACS by the formulas of docs/REGISTERS.md."""
+    tb = SccTb(dut)
+    await tb.start()
+    largest = fcov.DIM_LARGEST
+    for seed, (m, k, ncols) in enumerate([(largest, 1, 2), (3, largest, 2), (1, 2, largest)]):
+        job = Job(tb, m, k, ncols, seed=60 + seed, bias=True, relu=False, out_int32=False,
+                  shift=4)  # fmt: skip
+        tb.log.info("job %d x %d x %d", m, k, ncols)
+        await job.program(tb)
+        await tb.start_job()
+        await tb.wait_done(timeout_us=200_000)
+        await tb.compare_registers()
+        await job.check_absolute(tb)
         await tb.write(int(Reg.STATUS), 0x6)
 
 
