@@ -187,13 +187,13 @@ async def the_scrubber_steps_once_per_period_plus_two_cycles(dut):
     """SCRUB_PERIOD P, with bits 0 to 11 among the periods tried: one step (a word
     read, and written back if corrected) every P + 2 idle cycles, so that after W cycles
     SCRUB_PTR is W // (P + 2), give or take the step in progress."""
-    tb = SccTb(dut)
+    tb = ControlTb(dut)
     await tb.start()
     for period in (1, 3, 0x2A5, 0x0D5A):
         await tb.write(int(Reg.CTRL), int(Ctrl.CLEAR_COUNTERS))
         await tb.write(int(Reg.SCRUB_PERIOD), period)
         start = get_sim_time("ns")
-        await ClockCycles(dut.clk_i, (3 if period < 0x400 else 1) * (period + 2) + period // 2)
+        await ClockCycles(dut.clk_i, (3 if period < 0x400 else 2) * (period + 2) + period // 2)
         await tb.write(int(Reg.SCRUB_PERIOD), 0)
         ran = int(get_sim_time("ns") - start) // 10  # cycles between the two writes
         await ClockCycles(dut.clk_i, 4)
@@ -202,6 +202,22 @@ async def the_scrubber_steps_once_per_period_plus_two_cycles(dut):
         tb.model.scrub_steps(steps)
         await tb.compare_registers()
         assert await tb.read(int(Reg.SCRUB_PTR)) == steps
+    # Across the end of the scratchpad: from its last word but one, three steps end a
+    # pass and start the next at word 1.
+    await tb.write(int(Reg.CTRL), int(Ctrl.CLEAR_COUNTERS))
+    last = 2 * tb.bank_words - 2
+    await FallingEdge(dut.clk_i)
+    tb.upset([FlopBit("g_scrub.u_scrub.ptr_q", b) for b in range(16) if last >> b & 1])
+    await tb.write(int(Reg.SCRUB_PERIOD), 0x2A5)
+    await ClockCycles(dut.clk_i, 3 * (0x2A5 + 2) + 0x2A5 // 2)
+    await tb.write(int(Reg.SCRUB_PERIOD), 0)
+    await ClockCycles(dut.clk_i, 4)
+    scrub = dut.g_scrub.u_scrub
+    assert (int(scrub.ptr_q.value), int(scrub.passes_q.value)) == (1, 1)
+    tb.model.scrub_steps(3)
+    await tb.compare_registers()
+    assert await tb.read(int(Reg.SCRUB_PTR)) == 1
+    assert await tb.read(int(Reg.SCRUB_PASSES)) == 1
     tb.compare_memory()
 
 
@@ -311,6 +327,53 @@ async def a_job_of_more_than_64_column_blocks(dut):
         await job.program(tb)
         await tb.start_job()
         await job_done(tb, job)
+
+
+@cocotb.test(skip=not hdl_parameters().get("TMR_EN", 1))
+async def a_whole_copy_flipped_is_outvoted_by_the_other_two(dut):
+    """Each configuration register all ones, then all zeros, with one whole copy flipped:
+    the two others outvote it at every bit, and the register reads its value."""
+    tb = SccTb(dut)
+    await tb.start()
+    widths = {"IRQ_EN": 1, "DIM_M": 12, "DIM_K": 12, "DIM_N": 12, "A_ADDR": 16,
+              "B_ADDR": 16, "BIAS_ADDR": 16, "C_ADDR": 16, "EPILOGUE": 8}
+    epilogue_ones = 0x1F07  # the stored bits: SHIFT and the three flags
+    for name, width in widths.items():
+        ones = epilogue_ones if name == "EPILOGUE" else (1 << width) - 1
+        for value in (ones, 0):
+            await tb.write(int(Reg[name]), value)
+            for copy in range(3):
+                await FallingEdge(dut.clk_i)
+                tb.upset([RegCopy(name, copy, bit) for bit in range(width)])
+                assert await tb.read(int(Reg[name])) == value, (name, value, copy)
+    await tb.compare_registers()
+
+
+@cocotb.test()
+async def every_double_error_syndrome_is_reported_double(dut):
+    """For each even, non-zero syndrome that two flipped bits of a codeword can give, a
+    word with such a pair: the read is SLVERR with the raw data, never "corrected" into
+    a third bit (with ECC)."""
+    tb = SccTb(dut)
+    await tb.start()
+    if not tb.ecc:
+        return
+    dw = 8 * tb.n
+    column = [tb.code.encode(1 << b) for b in range(dw)] + [1 << p for p in
+                                                            range(tb.code.check_bits)]
+    pairs: dict[int, tuple[int, int]] = {}
+    for a, b in itertools.combinations(range(tb.cw), 2):
+        pairs.setdefault(column[a] ^ column[b], (a, b))
+    base = 2 * tb.cw
+    values = {base + k: tb.rng.getrandbits(dw) for k in range(len(pairs))}
+    tb.preload(values)
+    await FallingEdge(dut.clk_i)
+    tb.upset([c for k, pair in enumerate(pairs.values()) for c in cells_of(tb, base + k,
+                                                                            list(pair))])
+    for k in range(len(pairs)):
+        await tb.read_word(base + k)
+    assert await tb.read(int(Reg.ECC_UNCORR)) == len(pairs)
+    assert await tb.read(int(Reg.ECC_CORR)) == 0
 
 
 # ---- builds -------------------------------------------------------------------------------

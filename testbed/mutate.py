@@ -448,6 +448,12 @@ def fix_netlist(text: str, module: str, name: str, design: Design) -> str:
     for width, reg, index in re.findall(r"^\s*reg (\[\d+:\d+\] )?\\(\w+)\[(\d+)\] ;", text,
                                         flags=re.M):  # fmt: skip
         arrays[(reg, width)].add(int(index))
+    for reg, _ in arrays:
+        net = re.search(rf"^\s*wire (\[\d+:\d+\] )?\\{reg}\[\d+\] ;", text, flags=re.M)
+        if net:
+            # A mutation on a copy's output made it a net: the array the tests index
+            # cannot be rebuilt, and a test failing on the lost name would count a kill.
+            raise MutateError(f"{module}: the mutant turns a word of {reg} into a net")
     for (reg, width), indices in arrays.items():
         declared = re.search(rf"\b(reg|wire)\b[^;\\]*\s{reg}\b", text)
         if indices != set(range(len(indices))) or declared:
