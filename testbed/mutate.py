@@ -29,15 +29,16 @@ a path that fails without a mutation would count every mutant killed.
 
 The subset (``SUBSET``) is the top-level regression of ``cocotb_tests/test_scc.py`` and
 the edge cases of ``cocotb_tests/test_scc_edges.py``, with a fixed seed, on ``BUILD``:
-about 3 s of simulation. The first failing test kills the mutant and ends its
-simulation; a mutant still running after ``--timeout`` seconds is killed by timeout.
+about 9 s of simulation when every test passes. The first failing test kills the mutant
+and ends its simulation; a mutant still running after ``--timeout`` seconds is killed by timeout.
 One that Yosys or Icarus cannot build is an error, outside the score.
 
 Each result is appended to ``results/mutation/<rtl hash>.jsonl`` as it finishes, so an
 interrupted run resumes where it stopped; a new RTL hash starts over. A killed mutant
 stays killed when only the tests change; a survivor is simulated again with the new
 tests. Mutants shown equivalent are listed in ``testbed/mutation_equivalent.yaml`` with
-the reason, and the score (killed / (tried - equivalent - errors)) leaves them out.
+the reason; the score, (killed + killed by timeout) / (tried - equivalent - errors),
+leaves them out.
 
     python -m testbed.mutate [--jobs N] [--count M] [--module NAME] [--sample K]
 """
