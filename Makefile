@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 JOBS   ?= 2
 
-.PHONY: test lint bench fuzz coverage demo sitemap synth venv iverilog verilator chromium clean
+.PHONY: test lint bench fuzz coverage mutate demo sitemap synth venv iverilog verilator chromium clean
 
 venv: $(STAMP)
 
@@ -54,6 +54,15 @@ FUZZ_SECONDS ?= 300
 COVERAGE_TESTS ?=
 coverage: venv
 	$(PY) -m testbed.coverage $(COVERAGE_TESTS)
+
+# Mutation testing of the RTL: Yosys lists mutations of every module (mutate -list), each
+# mutant is simulated under Icarus with the cocotb tests of the mutation build, and
+# results/mutation.json holds the score, the survivors and their source lines
+# (docs/VERIFICATION.md). Resumable: results/mutation/ keeps each mutant's outcome.
+MUTATE_JOBS ?= 2
+MUTATE_ARGS ?=
+mutate: venv iverilog
+	$(PY) -m testbed.mutate --jobs $(MUTATE_JOBS) $(MUTATE_ARGS)
 
 fuzz: venv
 	$(PY) -m bench.fuzz_link

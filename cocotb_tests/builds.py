@@ -46,12 +46,18 @@ STUCK: dict[str, Params] = {
     "n4-no-tmr": {"N": 4, "BANK_WORDS": 256, "TMR_EN": 0, "SCRUB_EN": 0},
 }
 
+#: test_scc_edges: the build that mutation testing (testbed/mutate.py) mutates.
+EDGES: dict[str, Params] = {
+    "n4": {"N": 4, "BANK_WORDS": 256},
+}
+
 #: Every table, by the test module that runs it.
 TABLES: dict[str, dict[str, Params]] = {
     "cocotb_tests.test_scc": SCC,
     "cocotb_tests.test_scc_limits": LIMITS,
     "cocotb_tests.test_scc_control_faults": CONTROL_FAULTS,
     "cocotb_tests.test_scc_stuck": STUCK,
+    "cocotb_tests.test_scc_edges": EDGES,
 }
 
 
