@@ -324,7 +324,7 @@ class FlightSoftware:
         for job in self.jobs.jobs():
             if job.request.wants_progress():
                 due = min(due, job.request.last_report + PROGRESS_INTERVAL_S)
-        gap = self.dispatcher.order.deadline(self.dispatcher.gap_timeout_s)
+        gap = self.dispatcher.next_deadline()
         return due if gap is None else min(due, gap)
 
     # --- services' hooks -------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from firmware_sim.services.verification import Request, reject_unparsed
 from protocol.auth import ReplayWindow, is_hazardous, verify_tc
 from protocol.codes import (
+    START_SEQUENCE,
     TC_TYPES,
     EventId,
     FailureCode,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
     from firmware_sim.ordering import InOrder
     from firmware_sim.requests import RequestMemory
 
-START_SEQUENCE = (Service.REQUEST_OUTCOME, OutcomeSubtype.START_SEQUENCE)
 NEVER_WAIT = frozenset({(Service.TEST, TestSubtype.PING), (Service.REQUEST_OUTCOME,
                                                            OutcomeSubtype.REPORT_OUTCOMES)})
 """TCs that only read: they run on arrival even ahead of a missing count (ICD 6)."""
@@ -183,6 +183,10 @@ class Dispatcher:
             + (f"; starting the {len(leftovers)} TC(s) that waited" if leftovers else "")
         )
         return leftovers
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` has a gap to skip (None: no TC waits)."""
+        return self.order.deadline(self.gap_timeout_s)
 
     def tick(self) -> None:
         """Skip a missing sequence count that did not come in time (ICD 6.1): the TCs that

@@ -58,10 +58,6 @@ class InOrder(Generic[T]):
     """By count: an accepted TC waiting for the counts before it, and since when."""
     _arrived: set[int] = field(default_factory=set)
     """Counts ahead of ``expected`` already handled at once."""
-    waited: int = 0
-    """TCs that waited for an earlier count."""
-    starts: int = 0
-    """Start-sequences run."""
     _gap: tuple[int, int] | None = None
     """(missing count, count that arrived) for the next gap report, if one is due."""
 
@@ -77,7 +73,6 @@ class InOrder(Generic[T]):
         self._arrived.clear()
         self._gap = None
         self.expected = (count + 1) % SEQ_COUNT_MODULO
-        self.starts += 1
         return leftovers
 
     def arrive(self, count: int, item: T, now: float) -> list[T]:
@@ -92,7 +87,6 @@ class InOrder(Generic[T]):
         if not 0 < ahead <= self.hold:
             return [item]
         self._waiting[count] = (item, now)
-        self.waited += 1
         self._gap = (self.expected, count)
         return []
 

@@ -70,7 +70,14 @@ from host.link_events import (
 from host.send_window import may_send_new
 from host.stage import Stage
 from host.tm_matching import TmMatcher
-from protocol.codes import FailureCode, OutcomeSubtype, RejectReason, Service, TestSubtype
+from protocol.codes import (
+    START_SEQUENCE,
+    FailureCode,
+    OutcomeSubtype,
+    RejectReason,
+    Service,
+    TestSubtype,
+)
 from protocol.errors import PacketError
 from protocol.framing import NEED_DATA, Frame, FrameDecoder, FrameRejected, encode_frame
 from protocol.link import (
@@ -88,8 +95,6 @@ from protocol.verification import VerificationReport
 
 log = logging.getLogger("host.link")
 
-START_SEQUENCE = (Service.REQUEST_OUTCOME, OutcomeSubtype.START_SEQUENCE)
-"""The TC that starts in-order execution at the target from its own count (ICD 6.1)."""
 GAP_REPORT = (Service.REQUEST_OUTCOME, OutcomeSubtype.GAP_REPORT)
 """The target's word that TCs wait for a missing count (ICD 6.1)."""
 
@@ -333,7 +338,7 @@ class LinkCore:
         (self._queue if query_for is None else self._asking).append(tracker)
         if claim is not None:
             self._claims[tracker] = claim
-        if internal and query_for is None:
+        if self._own(tracker):
             self.stats.start_tcs += 1
         return tracker.order
 
@@ -836,13 +841,12 @@ class LinkCore:
 
     def _ended(self, tracker: Tracker, now: float) -> None:
         if tracker.internal:
-            command = tracker.command
-            if tracker is self._start_tracker and (command.service, command.subtype) == (
-                START_SEQUENCE
-            ):
-                self._start_sync_ended(tracker, now)
-            elif tracker is self._start_tracker:
-                self._start_ping_ended(tracker, now)
+            if tracker is self._start_tracker:
+                command = tracker.command
+                if (command.service, command.subtype) == START_SEQUENCE:
+                    self._start_sync_ended(tracker, now)
+                else:
+                    self._start_ping_ended(tracker, now)
             elif tracker.query_for is not None:
                 self._query_ended(tracker, now)
             return

@@ -173,6 +173,9 @@ TM_TYPES: frozenset[tuple[int, int]] = frozenset(
 )
 """(service, subtype) pairs the flight software sends as telemetry."""
 
+START_SEQUENCE: tuple[int, int] = (Service.REQUEST_OUTCOME, OutcomeSubtype.START_SEQUENCE)
+"""The TC that starts in-order execution from its own sequence count (ICD 6.1)."""
+
 
 class AckFlags(enum.IntFlag):
     """PUS-C TC acknowledgement flags: which *success* reports the sender asks for."""
