@@ -73,17 +73,19 @@ def accepted_bounds(results: list[Completion | HostError]) -> tuple[int, int]:
     return surely, maybe
 
 
-def run_order(received: list[Received], ours: set[RequestId]) -> tuple[int, int]:
-    """(start reports seen about ``ours``, how many of them name a request whose count is
-    not above the one before)."""
+def start_order(
+    received: list[Received], ours: set[RequestId]
+) -> tuple[list[int], list[tuple[int, int]]]:
+    """The sequence counts of ``ours`` in the order their start reports came, and each
+    neighbouring pair of them whose second count is not above the first."""
     counts = [
         rid.seq_count
         for item in received
         if (item.service, item.subtype) == (1, 3)
         and (rid := VerificationReport.unpack(3, item.source_data).request_id) in ours
     ]
-    late = sum(1 for a, b in zip(counts, counts[1:], strict=False) if seq_diff(b, a) <= 0)
-    return len(counts), late
+    late = [(a, b) for a, b in zip(counts, counts[1:], strict=False) if seq_diff(b, a) <= 0]
+    return counts, late
 
 
 def unknown(result: Completion | HostError) -> bool:
@@ -144,7 +146,7 @@ def run(
         for r in results
     )
     completed = endings["completed"]
-    seen, out_of_order = run_order(
+    seen, late = start_order(
         received, {r.request_id for r in results if isinstance(r, Completion)}
     )
     surely, maybe = accepted_bounds(results)
@@ -169,8 +171,8 @@ def run(
         "fast_retransmit": fast_retransmit,
         "endings": dict(endings),
         "all_ended": sum(endings.values()) == commands,
-        "starts_seen": seen,
-        "out_of_order": out_of_order,
+        "starts_seen": len(seen),
+        "out_of_order": len(late),
         "unknown_outcomes": sum(unknown(r) for r in results),
         "outcome_queries": asked,
         "outcomes_answered": answered,

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from cobs import cobs
 
+from bench.link_reliability import start_order
 from host import (
     NOW,
     Authenticator,
@@ -46,7 +47,6 @@ from protocol.framing import FrameDecoder
 from protocol.packets import make_tc, parse_tc, parse_tm
 from protocol.payloads import ParamId, parameter_ids
 from protocol.request_id import RequestId
-from protocol.sequence import seq_diff
 from protocol.verification import VerificationReport
 
 PARAM_JOB_TIMEOUT = 0x0011  # ICD 15.7
@@ -413,13 +413,7 @@ def test_commands_run_in_the_order_sent_over_a_lossy_line(target, record_propert
         received = link.history.items(start)
         dropped = ch.counters()[TO_TARGET].stream.frames_dropped
     ours = {r.request_id for r in results if isinstance(r, Completion)}
-    order = [
-        VerificationReport.unpack(3, item.source_data).request_id
-        for item in received
-        if (item.service, item.subtype) == (1, 3)
-    ]
-    order = [rid.seq_count for rid in order if rid in ours]
-    late = [(a, b) for a, b in zip(order, order[1:], strict=False) if seq_diff(b, a) <= 0]
+    order, late = start_order(received, ours)
     record_property("ordered_run", {"starts_seen": len(order), "dropped_to_target": dropped,
                                     "retransmissions": stats.retransmissions})  # fmt: skip
     assert len(ours) >= 280 and dropped > 0 and stats.retransmissions > 0

@@ -277,6 +277,16 @@ def test_lost_reports_end_in_a_duplicate_answer_that_completes_once() -> None:
     assert t.core.stats.tm_lost == 4
 
 
+def _accepted(command: Command) -> tuple[Target, int, Telecommand]:
+    """A link up with ``command`` sent at 0 and accepted at 0.1: the target, the command's
+    handle and its TC."""
+    t = _up()
+    handle = t.core.submit(command, 0.0)
+    (tc,) = t.tcs(0.0)
+    t.report(tc, 1, 0.1)
+    return t, handle, tc
+
+
 def _answer_query(t: Target, query: Telecommand, outcome: Outcome, now: float) -> None:
     """The target answers TC[149,1] with TM[149,2] about ``outcome``'s request."""
     assert (query.service, query.subtype) == (149, 1)
@@ -288,10 +298,7 @@ def _answer_query(t: Target, query: Telecommand, outcome: Outcome, now: float) -
 
 
 def test_an_accepted_tc_is_never_sent_again_but_asked_about_after_its_timeout() -> None:
-    t = _up()
-    handle = t.core.submit(Command(17, 1, ack=AckFlags.ACCEPTANCE | AckFlags.COMPLETION), 0.0)
-    (tc,) = t.tcs(0.0)
-    t.report(tc, 1, 0.1)
+    t, handle, tc = _accepted(Command(17, 1, ack=AckFlags.ACCEPTANCE | AckFlags.COMPLETION))
     (query,) = t.advance(0.1 + TIMING.completion_s)
     assert handle not in t.ended(), "not given up: asked about"
     assert t.core.stats.outcome_queries == 1
@@ -302,10 +309,7 @@ def test_an_accepted_tc_is_never_sent_again_but_asked_about_after_its_timeout() 
 
 
 def test_a_lost_failure_report_ends_the_request_with_the_code_and_data_asked() -> None:
-    t = _up()
-    handle = t.core.submit(SET_JOB_TIMEOUT, 0.0)
-    (tc,) = t.tcs(0.0)
-    t.report(tc, 1, 0.1)
+    t, handle, tc = _accepted(SET_JOB_TIMEOUT)
     (query,) = t.advance(0.2 + TIMING.progress_s)
     failed = Outcome(tc.request_id, 8, FailureCode.VALUE_OUT_OF_RANGE, b"\x00\x03")
     _answer_query(t, query, failed, 0.3 + TIMING.progress_s)
@@ -316,10 +320,7 @@ def test_a_lost_failure_report_ends_the_request_with_the_code_and_data_asked() -
 
 
 def test_a_request_still_running_is_awaited_again_then_ends_by_its_report() -> None:
-    t = _up()
-    handle = t.core.submit(PING, 0.0)
-    (tc,) = t.tcs(0.0)
-    t.report(tc, 1, 0.1)
+    t, handle, tc = _accepted(PING)
     now = 0.2 + TIMING.progress_s
     (query,) = t.advance(now)
     _answer_query(t, query, Outcome(tc.request_id, 3), now)
@@ -330,10 +331,7 @@ def test_a_request_still_running_is_awaited_again_then_ends_by_its_report() -> N
 
 
 def test_queries_whose_answers_are_lost_are_sent_anew_then_the_request_times_out() -> None:
-    t = _up()
-    handle = t.core.submit(PING, 0.0)
-    (tc,) = t.tcs(0.0)
-    t.report(tc, 1, 0.1)
+    t, handle, tc = _accepted(PING)
     now, asked = 0.1, []
     while handle not in t.ended() and now < 120.0:
         now = t.core.next_deadline() or now + 1.0
@@ -349,10 +347,7 @@ def test_queries_whose_answers_are_lost_are_sent_anew_then_the_request_times_out
 
 
 def test_a_query_nobody_accepts_takes_the_link_down_as_any_tc() -> None:
-    t = _up()
-    t.core.submit(PING, 0.0)
-    (tc,) = t.tcs(0.0)
-    t.report(tc, 1, 0.1)
+    t, _, tc = _accepted(PING)
     sent = t.advance(0.2 + TIMING.progress_s + 4 * TIMING.acceptance_s)
     copies = 1 + TIMING.max_retransmissions
     assert [q.service for q in sent][:copies] == [149] * copies
@@ -361,10 +356,7 @@ def test_a_query_nobody_accepts_takes_the_link_down_as_any_tc() -> None:
 
 
 def test_an_answer_whose_query_lost_its_completion_report_still_counts() -> None:
-    t = _up()
-    handle = t.core.submit(PING, 0.0)
-    (tc,) = t.tcs(0.0)
-    t.report(tc, 1, 0.1)
+    t, handle, tc = _accepted(PING)
     now = 0.2 + TIMING.progress_s
     (query,) = t.advance(now)
     t.report(query, 1, now)
@@ -375,10 +367,7 @@ def test_an_answer_whose_query_lost_its_completion_report_still_counts() -> None
 
 
 def test_a_request_the_target_forgot_times_out_saying_so() -> None:
-    t = _up()
-    handle = t.core.submit(PING, 0.0)
-    (tc,) = t.tcs(0.0)
-    t.report(tc, 1, 0.1)
+    t, handle, tc = _accepted(PING)
     (query,) = t.advance(0.2 + TIMING.progress_s)
     _answer_query(t, query, Outcome(tc.request_id, 0), 0.3 + TIMING.progress_s)
     error = t.ended()[handle]
@@ -517,10 +506,7 @@ def test_after_lost_tm_a_ping_report_goes_to_the_oldest_open_ping() -> None:
 
 
 def test_tm_for_another_ground_station_is_not_attributed() -> None:
-    t = _up()
-    t.core.submit(PING, 0.0)
-    (tc,) = t.tcs(0.0)
-    t.report(tc, 1, 0.1)
+    t, _, tc = _accepted(PING)
     t.report(tc, 3, 0.1)
     packet = make_tm(17, 2, b"", t.seq, time=EPOCH, dest_id=SOURCE_ID_HOST + 1)
     t.core.receive_data(encode_frame(packet), 0.1)
